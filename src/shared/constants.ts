@@ -1,0 +1,14 @@
+/** Names both the worker and the client rely on. Pure: workflow code imports this file. */
+
+export const TASK_QUEUE = 'ec2-gpu-migration';
+
+/** Tag keys on every AWS resource we create; lookups by these make every activity idempotent. */
+export const TAG_PLAN = 'ec2-gpu-migration:plan';
+export const TAG_STEP = 'ec2-gpu-migration:step';
+export const TAG_WORKFLOW = 'ec2-gpu-migration:workflow';
+/** Set on an instance the guardian watches; the event router finds guarded instances by it. */
+export const TAG_GUARDED = 'ec2-gpu-migration:guarded';
+
+export const migrationWorkflowId = (planName: string): string => `migrate-${planName}`;
+export const guardianWorkflowId = (planName: string): string => `spot-guardian-${planName}`;
+export const routerWorkflowId = (region: string): string => `spot-events-${region}`;

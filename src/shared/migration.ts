@@ -1,0 +1,108 @@
+/**
+ * The migration's messages and status, shared by the workflow, the CLI and the tests.
+ * Pure: workflow code imports this file.
+ */
+import { defineQuery, defineSignal, defineUpdate } from '@temporalio/workflow';
+import type { Plan } from '../plan/schema';
+
+export const PHASES = [
+  { name: 'preflight', title: 'Preflight' },
+  { name: 'launch', title: 'Launch GPU instance' },
+  { name: 'setup', title: 'Environment setup' },
+  { name: 'source', title: 'Source migration' },
+  { name: 'build', title: 'Docker image build' },
+  { name: 'start', title: 'Service start check' },
+  { name: 'voice-test', title: 'Voice clone test' },
+  { name: 'security-group', title: 'Security group' },
+  { name: 'connectivity', title: 'External connectivity' },
+  { name: 'eip-switch', title: 'Elastic IP switch' },
+  { name: 'performance', title: 'Performance test' },
+  { name: 'stop-old', title: 'Stop old instance' },
+] as const;
+
+export type PhaseName = (typeof PHASES)[number]['name'];
+export type PhaseState = 'pending' | 'running' | 'succeeded' | 'failed' | 'skipped' | 'compensated';
+/** Top-level `phase` of the status query: the phase running now, or where the run stands. */
+export type MigrationPhase = PhaseName | 'awaiting-approval' | 'rolling-back' | 'completed' | 'rolled-back' | 'failed';
+
+/** A number or fact with where it came from. Nothing is an estimate dressed as a result. */
+export interface Figure {
+  value: number | string | null;
+  unit?: string;
+  source: 'measured' | 'configured' | 'not reported by the instance' | 'price table';
+}
+
+export interface RemoteOutput {
+  exitCode: number;
+  stdoutTail: string;
+  stderrTail: string;
+}
+
+export interface PhaseRecord {
+  name: PhaseName;
+  title: string;
+  state: PhaseState;
+  attempts: number;
+  startedAt?: string;
+  endedAt?: string;
+  durationMs?: number;
+  figures: Record<string, Figure>;
+  output?: RemoteOutput;
+  lastError?: string;
+}
+
+export interface ApprovalRecord {
+  decision: 'approved' | 'rejected' | 'timed-out';
+  by?: string;
+  comment?: string;
+  at: string;
+  via?: 'signal' | 'update';
+}
+
+export interface IgnoredMessage {
+  name: string;
+  at: string;
+  reason: string;
+}
+
+export interface MigrationStatus {
+  workflowId: string;
+  planName: string;
+  region: string;
+  phase: MigrationPhase;
+  phases: PhaseRecord[];
+  oldInstanceId: string;
+  newInstanceId?: string;
+  elasticIp?: string;
+  approval?: ApprovalRecord;
+  ignoredMessages: IgnoredMessage[];
+  compensations: { name: string; state: 'done' | 'failed' | 'skipped'; detail?: string }[];
+  error?: { type: string; message: string; phase?: PhaseName };
+  guardianWorkflowId?: string;
+}
+
+export interface MigrationInput {
+  plan: Plan;
+  /** Leave the new instance running after a rollback, for debugging. */
+  keepFailed?: boolean;
+}
+
+export interface ApprovePayload {
+  by: string;
+  comment?: string;
+}
+export interface RejectPayload {
+  by: string;
+  reason: string;
+}
+export type Decision = ({ decision: 'approve' } & ApprovePayload) | ({ decision: 'reject' } & RejectPayload);
+
+export const approveSignal = defineSignal<[ApprovePayload]>('approve');
+export const rejectSignal = defineSignal<[RejectPayload]>('reject');
+export const decideUpdate = defineUpdate<ApprovalRecord, [Decision]>('decide');
+export const statusQuery = defineQuery<MigrationStatus>('status');
+
+export const SIGNAL_DESCRIPTIONS = {
+  approve: 'Approve the cut-over: stop the old instance (after an AMI backup). Payload: {"by": "your name", "comment": "optional"}',
+  reject: 'Reject the cut-over: roll back (Elastic IP to the old instance, terminate the new one). Payload: {"by": "your name", "reason": "why"}',
+} as const;
