@@ -1,6 +1,7 @@
 import { EC2Client } from '@aws-sdk/client-ec2';
 import { SQSClient } from '@aws-sdk/client-sqs';
 import { SSMClient } from '@aws-sdk/client-ssm';
+import { NoCapacityRetryStrategy } from './retry';
 
 /**
  * One client of each service per region, made on first use and kept for the worker's life.
@@ -26,7 +27,7 @@ export interface AwsClientOptions {
 export function createAwsClients(options: AwsClientOptions = {}): AwsClients {
   const config = (region: string) => ({
     region,
-    maxAttempts: options.maxAttempts ?? 3,
+    retryStrategy: new NoCapacityRetryStrategy(options.maxAttempts ?? 3),
     ...(options.endpoint ? { endpoint: options.endpoint } : {}),
     ...(options.credentials ? { credentials: options.credentials } : {}),
   });

@@ -1,13 +1,15 @@
 import { readFile } from 'node:fs/promises';
-import { parse as parseYaml } from 'yaml';
-import type { z } from 'zod';
+import { isMap, isScalar, isSeq, LineCounter, parseDocument, type Document, type Node as YamlNode } from 'yaml';
+import { z } from 'zod';
 import { planSchema, type Plan } from './schema';
 
 export interface PlanProblem {
-  /** Where in the plan, e.g. `target.subnetIds[0]`; `(plan)` for the whole document. */
+  /** Where in the plan, e.g. `target.subnetIds[0]`; `(plan)` for the whole document, `(file)` when it cannot be read. */
   field: string;
-  /** What was expected there. */
+  /** What was expected there, e.g. `string, got number`. */
   expected: string;
+  /** 1-based line in the plan file, when the field is written there. */
+  line?: number;
 }
 
 /** A plan that cannot be used. The CLI maps it to exit code 2. */
@@ -16,11 +18,16 @@ export class PlanError extends Error {
     readonly source: string,
     readonly problems: PlanProblem[],
   ) {
-    super(`invalid plan ${source}:\n${problems.map((p) => `  - ${p.field}: expected ${p.expected}`).join('\n')}`);
+    super(
+      `invalid plan ${source}:\n${problems
+        .map((p) => `  - ${p.field}${p.line !== undefined ? ` (line ${p.line})` : ''}: expected ${p.expected}`)
+        .join('\n')}`,
+    );
     this.name = 'PlanError';
   }
 }
 
+/** `['target', 'subnetIds', 0]` → `target.subnetIds[0]`. */
 export function fieldPath(path: readonly PropertyKey[]): string {
   let out = '';
   for (const part of path) {
@@ -30,45 +37,284 @@ export function fieldPath(path: readonly PropertyKey[]): string {
   return out || '(plan)';
 }
 
+// ---------------------------------------------------------------------------------------------
+// Messages. Schema checks carry their own "expected …" text; this map words every other issue
+// zod can raise in the same way, so no message reads "Invalid input".
+
+const TYPE_WORDS: Record<string, string> = {
+  string: 'string',
+  number: 'number',
+  int: 'integer',
+  boolean: 'boolean (true or false)',
+  array: 'list',
+  object: 'mapping',
+  null: 'null',
+};
+
+/** The YAML-facing name of a value's type. */
+export function typeName(value: unknown): string {
+  if (value === null) return 'null';
+  if (value === undefined) return 'nothing';
+  if (Array.isArray(value)) return 'list';
+  if (typeof value === 'number' && Number.isNaN(value)) return 'NaN';
+  if (typeof value === 'number' && !Number.isFinite(value)) return 'infinity';
+  if (typeof value === 'object') return 'mapping';
+  return typeof value;
+}
+
+function describedAs(schema: unknown): string | undefined {
+  if (!schema || typeof schema !== 'object') return undefined;
+  const text = z.globalRegistry.get(schema as z.core.$ZodType)?.description;
+  if (!text) return undefined;
+  // "The instance …" reads as "the instance …" mid-sentence; "AWS region …" stays as it is.
+  return /^[A-Z][a-z]/.test(text) ? text.charAt(0).toLowerCase() + text.slice(1) : text;
+}
+
+const planErrorMap: z.core.$ZodErrorMap = (iss) => {
+  switch (iss.code) {
+    case 'invalid_type': {
+      const word = TYPE_WORDS[iss.expected] ?? iss.expected;
+      if (iss.input === undefined) {
+        const what = describedAs(iss.inst);
+        return `${word} (required key is missing)${what ? `: ${what}` : ''}`;
+      }
+      return `${word}, got ${typeName(iss.input)}`;
+    }
+    case 'too_small':
+    case 'too_big': {
+      const small = iss.code === 'too_small';
+      const limit = String(small ? iss.minimum : iss.maximum);
+      if (iss.origin === 'array') return `${small ? 'at least' : 'at most'} ${limit} item(s)`;
+      if (iss.origin === 'string') return `${small ? 'at least' : 'at most'} ${limit} character(s)`;
+      const op = small ? (iss.inclusive ? '≥' : '>') : iss.inclusive ? '≤' : '<';
+      return `a ${iss.origin === 'int' ? 'whole number' : 'number'} ${op} ${limit}`;
+    }
+    case 'invalid_format':
+      if (iss.format === 'regex' && iss.pattern) return `a string matching ${iss.pattern}`;
+      if (iss.format === 'url') return 'a URL such as https://example.com/path';
+      if (iss.format === 'starts_with') return `a string starting with ${JSON.stringify(iss.prefix)}`;
+      if (iss.format === 'ends_with') return `a string ending with ${JSON.stringify(iss.suffix)}`;
+      if (iss.format === 'includes') return `a string containing ${JSON.stringify(iss.includes)}`;
+      return `a valid ${iss.format}`;
+    case 'not_multiple_of':
+      return `a multiple of ${String(iss.divisor)}`;
+    case 'invalid_value':
+      return `one of ${iss.values.map((v) => JSON.stringify(v)).join(', ')}`;
+    case 'unrecognized_keys':
+      return 'a known key (unknown keys are errors)';
+    case 'invalid_union':
+      return 'a value of one of the allowed forms';
+    case 'invalid_key':
+      return 'valid keys';
+    case 'invalid_element':
+      return 'valid entries';
+    case 'custom':
+      return 'a valid value';
+    default:
+      return undefined;
+  }
+};
+
+// ---------------------------------------------------------------------------------------------
+// Unknown keys: name the key, and suggest the one that was probably meant.
+
+type SchemaDef = { type: string; innerType?: z.core.$ZodType; in?: z.core.$ZodType; shape?: Record<string, z.core.$ZodType>; element?: z.core.$ZodType };
+const WRAPPERS = new Set(['optional', 'default', 'prefault', 'nullable', 'nonoptional', 'readonly', 'catch']);
+
+function unwrap(schema: z.core.$ZodType): SchemaDef {
+  let def = schema._zod.def as unknown as SchemaDef;
+  for (;;) {
+    if (WRAPPERS.has(def.type) && def.innerType) def = def.innerType._zod.def as unknown as SchemaDef;
+    else if (def.type === 'pipe' && def.in) def = def.in._zod.def as unknown as SchemaDef;
+    else return def;
+  }
+}
+
+/** The keys the schema allows for the mapping at `path`. */
+export function knownKeysAt(path: readonly PropertyKey[]): string[] {
+  let def = unwrap(planSchema);
+  for (const part of path) {
+    const next = def.type === 'object' ? def.shape?.[String(part)] : def.type === 'array' ? def.element : undefined;
+    if (!next) return [];
+    def = unwrap(next);
+  }
+  return def.type === 'object' && def.shape ? Object.keys(def.shape) : [];
+}
+
+function editDistance(a: string, b: string): number {
+  let prev = Array.from({ length: b.length + 1 }, (_, j) => j);
+  for (let i = 1; i <= a.length; i++) {
+    const row = [i];
+    for (let j = 1; j <= b.length; j++) {
+      row[j] = Math.min(prev[j] + 1, row[j - 1] + 1, prev[j - 1] + (a[i - 1] === b[j - 1] ? 0 : 1));
+    }
+    prev = row;
+  }
+  return prev[b.length];
+}
+
+function closestKey(key: string, known: string[]): string | undefined {
+  const lower = key.toLowerCase().replace(/[-_]/g, '');
+  const exact = known.find((k) => k.toLowerCase() === lower);
+  if (exact) return exact;
+  let best: string | undefined;
+  let bestDistance = Math.max(2, Math.floor(key.length / 4)) + 1;
+  for (const k of known) {
+    const d = editDistance(lower, k.toLowerCase());
+    if (d < bestDistance) [best, bestDistance] = [k, d];
+  }
+  return best;
+}
+
+function unknownKeyText(key: string, known: string[]): string {
+  const guess = closestKey(key, known);
+  if (guess) return `a known key: did you mean '${guess}'? (unknown keys are errors)`;
+  return `a known key, one of: ${known.filter((k) => !k.startsWith('$')).join(', ')} (unknown keys are errors)`;
+}
+
+// ---------------------------------------------------------------------------------------------
+
+function shown(value: unknown): string {
+  const text = typeof value === 'string' ? JSON.stringify(value) : String(value);
+  return text.length > 60 ? `${text.slice(0, 57)}…` : text;
+}
+
+/** What was actually written, when it helps to see it beside what was expected. */
+function gotSuffix(issue: z.core.$ZodIssue): string {
+  if (/\bgot\b/.test(issue.message) || !('input' in issue) || issue.input === undefined) return '';
+  const input = issue.input;
+  switch (issue.code) {
+    case 'invalid_type':
+      return issue.expected === 'int' && typeof input === 'number' ? `, got ${shown(input)}` : `, got ${typeName(input)}`;
+    case 'too_small':
+    case 'too_big':
+      if (Array.isArray(input)) return `, got ${input.length} item(s)`;
+      if (typeof input === 'string') return `, got ${input.length} character(s)`;
+      return `, got ${shown(input)}`;
+    case 'invalid_format':
+    case 'invalid_value':
+    case 'not_multiple_of':
+      return typeof input === 'object' && input !== null ? '' : `, got ${shown(input)}`;
+    default:
+      return '';
+  }
+}
+
 function describeIssue(issue: z.core.$ZodIssue): PlanProblem[] {
   if (issue.code === 'unrecognized_keys') {
-    return issue.keys.map((key) => ({ field: fieldPath([...issue.path, key]), expected: 'no such key (unknown keys are errors)' }));
+    const known = knownKeysAt(issue.path);
+    return issue.keys.map((key) => ({ field: fieldPath([...issue.path, key]), expected: unknownKeyText(key, known) }));
   }
-  let expected = issue.message;
-  if (issue.code === 'invalid_type') expected = `${issue.expected}${issue.input === undefined ? ' (missing)' : ''}`;
-  else if (issue.code === 'invalid_value') expected = `one of ${issue.values.map((v) => JSON.stringify(v)).join(', ')}`;
-  else if (issue.code === 'too_small') expected = `${issue.origin === 'array' ? 'at least' : '≥'} ${String(issue.minimum)}${issue.origin === 'array' ? ' item(s)' : ''}`;
-  else if (issue.code === 'too_big') expected = `${issue.origin === 'array' ? 'at most' : '≤'} ${String(issue.maximum)}${issue.origin === 'array' ? ' item(s)' : ''}`;
-  return [{ field: fieldPath(issue.path), expected: expected.replace(/^Invalid (string|input): (must match pattern .*|expected )?/, '') || issue.message }];
+  return [{ field: fieldPath(issue.path), expected: issue.message + gotSuffix(issue) }];
 }
 
 /** Validates parsed plan data; throws PlanError naming every bad field. */
 export function validatePlan(data: unknown, source = 'plan'): Plan {
-  const result = planSchema.safeParse(data, { reportInput: true });
+  const result = planSchema.safeParse(data, { reportInput: true, error: planErrorMap });
   if (result.success) return result.data;
-  throw new PlanError(source, result.error.issues.flatMap(describeIssue));
+  const problems = result.error.issues.flatMap(describeIssue);
+  // One problem per field and text: the same fact found by two rules is said once.
+  const seen = new Set<string>();
+  throw new PlanError(
+    source,
+    problems.filter((p) => {
+      const key = `${p.field}\u0000${p.expected}`;
+      return seen.has(key) ? false : (seen.add(key), true);
+    }),
+  );
 }
 
-/** Parses YAML or JSON text (JSON is YAML) and validates it. */
+// ---------------------------------------------------------------------------------------------
+// YAML (JSON is YAML)
+
+function yamlProblem(message: string, linePos?: readonly { line: number; col: number }[]): PlanProblem {
+  const first = message.split('\n')[0].replace(/ at line \d+, column \d+:?$/, '');
+  const where = linePos?.[0] ? ` (line ${linePos[0].line}, column ${linePos[0].col})` : '';
+  return { field: '(plan)', expected: `valid YAML or JSON: ${first}${where}` };
+}
+
+/** Keys written twice in one mapping, each named by its path. */
+function duplicateKeys(doc: Document, lines: LineCounter): PlanProblem[] {
+  const problems: PlanProblem[] = [];
+  const visit = (node: unknown, path: (string | number)[]): void => {
+    if (isMap(node)) {
+      const first = new Map<string, number>();
+      for (const pair of node.items) {
+        const keyNode = pair.key;
+        const key = isScalar(keyNode) ? String(keyNode.value) : undefined;
+        const line = keyNode && (keyNode as YamlNode).range ? lines.linePos((keyNode as YamlNode).range![0]).line : undefined;
+        if (key === undefined) {
+          problems.push({ field: fieldPath(path), expected: 'plain keys (a mapping or list cannot be a key)', ...(line ? { line } : {}) });
+          continue;
+        }
+        const earlier = first.get(key);
+        if (earlier !== undefined) {
+          problems.push({
+            field: fieldPath([...path, key]),
+            expected: `each key once in a mapping ('${key}' is also on line ${earlier})`,
+            ...(line ? { line } : {}),
+          });
+        } else first.set(key, line ?? 0);
+        visit(pair.value, [...path, key]);
+      }
+    } else if (isSeq(node)) {
+      node.items.forEach((item, i) => visit(item, [...path, i]));
+    }
+  };
+  visit(doc.contents, []);
+  return problems;
+}
+
+function lineOf(doc: Document, lines: LineCounter, field: string): number | undefined {
+  if (field.startsWith('(')) return undefined;
+  const path = field.split(/\.|(?=\[)/).map((part) => (part.startsWith('[') ? Number(part.slice(1, -1)) : part));
+  // For an unknown key, point at the key itself; otherwise at the value.
+  const node = doc.getIn(path, true) as YamlNode | undefined;
+  const range = node && typeof node === 'object' && 'range' in node ? node.range : undefined;
+  return range ? lines.linePos(range[0]).line : undefined;
+}
+
+/** Parses YAML or JSON text and validates it. */
 export function parsePlanText(text: string, source = 'plan'): Plan {
+  const lines = new LineCounter();
+  const doc = parseDocument(text, { uniqueKeys: false, prettyErrors: true, lineCounter: lines });
+  const syntax = [...doc.errors, ...doc.warnings].map((e) => yamlProblem(e.message, e.linePos));
+  if (syntax.length > 0) throw new PlanError(source, syntax);
+  const duplicates = duplicateKeys(doc, lines);
+  if (duplicates.length > 0) throw new PlanError(source, duplicates);
+
   let data: unknown;
   try {
-    data = parseYaml(text, { prettyErrors: true, uniqueKeys: true });
+    data = doc.toJS({ maxAliasCount: 100 });
   } catch (err) {
-    throw new PlanError(source, [{ field: '(plan)', expected: `valid YAML or JSON (${(err as Error).message.split('\n')[0]})` }]);
+    throw new PlanError(source, [yamlProblem((err as Error).message)]);
   }
-  if (data === null || typeof data !== 'object' || Array.isArray(data)) {
-    throw new PlanError(source, [{ field: '(plan)', expected: 'a mapping of plan keys (name, region, source, …)' }]);
+  if (data === null || data === undefined || typeof data !== 'object' || Array.isArray(data)) {
+    const got = data === null || data === undefined ? 'an empty document' : typeName(data);
+    throw new PlanError(source, [{ field: '(plan)', expected: `a mapping of plan keys (name, region, source, …), got ${got}` }]);
   }
-  return validatePlan(data, source);
+  try {
+    return validatePlan(data, source);
+  } catch (err) {
+    if (!(err instanceof PlanError)) throw err;
+    throw new PlanError(
+      source,
+      err.problems.map((p) => {
+        const line = lineOf(doc, lines, p.field);
+        return line !== undefined ? { ...p, line } : p;
+      }),
+    );
+  }
 }
 
+/** Reads, parses and validates a plan file. */
 export async function loadPlanFile(file: string): Promise<Plan> {
   let text: string;
   try {
     text = await readFile(file, 'utf8');
   } catch (err) {
-    throw new PlanError(file, [{ field: '(file)', expected: `a readable plan file (${(err as NodeJS.ErrnoException).code ?? (err as Error).message})` }]);
+    const reason = (err as NodeJS.ErrnoException).code ?? (err as Error).message;
+    throw new PlanError(file, [{ field: '(file)', expected: `a readable plan file (${reason})` }]);
   }
   return parsePlanText(text, file);
 }

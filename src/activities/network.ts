@@ -1,0 +1,180 @@
+import {
+  AssociateAddressCommand,
+  AuthorizeSecurityGroupIngressCommand,
+  DescribeAddressesCommand,
+  DescribeSecurityGroupsCommand,
+  RevokeSecurityGroupIngressCommand,
+  type IpPermission,
+} from '@aws-sdk/client-ec2';
+import { ApplicationFailure } from '@temporalio/activity';
+import { aws } from '../aws/call';
+import type { AwsClients } from '../aws/clients';
+import { plannedIngress } from '../plan/describe';
+import type { Plan } from '../plan/schema';
+import { attempt } from './util';
+
+/** One ingress rule as we compare them: a TCP port (or range) from one IPv4 CIDR. */
+export interface Rule {
+  protocol: string;
+  fromPort: number;
+  toPort: number;
+  cidr: string;
+  description?: string;
+}
+
+export interface IngressResult {
+  groupId: string;
+  /** Rules the plan asks for. */
+  planned: Rule[];
+  /** Rules this run added (it revokes exactly these on rollback). */
+  added: Rule[];
+  /** Rules not in the plan that were there before; left alone unless ingress.revokeUnplanned. */
+  unplanned: Rule[];
+  /** Unplanned rules revoked because the plan said so (restored on rollback). */
+  revoked: Rule[];
+  /** The group's ingress afterwards, as AWS reports it. */
+  final: Rule[];
+  attempt: number;
+}
+
+export interface AddressInfo {
+  allocationId: string;
+  publicIp: string;
+  instanceId?: string;
+  associationId?: string;
+}
+
+const key = (r: Rule) => `${r.protocol}/${r.fromPort}-${r.toPort}/${r.cidr}`;
+
+export const ruleDescription = (plan: Plan) => `ec2-gpu-migration:${plan.name}`;
+
+export function rulesOf(perms: IpPermission[] | undefined): Rule[] {
+  const out: Rule[] = [];
+  for (const p of perms ?? []) {
+    for (const range of p.IpRanges ?? []) {
+      out.push({
+        protocol: p.IpProtocol ?? '-1',
+        fromPort: p.FromPort ?? -1,
+        toPort: p.ToPort ?? -1,
+        cidr: range.CidrIp ?? '',
+        ...(range.Description ? { description: range.Description } : {}),
+      });
+    }
+  }
+  return out;
+}
+
+function permission(rule: Rule): IpPermission {
+  return {
+    IpProtocol: rule.protocol,
+    FromPort: rule.fromPort,
+    ToPort: rule.toPort,
+    IpRanges: [{ CidrIp: rule.cidr, ...(rule.description ? { Description: rule.description } : {}) }],
+  };
+}
+
+export function createNetworkActivities(clients: AwsClients) {
+  async function describeGroup(region: string, groupId: string): Promise<Rule[]> {
+    const out = await aws(`describe security group ${groupId}`, () =>
+      clients.ec2(region).send(new DescribeSecurityGroupsCommand({ GroupIds: [groupId] })),
+    );
+    const group = out.SecurityGroups?.[0];
+    if (!group) throw ApplicationFailure.create({ type: 'InvalidGroup.NotFound', message: `security group ${groupId} does not exist`, nonRetryable: true });
+    return rulesOf(group.IpPermissions);
+  }
+
+  async function authorize(region: string, groupId: string, rule: Rule): Promise<void> {
+    try {
+      await aws(`open ${key(rule)} on ${groupId}`, () =>
+        clients.ec2(region).send(new AuthorizeSecurityGroupIngressCommand({ GroupId: groupId, IpPermissions: [permission(rule)] })),
+      );
+    } catch (err) {
+      // Added by a concurrent or earlier attempt: the rule is there, which is what we want.
+      if (!(err instanceof ApplicationFailure && err.type === 'InvalidPermission.Duplicate')) throw err;
+    }
+  }
+
+  async function revoke(region: string, groupId: string, rule: Rule): Promise<void> {
+    try {
+      await aws(`close ${key(rule)} on ${groupId}`, () =>
+        clients.ec2(region).send(
+          new RevokeSecurityGroupIngressCommand({
+            GroupId: groupId,
+            IpPermissions: [{ IpProtocol: rule.protocol, FromPort: rule.fromPort, ToPort: rule.toPort, IpRanges: [{ CidrIp: rule.cidr }] }],
+          }),
+        ),
+      );
+    } catch (err) {
+      if (!(err instanceof ApplicationFailure && err.type === 'InvalidPermission.NotFound')) throw err;
+    }
+  }
+
+  /**
+   * Phase 7: makes the first target security group's ingress match the plan. Rules we add carry
+   * our description, so a retry or the rollback finds exactly what this plan added.
+   */
+  async function applyIngress(input: { plan: Plan }): Promise<IngressResult> {
+    const { plan } = input;
+    const groupId = plan.target.securityGroupIds[0];
+    const description = ruleDescription(plan);
+    const planned: Rule[] = plannedIngress(plan).map((r) => ({ protocol: 'tcp', fromPort: r.port, toPort: r.port, cidr: r.cidr, description }));
+    const before = await describeGroup(plan.region, groupId);
+    const present = new Map(before.map((r) => [key(r), r]));
+    const wanted = new Set(planned.map(key));
+
+    for (const rule of planned) if (!present.has(key(rule))) await authorize(plan.region, groupId, rule);
+    const unplanned = before.filter((r) => !wanted.has(key(r)));
+    const revoked: Rule[] = [];
+    if (plan.ingress.revokeUnplanned) {
+      for (const rule of unplanned) {
+        await revoke(plan.region, groupId, rule);
+        revoked.push(rule);
+      }
+    }
+    const final = await describeGroup(plan.region, groupId);
+    const added = final.filter((r) => r.description === description && wanted.has(key(r)));
+    return { groupId, planned, added, unplanned, revoked, final, attempt: attempt() };
+  }
+
+  /** Rollback of phase 7: revokes the rules this plan added and restores what it revoked. */
+  async function undoIngress(input: { plan: Plan; restore: Rule[] }): Promise<{ revoked: Rule[]; restored: Rule[] }> {
+    const { plan } = input;
+    const groupId = plan.target.securityGroupIds[0];
+    const ours = (await describeGroup(plan.region, groupId)).filter((r) => r.description === ruleDescription(plan));
+    for (const rule of ours) await revoke(plan.region, groupId, rule);
+    for (const rule of input.restore) await authorize(plan.region, groupId, rule);
+    return { revoked: ours, restored: input.restore };
+  }
+
+  async function describeAddress(input: { region: string; allocationId: string }): Promise<AddressInfo> {
+    const out = await aws(`describe Elastic IP ${input.allocationId}`, () =>
+      clients.ec2(input.region).send(new DescribeAddressesCommand({ AllocationIds: [input.allocationId] })),
+    );
+    const a = out.Addresses?.[0];
+    if (!a?.PublicIp) throw ApplicationFailure.create({ type: 'InvalidAllocationID.NotFound', message: `Elastic IP ${input.allocationId} does not exist`, nonRetryable: true });
+    return { allocationId: input.allocationId, publicIp: a.PublicIp, instanceId: a.InstanceId, associationId: a.AssociationId };
+  }
+
+  /**
+   * Phase 9 (and its undo, and the guardian's move): puts the Elastic IP on `instanceId`, with
+   * AllowReassociation (moto and older APIs refuse to move an associated address without it),
+   * then reads it back to verify.
+   */
+  async function associateAddress(input: { region: string; allocationId: string; instanceId: string }): Promise<AddressInfo & { previousInstanceId?: string; attempt: number }> {
+    const before = await describeAddress(input);
+    if (before.instanceId !== input.instanceId) {
+      await aws(`move Elastic IP ${before.publicIp} to ${input.instanceId}`, () =>
+        clients.ec2(input.region).send(
+          new AssociateAddressCommand({ AllocationId: input.allocationId, InstanceId: input.instanceId, AllowReassociation: true }),
+        ),
+      );
+    }
+    const after = await describeAddress(input);
+    if (after.instanceId !== input.instanceId) {
+      throw ApplicationFailure.create({ type: 'AssociationNotVerified', message: `Elastic IP ${after.publicIp} is on ${after.instanceId ?? 'nothing'}, not ${input.instanceId}` });
+    }
+    return { ...after, previousInstanceId: before.instanceId, attempt: attempt() };
+  }
+
+  return { applyIngress, undoIngress, describeAddress, associateAddress, describeSecurityGroupRules: (i: { region: string; groupId: string }) => describeGroup(i.region, i.groupId) };
+}

@@ -1,0 +1,155 @@
+import {
+  DescribeImagesCommand,
+  DescribeInstanceTypesCommand,
+  DescribeSecurityGroupsCommand,
+  DescribeSubnetsCommand,
+  RunInstancesCommand,
+  StopInstancesCommand,
+  AssociateAddressCommand,
+  type _InstanceType,
+} from '@aws-sdk/client-ec2';
+import { ApplicationFailure } from '@temporalio/activity';
+import { aws } from '../aws/call';
+import type { AwsClients } from '../aws/clients';
+import type { Plan } from '../plan/schema';
+import { ErrorType, NON_RETRYABLE_AWS_CODES } from '../shared/errors';
+import { describeInstances, instanceInfo, resolveImageId, type InstanceInfo } from './instances';
+import type { createNetworkActivities, AddressInfo } from './network';
+import { attempt } from './util';
+
+export interface InstanceTypeFacts {
+  instanceType: string;
+  vcpus?: number;
+  memoryMiB?: number;
+  gpus?: string;
+}
+
+export interface PreflightResult {
+  source: InstanceInfo;
+  address: AddressInfo;
+  imageId: string;
+  imageName?: string;
+  subnets: { subnetId: string; availabilityZone?: string }[];
+  instanceTypes: InstanceTypeFacts[];
+  /** What DryRun proved we may do. */
+  permissions: string[];
+  warnings: string[];
+  attempt: number;
+}
+
+type Network = ReturnType<typeof createNetworkActivities>;
+
+/** Phase 0: checks the plan against AWS, collecting every problem before failing. */
+export function createPreflight(clients: AwsClients, network: Network) {
+  return async function preflight(input: { plan: Plan }): Promise<PreflightResult> {
+    const { plan } = input;
+    const ec2 = clients.ec2(plan.region);
+    const problems: string[] = [];
+    const warnings: string[] = [];
+    // Missing resources are reported together, so one run of preflight shows them all.
+    const collect = async <T>(what: string, work: () => Promise<T>): Promise<T | undefined> => {
+      try {
+        return await work();
+      } catch (err) {
+        if (err instanceof ApplicationFailure && err.nonRetryable) {
+          problems.push(`${what}: ${err.message}`);
+          return undefined;
+        }
+        throw err;
+      }
+    };
+
+    const [sourceInstance] =
+      (await collect('source.instanceId', () => describeInstances(ec2, 'describe the source instance', { InstanceIds: [plan.source.instanceId] }))) ?? [];
+    if (sourceInstance && sourceInstance.State?.Name !== 'running') {
+      problems.push(`source.instanceId: ${plan.source.instanceId} is ${sourceInstance.State?.Name}, expected running (the old instance must be serving)`);
+    }
+    const address = await collect('elasticIp.allocationId', () => network.describeAddress({ region: plan.region, allocationId: plan.elasticIp.allocationId }));
+    if (address && address.instanceId !== plan.source.instanceId) {
+      warnings.push(`the Elastic IP ${address.publicIp} is on ${address.instanceId ?? 'no instance'}, not on the source instance ${plan.source.instanceId}`);
+    }
+    const subnetsOut = await collect('target.subnetIds', () =>
+      aws('describe the target subnets', () => ec2.send(new DescribeSubnetsCommand({ SubnetIds: plan.target.subnetIds }))),
+    );
+    await collect('target.securityGroupIds', () =>
+      aws('describe the target security groups', () => ec2.send(new DescribeSecurityGroupsCommand({ GroupIds: plan.target.securityGroupIds }))),
+    );
+    const imageId = await collect(plan.target.imageId ? 'target.imageId' : 'target.imageParameter', () => resolveImageId(clients, plan));
+    let imageName: string | undefined;
+    if (imageId) {
+      const images = await collect('target.imageId', () => aws(`describe image ${imageId}`, () => ec2.send(new DescribeImagesCommand({ ImageIds: [imageId] }))));
+      const image = images?.Images?.[0];
+      if (images && !image) problems.push(`target.imageId: image ${imageId} does not exist`);
+      else if (image && image.State !== 'available') problems.push(`target.imageId: image ${imageId} is ${image.State}, expected available`);
+      imageName = image?.Name;
+    }
+    const types = [plan.target.instanceType, ...plan.target.fallbackInstanceTypes];
+    const typesOut = await collect('target.instanceType', () =>
+      aws('describe the target instance types', () => ec2.send(new DescribeInstanceTypesCommand({ InstanceTypes: types as _InstanceType[] }))),
+    );
+    const instanceTypes: InstanceTypeFacts[] = (typesOut?.InstanceTypes ?? []).map((t) => ({
+      instanceType: t.InstanceType ?? '',
+      vcpus: t.VCpuInfo?.DefaultVCpus,
+      memoryMiB: t.MemoryInfo?.SizeInMiB,
+      gpus: t.GpuInfo?.Gpus?.map((g) => `${g.Count ?? 1}× ${g.Manufacturer ?? ''} ${g.Name ?? ''}`.replace(/\s+/g, ' ').trim()).join(', '),
+    }));
+    for (const t of instanceTypes) if (!t.gpus) warnings.push(`${t.instanceType} has no GPU`);
+
+    if (problems.length > 0) {
+      throw ApplicationFailure.create({ type: ErrorType.PreflightFailed, message: `the plan does not match AWS:\n- ${problems.join('\n- ')}`, nonRetryable: true, details: [problems] });
+    }
+
+    // Permission, without side effects: DryRun answers DryRunOperation when we may act.
+    const permissions: string[] = [];
+    const dryRun = async (what: string, send: () => Promise<unknown>) => {
+      try {
+        await send();
+        warnings.push(`${what}: DryRun did not answer DryRunOperation`);
+      } catch (err) {
+        const code = (err as Error).name;
+        if (code === 'DryRunOperation') permissions.push(what);
+        else if (code === 'UnauthorizedOperation') problems.push(`IAM: not allowed to ${what}`);
+        else if (NON_RETRYABLE_AWS_CODES.has(code)) problems.push(`${what}: DryRun answered ${code}: ${(err as Error).message}`);
+        else warnings.push(`${what}: DryRun answered ${code}`);
+      }
+    };
+    await dryRun('ec2:RunInstances', () =>
+      ec2.send(
+        new RunInstancesCommand({
+          DryRun: true,
+          ImageId: imageId,
+          InstanceType: plan.target.instanceType as _InstanceType,
+          MinCount: 1,
+          MaxCount: 1,
+          SubnetId: plan.target.subnetIds[0],
+          SecurityGroupIds: plan.target.securityGroupIds,
+        }),
+      ),
+    );
+    await dryRun('ec2:StopInstances (source)', () => ec2.send(new StopInstancesCommand({ DryRun: true, InstanceIds: [plan.source.instanceId] })));
+    await dryRun('ec2:AssociateAddress', () =>
+      ec2.send(new AssociateAddressCommand({ DryRun: true, AllocationId: plan.elasticIp.allocationId, InstanceId: plan.source.instanceId, AllowReassociation: true })),
+    );
+    if (problems.length > 0) {
+      const unauthorized = problems.every((p) => p.startsWith('IAM:'));
+      throw ApplicationFailure.create({
+        type: unauthorized ? 'UnauthorizedOperation' : ErrorType.PreflightFailed,
+        message: `${unauthorized ? 'missing IAM permissions' : 'AWS refuses the planned calls'}:\n- ${problems.join('\n- ')}`,
+        nonRetryable: true,
+        details: [problems],
+      });
+    }
+
+    return {
+      source: instanceInfo(sourceInstance!),
+      address: address!,
+      imageId: imageId!,
+      imageName,
+      subnets: (subnetsOut?.Subnets ?? []).map((s) => ({ subnetId: s.SubnetId ?? '', availabilityZone: s.AvailabilityZone })),
+      instanceTypes,
+      permissions,
+      warnings,
+      attempt: attempt(),
+    };
+  };
+}

@@ -1,0 +1,53 @@
+import { DescribeSpotPriceHistoryCommand, type _InstanceType } from '@aws-sdk/client-ec2';
+import { aws } from '../aws/call';
+import type { AwsClients } from '../aws/clients';
+import table from '../pricing/on-demand.json';
+import type { Figure } from '../shared/migration';
+
+export interface PriceFacts {
+  instanceType: string;
+  onDemandPerHour: Figure;
+  spotPerHour: Figure;
+  spotAvailabilityZone?: string;
+  spotTimestamp?: string;
+}
+
+export const PRICE_TABLE_DATE = table.asOf;
+export const HOURS_PER_MONTH = table.hoursPerMonth;
+
+export function onDemandPrice(region: string, instanceType: string): Figure {
+  const price = (table.regions as Record<string, Record<string, number>>)[region]?.[instanceType];
+  return price === undefined
+    ? { value: null, unit: 'USD/h', source: 'price table' }
+    : { value: price, unit: `USD/h (table of ${table.asOf})`, source: 'price table' };
+}
+
+export function createPricingActivities(clients: AwsClients) {
+  /** On-demand from the dated table in the repo; Spot from DescribeSpotPriceHistory (lowest current AZ). */
+  async function prices(input: { region: string; instanceTypes: string[] }): Promise<PriceFacts[]> {
+    const out: PriceFacts[] = [];
+    for (const instanceType of [...new Set(input.instanceTypes)]) {
+      const history = await aws(`read Spot prices of ${instanceType}`, () =>
+        clients.ec2(input.region).send(
+          new DescribeSpotPriceHistoryCommand({ InstanceTypes: [instanceType as _InstanceType], ProductDescriptions: ['Linux/UNIX'], StartTime: new Date(), MaxResults: 100 }),
+        ),
+      );
+      const latest = new Map<string, { price: number; at?: Date }>();
+      for (const h of history.SpotPriceHistory ?? []) {
+        const az = h.AvailabilityZone ?? '?';
+        const seen = latest.get(az);
+        if (!seen || (h.Timestamp && seen.at && h.Timestamp > seen.at)) latest.set(az, { price: Number(h.SpotPrice), at: h.Timestamp });
+      }
+      const cheapest = [...latest.entries()].sort((a, b) => a[1].price - b[1].price)[0];
+      out.push({
+        instanceType,
+        onDemandPerHour: onDemandPrice(input.region, instanceType),
+        spotPerHour: cheapest ? { value: cheapest[1].price, unit: 'USD/h', source: 'measured' } : { value: null, unit: 'USD/h', source: 'measured' },
+        spotAvailabilityZone: cheapest?.[0],
+        spotTimestamp: cheapest?.[1].at?.toISOString(),
+      });
+    }
+    return out;
+  }
+  return { prices };
+}

@@ -1,0 +1,25 @@
+import type { Command } from 'commander';
+import { statusQuery } from '../../shared/migration';
+import type { CliContext } from '../context';
+import { EXIT } from '../errors';
+import { followMigration, renderLive } from '../follow';
+import { resolveId } from '../ids';
+
+export function registerStatus(program: Command, ctx: CliContext, done: (code: number) => void): void {
+  program
+    .command('status')
+    .description('show the phases of a migration (--json for scripts, --watch to follow)')
+    .argument('<id>', 'workflow id or plan name')
+    .option('--json', 'print the status query\'s JSON')
+    .option('--watch', 'follow it live until it ends')
+    .action(async (id: string, opts: { json?: boolean; watch?: boolean }) => {
+      const handle = (await ctx.client()).workflow.getHandle(resolveId(id));
+      if (opts.watch) {
+        await followMigration(handle, { tty: ctx.isTTY, write: ctx.out });
+        return done(EXIT.ok);
+      }
+      const status = await handle.query(statusQuery);
+      ctx.out(opts.json ? `${JSON.stringify(status, null, 2)}\n` : `${renderLive(status)}\n`);
+      done(EXIT.ok);
+    });
+}

@@ -1,0 +1,76 @@
+import type { WorkflowHandle } from '@temporalio/client';
+import { statusQuery, type MigrationStatus, type PhaseRecord } from '../shared/migration';
+import { formatFigure } from '../shared/report';
+
+function elapsed(p: PhaseRecord, now: number): string {
+  const ms = p.durationMs ?? (p.startedAt ? now - Date.parse(p.startedAt) : undefined);
+  return ms === undefined ? '' : `${(ms / 1000).toFixed(1)} s`;
+}
+
+function keyFigure(p: PhaseRecord): string {
+  const first = Object.entries(p.figures)[0];
+  return first ? `${first[0]}=${formatFigure(first[1])}` : '';
+}
+
+const MARK: Record<string, string> = { pending: ' ', running: '…', succeeded: '✔', failed: '✘', skipped: '-', compensated: '↺' };
+
+/** The live view on a terminal: one line a phase, redrawn in place. */
+export function renderLive(s: MigrationStatus, now = Date.now()): string {
+  const lines = [`${s.workflowId}: ${s.phase}${s.newInstanceId ? ` · new ${s.newInstanceId}` : ''}`];
+  for (const p of s.phases) {
+    lines.push(`  ${MARK[p.state] ?? '?'} ${p.title.padEnd(24)} ${p.state.padEnd(11)} ${p.attempts > 1 ? `attempt ${p.attempts} ` : ''}${elapsed(p, now).padStart(8)}  ${keyFigure(p)}${p.lastError ? `  ${p.lastError.split('\n')[0].slice(0, 100)}` : ''}`);
+  }
+  if (s.phase === 'awaiting-approval') lines.push(`  waiting for approval: migration approve ${s.workflowId} --by NAME   (or "Send a Signal" → approve in the Web UI)`);
+  for (const c of s.compensations) lines.push(`  rollback: ${c.name}: ${c.state}`);
+  return lines.join('\n');
+}
+
+/** Plain lines for logs and pipes: one line each time a phase changes state. */
+export function plainChanges(prev: MigrationStatus | undefined, s: MigrationStatus): string[] {
+  const out: string[] = [];
+  const t = new Date().toISOString().slice(11, 19);
+  s.phases.forEach((p, i) => {
+    const before = prev?.phases[i];
+    if (before && before.state === p.state && before.attempts === p.attempts) return;
+    if (!before && p.state === 'pending') return;
+    out.push(`${t} ${p.name} ${p.state}${p.attempts ? ` attempts=${p.attempts}` : ''}${p.durationMs !== undefined ? ` time=${(p.durationMs / 1000).toFixed(1)}s` : ''}${keyFigure(p) ? ` ${keyFigure(p)}` : ''}${p.lastError && p.state === 'failed' ? ` error="${p.lastError.split('\n')[0].slice(0, 200)}"` : ''}`);
+  });
+  if (prev?.phase !== s.phase) out.push(`${t} status ${s.phase}`);
+  s.compensations.slice(prev?.compensations.length ?? 0).forEach((c) => out.push(`${t} rollback ${c.name}: ${c.state}`));
+  return out;
+}
+
+export interface FollowOptions {
+  intervalMs?: number;
+  tty?: boolean;
+  write?: (s: string) => void;
+}
+
+/** Follows a migration until it closes; returns its last status. */
+export async function followMigration(handle: WorkflowHandle, options: FollowOptions = {}): Promise<MigrationStatus | undefined> {
+  const write = options.write ?? ((s: string) => process.stdout.write(s));
+  const tty = options.tty ?? Boolean(process.stdout.isTTY);
+  const interval = options.intervalMs ?? 1000;
+  let prev: MigrationStatus | undefined;
+  let drawn = 0;
+  const show = (s: MigrationStatus) => {
+    if (tty) {
+      const text = renderLive(s);
+      write(`${drawn ? `\x1b[${drawn}F\x1b[J` : ''}${text}\n`);
+      drawn = text.split('\n').length;
+    } else {
+      for (const line of plainChanges(prev, s)) write(`${line}\n`);
+    }
+    prev = s;
+  };
+  for (;;) {
+    const running = (await handle.describe()).status.name === 'RUNNING';
+    try {
+      show(await handle.query(statusQuery));
+    } catch {
+      // No worker has picked the run up yet; the next round will tell.
+    }
+    if (!running) return prev;
+    await new Promise((resolve) => setTimeout(resolve, interval));
+  }
+}

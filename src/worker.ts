@@ -1,0 +1,78 @@
+import type { Duration } from '@temporalio/common';
+import { DefaultLogger, NativeConnection, Runtime, Worker, type WorkflowBundleOption, type LogLevel } from '@temporalio/worker';
+import { createActivities, type ActivityDeps } from './activities';
+import { createAwsClients, type AwsClients } from './aws/clients';
+import { TemporalUnreachable, temporalTarget } from './connection';
+import { TASK_QUEUE } from './shared/constants';
+
+export interface MigrationWorkerOptions {
+  connection: NativeConnection;
+  namespace: string;
+  taskQueue?: string;
+  aws: AwsClients;
+  http?: ActivityDeps['http'];
+  pollIntervalMs?: number;
+  /** A prebuilt workflow bundle (tests share one); default: bundle src/workflows now. */
+  workflowBundle?: WorkflowBundleOption;
+  identity?: string;
+  shutdownGraceTime?: Duration;
+}
+
+export async function createMigrationWorker(options: MigrationWorkerOptions): Promise<Worker> {
+  return Worker.create({
+    connection: options.connection,
+    namespace: options.namespace,
+    taskQueue: options.taskQueue ?? TASK_QUEUE,
+    ...(options.workflowBundle ? { workflowBundle: options.workflowBundle } : { workflowsPath: require.resolve('./workflows') }),
+    activities: createActivities({ aws: options.aws, http: options.http, pollIntervalMs: options.pollIntervalMs }),
+    ...(options.identity ? { identity: options.identity } : {}),
+    shutdownGraceTime: options.shutdownGraceTime ?? '10s',
+  });
+}
+
+export interface RunWorkerOptions {
+  /** Serve Prometheus metrics on this address, e.g. 0.0.0.0:9464. */
+  metricsAddress?: string;
+  logLevel?: LogLevel;
+  taskQueue?: string;
+}
+
+/**
+ * The worker process: connects through envconfig, runs until SIGINT or SIGTERM, then lets
+ * running activities finish (within the grace time), and closes the connection.
+ */
+export async function runWorker(options: RunWorkerOptions = {}): Promise<void> {
+  const logLevel = options.logLevel ?? ((process.env.LOG_LEVEL?.toUpperCase() as LogLevel | undefined) ?? 'INFO');
+  Runtime.install({
+    logger: new DefaultLogger(logLevel, (entry) => {
+      const { level, message, meta } = entry;
+      process.stderr.write(`${JSON.stringify({ time: new Date(Number(entry.timestampNanos / 1_000_000n)).toISOString(), level, message, ...meta })}\n`);
+    }),
+    ...(options.metricsAddress ? { telemetryOptions: { metrics: { prometheus: { bindAddress: options.metricsAddress } } } } : {}),
+  });
+  const target = temporalTarget();
+  let connection: NativeConnection;
+  try {
+    connection = await NativeConnection.connect(target.connectionOptions);
+  } catch (err) {
+    throw new TemporalUnreachable(target.address, err);
+  }
+  const worker = await createMigrationWorker({ connection, namespace: target.namespace, taskQueue: options.taskQueue, aws: createAwsClients() });
+  const stop = () => worker.shutdown();
+  process.once('SIGINT', stop);
+  process.once('SIGTERM', stop);
+  try {
+    await worker.run();
+  } finally {
+    process.off('SIGINT', stop);
+    process.off('SIGTERM', stop);
+    await connection.close();
+  }
+}
+
+if (require.main === module) {
+  runWorker({ metricsAddress: process.env.METRICS_ADDRESS }).catch((err) => {
+    process.stderr.write(`worker: ${(err as Error).message}\n`);
+    process.exitCode = 1;
+  });
+}

@@ -1,0 +1,1 @@
+export { migrateToGpu } from './migrate';

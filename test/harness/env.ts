@@ -1,0 +1,56 @@
+/**
+ * What the integration tests use to reach the servers the global setup started. Each helper
+ * fails with a clear message when the setup did not run (e.g. a file run outside the
+ * `integration` Jest project).
+ */
+import { Client, Connection } from '@temporalio/client';
+import type { NativeConnection } from '@temporalio/worker';
+
+export const ENV_TEMPORAL_ADDRESS = 'TEMPORAL_TEST_ADDRESS';
+export const ENV_TEMPORAL_NAMESPACE = 'TEMPORAL_TEST_NAMESPACE';
+export const ENV_MOTO_ENDPOINT = 'MOTO_ENDPOINT';
+
+function required(name: string, what: string): string {
+  const value = process.env[name];
+  if (!value) {
+    throw new Error(
+      `${name} is not set, so there is no ${what}: the integration global setup ` +
+        `(test/harness/global-setup.ts) did not run. Run integration tests with ` +
+        '`npx jest --selectProjects integration` or `npx jest test/integration/<file>`.',
+    );
+  }
+  return value;
+}
+
+/** host:port of the Temporal dev server. */
+export function temporalAddress(): string {
+  return required(ENV_TEMPORAL_ADDRESS, 'Temporal dev server');
+}
+
+export function temporalNamespace(): string {
+  return process.env[ENV_TEMPORAL_NAMESPACE] || 'default';
+}
+
+/** `http://127.0.0.1:<port>` of the shared moto server. Tests reach it through an AwsProxy. */
+export function motoEndpoint(): string {
+  return required(ENV_MOTO_ENDPOINT, 'moto server');
+}
+
+export interface ConnectedClient {
+  client: Client;
+  connection: Connection;
+  close(): Promise<void>;
+}
+
+/** A Temporal client on the dev server; call `close()` in afterAll. */
+export async function connectClient(): Promise<ConnectedClient> {
+  const connection = await Connection.connect({ address: temporalAddress() });
+  const client = new Client({ connection, namespace: temporalNamespace() });
+  return { client, connection, close: () => connection.close() };
+}
+
+/** A connection for a Worker in the test process; close it after the worker stopped. */
+export async function connectWorker(): Promise<NativeConnection> {
+  const { NativeConnection: Native } = await import('@temporalio/worker');
+  return Native.connect({ address: temporalAddress() });
+}

@@ -1,0 +1,70 @@
+/**
+ * Jest global setup of the `integration` project: one real Temporal dev server and one moto for
+ * the whole run. Their addresses reach the test files through process.env (see env.ts).
+ * Set TEMPORAL_UI_PORT to get the Web UI on that port while the tests run.
+ */
+import { TestWorkflowEnvironment } from '@temporalio/testing';
+import { startMoto, type MotoServer } from './moto';
+import { toolPaths } from './tools';
+import { ENV_MOTO_ENDPOINT, ENV_TEMPORAL_ADDRESS, ENV_TEMPORAL_NAMESPACE } from './env';
+
+export interface HarnessServers {
+  temporal?: TestWorkflowEnvironment;
+  moto?: MotoServer;
+}
+
+const STATE_KEY = '__ec2GpuMigrationHarness';
+
+/** Global setup and teardown run in the same process: the servers are kept on globalThis. */
+export function harnessServers(): HarnessServers | undefined {
+  return (globalThis as Record<string, unknown>)[STATE_KEY] as HarnessServers | undefined;
+}
+
+export function forgetHarnessServers(): void {
+  delete (globalThis as Record<string, unknown>)[STATE_KEY];
+}
+
+export async function stopHarnessServers(servers: HarnessServers): Promise<void> {
+  const results = await Promise.allSettled([servers.temporal?.teardown(), servers.moto?.stop()]);
+  const failures = results.filter((r): r is PromiseRejectedResult => r.status === 'rejected');
+  if (failures.length > 0) {
+    throw new Error(`stopping the test servers failed: ${failures.map((f) => String(f.reason)).join('; ')}`);
+  }
+}
+
+export default async function globalSetup(): Promise<void> {
+  const tools = toolPaths();
+  const namespace = 'default';
+  const uiPort = process.env.TEMPORAL_UI_PORT ? Number(process.env.TEMPORAL_UI_PORT) : undefined;
+  if (uiPort !== undefined && !(Number.isInteger(uiPort) && uiPort > 0 && uiPort < 65536)) {
+    throw new Error(`TEMPORAL_UI_PORT must be a port number, got '${process.env.TEMPORAL_UI_PORT}'`);
+  }
+
+  const servers: HarnessServers = {};
+  (globalThis as Record<string, unknown>)[STATE_KEY] = servers;
+  const [temporal, moto] = await Promise.allSettled([
+    TestWorkflowEnvironment.createLocal({
+      server: {
+        executable: { type: 'existing-path', path: tools.temporalBin },
+        namespace,
+        ip: '127.0.0.1',
+        ui: uiPort !== undefined,
+        ...(uiPort !== undefined ? { uiPort } : {}),
+      },
+    }),
+    startMoto({ python: tools.motoPython }),
+  ]);
+  if (temporal.status === 'fulfilled') servers.temporal = temporal.value;
+  if (moto.status === 'fulfilled') servers.moto = moto.value;
+  if (temporal.status === 'rejected' || moto.status === 'rejected') {
+    await stopHarnessServers(servers).catch(() => undefined);
+    forgetHarnessServers();
+    const reasons = [temporal, moto].filter((r): r is PromiseRejectedResult => r.status === 'rejected');
+    throw new Error(`the integration test servers did not start: ${reasons.map((r) => String(r.reason)).join('; ')}`);
+  }
+
+  process.env[ENV_TEMPORAL_ADDRESS] = temporal.value.address;
+  process.env[ENV_TEMPORAL_NAMESPACE] = namespace;
+  process.env[ENV_MOTO_ENDPOINT] = moto.value.endpoint;
+  if (uiPort !== undefined) console.log(`Temporal Web UI: http://127.0.0.1:${uiPort}`);
+}

@@ -1,0 +1,74 @@
+/**
+ * A real migration worker for an integration test: the project's own worker code, polling the
+ * dev server on a task queue of the test's own, with activities whose AWS clients go through
+ * the test's proxy.
+ */
+import { randomBytes } from 'node:crypto';
+import { readFile } from 'node:fs/promises';
+import { DefaultLogger, Runtime, bundleWorkflowCode, type LogLevel, type NativeConnection, type Worker, type WorkflowBundleWithSourceMap } from '@temporalio/worker';
+import type { AwsClients } from '../../src/aws/clients';
+import { createMigrationWorker } from '../../src/worker';
+import { connectWorker } from './env';
+
+let bundle: Promise<WorkflowBundleWithSourceMap> | undefined;
+
+// Worker logs at WARN and above, so test output shows what matters (once per test process).
+try {
+  Runtime.install({ logger: new DefaultLogger((process.env.TEST_LOG_LEVEL as LogLevel | undefined) ?? 'WARN') });
+} catch {
+  // Already installed by another module of this process.
+}
+
+/** The workflow bundle: the one the global setup built, or built once per test file. */
+export function workflowBundle(): Promise<WorkflowBundleWithSourceMap> {
+  const prebuilt = process.env.WORKFLOW_BUNDLE_PATH;
+  bundle ??= prebuilt
+    ? readFile(prebuilt, 'utf8').then((code) => ({ code, sourceMap: '' }))
+    : bundleWorkflowCode({ workflowsPath: require.resolve('../../src/workflows'), logger: quietLogger });
+  return bundle;
+}
+
+const quietLogger = { trace() {}, debug() {}, info() {}, warn() {}, error() {}, log() {} };
+
+export interface TestWorker {
+  worker: Worker;
+  taskQueue: string;
+  /** Resolves when run() ends; rejects if it failed. */
+  running: Promise<void>;
+  stop(): Promise<void>;
+}
+
+export async function startWorker(options: { clients: AwsClients; taskQueue?: string; pollIntervalMs?: number; identity?: string }): Promise<TestWorker> {
+  const connection: NativeConnection = await connectWorker();
+  const taskQueue = options.taskQueue ?? `test-${randomBytes(6).toString('hex')}`;
+  let worker: Worker;
+  try {
+    worker = await createMigrationWorker({
+      connection,
+      namespace: process.env.TEMPORAL_TEST_NAMESPACE || 'default',
+      taskQueue,
+      aws: options.clients,
+      pollIntervalMs: options.pollIntervalMs ?? 50,
+      workflowBundle: await workflowBundle(),
+      ...(options.identity ? { identity: options.identity } : {}),
+      shutdownGraceTime: '2s',
+    });
+  } catch (err) {
+    await connection.close();
+    throw err;
+  }
+  const running = worker.run();
+  let stopped = false;
+  return {
+    worker,
+    taskQueue,
+    running,
+    async stop() {
+      if (stopped) return;
+      stopped = true;
+      if (worker.getState() === 'RUNNING') worker.shutdown();
+      await running.catch(() => undefined);
+      await connection.close();
+    },
+  };
+}

@@ -1,0 +1,214 @@
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { parse } from 'yaml';
+import { describePlan, facesInternet, humanDuration, plannedIngress } from '../../src/plan/describe';
+import { validatePlan } from '../../src/plan/load';
+import type { Plan } from '../../src/plan/schema';
+
+type PlanData = Record<string, any>; // eslint-disable-line @typescript-eslint/no-explicit-any
+
+const exampleData = (): PlanData => parse(readFileSync(join(__dirname, '..', '..', 'examples', 'video-message-app.yaml'), 'utf8')) as PlanData;
+const planWith = (edit: (p: PlanData) => void = () => undefined): Plan => {
+  const data = exampleData();
+  edit(data);
+  return validatePlan(data);
+};
+
+describe('plannedIngress', () => {
+  it('opens each public port to each public CIDR, and nothing for private services or SSH by default', () => {
+    expect(plannedIngress(planWith())).toEqual([
+      { protocol: 'tcp', port: 55433, cidr: '0.0.0.0/0', service: 'backend', facesInternet: true },
+      { protocol: 'tcp', port: 55434, cidr: '0.0.0.0/0', service: 'frontend', facesInternet: true },
+    ]);
+  });
+
+  it('crosses several public CIDRs with the public ports and adds SSH per admin CIDR', () => {
+    const plan = planWith((p) => {
+      p.ingress = { publicCidrs: ['203.0.113.0/24', '10.0.0.0/8'], adminCidrs: ['198.51.100.7/32', '192.168.1.0/24'] };
+    });
+    expect(plannedIngress(plan)).toEqual([
+      { protocol: 'tcp', port: 55433, cidr: '203.0.113.0/24', service: 'backend', facesInternet: true },
+      { protocol: 'tcp', port: 55433, cidr: '10.0.0.0/8', service: 'backend', facesInternet: false },
+      { protocol: 'tcp', port: 55434, cidr: '203.0.113.0/24', service: 'frontend', facesInternet: true },
+      { protocol: 'tcp', port: 55434, cidr: '10.0.0.0/8', service: 'frontend', facesInternet: false },
+      { protocol: 'tcp', port: 22, cidr: '198.51.100.7/32', service: 'ssh', facesInternet: true },
+      { protocol: 'tcp', port: 22, cidr: '192.168.1.0/24', service: 'ssh', facesInternet: false },
+    ]);
+  });
+
+  it('makes no rule at all when every service is private and no admin CIDR is set', () => {
+    const plan = planWith((p) => {
+      for (const s of p.services) s.public = false;
+      delete p.checks.voiceClone;
+      delete p.checks.latency;
+    });
+    expect(plannedIngress(plan)).toEqual([]);
+  });
+});
+
+describe('facesInternet', () => {
+  it.each([
+    ['0.0.0.0/0', true],
+    ['203.0.113.0/24', true],
+    ['8.0.0.0/7', true],
+    ['0.0.0.0/1', true],
+    ['10.0.0.0/8', false],
+    ['10.20.0.0/16', false],
+    ['172.16.0.0/12', false],
+    ['172.31.5.0/24', false],
+    ['172.32.0.0/16', true],
+    ['192.168.0.0/16', false],
+    ['100.64.0.0/10', false],
+    ['127.0.0.1/32', false],
+    ['169.254.169.254/32', false],
+    ['10.0.0.0/7', true],
+  ])('%s → %s', (cidr, expected) => {
+    expect(facesInternet(cidr)).toBe(expected);
+  });
+});
+
+describe('describePlan', () => {
+  const text = describePlan(planWith());
+  const lines = text.split('\n');
+
+  it('walks through every phase in order', () => {
+    const headings = [
+      '0. Preflight',
+      '1. Launch GPU instance',
+      '2. Environment setup',
+      '3. Source migration',
+      '4. Docker image build',
+      '5. Service start check',
+      '6. Voice clone test',
+      '7. Security group',
+      '8. External connectivity',
+      '9. Elastic IP switch',
+      '10. Performance test',
+      'Approval',
+      '11. Stop old instance (only after approval)',
+      'Spot guarding',
+    ];
+    const positions = headings.map((h) => text.indexOf(h));
+    for (const [i, pos] of positions.entries()) expect({ heading: headings[i], found: pos >= 0 }).toEqual({ heading: headings[i], found: true });
+    expect([...positions].sort((a, b) => a - b)).toEqual(positions);
+  });
+
+  it('names the workflow and what the launch uses', () => {
+    expect(text).toContain('Workflow id migrate-video-message-app.');
+    expect(text).toContain('instance type: g4dn.xlarge; without capacity, then g4dn.2xlarge, g5.xlarge');
+    expect(text).toMatch(/market: Spot; if no Spot capacity .* on-demand/);
+    expect(text).toContain('subnets, tried in order: subnet-0123456789abcdef0');
+    expect(text).toContain('SSM parameter /aws/service/deeplearning/ami/x86_64/base-oss-nvidia-driver-gpu-ubuntu-22.04/latest/ami-id');
+    expect(text).toContain('root volume: 30 GiB gp3');
+    expect(text).toContain('DryRun');
+  });
+
+  it('lists every remote command', () => {
+    const plan = planWith();
+    for (const command of [...plan.remote.setup, ...plan.remote.deploy, ...plan.remote.build, ...plan.remote.start]) {
+      expect(lines).toContainEqual(expect.stringMatching(new RegExp(`^\\s+\\$ ${command.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}$`)));
+    }
+  });
+
+  it('says how each service is checked', () => {
+    expect(text).toContain('a failing check is tried again every 10s, up to 30 attempts');
+    expect(text).toMatch(/backend\s+port 55433\s+public\s+GET http:\/\/<new instance public address>:55433\/health over HTTP, from outside/);
+    expect(text).toMatch(/frontend\s+port 55434\s+public\s+GET http:\/\/<new instance public address>:55434\/ over HTTP, from outside/);
+    expect(text).toMatch(/openvoice\s+port 8001\s+private\s+GET http:\/\/127\.0\.0\.1:8001\/health via SSM, on the instance/);
+    expect(text).toMatch(/voicevox\s+port 50021\s+private\s+GET http:\/\/127\.0\.0\.1:50021\/version via SSM, on the instance/);
+  });
+
+  it('lists every rule that faces the internet, and no SSH warning when SSH stays closed', () => {
+    expect(text).toContain('Rules that face the internet: 2');
+    expect(lines).toContain('     - tcp 55433 from 0.0.0.0/0 (backend)');
+    expect(lines).toContain('     - tcp 55434 from 0.0.0.0/0 (frontend)');
+    expect(text).toContain('Private services get no rule: openvoice (port 8001), voicevox (port 50021).');
+    expect(text).toContain('SSH (port 22) gets no rule');
+    expect(text).not.toMatch(/WARNING/);
+  });
+
+  it('warns loudly when SSH is open to the whole internet', () => {
+    const open = describePlan(
+      planWith((p) => {
+        p.ingress.adminCidrs = ['0.0.0.0/0'];
+        p.ingress.allowSshFromAnywhere = true;
+      }),
+    );
+    expect(open).toContain('Rules that face the internet: 3');
+    expect(open).toContain('     - tcp 22 from 0.0.0.0/0 (SSH)');
+    expect(open).toMatch(/^ *WARNING: SSH \(port 22\) WILL BE OPEN TO THE WHOLE INTERNET \(0\.0\.0\.0\/0\)/m);
+  });
+
+  it('lists a narrow SSH rule as facing the internet, without the warning', () => {
+    const narrow = describePlan(planWith((p) => (p.ingress.adminCidrs = ['198.51.100.7/32', '10.0.0.0/8'])));
+    expect(narrow).toContain('Rules that face the internet: 3');
+    expect(narrow).toContain('     - tcp 22 from 198.51.100.7/32 (SSH)');
+    expect(narrow).not.toContain('tcp 22 from 10.0.0.0/8 (SSH)\n');
+    expect(narrow).toMatch(/tcp 22\s+from 10\.0\.0\.0\/8\s+SSH\s+private network/);
+    expect(narrow).not.toMatch(/WARNING/);
+  });
+
+  it('covers the Elastic IP, the limits, the approval and the stop', () => {
+    expect(text).toContain('eipalloc-0123456789abcdef0 moves from i-0123456789abcdef0 to the new instance');
+    expect(text).toContain('5 x GET http://<new instance public address>:55433/health (backend): avg, p50, p95, max; limits: average <= 50 ms');
+    expect(text).toContain('fails over 2 s');
+    expect(text).toContain('waits up to 7d (7 days)');
+    expect(text).toContain('who may approve: anyone');
+    expect(text).toContain('AMI backup of i-0123456789abcdef0, then StopInstances; it is never terminated.');
+    const approval = text.indexOf('Approval');
+    expect(approval).toBeLessThan(text.indexOf('StopInstances'));
+  });
+
+  it('names the approvers and the p95 limit when set', () => {
+    const t = describePlan(
+      planWith((p) => {
+        p.approval = { timeout: '2h', approvers: ['alice', 'bob'] };
+        p.checks.latency.maxP95Ms = 120;
+      }),
+    );
+    expect(t).toContain('who may approve: alice, bob');
+    expect(t).toContain('waits up to 2h (2 hours)');
+    expect(t).toContain('limits: average <= 50 ms, p95 <= 120 ms');
+  });
+
+  it('guards Spot only on Spot', () => {
+    expect(text).toContain('spot-guardian-video-message-app watches the new instance');
+    expect(text).toContain('spot-events-ap-northeast-1 polls instance state every 5s (5 seconds)');
+    const onDemand = describePlan(planWith((p) => (p.target.market = 'on-demand')));
+    expect(onDemand).not.toContain('Spot guarding');
+    expect(onDemand).not.toContain('spot-guardian');
+    expect(onDemand).toContain('market: on-demand');
+  });
+
+  it('names the event queue when there is one', () => {
+    const t = describePlan(planWith((p) => (p.spot.interruptionQueueUrl = 'https://sqs.ap-northeast-1.amazonaws.com/123456789012/spot-events')));
+    expect(t).toContain('reads Spot events from https://sqs.ap-northeast-1.amazonaws.com/123456789012/spot-events');
+  });
+
+  it('says when optional checks are skipped and when there are no commands', () => {
+    const t = describePlan(
+      planWith((p) => {
+        delete p.checks.voiceClone;
+        delete p.checks.latency;
+        p.remote.build = [];
+      }),
+    );
+    expect(t).toContain('skipped: checks.voiceClone is not set');
+    expect(t).toContain('latency: skipped, checks.latency is not set');
+    expect(t).toMatch(/4\. Docker image build\n\s+\(no commands\)/);
+  });
+
+  it('uses the configured host for checks from outside', () => {
+    const t = describePlan(planWith((p) => (p.checks.host = 'app.example.com')));
+    expect(t).toContain('GET http://app.example.com:55433/health over HTTP, from outside');
+  });
+});
+
+describe('humanDuration', () => {
+  it.each([
+    ['7d', '7d (7 days)'],
+    ['1h', '1h (1 hour)'],
+    ['500ms', '500ms (500 milliseconds)'],
+    ['90m', '90m (90 minutes)'],
+  ])('%s', (value, expected) => expect(humanDuration(value)).toBe(expected));
+});
