@@ -7,6 +7,7 @@ import { createNetworkActivities } from './network';
 import { createPreflight } from './preflight';
 import { createPricingActivities } from './pricing';
 import { createRemoteRunner } from './remote';
+import { createSpotActivities } from './spot';
 
 export interface ActivityDeps {
   aws: AwsClients;
@@ -28,6 +29,7 @@ export function createActivities(deps: ActivityDeps) {
     ...network,
     ...createImageActivities(deps.aws),
     ...createPricingActivities(deps.aws),
+    ...createSpotActivities(deps.aws),
   });
 }
 

@@ -275,9 +275,13 @@ export function createInstanceActivities(clients: AwsClients) {
     }
   }
 
+  async function resolveImage(input: { plan: Plan }): Promise<string> {
+    return resolveImageId(clients, input.plan);
+  }
+
   async function getInstance(input: { region: string; instanceId: string }): Promise<InstanceInfo> {
     return instanceInfo(await describeInstance(clients.ec2(input.region), input.instanceId));
   }
 
-  return { launchInstance, terminateInstance, terminateLaunched, startInstance, stopInstance, getInstance };
+  return { launchInstance, terminateInstance, terminateLaunched, startInstance, stopInstance, getInstance, resolveImage };
 }

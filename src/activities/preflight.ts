@@ -83,7 +83,7 @@ export function createPreflight(clients: AwsClients, network: Network) {
       else if (image && image.State !== 'available') problems.push(`target.imageId: image ${imageId} is ${image.State}, expected available`);
       imageName = image?.Name;
     }
-    const types = [plan.target.instanceType, ...plan.target.fallbackInstanceTypes];
+    const types = [...new Set([plan.target.instanceType, ...plan.target.fallbackInstanceTypes, ...(sourceInstance?.InstanceType ? [sourceInstance.InstanceType] : [])])];
     const typesOut = await collect('target.instanceType', () =>
       aws('describe the target instance types', () => ec2.send(new DescribeInstanceTypesCommand({ InstanceTypes: types as _InstanceType[] }))),
     );
@@ -93,7 +93,7 @@ export function createPreflight(clients: AwsClients, network: Network) {
       memoryMiB: t.MemoryInfo?.SizeInMiB,
       gpus: t.GpuInfo?.Gpus?.map((g) => `${g.Count ?? 1}× ${g.Manufacturer ?? ''} ${g.Name ?? ''}`.replace(/\s+/g, ' ').trim()).join(', '),
     }));
-    for (const t of instanceTypes) if (!t.gpus) warnings.push(`${t.instanceType} has no GPU`);
+    for (const t of instanceTypes) if (!t.gpus && t.instanceType !== sourceInstance?.InstanceType) warnings.push(`${t.instanceType} has no GPU`);
 
     if (problems.length > 0) {
       throw ApplicationFailure.create({ type: ErrorType.PreflightFailed, message: `the plan does not match AWS:\n- ${problems.join('\n- ')}`, nonRetryable: true, details: [problems] });

@@ -1,1 +1,3 @@
 export { migrateToGpu } from './migrate';
+export { spotGuardian } from './guardian';
+export { spotEventRouter } from './router';

@@ -1,0 +1,117 @@
+import { CreateTagsCommand } from '@aws-sdk/client-ec2';
+import { DeleteMessageBatchCommand, ReceiveMessageCommand } from '@aws-sdk/client-sqs';
+import { aws } from '../aws/call';
+import type { AwsClients } from '../aws/clients';
+import { TAG_GUARDED } from '../shared/constants';
+import type { NoticeKind } from '../shared/spot';
+import { describeInstances } from './instances';
+
+export interface GuardedInstance {
+  instanceId: string;
+  guardianId: string;
+  state: string;
+  stateReason?: string;
+}
+
+export type ParsedEvent =
+  | { ok: true; instanceId: string; kind: NoticeKind; detailType: string; time?: string }
+  | { ok: false; reason: string };
+
+export interface QueueMessage {
+  messageId: string;
+  receiptHandle: string;
+  event: ParsedEvent;
+}
+
+const STOPPING_STATES = new Set(['shutting-down', 'terminated', 'stopping', 'stopped']);
+
+/**
+ * Reads one EventBridge event (as the rule delivers it to SQS) about an EC2 instance:
+ * Spot interruption warnings, rebalance recommendations, and state changes towards stopped.
+ * Anything else is `ok: false` with the reason; the router logs and deletes those.
+ */
+export function parseSpotEvent(body: string): ParsedEvent {
+  let event: unknown;
+  try {
+    event = JSON.parse(body);
+  } catch {
+    return { ok: false, reason: 'not JSON' };
+  }
+  if (!event || typeof event !== 'object') return { ok: false, reason: 'not an EventBridge event object' };
+  const e = event as { 'detail-type'?: unknown; source?: unknown; detail?: Record<string, unknown>; time?: unknown };
+  const detailType = typeof e['detail-type'] === 'string' ? e['detail-type'] : undefined;
+  const instanceId = typeof e.detail?.['instance-id'] === 'string' ? (e.detail['instance-id'] as string) : undefined;
+  if (!detailType) return { ok: false, reason: 'no detail-type' };
+  if (!instanceId || !/^i-[0-9a-f]{8,17}$/.test(instanceId)) return { ok: false, reason: `${detailType}: no valid detail.instance-id` };
+  const time = typeof e.time === 'string' ? e.time : undefined;
+  switch (detailType) {
+    case 'EC2 Spot Instance Interruption Warning':
+      return { ok: true, instanceId, kind: 'interruption', detailType, time };
+    case 'EC2 Instance Rebalance Recommendation':
+      return { ok: true, instanceId, kind: 'rebalance', detailType, time };
+    case 'EC2 Instance State-change Notification': {
+      const state = e.detail?.state;
+      if (typeof state === 'string' && STOPPING_STATES.has(state)) return { ok: true, instanceId, kind: 'stopped', detailType, time };
+      return { ok: false, reason: `state change to ${String(state)} needs no action` };
+    }
+    default:
+      return { ok: false, reason: `unhandled detail-type ${detailType}` };
+  }
+}
+
+export function createSpotActivities(clients: AwsClients) {
+  /** Marks an instance as guarded by `guardianId`; the router finds guarded instances by this tag. */
+  async function markGuarded(input: { region: string; instanceId: string; guardianId: string }): Promise<void> {
+    await aws(`tag ${input.instanceId} as guarded`, () =>
+      clients.ec2(input.region).send(new CreateTagsCommand({ Resources: [input.instanceId], Tags: [{ Key: TAG_GUARDED, Value: input.guardianId }] })),
+    );
+  }
+
+  /** Every guarded instance of the region, in one (paginated) DescribeInstances. */
+  async function scanGuarded(input: { region: string }): Promise<GuardedInstance[]> {
+    const found = await describeInstances(clients.ec2(input.region), 'list guarded instances', { Filters: [{ Name: 'tag-key', Values: [TAG_GUARDED] }] });
+    return found.map((i) => ({
+      instanceId: i.InstanceId ?? '',
+      guardianId: i.Tags?.find((t) => t.Key === TAG_GUARDED)?.Value ?? '',
+      state: i.State?.Name ?? 'unknown',
+      stateReason: i.StateReason?.Code,
+    }));
+  }
+
+  /** Up to `max` messages of the queue, parsed; they stay invisible until deleted or timed out. */
+  async function receiveSpotEvents(input: { region: string; queueUrl: string; max?: number }): Promise<QueueMessage[]> {
+    const out: QueueMessage[] = [];
+    const max = input.max ?? 100;
+    while (out.length < max) {
+      const res = await aws(`read ${input.queueUrl}`, () =>
+        clients.sqs(input.region).send(
+          new ReceiveMessageCommand({ QueueUrl: input.queueUrl, MaxNumberOfMessages: Math.min(10, max - out.length), WaitTimeSeconds: 0, VisibilityTimeout: 120 }),
+        ),
+      );
+      const messages = res.Messages ?? [];
+      for (const m of messages) {
+        out.push({ messageId: m.MessageId ?? '', receiptHandle: m.ReceiptHandle ?? '', event: parseSpotEvent(m.Body ?? '') });
+      }
+      if (messages.length === 0) break;
+    }
+    return out;
+  }
+
+  async function deleteSpotEvents(input: { region: string; queueUrl: string; receiptHandles: string[] }): Promise<{ deleted: number; failed: string[] }> {
+    let deleted = 0;
+    const failed: string[] = [];
+    for (let i = 0; i < input.receiptHandles.length; i += 10) {
+      const batch = input.receiptHandles.slice(i, i + 10);
+      const res = await aws(`delete ${batch.length} message(s) from ${input.queueUrl}`, () =>
+        clients.sqs(input.region).send(
+          new DeleteMessageBatchCommand({ QueueUrl: input.queueUrl, Entries: batch.map((ReceiptHandle, n) => ({ Id: String(n), ReceiptHandle })) }),
+        ),
+      );
+      deleted += res.Successful?.length ?? 0;
+      for (const f of res.Failed ?? []) failed.push(`${f.Id}: ${f.Code} ${f.Message ?? ''}`);
+    }
+    return { deleted, failed };
+  }
+
+  return { markGuarded, scanGuarded, receiveSpotEvents, deleteSpotEvents };
+}

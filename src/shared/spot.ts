@@ -1,0 +1,127 @@
+/**
+ * Messages and status of the Spot guardian and the per-region event router. Pure: workflow code
+ * imports this file.
+ */
+import { defineQuery, defineSignal } from '@temporalio/workflow';
+import type { Plan } from '../plan/schema';
+
+export const NOTICE_KINDS = ['interruption', 'rebalance', 'stopped', 'manual'] as const;
+export type NoticeKind = (typeof NOTICE_KINDS)[number];
+
+/** The `interruption` signal's payload: from the router, the CLI, the Web UI or any tool. */
+export interface InterruptionNotice {
+  instanceId: string;
+  kind: NoticeKind;
+  /** When the notice was raised (ISO), if the sender knows; else when it arrived. */
+  at?: string;
+  /** Where it came from: `queue`, `poll`, `cli`, … */
+  source?: string;
+}
+
+export interface GuardEvent {
+  kind: NoticeKind;
+  source?: string;
+  oldInstanceId: string;
+  newInstanceId?: string;
+  instanceType?: string;
+  market?: string;
+  noticeAt: string;
+  launchedAt?: string;
+  healthyAt?: string;
+  eipMovedAt?: string;
+  oldTerminatedAt?: string;
+  outcome: 'replaced' | 'failed';
+  error?: string;
+  /** From notice to the Elastic IP on a healthy replacement. */
+  recoveryMs?: number;
+}
+
+export interface GuardianInput {
+  plan: Plan;
+  /** The instance to guard (the migration's new instance). */
+  instanceId: string;
+  /** AMI to launch replacements from; without one, replacements run every remote step. */
+  goldenImageId?: string;
+  migrationWorkflowId?: string;
+  /** State carried across continue-as-new. */
+  carried?: GuardianCarried;
+}
+
+export interface GuardianCarried {
+  replacements: number;
+  events: GuardEvent[];
+  pending: InterruptionNotice[];
+  ignored: { at: string; reason: string; notice?: unknown }[];
+  runs: number;
+  routerReady: boolean;
+}
+
+export interface GuardianStatus {
+  workflowId: string;
+  planName: string;
+  region: string;
+  instanceId: string;
+  goldenImageId?: string;
+  state: 'guarding' | 'replacing' | 'stopped';
+  replacements: number;
+  /** Runs of this guardian (continue-as-new count + 1). */
+  run: number;
+  events: GuardEvent[];
+  pending: InterruptionNotice[];
+  ignored: GuardianCarried['ignored'];
+}
+
+export const interruptionSignal = defineSignal<[InterruptionNotice]>('interruption');
+export const stopGuardingSignal = defineSignal<[]>('stop');
+export const guardianStatusQuery = defineQuery<GuardianStatus>('status');
+
+export const GUARDIAN_SIGNAL_DESCRIPTIONS = {
+  interruption:
+    'An interruption notice: replace the instance now. Payload: {"instanceId": "i-…", "kind": "interruption"|"rebalance"|"stopped"|"manual"}',
+  stop: 'Stop guarding: the instance keeps running, nothing is replaced any more.',
+} as const;
+
+/** The router's registration: a guardian asks it to read a queue and poll its instances. */
+export interface RouterRegistration {
+  guardianId: string;
+  queueUrl?: string | null;
+  pollIntervalMs: number;
+}
+
+export interface RouterInput {
+  region: string;
+  queueUrls: string[];
+  pollIntervalMs: number;
+  carried?: RouterCarried;
+}
+
+export interface RouterCarried {
+  /** Guarded instance → guardian workflow id, as last seen alive. */
+  known: Record<string, string>;
+  runs: number;
+  stats: RouterStats;
+}
+
+export interface RouterStats {
+  polls: number;
+  describeCalls: number;
+  messagesRouted: number;
+  messagesDropped: number;
+  pollNotices: number;
+}
+
+export interface RouterStatus {
+  region: string;
+  queueUrls: string[];
+  pollIntervalMs: number;
+  guarded: number;
+  run: number;
+  stats: RouterStats;
+}
+
+export const registerGuardianSignal = defineSignal<[RouterRegistration]>('register');
+export const stopRouterSignal = defineSignal<[]>('stop');
+export const routerStatusQuery = defineQuery<RouterStatus>('status');
+
+/** Instance states after which the guarded instance no longer serves. */
+export const DEAD_STATES: readonly string[] = ['shutting-down', 'terminated', 'stopping', 'stopped'];

@@ -1,0 +1,236 @@
+import {
+  ApplicationFailure,
+  ParentClosePolicy,
+  allHandlersFinished,
+  condition,
+  continueAsNew,
+  getExternalWorkflowHandle,
+  log,
+  proxyActivities,
+  setCurrentDetails,
+  setHandler,
+  sleep,
+  startChild,
+  workflowInfo,
+  type ActivityOptions,
+} from '@temporalio/workflow';
+import { WorkflowExecutionAlreadyStartedError } from '@temporalio/common';
+import type { Activities } from '../activities';
+import { durationMs } from '../plan/duration';
+import { routerWorkflowId } from '../shared/constants';
+import { NON_RETRYABLE_AWS_CODES, ErrorType } from '../shared/errors';
+import {
+  GUARDIAN_SIGNAL_DESCRIPTIONS,
+  NOTICE_KINDS,
+  guardianStatusQuery,
+  interruptionSignal,
+  registerGuardianSignal,
+  stopGuardingSignal,
+  type GuardEvent,
+  type GuardianCarried,
+  type GuardianInput,
+  type GuardianStatus,
+  type InterruptionNotice,
+} from '../shared/spot';
+import { TAG_GUARDED } from '../shared/constants';
+import { spotEventRouter } from './router';
+
+const NON_RETRYABLE = [...NON_RETRYABLE_AWS_CODES, ErrorType.PreflightFailed, 'NotConfigured'];
+/** Replacement races a two-minute warning: short timeouts, quick retries. */
+const QUICK: ActivityOptions = {
+  startToCloseTimeout: '1 minute',
+  retry: { initialInterval: '500ms', backoffCoefficient: 2, maximumInterval: '10s', maximumAttempts: 10, nonRetryableErrorTypes: NON_RETRYABLE },
+};
+const LONG: ActivityOptions = {
+  startToCloseTimeout: '30 minutes',
+  heartbeatTimeout: '1 minute',
+  retry: { initialInterval: '1s', backoffCoefficient: 2, maximumInterval: '30s', maximumAttempts: 6, nonRetryableErrorTypes: NON_RETRYABLE },
+};
+const quick = proxyActivities<Activities>(QUICK);
+const long = proxyActivities<Activities>(LONG);
+
+/** Events kept in the status (the full list is in the run histories). */
+const KEEP_EVENTS = 50;
+/** Tries of one replacement before the guardian waits for the next notice or poll. */
+const REPLACEMENT_TRIES = 3;
+
+/**
+ * Keeps one migrated service alive on Spot: on an interruption notice it launches a replacement
+ * from the golden image, starts the app, checks it, moves the Elastic IP, verifies from outside
+ * and terminates the old instance; then it continues as new so its history stays small.
+ */
+export async function spotGuardian(input: GuardianInput): Promise<GuardianStatus> {
+  const { plan } = input;
+  const info = workflowInfo();
+  const guardianId = info.workflowId;
+  const carried: GuardianCarried = input.carried ?? { replacements: 0, events: [], pending: [], ignored: [], runs: 0, routerReady: false };
+  let instanceId = input.instanceId;
+  let replacing = false;
+  let stopRequested = false;
+  const pending: InterruptionNotice[] = [...carried.pending];
+
+  const status = (): GuardianStatus => ({
+    workflowId: guardianId,
+    planName: plan.name,
+    region: plan.region,
+    instanceId,
+    goldenImageId: input.goldenImageId,
+    state: stopRequested ? 'stopped' : replacing ? 'replacing' : 'guarding',
+    replacements: carried.replacements,
+    run: carried.runs + 1,
+    events: carried.events,
+    pending,
+    ignored: carried.ignored,
+  });
+  const refreshDetails = () => {
+    const recent = carried.events.slice(-5).reverse();
+    setCurrentDetails(
+      `**${plan.name}** on \`${instanceId}\`: ${status().state}, ${carried.replacements} replacement(s)\n\n` +
+        (recent.length
+          ? `| notice | kind | old | new | outcome | recovery |\n|---|---|---|---|---|---|\n${recent
+              .map((e) => `| ${e.noticeAt} | ${e.kind} | ${e.oldInstanceId} | ${e.newInstanceId ?? '–'} | ${e.outcome} | ${e.recoveryMs !== undefined ? `${(e.recoveryMs / 1000).toFixed(1)} s` : '–'} |`)
+              .join('\n')}`
+          : 'No interruption yet.'),
+    );
+  };
+  const ignore = (reason: string, notice?: unknown) => {
+    carried.ignored.push({ at: new Date().toISOString(), reason, notice });
+    if (carried.ignored.length > KEEP_EVENTS) carried.ignored.splice(0, carried.ignored.length - KEEP_EVENTS);
+    log.info('ignored a notice', { reason });
+  };
+
+  setHandler(guardianStatusQuery, status, { description: 'The guarded instance, replacements and recent events.' });
+  setHandler(
+    interruptionSignal,
+    (notice) => {
+      if (!notice || typeof notice !== 'object' || typeof notice.instanceId !== 'string' || !NOTICE_KINDS.includes(notice.kind)) {
+        ignore(`invalid payload: expected {"instanceId": "i-…", "kind": one of ${NOTICE_KINDS.join(', ')}}`, notice);
+        return;
+      }
+      if (notice.instanceId !== instanceId) return ignore(`${notice.instanceId} is not the guarded instance (${instanceId})`, notice);
+      if (replacing || pending.some((p) => p.instanceId === notice.instanceId)) return ignore(`duplicate notice for ${notice.instanceId}: already being replaced`, notice);
+      pending.push({ ...notice, at: notice.at ?? new Date().toISOString() });
+    },
+    { description: GUARDIAN_SIGNAL_DESCRIPTIONS.interruption },
+  );
+  setHandler(
+    stopGuardingSignal,
+    () => {
+      stopRequested = true;
+    },
+    { description: GUARDIAN_SIGNAL_DESCRIPTIONS.stop },
+  );
+
+  if (!carried.routerReady) {
+    await quick.markGuarded({ region: plan.region, instanceId, guardianId });
+    await joinRouter();
+    carried.routerReady = true;
+  }
+  refreshDetails();
+
+  for (;;) {
+    await condition(() => pending.length > 0 || stopRequested || workflowInfo().continueAsNewSuggested);
+    if (stopRequested) break;
+    const notice = pending.shift();
+    if (notice) {
+      replacing = true;
+      refreshDetails();
+      const event = await replace(notice);
+      replacing = false;
+      carried.events.push(event);
+      if (carried.events.length > KEEP_EVENTS) carried.events.splice(0, carried.events.length - KEEP_EVENTS);
+      refreshDetails();
+      if (event.outcome === 'failed') {
+        // Capacity or the app may come back: try again after a pause, unless told to stop.
+        await condition(() => stopRequested, '1 minute');
+        if (!pending.some((p) => p.instanceId === notice.instanceId)) pending.unshift(notice);
+      }
+    }
+    // Every replacement (or a long quiet life) starts a fresh run: the history stays small.
+    if (notice || workflowInfo().continueAsNewSuggested) {
+      await condition(allHandlersFinished);
+      if (stopRequested) break;
+      return continueAsNew<typeof spotGuardian>({
+        ...input,
+        instanceId,
+        carried: { ...carried, pending: [...pending], runs: carried.runs + 1 },
+      });
+    }
+  }
+  refreshDetails();
+  return status();
+
+  /** Starts the region's router (first guardian) or registers with the running one. */
+  async function joinRouter(): Promise<void> {
+    const registration = { guardianId, queueUrl: plan.spot.interruptionQueueUrl, pollIntervalMs: durationMs(plan.spot.pollInterval) };
+    try {
+      await startChild(spotEventRouter, {
+        workflowId: routerWorkflowId(plan.region),
+        parentClosePolicy: ParentClosePolicy.ABANDON,
+        args: [{ region: plan.region, queueUrls: registration.queueUrl ? [registration.queueUrl] : [], pollIntervalMs: registration.pollIntervalMs }],
+      });
+    } catch (err) {
+      if (!(err instanceof WorkflowExecutionAlreadyStartedError)) throw err;
+      await getExternalWorkflowHandle(routerWorkflowId(plan.region)).signal(registerGuardianSignal, registration);
+    }
+  }
+
+  async function replace(notice: InterruptionNotice): Promise<GuardEvent> {
+    const noticeAt = notice.at ?? new Date().toISOString();
+    const oldInstanceId = instanceId;
+    let lastError = '';
+    for (let attempt = 1; attempt <= REPLACEMENT_TRIES; attempt++) {
+      const step = `replace-${carried.replacements + 1}-try-${attempt}`;
+      const event: GuardEvent = { kind: notice.kind, source: notice.source, oldInstanceId, noticeAt, outcome: 'failed' };
+      try {
+        const launched = await long.launchInstance({
+          plan,
+          workflowId: guardianId,
+          step,
+          imageId: input.goldenImageId ?? (await quick.resolveImage({ plan })),
+          tags: { [TAG_GUARDED]: guardianId },
+        });
+        Object.assign(event, { newInstanceId: launched.instanceId, instanceType: launched.instanceType, market: launched.market, launchedAt: new Date().toISOString() });
+        const host = plan.checks.host === 'auto' ? launched.publicIp : plan.checks.host;
+        if (!host) throw ApplicationFailure.nonRetryable(`replacement ${launched.instanceId} has no public address`, 'NoPublicAddress');
+        // Without a golden image the replacement is a bare image: every remote step runs.
+        const steps = input.goldenImageId ? [plan.remote.start] : [plan.remote.setup, plan.remote.deploy, plan.remote.build, plan.remote.start];
+        for (const commands of steps) {
+          if (commands.length) await long.runRemote({ region: plan.region, instanceId: launched.instanceId, label: 'start', commands, timeoutSeconds: 3600 });
+        }
+        await checksProxy().checkServices({ plan, instanceId: launched.instanceId, host, scope: 'all' });
+        event.healthyAt = new Date().toISOString();
+        const moved = await quick.associateAddress({ region: plan.region, allocationId: plan.elasticIp.allocationId, instanceId: launched.instanceId });
+        event.eipMovedAt = new Date().toISOString();
+        instanceId = launched.instanceId;
+        carried.replacements++;
+        await checksProxy().checkServices({ plan, instanceId: launched.instanceId, host: plan.checks.host === 'auto' ? moved.publicIp : plan.checks.host, scope: 'public' });
+        event.recoveryMs = Date.parse(event.eipMovedAt) - Date.parse(noticeAt);
+        try {
+          await long.terminateInstance({ region: plan.region, instanceId: oldInstanceId });
+          event.oldTerminatedAt = new Date().toISOString();
+        } catch (err) {
+          log.warn('could not terminate the old instance', { oldInstanceId, error: (err as Error).message });
+        }
+        event.outcome = 'replaced';
+        return event;
+      } catch (err) {
+        lastError = (err as { cause?: Error }).cause?.message ?? (err as Error).message;
+        log.error('replacement failed', { attempt, error: lastError });
+        // Never leave a half-made replacement running; the EIP stays where it is (moved only
+        // once a replacement is healthy).
+        if (instanceId === oldInstanceId) await quick.terminateLaunched({ region: plan.region, workflowId: guardianId, step }).catch(() => undefined);
+        else return { ...event, outcome: 'replaced', error: `verification after the move failed: ${lastError}` };
+        if (attempt < REPLACEMENT_TRIES) await sleep(durationMs(plan.checks.interval));
+      }
+    }
+    return { kind: notice.kind, source: notice.source, oldInstanceId, noticeAt, outcome: 'failed', error: lastError };
+  }
+
+  function checksProxy() {
+    return proxyActivities<Activities>({
+      startToCloseTimeout: '5 minutes',
+      retry: { initialInterval: durationMs(plan.checks.interval), backoffCoefficient: 1, maximumAttempts: plan.checks.attempts, nonRetryableErrorTypes: NON_RETRYABLE },
+    });
+  }
+}

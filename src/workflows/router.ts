@@ -1,0 +1,149 @@
+import {
+  allHandlersFinished,
+  condition,
+  continueAsNew,
+  getExternalWorkflowHandle,
+  log,
+  proxyActivities,
+  setCurrentDetails,
+  setHandler,
+  workflowInfo,
+} from '@temporalio/workflow';
+import type { Activities } from '../activities';
+import type { QueueMessage } from '../activities/spot';
+import { NON_RETRYABLE_AWS_CODES } from '../shared/errors';
+import {
+  DEAD_STATES,
+  interruptionSignal,
+  registerGuardianSignal,
+  routerStatusQuery,
+  stopRouterSignal,
+  type InterruptionNotice,
+  type RouterCarried,
+  type RouterInput,
+  type RouterStatus,
+} from '../shared/spot';
+
+const acts = proxyActivities<Activities>({
+  startToCloseTimeout: '1 minute',
+  retry: { initialInterval: '1s', backoffCoefficient: 2, maximumInterval: '30s', nonRetryableErrorTypes: [...NON_RETRYABLE_AWS_CODES] },
+});
+
+/** Polls per run before continuing as new (each poll is a handful of events). */
+const POLLS_PER_RUN = 500;
+
+/**
+ * The one reader of Spot events in a region: it drains the EventBridge → SQS queues and polls
+ * every guarded instance with one DescribeInstances per interval, and signals the guardian that
+ * owns the instance. A message is deleted only after its signal was accepted (or it can never
+ * be delivered: unknown instance, malformed, guardian gone).
+ */
+export async function spotEventRouter(input: RouterInput): Promise<RouterStatus> {
+  const region = input.region;
+  const queueUrls = new Set(input.queueUrls);
+  let pollIntervalMs = input.pollIntervalMs;
+  let stop = false;
+  const carried: RouterCarried = input.carried ?? {
+    known: {},
+    runs: 0,
+    stats: { polls: 0, describeCalls: 0, messagesRouted: 0, messagesDropped: 0, pollNotices: 0 },
+  };
+  const known = new Map(Object.entries(carried.known));
+  const stats = carried.stats;
+
+  const status = (): RouterStatus => ({ region, queueUrls: [...queueUrls], pollIntervalMs, guarded: known.size, run: carried.runs + 1, stats });
+  setHandler(routerStatusQuery, status, { description: 'Queues, poll interval, guarded instances and counters.' });
+  setHandler(
+    registerGuardianSignal,
+    (r) => {
+      if (!r || typeof r !== 'object') return;
+      if (typeof r.queueUrl === 'string' && r.queueUrl) queueUrls.add(r.queueUrl);
+      if (typeof r.pollIntervalMs === 'number' && r.pollIntervalMs >= 1000) pollIntervalMs = Math.min(pollIntervalMs, r.pollIntervalMs);
+    },
+    { description: 'A guardian joins: {"guardianId", "queueUrl", "pollIntervalMs"}.' },
+  );
+  setHandler(
+    stopRouterSignal,
+    () => {
+      stop = true;
+    },
+    { description: 'Stop routing Spot events for this region.' },
+  );
+
+  async function notify(guardianId: string, notice: InterruptionNotice): Promise<boolean> {
+    try {
+      await getExternalWorkflowHandle(guardianId).signal(interruptionSignal, notice);
+      return true;
+    } catch (err) {
+      // The guardian is gone (stopped, or its service was retired): nothing to deliver to.
+      log.warn('could not signal the guardian', { guardianId, instanceId: notice.instanceId, error: (err as Error).message });
+      return false;
+    }
+  }
+
+  for (let polls = 0; !stop; polls++) {
+    // One DescribeInstances for every guarded instance of the region.
+    const guarded = await acts.scanGuarded({ region });
+    stats.polls++;
+    stats.describeCalls++;
+    const owner = new Map(guarded.map((g) => [g.instanceId, g.guardianId]));
+
+    // Instances that died since the last poll, with or without a warning.
+    const alive = new Set(guarded.filter((g) => !DEAD_STATES.includes(g.state)).map((g) => g.instanceId));
+    const deaths: [string, string][] = [...known.entries()].filter(([id]) => !alive.has(id));
+    for (const [instanceId] of deaths) known.delete(instanceId);
+    for (const g of guarded) if (alive.has(g.instanceId) && g.guardianId) known.set(g.instanceId, g.guardianId);
+    await Promise.all(
+      deaths.map(async ([instanceId, guardianId]) => {
+        stats.pollNotices++;
+        await notify(guardianId, { instanceId, kind: 'stopped', source: 'poll', at: new Date().toISOString() });
+      }),
+    );
+
+    for (const queueUrl of queueUrls) {
+      let messages: QueueMessage[];
+      try {
+        messages = await acts.receiveSpotEvents({ region, queueUrl });
+      } catch (err) {
+        log.error('could not read the queue', { queueUrl, error: (err as Error).message });
+        continue;
+      }
+      const done: string[] = [];
+      await Promise.all(
+        messages.map(async (m) => {
+          if (!m.event.ok) {
+            log.warn('dropped a message that is no Spot event for us', { messageId: m.messageId, reason: m.event.reason });
+            stats.messagesDropped++;
+            done.push(m.receiptHandle);
+            return;
+          }
+          const guardianId = owner.get(m.event.instanceId);
+          if (!guardianId) {
+            log.info('dropped an event about an instance nobody guards', { messageId: m.messageId, instanceId: m.event.instanceId });
+            stats.messagesDropped++;
+            done.push(m.receiptHandle);
+            return;
+          }
+          await notify(guardianId, { instanceId: m.event.instanceId, kind: m.event.kind, source: 'queue', at: m.event.time ?? new Date().toISOString() });
+          stats.messagesRouted++;
+          done.push(m.receiptHandle);
+        }),
+      );
+      if (done.length) await acts.deleteSpotEvents({ region, queueUrl, receiptHandles: done });
+    }
+
+    setCurrentDetails(`Spot events for **${region}**: ${known.size} guarded instance(s), ${queueUrls.size} queue(s), every ${pollIntervalMs / 1000} s.\n\n${JSON.stringify(stats)}`);
+    if (polls + 1 >= POLLS_PER_RUN || workflowInfo().continueAsNewSuggested) {
+      await condition(allHandlersFinished);
+      if (stop) break;
+      return continueAsNew<typeof spotEventRouter>({
+        region,
+        queueUrls: [...queueUrls],
+        pollIntervalMs,
+        carried: { known: Object.fromEntries(known), runs: carried.runs + 1, stats },
+      });
+    }
+    await condition(() => stop, pollIntervalMs);
+  }
+  return status();
+}

@@ -1,0 +1,196 @@
+/**
+ * spotGuardian and spotEventRouter against the real dev server and moto (EC2, SSM, SQS): every
+ * test migrates onto Spot first, so the guardian is started the way production starts it.
+ */
+import { DescribeInstancesCommand, TerminateInstancesCommand } from '@aws-sdk/client-ec2';
+import type { WorkflowHandle } from '@temporalio/client';
+import { guardianWorkflowId, TAG_GUARDED } from '../../src/shared/constants';
+import { decideUpdate } from '../../src/shared/migration';
+import { guardianStatusQuery, interruptionSignal, type GuardianStatus } from '../../src/shared/spot';
+import { connectClient, type ConnectedClient } from '../harness/env';
+import { addressHolder, aliveInstancesOfPlan, instance, startMigration, waitForPhase } from '../harness/migration';
+import { startScenario, type Scenario } from '../harness/scenario';
+import { testPlan } from '../harness/seed';
+import { createQueue, endSpotWorkflows, putMessage, routerStatus, spotEvent, waitForGuardian } from '../harness/spot';
+import { startWorker, type TestWorker } from '../harness/worker';
+import type { Plan } from '../../src/plan/schema';
+
+// Guardian tests use their own region, so the region's router is theirs alone.
+const REGION = 'us-west-2';
+
+let temporal: ConnectedClient;
+const open: { close(): Promise<void> }[] = [];
+
+beforeAll(async () => {
+  temporal = await connectClient();
+});
+afterEach(async () => {
+  while (open.length) await open.pop()?.close();
+});
+afterAll(async () => {
+  await temporal?.close();
+});
+
+interface Guarded {
+  s: Scenario;
+  w: TestWorker;
+  plan: Plan;
+  queueUrl: string;
+  guardian: WorkflowHandle;
+  first: GuardianStatus;
+}
+
+/** A Spot migration, approved; returns its guardian once it guards the new instance. */
+async function migrated(overrides: Parameters<typeof testPlan>[2] = {}): Promise<Guarded> {
+  const s = await startScenario({ maxAttempts: 3, seed: { region: REGION } });
+  open.push(s);
+  const queueUrl = await createQueue(s.direct, REGION);
+  const plan = testPlan(s.source, s.world.ports, {
+    target: { market: 'spot', ...(overrides.target ?? {}) },
+    spot: { interruptionQueueUrl: queueUrl, pollInterval: '1s' },
+    checks: { attempts: 3, interval: '1s' },
+    ...overrides,
+  } as Parameters<typeof testPlan>[2]);
+  const w = await startWorker({ clients: s.clients });
+  open.push({ close: () => w.stop() });
+  open.push({ close: () => endSpotWorkflows(temporal.client, REGION, [guardianWorkflowId(plan.name)]) });
+  const handle = await startMigration(temporal.client, w.taskQueue, plan);
+  await waitForPhase(handle, 'awaiting-approval');
+  await handle.executeUpdate(decideUpdate, { args: [{ decision: 'approve', by: 'ops' }] });
+  const report = await handle.result();
+  expect(report.guardianWorkflowId).toBe(guardianWorkflowId(plan.name));
+  const guardian = temporal.client.workflow.getHandle(guardianWorkflowId(plan.name));
+  const first = await waitForGuardian(guardian, 'guarding', (g) => g.state === 'guarding' && g.instanceId === report.after.instanceId);
+  // The router knows the instance before the test interrupts it.
+  await routerKnows(1);
+  return { s, w, plan, queueUrl, guardian, first };
+}
+
+async function routerKnows(count: number): Promise<void> {
+  await waitFor(`router sees ${count} guarded instance(s)`, async () => (await routerStatus(temporal.client, REGION)).guarded >= count);
+}
+
+async function waitFor(what: string, ok: () => Promise<boolean>, timeoutMs = 60_000): Promise<void> {
+  const { pollUntil } = await import('../harness/net');
+  await pollUntil(what, async () => ((await ok()) ? true : undefined), { timeoutMs, intervalMs: 100 });
+}
+
+async function expectRecovered(g: Guarded, oldId: string, status: GuardianStatus): Promise<string> {
+  const newId = status.instanceId;
+  expect(newId).not.toBe(oldId);
+  expect((await instance(g.s.direct, REGION, newId)).State?.Name).toBe('running');
+  expect(await addressHolder(g.s.direct, g.plan)).toBe(newId);
+  expect((await instance(g.s.direct, REGION, oldId)).State?.Name).toBe('terminated');
+  // The service answers on the Elastic IP, from the replacement.
+  const eip = g.s.source.publicIp;
+  const res = await fetch(g.s.world.url(eip, 'backend'));
+  expect(res.status).toBe(200);
+  expect(g.s.world.startedInstances()).toContain(newId);
+  const event = status.events[status.events.length - 1];
+  expect(event).toMatchObject({ oldInstanceId: oldId, newInstanceId: newId, outcome: 'replaced' });
+  expect(event.recoveryMs).toBeGreaterThanOrEqual(0);
+  return newId;
+}
+
+test('an interruption warning on the queue: a replacement runs the service and holds the EIP', async () => {
+  const g = await migrated();
+  const oldId = g.first.instanceId;
+  await putMessage(g.s.direct, REGION, g.queueUrl, spotEvent('interruption', oldId, REGION));
+
+  // The guardian continues as new after a replacement, carrying its state into run 2.
+  const after = await waitForGuardian(g.guardian, 'one replacement, in a new run', (s) => s.replacements === 1 && s.state === 'guarding' && s.run === 2);
+  await expectRecovered(g, oldId, after);
+  expect(after.events[0]).toMatchObject({ kind: 'interruption', source: 'queue' });
+  // The router deleted the message after the guardian took it.
+  await waitFor('queue drained', async () => (await routerStatus(temporal.client, REGION)).stats.messagesRouted >= 1);
+  const tagged = await g.s.direct.ec2(REGION).send(new DescribeInstancesCommand({ InstanceIds: [after.instanceId] }));
+  expect(tagged.Reservations?.[0]?.Instances?.[0]?.Tags).toContainEqual({ Key: TAG_GUARDED, Value: g.guardian.workflowId });
+});
+
+test('an instance terminated with no warning is recovered through the batched poll', async () => {
+  const g = await migrated();
+  const oldId = g.first.instanceId;
+  await g.s.direct.ec2(REGION).send(new TerminateInstancesCommand({ InstanceIds: [oldId] }));
+
+  const after = await waitForGuardian(g.guardian, 'one replacement', (s) => s.replacements === 1 && s.state === 'guarding');
+  await expectRecovered(g, oldId, after);
+  expect(after.events[0]).toMatchObject({ kind: 'stopped', source: 'poll' });
+});
+
+test('a rebalance recommendation replaces the instance while it still serves; the EIP moves once', async () => {
+  const g = await migrated();
+  const oldId = g.first.instanceId;
+  const moves = g.s.proxy.count('AssociateAddress');
+  // The old instance must still be running when the EIP leaves it: zero downtime.
+  const stateAtMove: string[] = [];
+  g.s.proxy.onAfter('AssociateAddress', async () => {
+    stateAtMove.push((await instance(g.s.direct, REGION, oldId)).State?.Name ?? '?');
+  });
+  await putMessage(g.s.direct, REGION, g.queueUrl, spotEvent('rebalance', oldId, REGION));
+
+  const after = await waitForGuardian(g.guardian, 'one replacement', (s) => s.replacements === 1 && s.state === 'guarding');
+  await expectRecovered(g, oldId, after);
+  expect(after.events[0].kind).toBe('rebalance');
+  expect(g.s.proxy.count('AssociateAddress') - moves).toBe(1);
+  expect(stateAtMove).toEqual(['running']);
+});
+
+test('two notices for the same instance give one replacement', async () => {
+  const g = await migrated();
+  const oldId = g.first.instanceId;
+  const launches = g.s.proxy.count('RunInstances');
+  await putMessage(g.s.direct, REGION, g.queueUrl, spotEvent('interruption', oldId, REGION));
+  await putMessage(g.s.direct, REGION, g.queueUrl, spotEvent('rebalance', oldId, REGION));
+  await g.guardian.signal(interruptionSignal, { instanceId: oldId, kind: 'manual' });
+
+  const after = await waitForGuardian(g.guardian, 'one replacement', (s) => s.replacements === 1 && s.state === 'guarding');
+  await expectRecovered(g, oldId, after);
+  // Let the router deliver both queued notices; the guardian must ignore the later ones.
+  await waitFor('both messages routed', async () => (await routerStatus(temporal.client, REGION)).stats.messagesRouted >= 2);
+  const settled = await g.guardian.query(guardianStatusQuery);
+  expect(settled.replacements).toBe(1);
+  expect(g.s.proxy.count('RunInstances') - launches).toBe(1);
+  expect(await aliveInstancesOfPlan(g.s.direct, g.plan)).toHaveLength(1);
+});
+
+test('InsufficientInstanceCapacity on the first type takes the next type; on every Spot type, on-demand', async () => {
+  const g = await migrated();
+  const forReal = (p: Record<string, unknown>) => p.DryRun !== 'true';
+  // First replacement: the main type has no capacity.
+  g.s.proxy.fail({ action: 'RunInstances', code: 'InsufficientInstanceCapacity', status: 500, times: 1, when: (p) => forReal(p) && p.InstanceType === 'g4dn.xlarge' });
+  await g.guardian.signal(interruptionSignal, { instanceId: g.first.instanceId, kind: 'interruption' });
+  const one = await waitForGuardian(g.guardian, 'first replacement', (s) => s.replacements === 1 && s.state === 'guarding');
+  expect(one.events[0]).toMatchObject({ instanceType: 'g4dn.2xlarge', market: 'spot', outcome: 'replaced' });
+
+  // Second: no Spot capacity for any type.
+  g.s.proxy.fail({ action: 'RunInstances', code: 'InsufficientInstanceCapacity', status: 500, times: 100, when: (p) => forReal(p) && String(p['InstanceMarketOptions.MarketType']) === 'spot' });
+  await g.guardian.signal(interruptionSignal, { instanceId: one.instanceId, kind: 'interruption' });
+  const two = await waitForGuardian(g.guardian, 'second replacement', (s) => s.replacements === 2 && s.state === 'guarding');
+  expect(two.events[1]).toMatchObject({ instanceType: 'g4dn.xlarge', market: 'on-demand', outcome: 'replaced' });
+  expect((await instance(g.s.direct, REGION, two.instanceId)).InstanceLifecycle).toBeUndefined();
+  expect(await addressHolder(g.s.direct, g.plan)).toBe(two.instanceId);
+});
+
+test('many replacements: each run stays small and the state carries over', async () => {
+  const g = await migrated();
+  let current = g.first.instanceId;
+  const cycles = 5;
+  for (let i = 1; i <= cycles; i++) {
+    await g.guardian.signal(interruptionSignal, { instanceId: current, kind: 'interruption' });
+    const s = await waitForGuardian(g.guardian, `replacement ${i}`, (x) => x.replacements === i && x.state === 'guarding');
+    current = s.instanceId;
+  }
+  const final = await g.guardian.query(guardianStatusQuery);
+  expect(final.replacements).toBe(cycles);
+  expect(final.events.map((e) => e.outcome)).toEqual(Array(cycles).fill('replaced'));
+  expect(final.run).toBe(cycles + 1);
+  // Every closed run's history is small: one replacement each.
+  const runs = [];
+  for await (const wf of temporal.client.workflow.list({ query: `WorkflowId = '${g.guardian.workflowId}'` })) runs.push(wf);
+  expect(runs.length).toBe(cycles + 1);
+  for (const run of runs) {
+    const history = await temporal.client.workflow.getHandle(g.guardian.workflowId, run.runId).fetchHistory();
+    expect(history.events?.length ?? 0).toBeLessThan(200);
+  }
+  expect(await aliveInstancesOfPlan(g.s.direct, g.plan)).toHaveLength(1);
+});
