@@ -102,6 +102,7 @@ export function createCheckActivities(remote: Remote, http: Fetch) {
       label: `check ${s.name}`,
       commands: [privateCheckCommand(s, plan.checks.requestTimeoutSeconds)],
       timeoutSeconds: plan.checks.requestTimeoutSeconds + 30,
+      resume: false,
     });
     const status = Number(out.stdoutTail.trim());
     const ok = out.exitCode === 0 && status >= 200 && status < 400;

@@ -16,6 +16,11 @@ export interface RemoteInput {
   timeoutSeconds?: number;
   /** How long to wait for the SSM agent to register before this attempt fails. */
   agentWaitSeconds?: number;
+  /**
+   * Take over the command an earlier attempt of this activity sent with the same label on the
+   * same instance (default true). Checks set false: a retried check must look again.
+   */
+  resume?: boolean;
 }
 
 export interface RemoteResult extends RemoteOutput {
@@ -83,20 +88,25 @@ export function createRemoteRunner(clients: AwsClients, options: RemoteOptions) 
   async function run(input: RemoteInput): Promise<RemoteResult> {
     const ctx = Context.current();
     const started = Date.now();
-    // A command an earlier attempt sent: wait for it if it still runs or take its success;
-    // after a failure, run the commands again.
-    let commandId = (ctx.info.heartbeatDetails as { commandId?: string } | undefined)?.commandId;
+    // A command an earlier attempt sent for this same step: wait for it if it still runs or take
+    // its success; after a failure, run the commands again. An activity may run several
+    // commands (one per private service), so the heartbeat says which step its command was for
+    // (details without a label come from a worker that ran one command per activity).
+    const beat = (id: string) => ({ commandId: id, label: input.label, instanceId: input.instanceId });
+    const earlierBeat = ctx.info.heartbeatDetails as Partial<ReturnType<typeof beat>> | undefined;
+    const sameStep = (earlierBeat?.label ?? input.label) === input.label && (earlierBeat?.instanceId ?? input.instanceId) === input.instanceId;
+    let commandId = input.resume !== false && sameStep ? earlierBeat?.commandId : undefined;
     if (commandId) {
       const earlier = await readInvocation(input, commandId);
       if (earlier?.Status && FINAL.has(earlier.Status) && (earlier.Status !== 'Success' || earlier.ResponseCode !== 0)) commandId = undefined;
     }
     commandId ??= await send(input);
-    ctx.heartbeat({ commandId });
+    ctx.heartbeat(beat(commandId));
     let inv: GetCommandInvocationCommandOutput | undefined;
     for (;;) {
       inv = await readInvocation(input, commandId);
       if (inv?.Status && FINAL.has(inv.Status)) break;
-      ctx.heartbeat({ commandId });
+      ctx.heartbeat(beat(commandId));
       await ctx.sleep(options.pollIntervalMs);
     }
     return {

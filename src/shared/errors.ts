@@ -15,8 +15,14 @@ export const NON_RETRYABLE_AWS_CODES: ReadonlySet<string> = new Set([
   'InvalidInstanceID.Malformed',
   'InvalidInstanceID.NotFound',
   'InvalidAllocationID.NotFound',
+  'InvalidParameter',
   'InvalidParameterValue',
   'InvalidParameterCombination',
+  'InvalidParameterDependency',
+  // A security-group rule AWS cannot parse (bad port range or CIDR): the same request fails again.
+  'InvalidPermission.Malformed',
+  // The Elastic IP is held in a way AllowReassociation cannot move (another account, a NAT gateway).
+  'Resource.AlreadyAssociated',
   'InvalidInstanceType',
   'InvalidKeyPair.NotFound',
   'MissingParameter',
