@@ -9,6 +9,7 @@ import type { NativeConnection } from '@temporalio/worker';
 export const ENV_TEMPORAL_ADDRESS = 'TEMPORAL_TEST_ADDRESS';
 export const ENV_TEMPORAL_NAMESPACE = 'TEMPORAL_TEST_NAMESPACE';
 export const ENV_MOTO_ENDPOINT = 'MOTO_ENDPOINT';
+export const ENV_TEMPORAL_UI_URL = 'TEMPORAL_TEST_UI_URL';
 
 function required(name: string, what: string): string {
   const value = process.env[name];
@@ -29,6 +30,11 @@ export function temporalAddress(): string {
 
 export function temporalNamespace(): string {
   return process.env[ENV_TEMPORAL_NAMESPACE] || 'default';
+}
+
+/** `http://127.0.0.1:<port>` of the dev server's Web UI. */
+export function temporalUiUrl(): string {
+  return required(ENV_TEMPORAL_UI_URL, 'Temporal Web UI');
 }
 
 /** `http://127.0.0.1:<port>` of the shared moto server. Tests reach it through an AwsProxy. */

@@ -1,12 +1,13 @@
 /**
  * Jest global setup of the `integration` project: one real Temporal dev server and one moto for
  * the whole run. Their addresses reach the test files through process.env (see env.ts).
- * Set TEMPORAL_UI_PORT to get the Web UI on that port while the tests run.
+ * The Web UI runs too, on TEMPORAL_UI_PORT or a free port (TEMPORAL_TEST_UI_URL).
  */
 import { TestWorkflowEnvironment } from '@temporalio/testing';
 import { startMoto, type MotoServer } from './moto';
 import { toolPaths } from './tools';
-import { ENV_MOTO_ENDPOINT, ENV_TEMPORAL_ADDRESS, ENV_TEMPORAL_NAMESPACE } from './env';
+import { ENV_MOTO_ENDPOINT, ENV_TEMPORAL_ADDRESS, ENV_TEMPORAL_NAMESPACE, ENV_TEMPORAL_UI_URL } from './env';
+import { freePort } from './net';
 
 export interface HarnessServers {
   temporal?: TestWorkflowEnvironment;
@@ -35,8 +36,9 @@ export async function stopHarnessServers(servers: HarnessServers): Promise<void>
 export default async function globalSetup(): Promise<void> {
   const tools = toolPaths();
   const namespace = 'default';
-  const uiPort = process.env.TEMPORAL_UI_PORT ? Number(process.env.TEMPORAL_UI_PORT) : undefined;
-  if (uiPort !== undefined && !(Number.isInteger(uiPort) && uiPort > 0 && uiPort < 65536)) {
+  // The Web UI always runs (the browser test uses it); TEMPORAL_UI_PORT picks its port.
+  const uiPort = process.env.TEMPORAL_UI_PORT ? Number(process.env.TEMPORAL_UI_PORT) : await freePort();
+  if (!(Number.isInteger(uiPort) && uiPort > 0 && uiPort < 65536)) {
     throw new Error(`TEMPORAL_UI_PORT must be a port number, got '${process.env.TEMPORAL_UI_PORT}'`);
   }
 
@@ -48,8 +50,8 @@ export default async function globalSetup(): Promise<void> {
         executable: { type: 'existing-path', path: tools.temporalBin },
         namespace,
         ip: '127.0.0.1',
-        ui: uiPort !== undefined,
-        ...(uiPort !== undefined ? { uiPort } : {}),
+        ui: true,
+        uiPort,
       },
     }),
     startMoto({ python: tools.motoPython }),
@@ -66,5 +68,6 @@ export default async function globalSetup(): Promise<void> {
   process.env[ENV_TEMPORAL_ADDRESS] = temporal.value.address;
   process.env[ENV_TEMPORAL_NAMESPACE] = namespace;
   process.env[ENV_MOTO_ENDPOINT] = moto.value.endpoint;
-  if (uiPort !== undefined) console.log(`Temporal Web UI: http://127.0.0.1:${uiPort}`);
+  process.env[ENV_TEMPORAL_UI_URL] = `http://127.0.0.1:${uiPort}`;
+  if (process.env.TEMPORAL_UI_PORT) console.log(`Temporal Web UI: http://127.0.0.1:${uiPort}`);
 }

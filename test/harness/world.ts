@@ -44,6 +44,8 @@ export interface WorldServiceSpec {
   name: string;
   healthPath: string;
   public: boolean;
+  /** Listen on this port (the demo uses the app's real ports); default: one the OS picks. */
+  port?: number;
 }
 
 export interface WorldService extends WorldServiceSpec {
@@ -156,7 +158,7 @@ export class AppWorld {
     try {
       for (const spec of specs) {
         const server = createServer();
-        await new Promise<void>((ok, fail) => server.once('error', fail).listen(0, '0.0.0.0', () => ok()));
+        await new Promise<void>((ok, fail) => server.once('error', fail).listen(spec.port ?? 0, '0.0.0.0', () => ok()));
         servers.push(server);
         services.push({ ...spec, port: (server.address() as AddressInfo).port });
       }
