@@ -7,37 +7,17 @@
 import { WorkflowUpdateFailedError, type WorkflowHandle } from '@temporalio/client';
 import { ErrorType } from '../../src/shared/errors';
 import { approveSignal, decideUpdate, rejectSignal, statusQuery, SIGNAL_DESCRIPTIONS, type Decision, type MigrationStatus } from '../../src/shared/migration';
-import { connectClient, type ConnectedClient } from '../harness/env';
+import { useIntegration } from '../harness/lifecycle';
 import { addressHolder, aliveInstancesOfPlan, imagesOfPlan, ingressOf, instance, startMigration, waitForPhase } from '../harness/migration';
 import { pollUntil } from '../harness/net';
 import { failureOf, gate, whoServes } from '../harness/outcome';
-import { startScenario, type Scenario } from '../harness/scenario';
-import { startWorker, type TestWorker } from '../harness/worker';
+import type { Scenario } from '../harness/scenario';
 
-let temporal: ConnectedClient;
-const open: { close(): Promise<void> }[] = [];
-
-beforeAll(async () => {
-  temporal = await connectClient();
-});
-afterEach(async () => {
-  while (open.length) await open.pop()?.close();
-});
-afterAll(async () => {
-  await temporal?.close();
-});
-
-async function setup(options: Parameters<typeof startScenario>[0] = {}): Promise<{ s: Scenario; w: TestWorker }> {
-  const s = await startScenario({ maxAttempts: 3, ...options });
-  open.push(s);
-  const w = await startWorker({ clients: s.clients });
-  open.push({ close: () => w.stop() });
-  return { s, w };
-}
+const t = useIntegration();
 
 /** Ends a run the test leaves waiting, so nothing of it outlives the test. */
 function terminateAfterTest(handle: WorkflowHandle): void {
-  open.push({ close: () => handle.terminate('test over').then(() => undefined, () => undefined) });
+  t.track({ close: () => handle.terminate('test over').then(() => undefined, () => undefined) });
 }
 
 const phaseState = (status: MigrationStatus, name: string) => status.phases.find((p) => p.name === name)?.state;
@@ -70,8 +50,8 @@ const COMPENSATIONS = (s: Scenario) => [`move the Elastic IP back to ${s.source.
 
 describe('waiting for approval', () => {
   test('the old instance keeps running while the new one holds the Elastic IP, and the UI lists the messages', async () => {
-    const { s, w } = await setup();
-    const handle = await startMigration(temporal.client, w.taskQueue, s.plan);
+    const { s, w } = await t.setup();
+    const handle = await startMigration(t.client, w.taskQueue, s.plan);
     terminateAfterTest(handle);
 
     const waiting = await waitForPhase(handle, 'awaiting-approval');
@@ -106,8 +86,8 @@ describe('waiting for approval', () => {
 
 describe.each(['signal', 'update'] as const)('a rejection by %s', (via) => {
   test('rolls back: the Elastic IP returns, the new instance is terminated, the added rules are revoked', async () => {
-    const { s, w } = await setup();
-    const handle = await startMigration(temporal.client, w.taskQueue, s.plan);
+    const { s, w } = await t.setup();
+    const handle = await startMigration(t.client, w.taskQueue, s.plan);
     const waiting = await waitForPhase(handle, 'awaiting-approval');
     const newId = waiting.newInstanceId as string;
     const { backend, frontend } = s.world.ports;
@@ -149,8 +129,8 @@ describe.each(['signal', 'update'] as const)('a rejection by %s', (via) => {
 
 describe('signals with an invalid payload', () => {
   test('are recorded with a reason and ignored; a valid approval afterwards completes the run', async () => {
-    const { s, w } = await setup({ planOverrides: { approval: { approvers: ['alice', 'carol'] } } });
-    const handle = await startMigration(temporal.client, w.taskQueue, s.plan);
+    const { s, w } = await t.setup({ planOverrides: { approval: { approvers: ['alice', 'carol'] } } });
+    const handle = await startMigration(t.client, w.taskQueue, s.plan);
     const waiting = await waitForPhase(handle, 'awaiting-approval');
     const newId = waiting.newInstanceId as string;
 
@@ -199,7 +179,7 @@ describe('signals with an invalid payload', () => {
 
 describe('the decide update', () => {
   test('is refused at once before, during and after the wait when the decision is not acceptable; nothing changes', async () => {
-    const { s, w } = await setup({ planOverrides: { approval: { approvers: ['alice'] } } });
+    const { s, w } = await t.setup({ planOverrides: { approval: { approvers: ['alice'] } } });
     const decide = (d: unknown) => handle.executeUpdate(decideUpdate, { args: [d as Decision] });
 
     // Hold the security-group phase until the test has tried to decide early.
@@ -216,9 +196,10 @@ describe('the decide update', () => {
       inStopOld.open();
       await releaseStopOld.promise;
     });
-    open.push({ close: async () => releaseStopOld.open() }, { close: async () => releaseSecurityGroup.open() });
+    t.track({ close: async () => releaseStopOld.open() });
+    t.track({ close: async () => releaseSecurityGroup.open() });
 
-    const handle = await startMigration(temporal.client, w.taskQueue, s.plan);
+    const handle = await startMigration(t.client, w.taskQueue, s.plan);
     terminateAfterTest(handle);
 
     await inSecurityGroup.promise;
@@ -271,8 +252,8 @@ describe('the decide update', () => {
 
 describe('the approval timeout', () => {
   test('completes as "approval timed out" with the old instance running and the Elastic IP on the new one', async () => {
-    const { s, w } = await setup({ planOverrides: { approval: { timeout: '2s' } } });
-    const handle = await startMigration(temporal.client, w.taskQueue, s.plan);
+    const { s, w } = await t.setup({ planOverrides: { approval: { timeout: '2s' } } });
+    const handle = await startMigration(t.client, w.taskQueue, s.plan);
     const waiting = await waitForPhase(handle, 'awaiting-approval');
     const newId = waiting.newInstanceId as string;
 
@@ -286,21 +267,25 @@ describe('the approval timeout', () => {
     expect(status.phase).toBe('completed');
     expect(status.approval?.decision).toBe('timed-out');
     expect(phaseState(status, 'stop-old')).toBe('skipped');
-    expect(status.phases.find((p) => p.name === 'stop-old')?.lastError).toMatch(/approval timed out/);
+    expect(status.phases.find((p) => p.name === 'stop-old')?.figures.skipped?.value).toMatch(/approval timed out/);
+    expect(status.phases.find((p) => p.name === 'stop-old')?.lastError).toBeUndefined();
 
     expect((await instance(s.direct, s.plan.region, s.source.instanceId)).State?.Name).toBe('running');
     expect(await addressHolder(s.direct, s.plan)).toBe(newId);
     expect((await instance(s.direct, s.plan.region, newId)).State?.Name).toBe('running');
     expect(await whoServes(s.world, s.source.publicIp, 'backend')).toBe(newId);
-    // No backup of the old instance: it was never going to be stopped.
-    expect(await imagesOfPlan(s.direct, s.plan)).toEqual([]);
+    // No backup of the old instance (it was never going to be stopped), but the golden image of
+    // the new one, which now serves: a Spot target gets its guardian from it.
+    const images = await imagesOfPlan(s.direct, s.plan);
+    expect(images.map((i) => i.Tags?.find((t) => t.Key === 'ec2-gpu-migration:step')?.Value)).toEqual(['golden']);
+    expect(report.images).toEqual({ golden: images[0].ImageId });
   });
 });
 
 describe('--keep-failed', () => {
   test('a rejection leaves the new instance running, records its compensation as skipped, and moves the Elastic IP back', async () => {
-    const { s, w } = await setup();
-    const handle = await startMigration(temporal.client, w.taskQueue, s.plan, { keepFailed: true });
+    const { s, w } = await t.setup();
+    const handle = await startMigration(t.client, w.taskQueue, s.plan, { keepFailed: true });
     const waiting = await waitForPhase(handle, 'awaiting-approval');
     const newId = waiting.newInstanceId as string;
 

@@ -7,24 +7,13 @@
 import type { PlanOverrides } from '../harness/seed';
 import { PHASES, decideUpdate, statusQuery, type MigrationStatus, type PhaseName } from '../../src/shared/migration';
 import { ErrorType } from '../../src/shared/errors';
-import { connectClient, type ConnectedClient } from '../harness/env';
+import { useIntegration } from '../harness/lifecycle';
 import { addressHolder, aliveInstancesOfPlan, ingressOf, instance, instancesOfPlan, startMigration, waitForPhase } from '../harness/migration';
 import { failureOf, onLaunched, whoServes } from '../harness/outcome';
 import { startScenario, type Scenario } from '../harness/scenario';
 import { startWorker } from '../harness/worker';
 
-let temporal: ConnectedClient;
-const open: { close(): Promise<void> }[] = [];
-
-beforeAll(async () => {
-  temporal = await connectClient();
-});
-afterEach(async () => {
-  while (open.length) await open.pop()?.close();
-});
-afterAll(async () => {
-  await temporal?.close();
-});
+const t = useIntegration();
 
 /** Quick checks: a failing check is tried twice, a second apart. */
 const FAST_CHECKS: PlanOverrides = { checks: { attempts: 2, interval: '1s' } };
@@ -283,12 +272,12 @@ const UNDONE_PHASES: PhaseName[] = ['launch', 'security-group', 'eip-switch', 's
 describe('a failure that retries cannot fix rolls the migration back', () => {
   test.each(CASES.map((c) => [c.phase, c.how, c] as const))('in %s: %s', async (_phase, _how, c) => {
     const s = await startScenario({ maxAttempts: 3, planOverrides: c.overrides });
-    open.push(s);
+    t.track(s);
     const w = await startWorker({ clients: s.clients });
-    open.push({ close: () => w.stop() });
+    t.track({ close: () => w.stop() });
     const fired = c.arrange(s);
 
-    const handle = await startMigration(temporal.client, w.taskQueue, s.plan);
+    const handle = await startMigration(t.client, w.taskQueue, s.plan);
     if (c.approve) {
       await waitForPhase(handle, 'awaiting-approval');
       await handle.executeUpdate(decideUpdate, { args: [{ decision: 'approve', by: 'alice' }] });

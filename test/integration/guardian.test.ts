@@ -7,7 +7,7 @@ import type { WorkflowHandle } from '@temporalio/client';
 import { guardianWorkflowId, TAG_GUARDED } from '../../src/shared/constants';
 import { decideUpdate } from '../../src/shared/migration';
 import { guardianStatusQuery, interruptionSignal, type GuardianStatus } from '../../src/shared/spot';
-import { connectClient, type ConnectedClient } from '../harness/env';
+import { useIntegration } from '../harness/lifecycle';
 import { addressHolder, aliveInstancesOfPlan, instance, startMigration, waitForPhase } from '../harness/migration';
 import { startScenario, type Scenario } from '../harness/scenario';
 import { testPlan } from '../harness/seed';
@@ -18,18 +18,7 @@ import type { Plan } from '../../src/plan/schema';
 // Guardian tests use their own region, so the region's router is theirs alone.
 const REGION = 'us-west-2';
 
-let temporal: ConnectedClient;
-const open: { close(): Promise<void> }[] = [];
-
-beforeAll(async () => {
-  temporal = await connectClient();
-});
-afterEach(async () => {
-  while (open.length) await open.pop()?.close();
-});
-afterAll(async () => {
-  await temporal?.close();
-});
+const t = useIntegration();
 
 interface Guarded {
   s: Scenario;
@@ -43,7 +32,7 @@ interface Guarded {
 /** A Spot migration, approved; returns its guardian once it guards the new instance. */
 async function migrated(overrides: Parameters<typeof testPlan>[2] = {}): Promise<Guarded> {
   const s = await startScenario({ maxAttempts: 3, seed: { region: REGION } });
-  open.push(s);
+  t.track(s);
   const queueUrl = await createQueue(s.direct, REGION);
   const plan = testPlan(s.source, s.world.ports, {
     target: { market: 'spot', ...(overrides.target ?? {}) },
@@ -52,14 +41,14 @@ async function migrated(overrides: Parameters<typeof testPlan>[2] = {}): Promise
     ...overrides,
   } as Parameters<typeof testPlan>[2]);
   const w = await startWorker({ clients: s.clients });
-  open.push({ close: () => w.stop() });
-  open.push({ close: () => endSpotWorkflows(temporal.client, REGION, [guardianWorkflowId(plan.name)]) });
-  const handle = await startMigration(temporal.client, w.taskQueue, plan);
+  t.track({ close: () => w.stop() });
+  t.track({ close: () => endSpotWorkflows(t.client, REGION, [guardianWorkflowId(plan.name)]) });
+  const handle = await startMigration(t.client, w.taskQueue, plan);
   await waitForPhase(handle, 'awaiting-approval');
   await handle.executeUpdate(decideUpdate, { args: [{ decision: 'approve', by: 'ops' }] });
   const report = await handle.result();
   expect(report.guardianWorkflowId).toBe(guardianWorkflowId(plan.name));
-  const guardian = temporal.client.workflow.getHandle(guardianWorkflowId(plan.name));
+  const guardian = t.client.workflow.getHandle(guardianWorkflowId(plan.name));
   const first = await waitForGuardian(guardian, 'guarding', (g) => g.state === 'guarding' && g.instanceId === report.after.instanceId);
   // The router knows the instance before the test interrupts it.
   await routerKnows(1);
@@ -67,7 +56,7 @@ async function migrated(overrides: Parameters<typeof testPlan>[2] = {}): Promise
 }
 
 async function routerKnows(count: number): Promise<void> {
-  await waitFor(`router sees ${count} guarded instance(s)`, async () => (await routerStatus(temporal.client, REGION)).guarded >= count);
+  await waitFor(`router sees ${count} guarded instance(s)`, async () => (await routerStatus(t.client, REGION)).guarded >= count);
 }
 
 async function waitFor(what: string, ok: () => Promise<boolean>, timeoutMs = 60_000): Promise<void> {
@@ -102,7 +91,7 @@ test('an interruption warning on the queue: a replacement runs the service and h
   await expectRecovered(g, oldId, after);
   expect(after.events[0]).toMatchObject({ kind: 'interruption', source: 'queue' });
   // The router deleted the message after the guardian took it.
-  await waitFor('queue drained', async () => (await routerStatus(temporal.client, REGION)).stats.messagesRouted >= 1);
+  await waitFor('queue drained', async () => (await routerStatus(t.client, REGION)).stats.messagesRouted >= 1);
   const tagged = await g.s.direct.ec2(REGION).send(new DescribeInstancesCommand({ InstanceIds: [after.instanceId] }));
   expect(tagged.Reservations?.[0]?.Instances?.[0]?.Tags).toContainEqual({ Key: TAG_GUARDED, Value: g.guardian.workflowId });
 });
@@ -146,7 +135,7 @@ test('two notices for the same instance give one replacement', async () => {
   const after = await waitForGuardian(g.guardian, 'one replacement', (s) => s.replacements === 1 && s.state === 'guarding');
   await expectRecovered(g, oldId, after);
   // Let the router deliver both queued notices; the guardian must ignore the later ones.
-  await waitFor('both messages routed', async () => (await routerStatus(temporal.client, REGION)).stats.messagesRouted >= 2);
+  await waitFor('both messages routed', async () => (await routerStatus(t.client, REGION)).stats.messagesRouted >= 2);
   const settled = await g.guardian.query(guardianStatusQuery);
   expect(settled.replacements).toBe(1);
   expect(g.s.proxy.count('RunInstances') - launches).toBe(1);
@@ -186,10 +175,10 @@ test('many replacements: each run stays small and the state carries over', async
   expect(final.run).toBe(cycles + 1);
   // Every closed run's history is small: one replacement each.
   const runs = [];
-  for await (const wf of temporal.client.workflow.list({ query: `WorkflowId = '${g.guardian.workflowId}'` })) runs.push(wf);
+  for await (const wf of t.client.workflow.list({ query: `WorkflowId = '${g.guardian.workflowId}'` })) runs.push(wf);
   expect(runs.length).toBe(cycles + 1);
   for (const run of runs) {
-    const history = await temporal.client.workflow.getHandle(g.guardian.workflowId, run.runId).fetchHistory();
+    const history = await t.client.workflow.getHandle(g.guardian.workflowId, run.runId).fetchHistory();
     expect(history.events?.length ?? 0).toBeLessThan(200);
   }
   expect(await aliveInstancesOfPlan(g.s.direct, g.plan)).toHaveLength(1);

@@ -9,39 +9,19 @@ import { createActivities } from '../../src/activities';
 import type { LaunchResult } from '../../src/activities/instances';
 import { TAG_PLAN, TAG_STEP, TAG_WORKFLOW } from '../../src/shared/constants';
 import { decideUpdate, statusQuery } from '../../src/shared/migration';
-import { connectClient, type ConnectedClient } from '../harness/env';
+import { useIntegration } from '../harness/lifecycle';
 import { addressHolder, aliveInstancesOfPlan, imagesOfPlan, ingressOf, instance, startMigration, tagsOf, waitForPhase } from '../harness/migration';
-import { startScenario, type Scenario } from '../harness/scenario';
-import { startWorker, type TestWorker } from '../harness/worker';
+import { startScenario } from '../harness/scenario';
 
-let temporal: ConnectedClient;
-const open: { close(): Promise<void> }[] = [];
-
-beforeAll(async () => {
-  temporal = await connectClient();
-});
-afterEach(async () => {
-  while (open.length) await open.pop()?.close();
-});
-afterAll(async () => {
-  await temporal?.close();
-});
+const t = useIntegration();
 
 /** RunInstances that is not preflight's DryRun. */
 const launchesForReal = (params: Record<string, unknown>) => params.DryRun !== 'true';
 
-async function setup(options: Parameters<typeof startScenario>[0] = {}): Promise<{ s: Scenario; w: TestWorker }> {
-  const s = await startScenario(options);
-  open.push(s);
-  const w = await startWorker({ clients: s.clients });
-  open.push({ close: () => w.stop() });
-  return { s, w };
-}
-
 describe.each(['on-demand', 'spot'] as const)('a migration on %s', (market) => {
   test('moves the service, waits for approval, then stops the old instance', async () => {
-    const { s, w } = await setup({ maxAttempts: 3, planOverrides: { target: { market } } });
-    const handle = await startMigration(temporal.client, w.taskQueue, s.plan);
+    const { s, w } = await t.setup({ maxAttempts: 3, planOverrides: { target: { market } } });
+    const handle = await startMigration(t.client, w.taskQueue, s.plan);
 
     const waiting = await waitForPhase(handle, 'awaiting-approval');
     // Every check passed; the old instance still serves while a person decides.
@@ -91,7 +71,7 @@ describe.each(['on-demand', 'spot'] as const)('a migration on %s', (market) => {
 describe('launch', () => {
   test('a retried launch finds the instance the first attempt made and creates none', async () => {
     const s = await startScenario({ maxAttempts: 3 });
-    open.push(s);
+    t.track(s);
     const activities = createActivities({ aws: s.clients, pollIntervalMs: 20 });
     const input = { plan: s.plan, workflowId: `migrate-${s.plan.name}`, step: 'launch', imageId: s.plan.target.imageId as string };
 
@@ -112,9 +92,9 @@ describe('launch', () => {
   });
 
   test('InsufficientInstanceCapacity twice is retried by the activity policy and the launch succeeds', async () => {
-    const { s, w } = await setup({ maxAttempts: 3, planOverrides: { target: { fallbackInstanceTypes: [] } } });
+    const { s, w } = await t.setup({ maxAttempts: 3, planOverrides: { target: { fallbackInstanceTypes: [] } } });
     s.proxy.fail({ action: 'RunInstances', code: 'InsufficientInstanceCapacity', status: 500, times: 2, when: launchesForReal });
-    const handle = await startMigration(temporal.client, w.taskQueue, s.plan);
+    const handle = await startMigration(t.client, w.taskQueue, s.plan);
 
     const waiting = await waitForPhase(handle, 'awaiting-approval');
     const launch = waiting.phases.find((p) => p.name === 'launch');
@@ -128,9 +108,9 @@ describe('launch', () => {
   });
 
   test('capacity errors on the first choices fall back to the next instance type', async () => {
-    const { s, w } = await setup({ maxAttempts: 3 });
+    const { s, w } = await t.setup({ maxAttempts: 3 });
     s.proxy.fail({ action: 'RunInstances', code: 'InsufficientInstanceCapacity', status: 500, times: 1, when: launchesForReal });
-    const handle = await startMigration(temporal.client, w.taskQueue, s.plan);
+    const handle = await startMigration(t.client, w.taskQueue, s.plan);
     const waiting = await waitForPhase(handle, 'awaiting-approval');
     const created = await instance(s.direct, s.plan.region, waiting.newInstanceId as string);
     expect(created.InstanceType).toBe('g4dn.2xlarge');
@@ -139,9 +119,9 @@ describe('launch', () => {
   });
 
   test('a non-retryable error fails the workflow at once with its AWS code and rolls back', async () => {
-    const { s, w } = await setup({ maxAttempts: 3 });
+    const { s, w } = await t.setup({ maxAttempts: 3 });
     s.proxy.fail({ action: 'RunInstances', code: 'InvalidAMIID.NotFound', status: 400, times: 10, message: "The image id '[ami-x]' does not exist", when: launchesForReal });
-    const handle = await startMigration(temporal.client, w.taskQueue, s.plan);
+    const handle = await startMigration(t.client, w.taskQueue, s.plan);
 
     const err = await handle.result().then(
       () => undefined,

@@ -1,0 +1,55 @@
+/**
+ * The lifecycle every integration test file shares: a Temporal client for the file, and
+ * everything a test opens closed after it, last opened first.
+ *
+ *   const t = useIntegration();
+ *   test('…', async () => { const { s, w } = await t.setup(); … t.client … });
+ */
+import type { Client } from '@temporalio/client';
+import { connectClient, type ConnectedClient } from './env';
+import { startScenario, type Scenario, type ScenarioOptions } from './scenario';
+import { startWorker, type TestWorker } from './worker';
+
+export interface Closeable {
+  close(): Promise<void>;
+}
+
+export interface Integration {
+  /** The file's Temporal client (after beforeAll). */
+  readonly client: Client;
+  /** Closes `c` after the current test. */
+  track<T extends Closeable>(c: T): T;
+  /** A scenario (its own AWS account and app) with a worker on its own task queue. */
+  setup(options?: ScenarioOptions): Promise<{ s: Scenario; w: TestWorker }>;
+}
+
+export function useIntegration(): Integration {
+  let temporal: ConnectedClient | undefined;
+  const open: Closeable[] = [];
+  beforeAll(async () => {
+    temporal = await connectClient();
+  });
+  afterEach(async () => {
+    while (open.length) await open.pop()?.close();
+  });
+  afterAll(async () => {
+    await temporal?.close();
+  });
+  const track = <T extends Closeable>(c: T): T => {
+    open.push(c);
+    return c;
+  };
+  return {
+    get client(): Client {
+      if (!temporal) throw new Error('the Temporal client exists only inside tests (after beforeAll)');
+      return temporal.client;
+    },
+    track,
+    async setup(options: ScenarioOptions = {}) {
+      const s = track(await startScenario({ maxAttempts: 3, ...options }));
+      const w = await startWorker({ clients: s.clients });
+      track({ close: () => w.stop() });
+      return { s, w };
+    },
+  };
+}
