@@ -1,10 +1,12 @@
 #!/usr/bin/env node
 import { Command, CommanderError } from 'commander';
 import { registerDecide } from './cli/commands/decide';
+import { registerIamPolicy } from './cli/commands/iam-policy';
 import { registerPlan } from './cli/commands/plan';
 import { registerReport } from './cli/commands/report';
 import { registerStart } from './cli/commands/start';
 import { registerStatus } from './cli/commands/status';
+import { registerInterrupt } from './cli/commands/interrupt';
 import { registerWorker } from './cli/commands/worker';
 import { defaultContext, type CliContext } from './cli/context';
 import { EXIT, handleError } from './cli/errors';
@@ -25,7 +27,9 @@ export async function main(argv: string[], ctx: CliContext & { close?: () => Pro
   registerDecide(program, ctx, done);
   registerReport(program, ctx, done);
   registerPlan(program, ctx, done);
+  registerInterrupt(program, ctx, done);
   registerWorker(program, done);
+  registerIamPolicy(program, ctx, done);
   try {
     await program.parseAsync(argv, { from: 'user' });
   } catch (err) {

@@ -13,6 +13,14 @@ export class UsageError extends Error {
   }
 }
 
+/** A decision or request the workflow turned down: exit 2, nothing changed. */
+export class RefusedError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'RefusedError';
+  }
+}
+
 /** The one place errors become messages and exit codes. */
 export function handleError(err: unknown, write: (s: string) => void = (s) => process.stderr.write(s)): number {
   if (err instanceof PlanError) {
@@ -21,6 +29,10 @@ export function handleError(err: unknown, write: (s: string) => void = (s) => pr
   }
   if (err instanceof UsageError) {
     write(`error: ${err.message}\n`);
+    return EXIT.badInput;
+  }
+  if (err instanceof RefusedError) {
+    write(`refused: ${err.message}\nNothing changed.\n`);
     return EXIT.badInput;
   }
   if (err instanceof WorkflowUpdateFailedError) {

@@ -40,10 +40,23 @@ export function plainChanges(prev: MigrationStatus | undefined, s: MigrationStat
   return out;
 }
 
+/** Every phase in order with its final state: what a log or pipe ends with. */
+export function phaseSummary(s: MigrationStatus): string[] {
+  const width = Math.max(...s.phases.map((p) => p.name.length));
+  return [
+    `phases of ${s.workflowId} (${s.phase}):`,
+    ...s.phases.map((p, i) =>
+      `  ${String(i).padStart(2)} ${p.name.padEnd(width)} ${p.state}${p.attempts ? ` attempts=${p.attempts}` : ''}${p.durationMs !== undefined ? ` time=${(p.durationMs / 1000).toFixed(1)}s` : ''}`,
+    ),
+  ];
+}
+
 export interface FollowOptions {
   intervalMs?: number;
   tty?: boolean;
   write?: (s: string) => void;
+  /** What the reader has already seen: plain output starts with the changes since then. */
+  since?: MigrationStatus;
 }
 
 /** Follows a migration until it closes; returns its last status. */
@@ -51,7 +64,7 @@ export async function followMigration(handle: WorkflowHandle, options: FollowOpt
   const write = options.write ?? ((s: string) => process.stdout.write(s));
   const tty = options.tty ?? Boolean(process.stdout.isTTY);
   const interval = options.intervalMs ?? 1000;
-  let prev: MigrationStatus | undefined;
+  let prev: MigrationStatus | undefined = options.since;
   let drawn = 0;
   const show = (s: MigrationStatus) => {
     if (tty) {
@@ -70,7 +83,11 @@ export async function followMigration(handle: WorkflowHandle, options: FollowOpt
     } catch {
       // No worker has picked the run up yet; the next round will tell.
     }
-    if (!running) return prev;
+    if (!running) {
+      // The live view already shows every phase; plain output ends with the whole list.
+      if (!tty && prev) for (const line of phaseSummary(prev)) write(`${line}\n`);
+      return prev;
+    }
     await new Promise((resolve) => setTimeout(resolve, interval));
   }
 }

@@ -85,6 +85,29 @@ export interface MigrationInput {
   plan: Plan;
   /** Leave the new instance running after a rollback, for debugging. */
   keepFailed?: boolean;
+  timeouts?: MigrationTimeouts;
+}
+
+export interface MigrationTimeouts {
+  /**
+   * Heartbeat timeout, in whole seconds from 1 to 600, of the long activities (launch, images,
+   * stop, remote steps, undo steps): a worker that dies inside one is noticed this long after its
+   * last heartbeat, and the activity is retried on another. Default 60 (remote steps 120).
+   */
+  heartbeatSeconds?: number;
+}
+
+/** What is wrong with `timeouts` of a MigrationInput, or undefined when it is usable. */
+export function timeoutsProblem(timeouts: unknown): string | undefined {
+  if (timeouts === undefined) return undefined;
+  if (typeof timeouts !== 'object' || timeouts === null || Array.isArray(timeouts)) return 'timeouts: expected a mapping such as {"heartbeatSeconds": 30}';
+  const unknown = Object.keys(timeouts).filter((k) => k !== 'heartbeatSeconds');
+  if (unknown.length > 0) return `timeouts.${unknown[0]}: expected a known key (heartbeatSeconds)`;
+  const hb = (timeouts as MigrationTimeouts).heartbeatSeconds;
+  if (hb !== undefined && !(typeof hb === 'number' && Number.isInteger(hb) && hb >= 1 && hb <= 600)) {
+    return `timeouts.heartbeatSeconds: expected a whole number of seconds from 1 to 600, got ${JSON.stringify(hb)}`;
+  }
+  return undefined;
 }
 
 export interface ApprovePayload {

@@ -5,13 +5,18 @@ import {
   condition,
   isCancellation,
   log,
+  ParentClosePolicy,
   proxyActivities,
+  startChild,
   setCurrentDetails,
   setHandler,
   workflowInfo,
   type ActivityOptions,
 } from '@temporalio/workflow';
+import { WorkflowExecutionAlreadyStartedError } from '@temporalio/common';
 import type { Activities } from '../activities';
+import { guardianWorkflowId } from '../shared/constants';
+import { spotGuardian } from './guardian';
 import type { LaunchResult, InstanceInfo } from '../activities/instances';
 import type { PreflightResult } from '../activities/preflight';
 import type { IngressResult, Rule } from '../activities/network';
@@ -25,6 +30,7 @@ import {
   decideUpdate,
   rejectSignal,
   statusQuery,
+  timeoutsProblem,
   type ApprovalRecord,
   type Decision,
   type Figure,
@@ -63,20 +69,29 @@ const UNDO: ActivityOptions = {
 };
 
 const quick = proxyActivities<Activities>(QUICK);
-const long = proxyActivities<Activities>(LONG);
-const remote = proxyActivities<Activities>(REMOTE);
-const undo = proxyActivities<Activities>(UNDO);
+
+/** The heartbeating kinds; `timeouts.heartbeatSeconds` of the input replaces their heartbeat timeout. */
+function heartbeatingProxies(timeouts: MigrationInput['timeouts']) {
+  const problem = timeoutsProblem(timeouts);
+  if (problem) throw ApplicationFailure.nonRetryable(problem, 'InvalidInput');
+  const seconds = timeouts?.heartbeatSeconds;
+  const options = (o: ActivityOptions): ActivityOptions => (seconds === undefined ? o : { ...o, heartbeatTimeout: seconds * 1000 });
+  return { long: proxyActivities<Activities>(options(LONG)), remote: proxyActivities<Activities>(options(REMOTE)), undo: proxyActivities<Activities>(options(UNDO)) };
+}
 
 interface Compensation {
   name: string;
   run: () => Promise<unknown>;
   /** Skipped with --keep-failed. */
   keepable?: boolean;
+  /** The phase it undoes: marked `compensated` once the undo is done. */
+  phase?: PhaseName;
 }
 
 /** The migration of one service onto a GPU instance: phases 0–11 of the design. */
 export async function migrateToGpu(input: MigrationInput): Promise<MigrationReport> {
   const { plan } = input;
+  const { long, remote, undo } = heartbeatingProxies(input.timeouts);
   const info = workflowInfo();
   const workflowId = info.workflowId;
   const startedAt = new Date().toISOString();
@@ -220,7 +235,7 @@ export async function migrateToGpu(input: MigrationInput): Promise<MigrationRepo
     const imageId = preflight.imageId;
 
     // Whatever an attempt launched is found by its tags, so the undo needs no instance id.
-    compensations.unshift({ name: 'terminate the new instance', keepable: true, run: () => undo.terminateLaunched({ region: plan.region, workflowId, step: 'launch' }) });
+    compensations.unshift({ name: 'terminate the new instance', keepable: true, phase: 'launch', run: () => undo.terminateLaunched({ region: plan.region, workflowId, step: 'launch' }) });
     newInstance = await phase('launch', () => long.launchInstance({ plan, workflowId, step: 'launch', imageId }), (r) => ({
       instanceType: { value: r.instanceType, source: 'measured' },
       market: { value: r.market, source: 'measured' },
@@ -257,11 +272,14 @@ export async function migrateToGpu(input: MigrationInput): Promise<MigrationRepo
       }));
     } else record('voice-test').state = 'skipped';
 
-    compensations.unshift({ name: 'undo the security-group changes', run: () => undo.undoIngress({ plan, restore: ingress?.revoked ?? ([] as Rule[]) }) });
+    compensations.unshift({ name: 'undo the security-group changes', phase: 'security-group', run: () => undo.undoIngress({ plan, restore: ingress?.revoked ?? ([] as Rule[]) }) });
     ingress = await phase('security-group', () => quick.applyIngress({ plan }), (r) => ({
       added: { value: r.added.length, source: 'measured' },
       unplanned: { value: r.unplanned.length, source: 'measured' },
     }));
+    if (plan.ingress.adminCidrs.includes('0.0.0.0/0')) {
+      warnings.push(`SSH (port 22) is open to the whole internet (0.0.0.0/0) on ${ingress.groupId}, because ingress.allowSshFromAnywhere is true: list your own address in ingress.adminCidrs, or use SSM Session Manager`);
+    }
     if (ingress.unplanned.length > 0 && !plan.ingress.revokeUnplanned) {
       warnings.push(`security group ${ingress.groupId} also allows ${ingress.unplanned.map((r) => `${r.protocol}/${r.fromPort} from ${r.cidr}`).join(', ')} (not in the plan; left alone: set ingress.revokeUnplanned to remove)`);
     }
@@ -272,6 +290,7 @@ export async function migrateToGpu(input: MigrationInput): Promise<MigrationRepo
 
     compensations.unshift({
       name: `move the Elastic IP back to ${plan.source.instanceId}`,
+      phase: 'eip-switch',
       run: () => undo.associateAddress({ region: plan.region, allocationId: plan.elasticIp.allocationId, instanceId: plan.source.instanceId }),
     });
     const moved = await phase('eip-switch', async () => {
@@ -302,13 +321,16 @@ export async function migrateToGpu(input: MigrationInput): Promise<MigrationRepo
       decision = { decision: 'timed-out', at: new Date().toISOString() };
       status.approval = decision;
       record('stop-old').state = 'skipped';
-      record('stop-old').lastError = 'approval timed out: the old instance still runs; the Elastic IP is on the new instance';
+      record('stop-old').figures.skipped = { value: 'approval timed out: the old instance still runs; the Elastic IP is on the new instance', source: 'measured' };
       outcome = 'approval timed out';
+      // The service now runs on the new instance: on Spot it needs guarding all the same.
+      compensations.length = 0;
+      await afterCutOver();
       warnings.push(`approval timed out after ${plan.approval.timeout}: the old instance ${plan.source.instanceId} still runs and the Elastic IP is on ${newInstance.instanceId}; stop the old instance by hand once satisfied`);
     } else if (decision?.decision === 'rejected') {
       throw ApplicationFailure.create({ type: ErrorType.Rejected, message: `rejected by ${decision.by}: ${decision.comment ?? ''}`, nonRetryable: true });
     } else {
-      compensations.unshift({ name: `start ${plan.source.instanceId} again`, run: () => undo.startInstance({ region: plan.region, instanceId: plan.source.instanceId }) });
+      compensations.unshift({ name: `start ${plan.source.instanceId} again`, phase: 'stop-old', run: () => undo.startInstance({ region: plan.region, instanceId: plan.source.instanceId }) });
       await phase('stop-old', async () => {
         const backup = await long.createImage({ plan, workflowId, step: 'backup', instanceId: plan.source.instanceId, stamp: startedAt.slice(0, 10) });
         images.backup = backup.imageId;
@@ -317,12 +339,7 @@ export async function migrateToGpu(input: MigrationInput): Promise<MigrationRepo
       }, (r) => ({ backupImage: { value: r.backupImageId, source: 'measured' }, oldState: { value: r.state, source: 'measured' } }));
       // From here on the migration stands: what follows never rolls it back.
       compensations.length = 0;
-      try {
-        const golden = await long.createImage({ plan, workflowId, step: 'golden', instanceId: newInstance.instanceId, stamp: startedAt.slice(0, 10) });
-        images.golden = golden.imageId;
-      } catch (err) {
-        warnings.push(`the golden image of ${newInstance.instanceId} could not be made: ${describeFailure(err)}`);
-      }
+      await afterCutOver();
     }
     afterInstance = await quick.getInstance({ region: plan.region, instanceId: newInstance.instanceId });
     status.phase = 'completed';
@@ -333,11 +350,12 @@ export async function migrateToGpu(input: MigrationInput): Promise<MigrationRepo
     status.phase = 'rolling-back';
     refreshDetails();
     await CancellationScope.nonCancellable(() => rollBack(compensations, input.keepFailed ?? false));
-    status.phase = rejected || !isCancellation(err) ? 'rolled-back' : 'failed';
-    if (status.compensations.some((c) => c.state === 'failed')) status.phase = 'failed';
+    status.phase = status.compensations.some((c) => c.state === 'failed') ? 'failed' : 'rolled-back';
     outcome = status.phase === 'rolled-back' ? 'rolled back' : 'failed';
     refreshDetails();
     const report = await buildReport();
+    // A cancelled run ends cancelled (after its rollback), as the person asked.
+    if (isCancellation(err)) throw err;
     throw ApplicationFailure.create({
       type: status.error.type,
       message: `${rejected ? 'migration rejected' : 'migration failed'} and ${outcome === 'rolled back' ? 'rolled back' : 'its rollback did not finish'}: ${status.error.message}`,
@@ -348,6 +366,17 @@ export async function migrateToGpu(input: MigrationInput): Promise<MigrationRepo
   refreshDetails();
   return buildReport();
 
+  /** The golden image of the new instance, and its Spot guardian when it runs on Spot. */
+  async function afterCutOver(): Promise<void> {
+    try {
+      const golden = await long.createImage({ plan, workflowId, step: 'golden', instanceId: newInstance.instanceId, stamp: startedAt.slice(0, 10) });
+      images.golden = golden.imageId;
+    } catch (err) {
+      warnings.push(`the golden image of ${newInstance.instanceId} could not be made: ${describeFailure(err)}`);
+    }
+    if (newInstance.market === 'spot') status.guardianWorkflowId = await startGuardian(plan, newInstance.instanceId, images.golden, workflowId);
+  }
+
   async function rollBack(list: Compensation[], keepFailed: boolean): Promise<void> {
     for (const c of list) {
       if (keepFailed && c.keepable) {
@@ -357,11 +386,12 @@ export async function migrateToGpu(input: MigrationInput): Promise<MigrationRepo
       try {
         await c.run();
         status.compensations.push({ name: c.name, state: 'done' });
+        // Only what was undone is `compensated`: a kept instance or a failed undo stays as it was.
+        if (c.phase && record(c.phase).state === 'succeeded') record(c.phase).state = 'compensated';
       } catch (err) {
         status.compensations.push({ name: c.name, state: 'failed', detail: describeFailure(err) });
       }
     }
-    for (const p of status.phases) if (p.state === 'succeeded' && ['launch', 'security-group', 'eip-switch', 'stop-old'].includes(p.name)) p.state = 'compensated';
   }
 
   async function buildReport(): Promise<MigrationReport> {
@@ -403,7 +433,7 @@ export async function migrateToGpu(input: MigrationInput): Promise<MigrationRepo
             instanceId: newInstance.instanceId,
             instanceType: newInstance.instanceType,
             market: newInstance.market,
-            publicIp: afterInstance?.publicIp ?? addressIp ?? newInstance.publicIp,
+            publicIp: afterInstance?.publicIp ?? newInstance.publicIp,
             availabilityZone: newInstance.availabilityZone,
             ...pickFacts(factsOf(newInstance.instanceType)),
           }
@@ -432,6 +462,25 @@ export async function migrateToGpu(input: MigrationInput): Promise<MigrationRepo
       guardianWorkflowId: status.guardianWorkflowId,
     };
   }
+}
+
+/**
+ * Starts the Spot guardian as a child that outlives this run (ABANDON). If one already runs
+ * for the plan (a re-run of the migration), the notice goes to that one.
+ */
+async function startGuardian(plan: Plan, instanceId: string, goldenImageId: string | undefined, migrationWorkflowId: string): Promise<string> {
+  const id = guardianWorkflowId(plan.name);
+  try {
+    await startChild(spotGuardian, {
+      workflowId: id,
+      parentClosePolicy: ParentClosePolicy.ABANDON,
+      args: [{ plan, instanceId, goldenImageId, migrationWorkflowId }],
+    });
+  } catch (err) {
+    if (!(err instanceof WorkflowExecutionAlreadyStartedError)) throw err;
+    log.warn('a guardian already runs for this plan', { guardianWorkflowId: id });
+  }
+  return id;
 }
 
 function pickFacts(t: { vcpus?: number; memoryMiB?: number; gpus?: string } | undefined) {

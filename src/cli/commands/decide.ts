@@ -1,13 +1,25 @@
+import { WorkflowNotFoundError } from '@temporalio/client';
 import type { Command } from 'commander';
 import { decideUpdate, type Decision } from '../../shared/migration';
 import type { CliContext } from '../context';
-import { EXIT, UsageError } from '../errors';
+import { EXIT, RefusedError, UsageError } from '../errors';
 import { resolveId } from '../ids';
 
 async function send(ctx: CliContext, id: string, decision: Decision): Promise<number> {
+  // Everything that can be checked here is checked before connecting.
+  const workflowId = resolveId(id);
   if (!decision.by.trim()) throw new UsageError('--by: expected the name of the person deciding');
-  const handle = (await ctx.client()).workflow.getHandle(resolveId(id));
-  const record = await handle.executeUpdate(decideUpdate, { args: [decision] });
+  const handle = (await ctx.client()).workflow.getHandle(workflowId);
+  let record;
+  try {
+    record = await handle.executeUpdate(decideUpdate, { args: [decision] });
+  } catch (err) {
+    // A closed run answers an update with "not found"; say what it really is.
+    if (!(err instanceof WorkflowNotFoundError)) throw err;
+    const described = await handle.describe().catch(() => undefined);
+    if (!described) throw err;
+    throw new RefusedError(`${workflowId} has already ended (${described.status.name.toLowerCase()}); no decision is awaited`);
+  }
   ctx.out(`${record.decision} by ${record.by} at ${record.at}\n`);
   return EXIT.ok;
 }

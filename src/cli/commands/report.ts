@@ -1,10 +1,10 @@
 import { ApplicationFailure, WorkflowFailedError, type Client } from '@temporalio/client';
 import { Option, type Command } from 'commander';
-import { statusQuery } from '../../shared/migration';
 import { renderPhaseTable, renderReportMarkdown, type MigrationReport } from '../../shared/report';
 import type { CliContext } from '../context';
 import { EXIT } from '../errors';
 import { resolveId } from '../ids';
+import { queryStatus } from '../query';
 
 /** The report of a closed migration: its result, or the report its failure carries. */
 export async function fetchReport(client: Client, workflowId: string): Promise<MigrationReport | undefined> {
@@ -27,11 +27,11 @@ export function registerReport(program: Command, ctx: CliContext, done: (code: n
     .argument('<id>', 'workflow id or plan name')
     .addOption(new Option('--format <format>', 'md or json').choices(['md', 'json']).default('md'))
     .action(async (id: string, opts: { format: 'md' | 'json' }) => {
-      const client = await ctx.client();
       const workflowId = resolveId(id);
+      const client = await ctx.client();
       const report = await fetchReport(client, workflowId);
       if (!report) {
-        const status = await client.workflow.getHandle(workflowId).query(statusQuery);
+        const status = await queryStatus(client, workflowId);
         ctx.out(opts.format === 'json' ? `${JSON.stringify({ running: true, status }, null, 2)}\n` : `# ${workflowId} is still running (${status.phase})\n\n${renderPhaseTable(status.phases)}\n`);
         return done(EXIT.ok);
       }

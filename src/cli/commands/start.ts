@@ -29,7 +29,7 @@ export function registerStart(program: Command, ctx: CliContext, done: (code: nu
       } catch (err) {
         if (!(err instanceof WorkflowExecutionAlreadyStartedError)) throw err;
         handle = client.workflow.getHandle(workflowId);
-        ctx.out(`${workflowId} is already running; following that run instead of starting another\n`);
+        ctx.out(`${workflowId} is already running; not starting another${opts.follow ? ', following that run' : ''}\n`);
       }
       ctx.out(`Web UI: ${webUiLink(client.options.namespace, workflowId)}\n`);
       ctx.out(`approve: migration approve ${workflowId} --by NAME   reject: migration reject ${workflowId} --by NAME --reason TEXT\n`);

@@ -1,9 +1,9 @@
 import type { Command } from 'commander';
-import { statusQuery } from '../../shared/migration';
 import type { CliContext } from '../context';
 import { EXIT } from '../errors';
 import { followMigration, renderLive } from '../follow';
 import { resolveId } from '../ids';
+import { queryStatus } from '../query';
 
 export function registerStatus(program: Command, ctx: CliContext, done: (code: number) => void): void {
   program
@@ -13,12 +13,13 @@ export function registerStatus(program: Command, ctx: CliContext, done: (code: n
     .option('--json', 'print the status query\'s JSON')
     .option('--watch', 'follow it live until it ends')
     .action(async (id: string, opts: { json?: boolean; watch?: boolean }) => {
-      const handle = (await ctx.client()).workflow.getHandle(resolveId(id));
+      const workflowId = resolveId(id);
+      const client = await ctx.client();
       if (opts.watch) {
-        await followMigration(handle, { tty: ctx.isTTY, write: ctx.out });
+        await followMigration(client.workflow.getHandle(workflowId), { tty: ctx.isTTY, write: ctx.out });
         return done(EXIT.ok);
       }
-      const status = await handle.query(statusQuery);
+      const status = await queryStatus(client, workflowId);
       ctx.out(opts.json ? `${JSON.stringify(status, null, 2)}\n` : `${renderLive(status)}\n`);
       done(EXIT.ok);
     });

@@ -1,0 +1,176 @@
+/**
+ * Every AWS permission the worker needs, in one place, grouped by the phase that first needs it
+ * (later phases reuse what earlier ones were granted). `migration iam-policy` prints the IAM
+ * policy built from this list; a test runs a migration and a Spot recovery and checks that the
+ * actions it made are exactly these.
+ */
+import type { Plan } from '../plan/schema';
+import { TAG_PLAN } from '../shared/constants';
+
+export interface PermissionGroup {
+  /** Stable statement id. */
+  sid: string;
+  /** The phase (or workflow) that needs these first, and why. */
+  why: string;
+  actions: readonly string[];
+}
+
+export const WORKER_PERMISSIONS: readonly PermissionGroup[] = [
+  {
+    sid: 'Preflight',
+    // Phase 0 reads what the plan names; DryRun of RunInstances, StopInstances and
+    // AssociateAddress proves the permissions below without acting (DryRun needs the same action).
+    why: 'preflight: read the source instance, Elastic IP, subnets, security groups, image and instance types',
+    actions: ['ec2:DescribeInstances', 'ec2:DescribeAddresses', 'ec2:DescribeSubnets', 'ec2:DescribeSecurityGroups', 'ec2:DescribeImages', 'ec2:DescribeInstanceTypes'],
+  },
+  {
+    sid: 'ImageParameter',
+    // Only when the plan names the AMI through an SSM parameter (target.imageParameter), and by
+    // the guardian when it has no golden image.
+    why: 'preflight: resolve target.imageParameter to an AMI id',
+    actions: ['ssm:GetParameter'],
+  },
+  {
+    sid: 'Launch',
+    // RunInstances with TagSpecifications also needs ec2:CreateTags (the tags are created with
+    // the instance and its volume); an instance profile needs iam:PassRole for its role.
+    // Spot uses RunInstances' market options; no spot-request API is called.
+    why: 'launch: start the GPU instance (and the guardian\'s replacements), tag it, pass its instance profile role',
+    actions: ['ec2:RunInstances', 'ec2:CreateTags', 'iam:PassRole'],
+  },
+  {
+    sid: 'RemoteSteps',
+    // setup, source, build, start and the private-service checks run through Run Command.
+    why: 'setup … start: run the remote steps and private-service checks through SSM Run Command and read their results',
+    actions: ['ssm:SendCommand', 'ssm:GetCommandInvocation'],
+  },
+  {
+    sid: 'SecurityGroup',
+    // Revoke is used by the rollback and by ingress.revokeUnplanned.
+    why: 'security-group: add the planned ingress rules; rollback and revokeUnplanned revoke rules',
+    actions: ['ec2:AuthorizeSecurityGroupIngress', 'ec2:RevokeSecurityGroupIngress'],
+  },
+  {
+    sid: 'ElasticIp',
+    why: 'eip-switch: move the Elastic IP (with AllowReassociation); the rollback and the guardian move it too',
+    actions: ['ec2:AssociateAddress'],
+  },
+  {
+    sid: 'Report',
+    why: 'report: the current Spot price of the old and new instance types',
+    actions: ['ec2:DescribeSpotPriceHistory'],
+  },
+  {
+    sid: 'StopOld',
+    // CreateImage tags the image on creation (ec2:CreateTags, granted above). StartInstances is
+    // the undo of stop-old. The old instance is never terminated.
+    why: 'stop-old: AMI backup of the old instance, then stop it; golden image of the new one; undo starts it again',
+    actions: ['ec2:CreateImage', 'ec2:StopInstances', 'ec2:StartInstances'],
+  },
+  {
+    sid: 'Terminate',
+    // Only instances this tool launched: the rollback of launch, and the guardian retiring an
+    // interrupted instance. With --plan, limited to instances tagged with the plan.
+    why: 'rollback and Spot guardian: terminate instances this tool launched',
+    actions: ['ec2:TerminateInstances'],
+  },
+  {
+    sid: 'SpotEvents',
+    // The region's event router: the single reader of the EventBridge → SQS queue.
+    // DeleteMessageBatch is authorised by sqs:DeleteMessage.
+    why: 'spot events: read the interruption queue and delete what was routed',
+    actions: ['sqs:ReceiveMessage', 'sqs:DeleteMessage'],
+  },
+];
+
+/** Every action of the worker, sorted, each once. */
+export function workerActions(): string[] {
+  return [...new Set(WORKER_PERMISSIONS.flatMap((g) => g.actions))].sort();
+}
+
+/**
+ * The IAM action that authorises an API call as logged (`ec2`, `RunInstances`): the same name,
+ * except for batch calls, which IAM authorises with the single action.
+ */
+export function iamActionOf(service: string, action: string): string {
+  const batch: Record<string, string> = { 'sqs:DeleteMessageBatch': 'sqs:DeleteMessage', 'sqs:SendMessageBatch': 'sqs:SendMessage', 'sqs:ChangeMessageVisibilityBatch': 'sqs:ChangeMessageVisibility' };
+  const name = `${service}:${action}`;
+  return batch[name] ?? name;
+}
+
+export interface PolicyStatement {
+  Sid: string;
+  Effect: 'Allow';
+  Action: string[];
+  Resource: string | string[];
+  Condition?: Record<string, Record<string, string | string[]>>;
+}
+
+export interface PolicyDocument {
+  Version: '2012-10-17';
+  Statement: PolicyStatement[];
+}
+
+/** arn:aws:sqs:<region>:<account>:<name> of a queue URL (https://sqs.<region>.amazonaws.com/<account>/<name>). */
+export function queueArn(url: string, region: string): string {
+  const m = /^https?:\/\/[^/]+\/(\d{12})\/([^/?#]+)/.exec(url);
+  return m ? `arn:aws:sqs:${region}:${m[1]}:${m[2]}` : `arn:aws:sqs:${region}:*:*`;
+}
+
+/**
+ * The worker's IAM policy. Without a plan: every action on every resource. With a plan: the
+ * same actions, narrowed where AWS allows it: to the plan's region, the SSM parameter and
+ * document it uses, its queue, instances tagged with the plan for termination, and tags only
+ * when they are created with an instance or image (or on the plan's own instances).
+ */
+export function iamPolicy(plan?: Plan): PolicyDocument {
+  const inRegion = plan ? { StringEquals: { 'aws:RequestedRegion': plan.region } } : undefined;
+  const statements: PolicyStatement[] = [];
+  const push = (sid: string, actions: readonly string[], resource: string | string[], condition?: PolicyStatement['Condition']) => {
+    statements.push({ Sid: sid, Effect: 'Allow', Action: [...actions], Resource: resource, ...(condition ? { Condition: condition } : {}) });
+  };
+  for (const g of WORKER_PERMISSIONS) {
+    if (!plan) {
+      const pass = g.actions.filter((a) => a === 'iam:PassRole');
+      const rest = g.actions.filter((a) => a !== 'iam:PassRole');
+      push(g.sid, rest, '*');
+      if (pass.length) push(`${g.sid}PassRole`, pass, '*', { StringEquals: { 'iam:PassedToService': 'ec2.amazonaws.com' } });
+      continue;
+    }
+    const region = plan.region;
+    switch (g.sid) {
+      case 'ImageParameter': {
+        const name = plan.target.imageParameter;
+        // Public parameters (/aws/service/…) have no account in their ARN.
+        const arn = name ? `arn:aws:ssm:${region}:${name.startsWith('/aws/') ? '' : '*'}:parameter${name}` : `arn:aws:ssm:${region}:*:parameter/*`;
+        push(g.sid, g.actions, arn);
+        break;
+      }
+      case 'Launch':
+        push(g.sid, ['ec2:RunInstances'], '*', inRegion);
+        push(`${g.sid}TagOnCreate`, ['ec2:CreateTags'], '*', { StringEquals: { 'aws:RequestedRegion': region, 'ec2:CreateAction': ['RunInstances', 'CreateImage'] } });
+        // The guardian marks the instance it guards; only instances of this plan.
+        push(`${g.sid}TagOwnInstances`, ['ec2:CreateTags'], `arn:aws:ec2:${region}:*:instance/*`, { StringEquals: { [`aws:ResourceTag/${TAG_PLAN}`]: plan.name } });
+        push(`${g.sid}PassRole`, ['iam:PassRole'], '*', { StringEquals: { 'iam:PassedToService': 'ec2.amazonaws.com' } });
+        break;
+      case 'RemoteSteps':
+        push(g.sid, ['ssm:SendCommand'], [`arn:aws:ssm:${region}::document/AWS-RunShellScript`, `arn:aws:ec2:${region}:*:instance/*`]);
+        push(`${g.sid}Results`, ['ssm:GetCommandInvocation'], '*', inRegion);
+        break;
+      case 'Terminate':
+        push(g.sid, g.actions, `arn:aws:ec2:${region}:*:instance/*`, { StringEquals: { [`aws:ResourceTag/${TAG_PLAN}`]: plan.name } });
+        break;
+      case 'SpotEvents':
+        push(g.sid, g.actions, plan.spot.interruptionQueueUrl ? queueArn(plan.spot.interruptionQueueUrl, region) : `arn:aws:sqs:${region}:*:*`);
+        break;
+      default:
+        push(g.sid, g.actions, '*', inRegion);
+    }
+  }
+  return { Version: '2012-10-17', Statement: statements };
+}
+
+/** Every action a policy allows. */
+export function policyActions(policy: PolicyDocument): string[] {
+  return [...new Set(policy.Statement.flatMap((s) => s.Action))].sort();
+}

@@ -1,0 +1,36 @@
+import { WorkflowNotFoundError, type Client } from '@temporalio/client';
+import { statusQuery, type MigrationStatus } from '../shared/migration';
+
+/** TASK_QUEUE_TYPE_WORKFLOW of temporal.api.enums.v1.TaskQueueType. */
+const WORKFLOW_TASK_QUEUE = 1;
+
+/** A run nobody answers for: no worker polls its task queue, or the query failed. */
+export class NoAnswerError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'NoAnswerError';
+  }
+}
+
+/**
+ * The `status` query of a migration. A query is answered by a worker; when none polls the run's
+ * task queue this says so at once instead of waiting for the query to time out.
+ */
+export async function queryStatus(client: Client, workflowId: string): Promise<MigrationStatus> {
+  const handle = client.workflow.getHandle(workflowId);
+  const described = await handle.describe();
+  const taskQueue = described.taskQueue;
+  const hint = `start one with: migration worker --task-queue ${taskQueue}`;
+  const queue = await client.workflowService
+    .describeTaskQueue({ namespace: client.options.namespace, taskQueue: { name: taskQueue }, taskQueueType: WORKFLOW_TASK_QUEUE })
+    .catch(() => undefined);
+  if (queue && (queue.pollers ?? []).length === 0) {
+    throw new NoAnswerError(`no worker polls task queue ${taskQueue}, so nobody can answer for ${workflowId} (${described.status.name.toLowerCase()}); ${hint}`);
+  }
+  try {
+    return await handle.query(statusQuery);
+  } catch (err) {
+    if (err instanceof WorkflowNotFoundError) throw err;
+    throw new NoAnswerError(`${workflowId} (${described.status.name.toLowerCase()}) did not answer its status query: ${(err as Error).message}; a worker on task queue ${taskQueue} answers it (${hint})`);
+  }
+}

@@ -1,0 +1,49 @@
+/**
+ * `npm run demo -- --auto-approve` runs to the end on its own stack (its own dev server and moto)
+ * and prints the report with measured figures and the recovered interruption.
+ */
+import { spawn } from 'node:child_process';
+import { join } from 'node:path';
+
+const ROOT = join(__dirname, '..', '..');
+
+function runDemo(timeoutMs: number): Promise<{ code: number | null; out: string }> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, ['--import', 'tsx', join(ROOT, 'scripts', 'demo.ts'), '--auto-approve'], { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, NO_COLOR: '1' } });
+    let out = '';
+    child.stdout.setEncoding('utf8').on('data', (s: string) => (out += s));
+    child.stderr.setEncoding('utf8').on('data', (s: string) => (out += s));
+    const timer = setTimeout(() => {
+      child.kill('SIGKILL');
+      reject(new Error(`the demo did not finish within ${timeoutMs} ms:\n${out}`));
+    }, timeoutMs);
+    child.once('close', (code) => {
+      clearTimeout(timer);
+      resolve({ code, out });
+    });
+  });
+}
+
+test('npm run demo -- --auto-approve migrates, recovers a Spot interruption and prints the report', async () => {
+  const { code, out } = await runDemo(240_000);
+  expect({ code, tail: out.slice(-3000) }).toMatchObject({ code: 0 });
+  // Every phase in order, then the approval and the guardian's recovery.
+  const phases = ['preflight', 'launch', 'setup', 'source', 'build', 'start', 'voice-test', 'security-group', 'connectivity', 'eip-switch', 'performance', 'stop-old'];
+  const at = phases.map((p) => out.indexOf(` ${p} succeeded`));
+  expect(at.every((i) => i >= 0)).toBe(true);
+  expect([...at].sort((a, b) => a - b)).toEqual(at);
+  expect(out).toMatch(/approved by demo/);
+  const recovered = /recovered: (i-[0-9a-f]+) → (i-[0-9a-f]+) \(g4dn\.xlarge, spot\), replaced/.exec(out);
+  expect(recovered).not.toBeNull();
+  expect(recovered?.[1]).not.toBe(recovered?.[2]);
+  expect(out).toMatch(/the Elastic IP [\d.]+ is on (i-[0-9a-f]+)/);
+  expect(/the Elastic IP [\d.]+ is on (i-[0-9a-f]+)/.exec(out)?.[1]).toBe(recovered?.[2]);
+  expect(out).toMatch(/\/health → 200/);
+  // The report, with measured figures.
+  expect(out).toContain('# Migration report: video-message-app');
+  expect(out).toContain('- Outcome: **completed**');
+  expect(out).toMatch(/Speech synthesis \(voice clone request\): [\d.]+ s \(measured\)/);
+  expect(out).toMatch(/\| averageMs \| [\d.]+ ms \(measured\) \| 50 ms \(configured\) \|/);
+  expect(out).toMatch(/\| name \| Tesla T4 \(measured\) \|/);
+  expect(out).toContain('everything stopped');
+});
