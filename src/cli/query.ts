@@ -1,4 +1,5 @@
 import { WorkflowNotFoundError, type Client } from '@temporalio/client';
+import type { QueryDefinition } from '@temporalio/common';
 import { statusQuery, type MigrationStatus } from '../shared/migration';
 
 /** TASK_QUEUE_TYPE_WORKFLOW of temporal.api.enums.v1.TaskQueueType. */
@@ -12,11 +13,16 @@ export class NoAnswerError extends Error {
   }
 }
 
+/** The `status` query of a migration. */
+export function queryStatus(client: Client, workflowId: string): Promise<MigrationStatus> {
+  return queryWorkflow(client, workflowId, statusQuery);
+}
+
 /**
- * The `status` query of a migration. A query is answered by a worker; when none polls the run's
- * task queue this says so at once instead of waiting for the query to time out.
+ * A query of a workflow. A query is answered by a worker; when none polls the run's task queue
+ * this says so at once instead of waiting for the query to time out.
  */
-export async function queryStatus(client: Client, workflowId: string): Promise<MigrationStatus> {
+export async function queryWorkflow<T>(client: Client, workflowId: string, query: QueryDefinition<T, []>): Promise<T> {
   const handle = client.workflow.getHandle(workflowId);
   const described = await handle.describe();
   const taskQueue = described.taskQueue;
@@ -28,7 +34,7 @@ export async function queryStatus(client: Client, workflowId: string): Promise<M
     throw new NoAnswerError(`no worker polls task queue ${taskQueue}, so nobody can answer for ${workflowId} (${described.status.name.toLowerCase()}); ${hint}`);
   }
   try {
-    return await handle.query(statusQuery);
+    return await handle.query(query);
   } catch (err) {
     if (err instanceof WorkflowNotFoundError) throw err;
     throw new NoAnswerError(`${workflowId} (${described.status.name.toLowerCase()}) did not answer its status query: ${(err as Error).message}; a worker on task queue ${taskQueue} answers it (${hint})`);

@@ -7,6 +7,8 @@ import type { WorkflowHandle } from '@temporalio/client';
 import { guardianWorkflowId, TAG_GUARDED } from '../../src/shared/constants';
 import { decideUpdate } from '../../src/shared/migration';
 import { guardianStatusQuery, interruptionSignal, type GuardianStatus } from '../../src/shared/spot';
+import { runCli, setEnv } from '../harness/cli';
+import { temporalAddress } from '../harness/env';
 import { useIntegration } from '../harness/lifecycle';
 import { addressHolder, aliveInstancesOfPlan, instance, startMigration, waitForPhase } from '../harness/migration';
 import { startScenario, type Scenario } from '../harness/scenario';
@@ -182,4 +184,27 @@ test('many replacements: each run stays small and the state carries over', async
     expect(history.events?.length ?? 0).toBeLessThan(200);
   }
   expect(await aliveInstancesOfPlan(g.s.direct, g.plan)).toHaveLength(1);
+});
+
+test('the CLI rehearses a replacement (`interrupt --kind rebalance`) and shows the guardian (`status`)', async () => {
+  const g = await migrated();
+  const restore = setEnv({ TEMPORAL_ADDRESS: temporalAddress(), TEMPORAL_NAMESPACE: 'default' });
+  try {
+    const sent = await runCli(['interrupt', g.plan.name, '--kind', 'rebalance']);
+    expect(sent).toMatchObject({ code: 0 });
+    expect(sent.stdout).toContain(`sent rebalance for ${g.first.instanceId} to ${g.guardian.workflowId}`);
+    const after = await waitForGuardian(g.guardian, 'one replacement', (s) => s.replacements === 1 && s.state === 'guarding');
+    expect(after.events[0]).toMatchObject({ kind: 'rebalance', source: 'cli', outcome: 'replaced' });
+
+    const text = await runCli(['status', g.guardian.workflowId]);
+    expect(text.code).toBe(0);
+    expect(text.stdout).toContain(`guarding ${after.instanceId}`);
+    expect(text.stdout).toMatch(new RegExp(`rebalance \\(cli\\): ${g.first.instanceId} → ${after.instanceId} replaced`));
+    const json = await runCli(['status', g.guardian.workflowId, '--json']);
+    expect(JSON.parse(json.stdout)).toMatchObject({ instanceId: after.instanceId, replacements: 1 });
+
+    expect(await runCli(['interrupt', g.plan.name, '--kind', 'meteor'])).toMatchObject({ code: 2 });
+  } finally {
+    restore();
+  }
 });

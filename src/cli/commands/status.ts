@@ -3,7 +3,16 @@ import type { CliContext } from '../context';
 import { EXIT } from '../errors';
 import { followMigration, renderLive } from '../follow';
 import { resolveId } from '../ids';
-import { queryStatus } from '../query';
+import { queryStatus, queryWorkflow } from '../query';
+import { guardianStatusQuery, routerStatusQuery, type GuardianStatus } from '../../shared/spot';
+
+function renderGuardian(g: GuardianStatus): string {
+  const lines = [`${g.workflowId}: ${g.state} ${g.instanceId} in ${g.region}, ${g.replacements} replacement(s), run ${g.run}`];
+  for (const e of g.events.slice(-10)) {
+    lines.push(`  ${e.noticeAt} ${e.kind}${e.source ? ` (${e.source})` : ''}: ${e.oldInstanceId} → ${e.newInstanceId ?? '–'} ${e.outcome}${e.recoveryMs !== undefined ? ` in ${(e.recoveryMs / 1000).toFixed(1)} s` : ''}${e.error ? ` (${e.error})` : ''}`);
+  }
+  return lines.join('\n');
+}
 
 export function registerStatus(program: Command, ctx: CliContext, done: (code: number) => void): void {
   program
@@ -15,6 +24,15 @@ export function registerStatus(program: Command, ctx: CliContext, done: (code: n
     .action(async (id: string, opts: { json?: boolean; watch?: boolean }) => {
       const workflowId = resolveId(id);
       const client = await ctx.client();
+      if (workflowId.startsWith('spot-guardian-') || workflowId.startsWith('spot-events-')) {
+        if (workflowId.startsWith('spot-guardian-')) {
+          const g = await queryWorkflow(client, workflowId, guardianStatusQuery);
+          ctx.out(opts.json ? `${JSON.stringify(g, null, 2)}\n` : `${renderGuardian(g)}\n`);
+        } else {
+          ctx.out(`${JSON.stringify(await queryWorkflow(client, workflowId, routerStatusQuery), null, 2)}\n`);
+        }
+        return done(EXIT.ok);
+      }
       if (opts.watch) {
         await followMigration(client.workflow.getHandle(workflowId), { tty: ctx.isTTY, write: ctx.out });
         return done(EXIT.ok);

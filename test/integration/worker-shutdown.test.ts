@@ -1,0 +1,92 @@
+/**
+ * The production worker (`migration worker`, in a process of its own): it serves Prometheus
+ * metrics, shuts down cleanly on SIGTERM while an activity runs, and the migration completes on
+ * the next worker without running the interrupted remote step twice.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { join } from 'node:path';
+import { decideUpdate, statusQuery } from '../../src/shared/migration';
+import { temporalAddress } from '../harness/env';
+import { useIntegration } from '../harness/lifecycle';
+import { aliveInstancesOfPlan, startMigration, waitForPhase } from '../harness/migration';
+import { freePort, pollUntil } from '../harness/net';
+import { startScenario } from '../harness/scenario';
+
+const ROOT = join(__dirname, '..', '..');
+const BUILD = 'docker compose build';
+const t = useIntegration();
+
+interface CliWorker {
+  child: ChildProcess;
+  output(): string;
+  exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
+}
+
+/** `migration worker` as an operator runs it, pointed at the test's Temporal and AWS proxy. */
+async function startCliWorker(taskQueue: string, awsEndpoint: string, metricsPort: number): Promise<CliWorker> {
+  const child = spawn(process.execPath, ['--import', 'tsx', join(ROOT, 'src', 'client.ts'), 'worker', '--task-queue', taskQueue, '--metrics', `127.0.0.1:${metricsPort}`], {
+    cwd: ROOT,
+    env: {
+      ...process.env,
+      TEMPORAL_ADDRESS: temporalAddress(),
+      TEMPORAL_NAMESPACE: 'default',
+      AWS_ENDPOINT_URL: awsEndpoint,
+      AWS_ACCESS_KEY_ID: 'testing',
+      AWS_SECRET_ACCESS_KEY: 'testing',
+      AWS_REGION: 'us-east-1',
+      LOG_LEVEL: 'INFO',
+    },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let out = '';
+  child.stdout?.setEncoding('utf8').on('data', (s: string) => (out += s));
+  child.stderr?.setEncoding('utf8').on('data', (s: string) => (out += s));
+  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => child.once('exit', (code, signal) => resolve({ code, signal })));
+  t.track({
+    close: async () => {
+      if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+      await exited;
+    },
+  });
+  await pollUntil('the worker to run', async () => (/"state":"RUNNING"/.test(out) ? true : undefined), { timeoutMs: 60_000, intervalMs: 100, abort: () => (child.exitCode !== null ? `exited: ${out}` : undefined) });
+  return { child, output: () => out, exited };
+}
+
+test('SIGTERM while an activity runs: the worker exits cleanly and the next one completes the migration', async () => {
+  const s = t.track(await startScenario({ maxAttempts: 3 }));
+  s.world.scriptCommand(BUILD, { status: 'InProgress' });
+  const taskQueue = `shutdown-${randomBytes(5).toString('hex')}`;
+  const metricsPort = await freePort();
+  const first = await startCliWorker(taskQueue, s.proxy.endpoint, metricsPort);
+
+  const handle = await startMigration(t.client, taskQueue, s.plan);
+  const build = await pollUntil('the build command', async () => s.proxy.sentCommands().find((c) => c.commands.some((line) => line.includes(BUILD))), { timeoutMs: 60_000, intervalMs: 100 });
+  expect((await handle.query(statusQuery)).phase).toBe('build');
+
+  // The Temporal runtime's Prometheus endpoint answers while it works.
+  const metrics = await (await fetch(`http://127.0.0.1:${metricsPort}/metrics`)).text();
+  expect(metrics).toMatch(/^temporal_\w+/m);
+
+  first.child.kill('SIGTERM');
+  // The runtime's grace time is 10 s; a clean shutdown is well inside this bound.
+  const exit = await Promise.race([first.exited, new Promise<'still running'>((r) => setTimeout(() => r('still running'), 30_000))]);
+  expect(exit).toEqual({ code: 0, signal: null });
+
+  const second = await startCliWorker(taskQueue, s.proxy.endpoint, await freePort());
+  await pollUntil('the build to be retried on the next worker', async () => {
+    const pending = (await handle.describe()).raw.pendingActivities ?? [];
+    return pending.find((a) => a.activityType?.name === 'runRemote' && (a.attempt ?? 0) >= 2) ? true : undefined;
+  }, { timeoutMs: 60_000, intervalMs: 200 });
+  s.proxy.setCommandResult(build.commandId, build.instanceIds[0], { status: 'Success', exitCode: 0, stdout: 'built' });
+
+  await waitForPhase(handle, 'awaiting-approval', 60_000);
+  await handle.executeUpdate(decideUpdate, { args: [{ decision: 'approve', by: 'ops' }] });
+  const report = await handle.result();
+  expect(report.outcome).toBe('completed');
+  // The interrupted build was taken over, not run again; one GPU instance.
+  expect(s.proxy.sentCommands().filter((c) => c.commands.some((line) => line.includes(BUILD)))).toHaveLength(1);
+  expect(await aliveInstancesOfPlan(s.direct, s.plan)).toHaveLength(1);
+  second.child.kill('SIGTERM');
+  expect(await second.exited).toEqual({ code: 0, signal: null });
+});
