@@ -17,7 +17,7 @@ done
 
 say() { echo "bootstrap: $*" >&2; }
 die() { echo "bootstrap: ERROR: $*" >&2; exit 1; }
-hash_of() { sha256sum "$@" | sha256sum | cut -c1-16; }
+hash_of() { cat "$@" | sha256sum | cut -c1-16; }
 mkdir -p "$cache"
 
 # --- Node packages -----------------------------------------------------------------------
