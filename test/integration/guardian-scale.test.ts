@@ -1,0 +1,146 @@
+/**
+ * The guardian at scale and under a crash, against the real dev server and moto: 50 guardians
+ * in one region share one batched DescribeInstances per poll and all recover when their
+ * instances go; a worker killed in the middle of a replacement leaves exactly one replacement.
+ */
+import { randomBytes } from 'node:crypto';
+import { AllocateAddressCommand, AssociateAddressCommand, DescribeAddressesCommand, RunInstancesCommand, TerminateInstancesCommand } from '@aws-sdk/client-ec2';
+import type { WorkflowHandle } from '@temporalio/client';
+import { guardianWorkflowId } from '../../src/shared/constants';
+import { decideUpdate } from '../../src/shared/migration';
+import { interruptionSignal, type GuardianInput } from '../../src/shared/spot';
+import type { spotGuardian } from '../../src/workflows';
+import { useIntegration } from '../harness/lifecycle';
+import { aliveInstancesOfPlan, instance, startMigration, waitForPhase } from '../harness/migration';
+import { pollUntil } from '../harness/net';
+import { startScenario } from '../harness/scenario';
+import { testPlan } from '../harness/seed';
+import { removeWorkerBundle, spawnWorkerProcess } from '../harness/spawn-worker';
+import { endSpotWorkflows, routerStatus, waitForGuardian } from '../harness/spot';
+import { START_MARKER } from '../harness/world';
+
+const t = useIntegration();
+afterAll(() => removeWorkerBundle());
+
+const tagKeyFilter = (params: Record<string, unknown>) => Object.entries(params).some(([k, v]) => /^Filter\.\d+\.Name$/.test(k) && v === 'tag-key');
+
+test('50 guardians in one region: one DescribeInstances per poll, and all recover when their instances go', async () => {
+  const REGION = 'eu-west-1';
+  const COUNT = 50;
+  const { s, w } = await t.setup({ seed: { region: REGION } });
+  const ec2 = s.direct.ec2(REGION);
+  let scans = 0;
+  s.proxy.onAfter('DescribeInstances', (e) => {
+    if (tagKeyFilter(e.request.params)) scans++;
+  });
+
+  // 50 services on Spot, each with its own instance and Elastic IP.
+  const launched = await ec2.send(
+    new RunInstancesCommand({
+      ImageId: s.source.imageId,
+      InstanceType: 'g4dn.xlarge',
+      MinCount: COUNT,
+      MaxCount: COUNT,
+      SubnetId: s.source.subnetId,
+      InstanceMarketOptions: { MarketType: 'spot' },
+    }),
+  );
+  const ids = (launched.Instances ?? []).map((i) => i.InstanceId as string);
+  expect(ids).toHaveLength(COUNT);
+  const names: string[] = [];
+  const handles: WorkflowHandle<typeof spotGuardian>[] = [];
+  t.track({ close: () => endSpotWorkflows(t.client, REGION, names.map(guardianWorkflowId)) });
+  for (const [i, instanceId] of ids.entries()) {
+    s.world.markStarted(instanceId);
+    const address = await ec2.send(new AllocateAddressCommand({ Domain: 'vpc' }));
+    await ec2.send(new AssociateAddressCommand({ AllocationId: address.AllocationId, InstanceId: instanceId, AllowReassociation: true }));
+    const plan = testPlan(s.source, s.world.ports, {
+      name: `fleet-${i}-${randomBytes(2).toString('hex')}`,
+      elasticIp: { allocationId: address.AllocationId as string },
+      target: { market: 'spot' },
+      spot: { pollInterval: '1s' },
+      checks: { attempts: 10, interval: '1s' },
+    });
+    names.push(plan.name);
+    const input: GuardianInput = { plan, instanceId, goldenImageId: s.source.imageId };
+    handles.push(await t.client.workflow.start<typeof spotGuardian>('spotGuardian', { taskQueue: w.taskQueue, workflowId: guardianWorkflowId(plan.name), args: [input] }));
+  }
+
+  await pollUntil('the router to know all 50 instances', async () => ((await routerStatus(t.client, REGION)).guarded === COUNT ? true : undefined), { timeoutMs: 90_000, intervalMs: 250 });
+  // Over a stretch of polls, the router made one DescribeInstances each: not one per guardian.
+  const before = { polls: (await routerStatus(t.client, REGION)).stats.polls, scans };
+  await pollUntil('five more polls', async () => ((await routerStatus(t.client, REGION)).stats.polls >= before.polls + 5 ? true : undefined), { timeoutMs: 30_000, intervalMs: 100 });
+  const after = { polls: (await routerStatus(t.client, REGION)).stats.polls, scans };
+  const polls = after.polls - before.polls;
+  const calls = after.scans - before.scans;
+  expect(polls).toBeGreaterThanOrEqual(5);
+  // (one scan may be in flight at either end of the stretch)
+  expect(Math.abs(calls - polls)).toBeLessThanOrEqual(1);
+
+  // Every instance goes at once, with no warning: the batched poll finds them all.
+  await ec2.send(new TerminateInstancesCommand({ InstanceIds: ids }));
+  for (const handle of handles) {
+    await waitForGuardian(handle, 'replaced', (g) => g.replacements === 1 && g.state === 'guarding', 240_000);
+  }
+  const holders = await ec2.send(new DescribeAddressesCommand({}));
+  const onReplacements = (holders.Addresses ?? []).filter((a) => a.InstanceId && !ids.includes(a.InstanceId) && a.InstanceId !== s.source.instanceId);
+  expect(onReplacements).toHaveLength(COUNT);
+  for (const a of onReplacements) expect((await instance(s.direct, REGION, a.InstanceId as string)).State?.Name).toBe('running');
+}, 420_000);
+
+test('a worker killed in the middle of a replacement: exactly one replacement', async () => {
+  const REGION = 'eu-west-2';
+  const s = t.track(await startScenario({ maxAttempts: 3, seed: { region: REGION } }));
+  const plan = testPlan(s.source, s.world.ports, { target: { market: 'spot' }, spot: { pollInterval: '1s' }, checks: { attempts: 3, interval: '1s' } });
+  const taskQueue = `guard-crash-${randomBytes(5).toString('hex')}`;
+  const spawnWorker = async (identity: string) => {
+    const w = await spawnWorkerProcess({ taskQueue, awsEndpoint: s.proxy.endpoint, identity });
+    t.track({
+      close: async () => {
+        await w.stop();
+      },
+    });
+    return w;
+  };
+  const first = await spawnWorker('first');
+  t.track({ close: () => endSpotWorkflows(t.client, REGION, [guardianWorkflowId(plan.name)]) });
+
+  const migration = await startMigration(t.client, taskQueue, plan);
+  await waitForPhase(migration, 'awaiting-approval', 60_000);
+  await migration.executeUpdate(decideUpdate, { args: [{ decision: 'approve', by: 'ops' }] });
+  const report = await migration.result();
+  const guardian = t.client.workflow.getHandle(guardianWorkflowId(plan.name));
+  const guarded = await waitForGuardian(guardian, 'guarding', (g) => g.state === 'guarding' && g.instanceId === report.after.instanceId);
+  const launchesBefore = s.proxy.count('RunInstances');
+
+  // The replacement's app start runs until the test lets it finish.
+  s.world.scriptCommand(START_MARKER, { status: 'InProgress' });
+  await guardian.signal(interruptionSignal, { instanceId: guarded.instanceId, kind: 'interruption' });
+  const start = await pollUntil(
+    'the replacement to run remote.start',
+    async () => s.proxy.sentCommands().find((c) => !c.instanceIds.includes(guarded.instanceId) && c.commands.some((line) => line.includes(START_MARKER)) && c.instanceIds.some((id) => id !== report.before.instanceId)),
+    { timeoutMs: 60_000, intervalMs: 100 },
+  );
+  const replacement = start.instanceIds[0];
+  expect(await first.kill()).toEqual({ code: null, signal: 'SIGKILL' });
+  const second = await spawnWorker('second');
+
+  // After the heartbeat timeout the start step runs again on the second worker and takes over
+  // the same command; then the app comes up.
+  await pollUntil(
+    'the start step retried on the second worker',
+    async () => {
+      const pending = (await guardian.describe()).raw.pendingActivities ?? [];
+      return pending.find((a) => a.activityType?.name === 'runRemote' && (a.attempt ?? 0) >= 2 && a.lastWorkerIdentity === second.identity);
+    },
+    { timeoutMs: 120_000, intervalMs: 250 },
+  );
+  s.world.markStarted(replacement);
+  s.proxy.setCommandResult(start.commandId, replacement, { status: 'Success', exitCode: 0 });
+
+  const after = await waitForGuardian(guardian, 'one replacement', (g) => g.replacements === 1 && g.state === 'guarding', 120_000);
+  expect(after.instanceId).toBe(replacement);
+  expect(s.proxy.count('RunInstances') - launchesBefore).toBe(1);
+  expect(s.proxy.sentCommands().filter((c) => c.instanceIds.includes(replacement) && c.commands.some((line) => line.includes(START_MARKER)))).toHaveLength(1);
+  expect((await aliveInstancesOfPlan(s.direct, plan)).map((i) => i.InstanceId)).toEqual([replacement]);
+}, 300_000);
