@@ -1,6 +1,7 @@
 import { Client, Connection } from '@temporalio/client';
 import { loadClientConnectConfig } from '@temporalio/envconfig';
 import type { NativeConnectionOptions } from '@temporalio/worker';
+import { dataConverterFromEnv } from './codec';
 
 export interface TemporalTarget {
   connectionOptions: NativeConnectionOptions;
@@ -34,11 +35,12 @@ export class TemporalUnreachable extends Error {
 }
 
 export async function connectClient(target = temporalTarget()): Promise<{ client: Client; close: () => Promise<void> }> {
+  const dataConverter = dataConverterFromEnv();
   let connection: Connection;
   try {
     connection = await Connection.connect({ ...target.connectionOptions, connectTimeout: '10s' } as Parameters<typeof Connection.connect>[0]);
   } catch (err) {
     throw new TemporalUnreachable(target.address, err);
   }
-  return { client: new Client({ connection, namespace: target.namespace }), close: () => connection.close() };
+  return { client: new Client({ connection, namespace: target.namespace, dataConverter }), close: () => connection.close() };
 }

@@ -2,6 +2,7 @@ import type { Duration } from '@temporalio/common';
 import { DefaultLogger, NativeConnection, Runtime, Worker, type WorkflowBundleOption, type LogLevel } from '@temporalio/worker';
 import { createActivities, type ActivityDeps } from './activities';
 import { createAwsClients, type AwsClients } from './aws/clients';
+import { dataConverterFromEnv } from './codec';
 import { TemporalUnreachable, temporalTarget } from './connection';
 import { TASK_QUEUE } from './shared/constants';
 
@@ -26,6 +27,8 @@ export async function createMigrationWorker(options: MigrationWorkerOptions): Pr
     ...(options.workflowBundle ? { workflowBundle: options.workflowBundle } : { workflowsPath: require.resolve('./workflows') }),
     activities: createActivities({ aws: options.aws, http: options.http, pollIntervalMs: options.pollIntervalMs }),
     ...(options.identity ? { identity: options.identity } : {}),
+    // Payload encryption when MIGRATION_PAYLOAD_KEY_FILE is set (src/codec.ts).
+    dataConverter: dataConverterFromEnv(),
     shutdownGraceTime: options.shutdownGraceTime ?? '10s',
   });
 }

@@ -1,0 +1,73 @@
+/**
+ * Payload encryption (src/codec.ts): with MIGRATION_PAYLOAD_KEY_FILE set, the worker and the CLI
+ * encrypt every payload; the history Temporal keeps holds none of the plan in plain text, and a
+ * client with the key reads the run as usual.
+ */
+import { randomBytes } from 'node:crypto';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Client } from '@temporalio/client';
+import { dataConverterFromEnv, ENCRYPTED_ENCODING } from '../../src/codec';
+import { statusQuery } from '../../src/shared/migration';
+import { runCli, setEnv } from '../harness/cli';
+import { connectClient, temporalAddress, temporalNamespace, type ConnectedClient } from '../harness/env';
+import { startMigration, waitForPhase } from '../harness/migration';
+import { payloadsOf } from '../harness/recorded';
+import { startScenario } from '../harness/scenario';
+import { testPlan } from '../harness/seed';
+import { startWorker } from '../harness/worker';
+
+let temporal: ConnectedClient;
+let dir: string;
+let restoreEnv: () => void;
+
+beforeAll(async () => {
+  temporal = await connectClient();
+  dir = await mkdtemp(join(tmpdir(), 'codec-key-'));
+  await writeFile(join(dir, 'key'), randomBytes(32).toString('hex'));
+  restoreEnv = setEnv({ MIGRATION_PAYLOAD_KEY_FILE: join(dir, 'key'), TEMPORAL_ADDRESS: temporalAddress(), TEMPORAL_NAMESPACE: temporalNamespace(), TEMPORAL_PROFILE: undefined });
+});
+afterAll(async () => {
+  restoreEnv?.();
+  await rm(dir, { recursive: true, force: true });
+  await temporal?.close();
+});
+
+test('with a key file, every payload of a migration is encrypted; worker and CLI read them', async () => {
+  const s = await startScenario({ maxAttempts: 3 });
+  const w = await startWorker({ clients: s.clients });
+  try {
+    const plan = testPlan(s.source, s.world.ports);
+    // The CLI's own client (src/connection.ts) and this one use the same key.
+    const keyed = new Client({ connection: temporal.connection, namespace: temporalNamespace(), dataConverter: dataConverterFromEnv() });
+    const handle = await startMigration(keyed, w.taskQueue, plan);
+    await waitForPhase(handle, 'awaiting-approval');
+    const approved = await runCli(['approve', handle.workflowId, '--by', 'alice', '--comment', 'looks right']);
+    expect(approved.code).toBe(0);
+    const report = await handle.result();
+    expect(report.outcome).toBe('completed');
+    expect(report.approval).toMatchObject({ by: 'alice', comment: 'looks right' });
+    expect((await handle.query(statusQuery)).phase).toBe('completed');
+    const shown = await runCli(['report', handle.workflowId, '--format', 'json']);
+    expect(shown.code).toBe(0);
+    expect(JSON.parse(shown.stdout).planName).toBe(plan.name);
+
+    // What the server holds: only encrypted payloads, nothing of the plan readable.
+    const history = await temporal.client.workflow.getHandle(handle.workflowId).fetchHistory();
+    const payloads = payloadsOf(history);
+    expect(payloads.length).toBeGreaterThan(30);
+    const encodings = new Set(payloads.map((p) => Buffer.from(p.metadata.encoding ?? []).toString()));
+    expect([...encodings]).toEqual([ENCRYPTED_ENCODING]);
+    const raw = payloads.map((p) => Buffer.from(p.data).toString('latin1')).join('\n');
+    for (const plain of [plan.name, s.source.instanceId, plan.elasticIp.allocationId, 'alice', 'looks right', '"outcome"']) expect(raw).not.toContain(plain);
+    for (const p of payloads) expect(() => JSON.parse(Buffer.from(p.data).toString('utf8'))).toThrow();
+
+    // A client without the key cannot read the result.
+    const unkeyed = await temporal.client.workflow.getHandle(handle.workflowId).result().catch((e: unknown) => e);
+    expect(unkeyed).toBeInstanceOf(Error);
+  } finally {
+    await w.stop();
+    await s.close();
+  }
+});
