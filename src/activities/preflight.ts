@@ -123,6 +123,9 @@ export function createPreflight(clients: AwsClients, network: Network) {
           MaxCount: 1,
           SubnetId: plan.target.subnetIds[0],
           SecurityGroupIds: plan.target.securityGroupIds,
+          // AWS checks the instance profile (and PassRole) as part of the DryRun.
+          ...(plan.target.iamInstanceProfile ? { IamInstanceProfile: { Name: plan.target.iamInstanceProfile } } : {}),
+          ...(plan.target.keyName ? { KeyName: plan.target.keyName } : {}),
         }),
       ),
     );

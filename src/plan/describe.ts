@@ -103,7 +103,7 @@ export function describePlan(plan: Plan): string {
   line(`   - subnets exist: ${list(target.subnetIds)}`);
   line(`   - security groups exist: ${list(target.securityGroupIds)}`);
   line(`   - image: ${target.imageId ? `AMI ${target.imageId} exists` : `SSM parameter ${target.imageParameter} resolves to an AMI`}`);
-  if (target.iamInstanceProfile) line(`   - instance profile ${target.iamInstanceProfile} exists`);
+  if (target.iamInstanceProfile) line(`   - instance profile ${target.iamInstanceProfile} exists and may be passed (part of the DryRun)`);
   line('   - permission to launch, checked with a DryRun RunInstances');
   line();
 
