@@ -95,17 +95,29 @@ export interface MigrationTimeouts {
    * last heartbeat, and the activity is retried on another. Default 60 (remote steps 120).
    */
   heartbeatSeconds?: number;
+  /**
+   * Start-to-close timeout, in whole seconds from 1 to 3600, of the quick activities (preflight,
+   * security group, Elastic IP, GPU facts, prices) and of the service checks: a worker that dies
+   * inside one is noticed this long after the attempt started. Default 120 (checks 600).
+   */
+  activitySeconds?: number;
 }
+
+const TIMEOUT_KEYS = ['heartbeatSeconds', 'activitySeconds'] as const;
+const TIMEOUT_RANGES: Record<(typeof TIMEOUT_KEYS)[number], number> = { heartbeatSeconds: 600, activitySeconds: 3600 };
 
 /** What is wrong with `timeouts` of a MigrationInput, or undefined when it is usable. */
 export function timeoutsProblem(timeouts: unknown): string | undefined {
   if (timeouts === undefined) return undefined;
   if (typeof timeouts !== 'object' || timeouts === null || Array.isArray(timeouts)) return 'timeouts: expected a mapping such as {"heartbeatSeconds": 30}';
-  const unknown = Object.keys(timeouts).filter((k) => k !== 'heartbeatSeconds');
-  if (unknown.length > 0) return `timeouts.${unknown[0]}: expected a known key (heartbeatSeconds)`;
-  const hb = (timeouts as MigrationTimeouts).heartbeatSeconds;
-  if (hb !== undefined && !(typeof hb === 'number' && Number.isInteger(hb) && hb >= 1 && hb <= 600)) {
-    return `timeouts.heartbeatSeconds: expected a whole number of seconds from 1 to 600, got ${JSON.stringify(hb)}`;
+  const unknown = Object.keys(timeouts).filter((k) => !(TIMEOUT_KEYS as readonly string[]).includes(k));
+  if (unknown.length > 0) return `timeouts.${unknown[0]}: expected a known key (${TIMEOUT_KEYS.join(', ')})`;
+  for (const key of TIMEOUT_KEYS) {
+    const value = (timeouts as MigrationTimeouts)[key];
+    const max = TIMEOUT_RANGES[key];
+    if (value !== undefined && !(typeof value === 'number' && Number.isInteger(value) && value >= 1 && value <= max)) {
+      return `timeouts.${key}: expected a whole number of seconds from 1 to ${max}, got ${JSON.stringify(value)}`;
+    }
   }
   return undefined;
 }

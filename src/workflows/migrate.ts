@@ -68,15 +68,24 @@ const UNDO: ActivityOptions = {
   retry: { initialInterval: '2s', backoffCoefficient: 2, maximumInterval: '1 minute', maximumAttempts: 20 },
 };
 
-const quick = proxyActivities<Activities>(QUICK);
-
-/** The heartbeating kinds; `timeouts.heartbeatSeconds` of the input replaces their heartbeat timeout. */
-function heartbeatingProxies(timeouts: MigrationInput['timeouts']) {
+/**
+ * The activity kinds of one run. `timeouts.heartbeatSeconds` of the input replaces the heartbeat
+ * timeout of the heartbeating kinds; `timeouts.activitySeconds` the start-to-close timeout of the
+ * quick activities and (through `startToClose`) of the checks.
+ */
+function runProxies(timeouts: MigrationInput['timeouts']) {
   const problem = timeoutsProblem(timeouts);
   if (problem) throw ApplicationFailure.nonRetryable(problem, 'InvalidInput');
   const seconds = timeouts?.heartbeatSeconds;
   const options = (o: ActivityOptions): ActivityOptions => (seconds === undefined ? o : { ...o, heartbeatTimeout: seconds * 1000 });
-  return { long: proxyActivities<Activities>(options(LONG)), remote: proxyActivities<Activities>(options(REMOTE)), undo: proxyActivities<Activities>(options(UNDO)) };
+  const startToClose = (fallback: ActivityOptions['startToCloseTimeout']) => (timeouts?.activitySeconds === undefined ? fallback : timeouts.activitySeconds * 1000);
+  return {
+    quick: proxyActivities<Activities>({ ...QUICK, startToCloseTimeout: startToClose(QUICK.startToCloseTimeout) }),
+    long: proxyActivities<Activities>(options(LONG)),
+    remote: proxyActivities<Activities>(options(REMOTE)),
+    undo: proxyActivities<Activities>(options(UNDO)),
+    startToClose,
+  };
 }
 
 interface Compensation {
@@ -91,7 +100,7 @@ interface Compensation {
 /** The migration of one service onto a GPU instance: phases 0–11 of the design. */
 export async function migrateToGpu(input: MigrationInput): Promise<MigrationReport> {
   const { plan } = input;
-  const { long, remote, undo } = heartbeatingProxies(input.timeouts);
+  const { quick, long, remote, undo, startToClose } = runProxies(input.timeouts);
   const info = workflowInfo();
   const workflowId = info.workflowId;
   const startedAt = new Date().toISOString();
@@ -99,7 +108,7 @@ export async function migrateToGpu(input: MigrationInput): Promise<MigrationRepo
 
   // Checks are retried as slow polls: the plan says how often and how far apart.
   const checks = proxyActivities<Activities>({
-    startToCloseTimeout: '10 minutes',
+    startToCloseTimeout: startToClose('10 minutes'),
     retry: { initialInterval: durationMs(plan.checks.interval), backoffCoefficient: 1, maximumAttempts: plan.checks.attempts, nonRetryableErrorTypes: NON_RETRYABLE },
   });
 

@@ -43,6 +43,8 @@ export interface WorkerProcessOptions {
   /** The AwsProxy endpoint the worker's AWS clients use. */
   awsEndpoint: string;
   identity?: string;
+  /** The Temporal frontend to connect to (default: the harness's dev server, `temporalAddress()`). */
+  temporalAddress?: string;
   pollIntervalMs?: number;
   /** How long it may take to start polling (default 30 s). */
   readyTimeoutMs?: number;
@@ -72,7 +74,7 @@ export async function spawnWorkerProcess(options: WorkerProcessOptions): Promise
   const child = spawn(process.execPath, ['--import', 'tsx', ENTRY], {
     env: {
       ...process.env,
-      TEMPORAL_ADDRESS: temporalAddress(),
+      TEMPORAL_ADDRESS: options.temporalAddress ?? temporalAddress(),
       TEMPORAL_NAMESPACE: temporalNamespace(),
       TASK_QUEUE: options.taskQueue,
       AWS_ENDPOINT_URL: options.awsEndpoint,
