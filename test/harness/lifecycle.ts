@@ -11,7 +11,7 @@ import { startScenario, type Scenario, type ScenarioOptions } from './scenario';
 import { startWorker, type TestWorker } from './worker';
 
 export interface Closeable {
-  close(): Promise<void>;
+  close(): Promise<unknown>;
 }
 
 export interface Integration {

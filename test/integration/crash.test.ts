@@ -9,7 +9,7 @@ import type { WorkflowHandle } from '@temporalio/client';
 import { TAG_PLAN, TAG_STEP } from '../../src/shared/constants';
 import { decideUpdate, statusQuery } from '../../src/shared/migration';
 import type { migrateToGpu } from '../../src/workflows';
-import { connectClient, type ConnectedClient } from '../harness/env';
+import { useIntegration } from '../harness/lifecycle';
 import { aliveInstancesOfPlan, instance, startMigration, tagsOf, waitForPhase } from '../harness/migration';
 import { pollUntil } from '../harness/net';
 import { startScenario, type Scenario } from '../harness/scenario';
@@ -18,17 +18,8 @@ import { removeWorkerBundle, spawnWorkerProcess, type WorkerProcess } from '../h
 const HEARTBEAT_SECONDS = 3;
 const BUILD = 'docker compose build';
 
-let temporal: ConnectedClient;
-const open: { close(): Promise<unknown> }[] = [];
-
-beforeAll(async () => {
-  temporal = await connectClient();
-});
-afterEach(async () => {
-  while (open.length) await open.pop()?.close();
-});
+const t = useIntegration();
 afterAll(async () => {
-  await temporal?.close();
   await removeWorkerBundle();
 });
 
@@ -40,14 +31,14 @@ interface Crash {
 
 async function setup(): Promise<Crash> {
   const s = await startScenario({ maxAttempts: 3 });
-  open.push(s);
+  t.track(s);
   const taskQueue = `crash-${randomBytes(6).toString('hex')}`;
   return {
     s,
     taskQueue,
     spawn: async (identity) => {
       const w = await spawnWorkerProcess({ taskQueue, awsEndpoint: s.proxy.endpoint, identity });
-      open.push({ close: () => w.stop() });
+      t.track({ close: () => w.stop() });
       return w;
     },
   };
@@ -84,7 +75,7 @@ test('killed while the build runs: the retry waits for the same command, which w
   // The build runs until the test says it is done.
   c.s.world.scriptCommand(BUILD, { status: 'InProgress' });
   const first = await c.spawn('first');
-  const handle = await startMigration(temporal.client, c.taskQueue, c.s.plan, { timeouts: { heartbeatSeconds: HEARTBEAT_SECONDS } });
+  const handle = await startMigration(t.client, c.taskQueue, c.s.plan, { timeouts: { heartbeatSeconds: HEARTBEAT_SECONDS } });
 
   const build = await pollUntil('the build command to be sent', async () => c.s.proxy.sentCommands().find((x) => x.commands.some((line) => line.includes(BUILD))), {
     timeoutMs: 60_000,
@@ -121,7 +112,7 @@ test('killed during the launch, after RunInstances reached AWS: still exactly on
   const launched = new Promise<void>((resolve) => (reached = resolve));
   let release: () => void = () => undefined;
   const held = new Promise<void>((resolve) => (release = resolve));
-  open.push({ close: async () => release() });
+  t.track({ close: async () => release() });
   // The first real RunInstances creates the instance, but its answer is held back until the
   // worker that sent it is dead.
   c.s.proxy.onAfter('RunInstances', async ({ request, responseBody }) => {
@@ -132,7 +123,7 @@ test('killed during the launch, after RunInstances reached AWS: still exactly on
     await held;
   });
   const first = await c.spawn('first');
-  const handle = await startMigration(temporal.client, c.taskQueue, c.s.plan, { timeouts: { heartbeatSeconds: HEARTBEAT_SECONDS } });
+  const handle = await startMigration(t.client, c.taskQueue, c.s.plan, { timeouts: { heartbeatSeconds: HEARTBEAT_SECONDS } });
 
   await launched;
   expect((await handle.query(statusQuery)).phase).toBe('launch');
@@ -151,7 +142,7 @@ test('killed during the launch, after RunInstances reached AWS: still exactly on
 test('timeouts.heartbeatSeconds is validated: a bad value fails the run before it touches AWS', async () => {
   const c = await setup();
   const w = await c.spawn('only');
-  const handle = await startMigration(temporal.client, c.taskQueue, c.s.plan, { timeouts: { heartbeatSeconds: 0.5 } });
+  const handle = await startMigration(t.client, c.taskQueue, c.s.plan, { timeouts: { heartbeatSeconds: 0.5 } });
   const err = await handle.result().then(
     () => undefined,
     (e: unknown) => e as Error & { cause?: Error & { type?: string } },

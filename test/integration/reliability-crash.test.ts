@@ -19,7 +19,7 @@ import { plannedIngress } from '../../src/plan/describe';
 import { TAG_PLAN, TAG_STEP } from '../../src/shared/constants';
 import { decideUpdate, statusQuery, type MigrationPhase, type MigrationTimeouts, type PhaseName } from '../../src/shared/migration';
 import type { migrateToGpu } from '../../src/workflows';
-import { connectClient, type ConnectedClient } from '../harness/env';
+import { useIntegration } from '../harness/lifecycle';
 import { addressHolder, aliveInstancesOfPlan, imagesOfPlan, ingressOf, instance, instancesOfPlan, startMigration, tagsOf, waitForPhase } from '../harness/migration';
 import { freePort, pollUntil } from '../harness/net';
 import { gate } from '../harness/outcome';
@@ -36,17 +36,8 @@ const REMOTE_STEPS = { setup: 'docker compose version', source: 'git clone', bui
 
 jest.setTimeout(240_000);
 
-let temporal: ConnectedClient;
-const open: { close(): Promise<unknown> }[] = [];
-
-beforeAll(async () => {
-  temporal = await connectClient();
-});
-afterEach(async () => {
-  while (open.length) await open.pop()?.close();
-});
+const t = useIntegration();
 afterAll(async () => {
-  await temporal?.close();
   await removeWorkerBundle();
 });
 
@@ -61,7 +52,7 @@ interface Crash {
 async function setup(temporalAddress?: string): Promise<Crash> {
   // Failing checks are retried 1 s apart instead of 10 s.
   const s = await startScenario({ maxAttempts: 3, planOverrides: { checks: { interval: '1s' } } });
-  open.push(s);
+  t.track(s);
   const taskQueue = `reliability-crash-${randomBytes(6).toString('hex')}`;
   return {
     s,
@@ -69,7 +60,7 @@ async function setup(temporalAddress?: string): Promise<Crash> {
     ingressBefore: await ingressOf(s.direct, s.plan.region, s.source.securityGroupId),
     spawn: async (identity) => {
       const w = await spawnWorkerProcess({ taskQueue, awsEndpoint: s.proxy.endpoint, identity, temporalAddress });
-      open.push({ close: () => w.stop() });
+      t.track({ close: () => w.stop() });
       return w;
     },
   };
@@ -87,7 +78,7 @@ const within = <T>(what: string, probe: () => Promise<T | undefined>) => pollUnt
 function holdCall(c: Crash, action: string): Hold {
   const reached = gate();
   const released = gate();
-  open.push({ close: async () => released.open() });
+  t.track({ close: async () => released.open() });
   let held = false;
   c.s.proxy.onAfter(action, async ({ call, request }) => {
     if (held || call.status !== 200 || call.injected || String(request.params.DryRun) === 'true') return;
@@ -254,7 +245,7 @@ test.each(WHERE)('worker SIGKILLed in $where, another started: completes with on
   const run: { handle?: WorkflowHandle<typeof migrateToGpu> } = {};
   const hold = HOLDS[where](c, () => run.handle as WorkflowHandle);
   const first = await c.spawn('first');
-  const handle = (run.handle = await startMigration(temporal.client, c.taskQueue, c.s.plan, { timeouts: TIMEOUTS }));
+  const handle = (run.handle = await startMigration(t.client, c.taskQueue, c.s.plan, { timeouts: TIMEOUTS }));
   if (where === 'stop-old') {
     await waitForPhase(handle, 'awaiting-approval', 120_000);
     await approve(handle);
@@ -289,7 +280,7 @@ test('the Temporal dev server stopped and started again on its database file mid
       server: { executable: { type: 'existing-path', path: toolPaths().temporalBin }, ip: '127.0.0.1', port, dbFilename, namespace: 'default' },
     });
   let env: TestWorkflowEnvironment | undefined = await startServer();
-  open.push({
+  t.track({
     close: async () => {
       await env?.teardown();
       await rm(dir, { recursive: true, force: true });
@@ -334,7 +325,7 @@ test('timeouts.activitySeconds is validated: a bad value fails the run before it
   const c = await setup();
   await c.spawn('only');
   for (const activitySeconds of [0, 3601, 2.5]) {
-    const handle = await startMigration(temporal.client, c.taskQueue, { ...c.s.plan, name: `${c.s.plan.name}-${String(activitySeconds).replace('.', '-')}` }, { timeouts: { activitySeconds } });
+    const handle = await startMigration(t.client, c.taskQueue, { ...c.s.plan, name: `${c.s.plan.name}-${String(activitySeconds).replace('.', '-')}` }, { timeouts: { activitySeconds } });
     const err = await handle.result().then(
       () => undefined,
       (e: unknown) => e as Error & { cause?: Error & { type?: string } },

@@ -7,46 +7,27 @@
 import { TAG_STEP, TAG_WORKFLOW, guardianWorkflowId } from '../../src/shared/constants';
 import { decideUpdate } from '../../src/shared/migration';
 import { interruptionSignal } from '../../src/shared/spot';
-import { connectClient, type ConnectedClient } from '../harness/env';
+import { useIntegration } from '../harness/lifecycle';
 import { addressHolder, aliveInstancesOfPlan, imagesOfPlan, ingressOf, instance, instancesOfPlan, startMigration, tagsOf, waitForPhase } from '../harness/migration';
 import { pollUntil } from '../harness/net';
 import { failureOf, onLaunched, whoServes } from '../harness/outcome';
-import { startScenario, type Scenario } from '../harness/scenario';
 import { testPlan } from '../harness/seed';
 import { endSpotWorkflows, routerStatus, waitForGuardian } from '../harness/spot';
-import { startWorker, type TestWorker } from '../harness/worker';
 
 // Its own region: the region's Spot event router is this file's alone.
 const REGION = 'eu-central-1';
 
-let temporal: ConnectedClient;
-const open: { close(): Promise<unknown> }[] = [];
+const t = useIntegration();
 
-beforeAll(async () => {
-  temporal = await connectClient();
-});
-afterEach(async () => {
-  while (open.length) await open.pop()?.close();
-});
-afterAll(async () => {
-  await temporal?.close();
-});
-
-async function scenario(region?: string): Promise<{ s: Scenario; w: TestWorker }> {
-  // SDK attempts 3, as the worker's clients have in production.
-  const s = await startScenario({ maxAttempts: 3, ...(region ? { seed: { region } } : {}) });
-  open.push(s);
-  const w = await startWorker({ clients: s.clients });
-  open.push({ close: () => w.stop() });
-  return { s, w };
-}
+/** A scenario and worker; SDK attempts 3, as the worker's clients have in production. */
+const scenario = (region?: string) => t.setup(region ? { seed: { region } } : {});
 
 const isReal = (p: Record<string, unknown>) => p.DryRun !== 'true';
 
 test('30% throttling and 10% 5xx on EC2 and SSM (seeded): a migration and a Spot recovery complete, nothing made twice', async () => {
   const { s, w } = await scenario(REGION);
   const plan = testPlan(s.source, s.world.ports, { target: { market: 'spot' }, checks: { attempts: 5, interval: '1s' }, spot: { pollInterval: '2s' } });
-  open.push({ close: () => endSpotWorkflows(temporal.client, REGION, [guardianWorkflowId(plan.name)]) });
+  t.track({ close: () => endSpotWorkflows(t.client, REGION, [guardianWorkflowId(plan.name)]) });
   const launched: string[] = [];
   onLaunched(s.proxy, (id) => {
     launched.push(id);
@@ -57,16 +38,16 @@ test('30% throttling and 10% 5xx on EC2 and SSM (seeded): a migration and a Spot
     s.proxy.throttle('*', { service, rate: 0.3 / 0.9, seed: 201 + i }),
   ]);
 
-  const handle = await startMigration(temporal.client, w.taskQueue, plan);
+  const handle = await startMigration(t.client, w.taskQueue, plan);
   await waitForPhase(handle, 'awaiting-approval', 120_000);
   await handle.executeUpdate(decideUpdate, { args: [{ decision: 'approve', by: 'ops' }] });
   const report = await handle.result();
   expect(report.outcome).toBe('completed');
   const migrated = report.after.instanceId as string;
 
-  const guardian = temporal.client.workflow.getHandle(guardianWorkflowId(plan.name));
+  const guardian = t.client.workflow.getHandle(guardianWorkflowId(plan.name));
   await waitForGuardian(guardian, 'guarding', (g) => g.state === 'guarding' && g.instanceId === migrated, 120_000);
-  await pollUntil('router sees the instance', async () => ((await routerStatus(temporal.client, REGION)).guarded >= 1 ? true : undefined), { timeoutMs: 60_000, intervalMs: 200 });
+  await pollUntil('router sees the instance', async () => ((await routerStatus(t.client, REGION)).guarded >= 1 ? true : undefined), { timeoutMs: 60_000, intervalMs: 200 });
   await guardian.signal(interruptionSignal, { instanceId: migrated, kind: 'interruption' });
   const recovered = await waitForGuardian(guardian, 'one replacement', (g) => g.replacements === 1 && g.state === 'guarding', 120_000);
   const injectedSoFar = s.proxy.calls({ injected: true }).length;
@@ -125,7 +106,7 @@ describe.each([
     const { s, w } = await scenario();
     const plan = testPlan(s.source, s.world.ports);
     const rule = s.proxy.fail({ action: 'RunInstances', code, status, message: `injected ${code}`, when: isReal });
-    const handle = await startMigration(temporal.client, w.taskQueue, plan);
+    const handle = await startMigration(t.client, w.taskQueue, plan);
     const started = Date.now();
     const { failure, report } = await failureOf(handle);
     expect(Date.now() - started).toBeLessThan(15_000);
@@ -156,7 +137,7 @@ describe('non-retryable errors on preflight calls (once each)', () => {
     const { s, w } = await scenario();
     const plan = testPlan(s.source, s.world.ports);
     const rule = s.proxy.fail({ action: c.action, code: c.code, status: c.status, times: 1, ...(c.when ? { when: c.when } : {}) });
-    const handle = await startMigration(temporal.client, w.taskQueue, plan);
+    const handle = await startMigration(t.client, w.taskQueue, plan);
     const { failure, report } = await failureOf(handle);
     expect(failure.type).toBe(c.type);
     expect(failure.message).toMatch(c.says);
