@@ -17,7 +17,22 @@ export interface MigrationWorkerOptions {
   workflowBundle?: WorkflowBundleOption;
   identity?: string;
   shutdownGraceTime?: Duration;
+  /**
+   * How long a run's next task waits on this worker's sticky queue before any worker may take it
+   * (the SDK's default is 10 s); a shorter wait hands a dead worker's runs over sooner.
+   */
+  stickyQueueScheduleToStartTimeout?: Duration;
+  /** Workflow runs kept in memory between their tasks (the SDK's sticky cache); default 250. */
+  maxCachedWorkflows?: number;
 }
+
+/**
+ * The sticky cache's size. The SDK's default grows with the heap limit (over 2,000 runs on a 4 GiB
+ * heap), at about 0.25 MiB per run: 1,000 idle guardians took a worker past 500 MiB. Most runs
+ * are idle guardians that wake up rarely; one evicted from the cache replays its short history
+ * when its next task comes.
+ */
+export const DEFAULT_MAX_CACHED_WORKFLOWS = 250;
 
 export async function createMigrationWorker(options: MigrationWorkerOptions): Promise<Worker> {
   return Worker.create({
@@ -27,6 +42,9 @@ export async function createMigrationWorker(options: MigrationWorkerOptions): Pr
     ...(options.workflowBundle ? { workflowBundle: options.workflowBundle } : { workflowsPath: require.resolve('./workflows') }),
     activities: createActivities({ aws: options.aws, http: options.http, pollIntervalMs: options.pollIntervalMs }),
     ...(options.identity ? { identity: options.identity } : {}),
+    ...(options.stickyQueueScheduleToStartTimeout ? { stickyQueueScheduleToStartTimeout: options.stickyQueueScheduleToStartTimeout } : {}),
+    maxCachedWorkflows: options.maxCachedWorkflows ?? DEFAULT_MAX_CACHED_WORKFLOWS,
+    ...(process.env.EXP_MAX_ACTS ? { maxConcurrentActivityTaskExecutions: Number(process.env.EXP_MAX_ACTS) } : {}),
     // Payload encryption when MIGRATION_PAYLOAD_KEY_FILE is set (src/codec.ts).
     dataConverter: dataConverterFromEnv(),
     shutdownGraceTime: options.shutdownGraceTime ?? '10s',
@@ -60,7 +78,14 @@ export async function runWorker(options: RunWorkerOptions = {}): Promise<void> {
   } catch (err) {
     throw new TemporalUnreachable(target.address, err);
   }
-  const worker = await createMigrationWorker({ connection, namespace: target.namespace, taskQueue: options.taskQueue, aws: createAwsClients() });
+  const cached = Number(process.env.MIGRATION_MAX_CACHED_WORKFLOWS);
+  const worker = await createMigrationWorker({
+    connection,
+    namespace: target.namespace,
+    taskQueue: options.taskQueue,
+    aws: createAwsClients(),
+    ...(Number.isInteger(cached) && cached >= 0 && process.env.MIGRATION_MAX_CACHED_WORKFLOWS ? { maxCachedWorkflows: cached } : {}),
+  });
   const stop = () => worker.shutdown();
   process.once('SIGINT', stop);
   process.once('SIGTERM', stop);

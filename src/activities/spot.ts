@@ -78,16 +78,23 @@ export function createSpotActivities(clients: AwsClients) {
     }));
   }
 
-  /** Up to `max` messages of the queue, parsed; they stay invisible until deleted or timed out. */
-  async function receiveSpotEvents(input: { region: string; queueUrl: string; max?: number }): Promise<QueueMessage[]> {
+  /**
+   * Up to `max` messages of the queue, parsed; they stay invisible until deleted or timed out.
+   * With `waitSeconds` (SQS long polling, at most 20) the first read waits until a message
+   * arrives or the time is up, so a message is picked up the moment it is sent; the reads that
+   * follow only drain what is already there.
+   */
+  async function receiveSpotEvents(input: { region: string; queueUrl: string; max?: number; waitSeconds?: number }): Promise<QueueMessage[]> {
     const out: QueueMessage[] = [];
     const max = input.max ?? 100;
+    let wait = Math.max(0, Math.min(20, Math.floor(input.waitSeconds ?? 0)));
     while (out.length < max) {
       const res = await aws(`read ${input.queueUrl}`, () =>
         clients.sqs(input.region).send(
-          new ReceiveMessageCommand({ QueueUrl: input.queueUrl, MaxNumberOfMessages: Math.min(10, max - out.length), WaitTimeSeconds: 0, VisibilityTimeout: 120 }),
+          new ReceiveMessageCommand({ QueueUrl: input.queueUrl, MaxNumberOfMessages: Math.min(10, max - out.length), WaitTimeSeconds: wait, VisibilityTimeout: 120 }),
         ),
       );
+      wait = 0;
       const messages = res.Messages ?? [];
       for (const m of messages) {
         out.push({ messageId: m.MessageId ?? '', receiptHandle: m.ReceiptHandle ?? '', event: parseSpotEvent(m.Body ?? '') });

@@ -92,6 +92,8 @@ export interface RouterInput {
   region: string;
   queueUrls: string[];
   pollIntervalMs: number;
+  /** Polls per run before it continues as new (default 500). */
+  pollsPerRun?: number;
   carried?: RouterCarried;
 }
 

@@ -4,6 +4,7 @@ import {
   continueAsNew,
   getExternalWorkflowHandle,
   log,
+  patched,
   proxyActivities,
   setCurrentDetails,
   setHandler,
@@ -33,10 +34,20 @@ const acts = proxyActivities<Activities>({
 const POLLS_PER_RUN = 500;
 
 /**
- * The one reader of Spot events in a region: it drains the EventBridge → SQS queues and polls
- * every guarded instance with one DescribeInstances per interval, and signals the guardian that
- * owns the instance. A message is deleted only after its signal was accepted (or it can never
- * be delivered: unknown instance, malformed, guardian gone).
+ * Runs that record this marker read every queue continuously with SQS long polls, apart from the
+ * DescribeInstances poll; runs recorded before it read the queues once per poll interval.
+ */
+export const CONTINUOUS_QUEUE_READS = 'router-continuous-queue-reads';
+
+/**
+ * The one reader of Spot events in a region: it reads the EventBridge → SQS queues, polls every
+ * guarded instance with one DescribeInstances per interval, and signals the guardian that owns
+ * the instance. A message is deleted only after its signal was accepted (or it can never be
+ * delivered: unknown instance, malformed, guardian gone).
+ *
+ * Each queue has a reader of its own that long-polls it (ReceiveMessage with WaitTimeSeconds),
+ * so a warning reaches its guardian the moment it arrives rather than at the next poll; the
+ * DescribeInstances poll is the safety net for instances that go without a warning.
  */
 export async function spotEventRouter(input: RouterInput): Promise<RouterStatus> {
   const region = input.region;
@@ -81,69 +92,178 @@ export async function spotEventRouter(input: RouterInput): Promise<RouterStatus>
     }
   }
 
-  for (let polls = 0; !stop; polls++) {
-    // One DescribeInstances for every guarded instance of the region.
-    const guarded = await acts.scanGuarded({ region });
-    stats.polls++;
-    stats.describeCalls++;
-    const owner = new Map(guarded.map((g) => [g.instanceId, g.guardianId]));
+  const pollsPerRun = input.pollsPerRun ?? POLLS_PER_RUN;
+  const carryOver = (): RouterInput => ({
+    region,
+    queueUrls: [...queueUrls],
+    pollIntervalMs,
+    ...(input.pollsPerRun !== undefined ? { pollsPerRun: input.pollsPerRun } : {}),
+    carried: { known: Object.fromEntries(known), runs: carried.runs + 1, stats },
+  });
+  const showDetails = () =>
+    setCurrentDetails(`Spot events for **${region}**: ${known.size} guarded instance(s), ${queueUrls.size} queue(s), every ${pollIntervalMs / 1000} s.\n\n${JSON.stringify(stats)}`);
 
-    // Instances that died since the last poll, with or without a warning.
-    const alive = new Set(guarded.filter((g) => !DEAD_STATES.includes(g.state)).map((g) => g.instanceId));
-    const deaths: [string, string][] = [...known.entries()].filter(([id]) => !alive.has(id));
-    for (const [instanceId] of deaths) known.delete(instanceId);
-    for (const g of guarded) if (alive.has(g.instanceId) && g.guardianId) known.set(g.instanceId, g.guardianId);
-    await Promise.all(
-      deaths.map(async ([instanceId, guardianId]) => {
-        stats.pollNotices++;
-        await notify(guardianId, { instanceId, kind: 'stopped', source: 'poll', at: new Date().toISOString() });
-      }),
-    );
+  if (!patched(CONTINUOUS_QUEUE_READS)) return legacyLoop();
 
-    for (const queueUrl of queueUrls) {
+  // Guarded instance → its guardian, as the last scan saw them (dead ones included).
+  let owner = new Map<string, string>();
+  let scanning: Promise<void> | undefined;
+  /** One DescribeInstances for every guarded instance of the region; callers share one in flight. */
+  const scan = (): Promise<void> => {
+    scanning ??= (async () => {
+      try {
+        const guarded = await acts.scanGuarded({ region });
+        stats.describeCalls++;
+        owner = new Map(guarded.map((g) => [g.instanceId, g.guardianId]));
+        // Instances that died since the last scan, with or without a warning.
+        const alive = new Set(guarded.filter((g) => !DEAD_STATES.includes(g.state)).map((g) => g.instanceId));
+        const deaths: [string, string][] = [...known.entries()].filter(([id]) => !alive.has(id));
+        for (const [instanceId] of deaths) known.delete(instanceId);
+        for (const g of guarded) if (alive.has(g.instanceId) && g.guardianId) known.set(g.instanceId, g.guardianId);
+        await Promise.all(
+          deaths.map(async ([instanceId, guardianId]) => {
+            stats.pollNotices++;
+            await notify(guardianId, { instanceId, kind: 'stopped', source: 'poll', at: new Date().toISOString() });
+          }),
+        );
+      } finally {
+        scanning = undefined;
+      }
+    })();
+    return scanning;
+  };
+
+  let winding = false;
+  const readers = new Map<string, Promise<void>>();
+  const startReaders = () => {
+    for (const queueUrl of queueUrls) if (!readers.has(queueUrl)) readers.set(queueUrl, readQueue(queueUrl));
+  };
+  const newQueue = () => [...queueUrls].some((q) => !readers.has(q));
+
+  /** Reads one queue until the run winds down: each read waits for a message up to the poll interval. */
+  async function readQueue(queueUrl: string): Promise<void> {
+    while (!stop && !winding) {
       let messages: QueueMessage[];
       try {
-        messages = await acts.receiveSpotEvents({ region, queueUrl });
+        messages = await acts.receiveSpotEvents({ region, queueUrl, waitSeconds: Math.min(20, Math.max(1, Math.ceil(pollIntervalMs / 1000))) });
       } catch (err) {
         log.error('could not read the queue', { queueUrl, error: (err as Error).message });
+        await condition(() => stop || winding, pollIntervalMs);
         continue;
       }
-      const done: string[] = [];
-      await Promise.all(
-        messages.map(async (m) => {
-          if (!m.event.ok) {
-            log.warn('dropped a message that is no Spot event for us', { messageId: m.messageId, reason: m.event.reason });
-            stats.messagesDropped++;
-            done.push(m.receiptHandle);
-            return;
-          }
-          const guardianId = owner.get(m.event.instanceId);
-          if (!guardianId) {
-            log.info('dropped an event about an instance nobody guards', { messageId: m.messageId, instanceId: m.event.instanceId });
-            stats.messagesDropped++;
-            done.push(m.receiptHandle);
-            return;
-          }
-          await notify(guardianId, { instanceId: m.event.instanceId, kind: m.event.kind, source: 'queue', at: m.event.time ?? new Date().toISOString() });
-          stats.messagesRouted++;
+      if (messages.length) await route(queueUrl, messages);
+    }
+  }
+
+  async function route(queueUrl: string, messages: QueueMessage[]): Promise<void> {
+    // An instance launched since the last scan (a fresh replacement) is looked up once more.
+    if (messages.some((m) => m.event.ok && !owner.has(m.event.instanceId))) await scan();
+    const done: string[] = [];
+    await Promise.all(
+      messages.map(async (m) => {
+        if (!m.event.ok) {
+          log.warn('dropped a message that is no Spot event for us', { messageId: m.messageId, reason: m.event.reason });
+          stats.messagesDropped++;
           done.push(m.receiptHandle);
+          return;
+        }
+        const guardianId = owner.get(m.event.instanceId);
+        if (!guardianId) {
+          log.info('dropped an event about an instance nobody guards', { messageId: m.messageId, instanceId: m.event.instanceId });
+          stats.messagesDropped++;
+          done.push(m.receiptHandle);
+          return;
+        }
+        await notify(guardianId, { instanceId: m.event.instanceId, kind: m.event.kind, source: 'queue', at: m.event.time ?? new Date().toISOString() });
+        stats.messagesRouted++;
+        done.push(m.receiptHandle);
+      }),
+    );
+    if (done.length) await acts.deleteSpotEvents({ region, queueUrl, receiptHandles: done });
+  }
+
+  startReaders();
+  for (let polls = 0; !stop; ) {
+    await scan();
+    stats.polls++;
+    polls++;
+    showDetails();
+    if (polls >= pollsPerRun || workflowInfo().continueAsNewSuggested) break;
+    const due = Date.now() + pollIntervalMs;
+    // A queue registered meanwhile gets its reader at once; the next poll stays on time.
+    while (!stop && Date.now() < due) {
+      await condition(() => stop || newQueue(), due - Date.now());
+      startReaders();
+    }
+  }
+  // Wind down: each reader ends after its read in flight (routing what it brought).
+  winding = true;
+  await Promise.all(readers.values());
+  await condition(allHandlersFinished);
+  if (stop) return status();
+  return continueAsNew<typeof spotEventRouter>(carryOver());
+
+  /** The loop of runs started before CONTINUOUS_QUEUE_READS: queues read once per poll interval. */
+  async function legacyLoop(): Promise<RouterStatus> {
+    for (let polls = 0; !stop; polls++) {
+      // One DescribeInstances for every guarded instance of the region.
+      const guarded = await acts.scanGuarded({ region });
+      stats.polls++;
+      stats.describeCalls++;
+      const owner = new Map(guarded.map((g) => [g.instanceId, g.guardianId]));
+
+      // Instances that died since the last poll, with or without a warning.
+      const alive = new Set(guarded.filter((g) => !DEAD_STATES.includes(g.state)).map((g) => g.instanceId));
+      const deaths: [string, string][] = [...known.entries()].filter(([id]) => !alive.has(id));
+      for (const [instanceId] of deaths) known.delete(instanceId);
+      for (const g of guarded) if (alive.has(g.instanceId) && g.guardianId) known.set(g.instanceId, g.guardianId);
+      await Promise.all(
+        deaths.map(async ([instanceId, guardianId]) => {
+          stats.pollNotices++;
+          await notify(guardianId, { instanceId, kind: 'stopped', source: 'poll', at: new Date().toISOString() });
         }),
       );
-      if (done.length) await acts.deleteSpotEvents({ region, queueUrl, receiptHandles: done });
-    }
 
-    setCurrentDetails(`Spot events for **${region}**: ${known.size} guarded instance(s), ${queueUrls.size} queue(s), every ${pollIntervalMs / 1000} s.\n\n${JSON.stringify(stats)}`);
-    if (polls + 1 >= POLLS_PER_RUN || workflowInfo().continueAsNewSuggested) {
-      await condition(allHandlersFinished);
-      if (stop) break;
-      return continueAsNew<typeof spotEventRouter>({
-        region,
-        queueUrls: [...queueUrls],
-        pollIntervalMs,
-        carried: { known: Object.fromEntries(known), runs: carried.runs + 1, stats },
-      });
+      for (const queueUrl of queueUrls) {
+        let messages: QueueMessage[];
+        try {
+          messages = await acts.receiveSpotEvents({ region, queueUrl });
+        } catch (err) {
+          log.error('could not read the queue', { queueUrl, error: (err as Error).message });
+          continue;
+        }
+        const done: string[] = [];
+        await Promise.all(
+          messages.map(async (m) => {
+            if (!m.event.ok) {
+              log.warn('dropped a message that is no Spot event for us', { messageId: m.messageId, reason: m.event.reason });
+              stats.messagesDropped++;
+              done.push(m.receiptHandle);
+              return;
+            }
+            const guardianId = owner.get(m.event.instanceId);
+            if (!guardianId) {
+              log.info('dropped an event about an instance nobody guards', { messageId: m.messageId, instanceId: m.event.instanceId });
+              stats.messagesDropped++;
+              done.push(m.receiptHandle);
+              return;
+            }
+            await notify(guardianId, { instanceId: m.event.instanceId, kind: m.event.kind, source: 'queue', at: m.event.time ?? new Date().toISOString() });
+            stats.messagesRouted++;
+            done.push(m.receiptHandle);
+          }),
+        );
+        if (done.length) await acts.deleteSpotEvents({ region, queueUrl, receiptHandles: done });
+      }
+
+      showDetails();
+      if (polls + 1 >= POLLS_PER_RUN || workflowInfo().continueAsNewSuggested) {
+        await condition(allHandlersFinished);
+        if (stop) break;
+        return continueAsNew<typeof spotEventRouter>(carryOver());
+      }
+      await condition(() => stop, pollIntervalMs);
     }
-    await condition(() => stop, pollIntervalMs);
+    return status();
   }
-  return status();
 }

@@ -53,6 +53,8 @@ async function run(): Promise<void> {
       ...(bundlePath ? { workflowBundle: { code: readFileSync(bundlePath, 'utf8') } } : {}),
       identity,
       shutdownGraceTime: '2s',
+      // A killed worker's runs go to the next worker after a second, not the SDK's ten.
+      stickyQueueScheduleToStartTimeout: '1s',
     });
     const stop = () => worker.shutdown();
     process.once('SIGTERM', stop);

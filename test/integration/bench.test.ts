@@ -1,0 +1,55 @@
+/**
+ * `npm run bench -- --quick` runs every benchmark to the end on its own stack (its own dev server
+ * and moto) and writes results with every section. Figures are not judged here: this machine's
+ * load decides them; BENCHMARKS.md says how to read them.
+ */
+import { spawn } from 'node:child_process';
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+
+const ROOT = join(__dirname, '..', '..');
+const TIMEOUT_MS = 10 * 60_000;
+
+function runBench(out: string): Promise<{ code: number | null; output: string }> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, ['--import', 'tsx', join(ROOT, 'bench', 'run.ts'), '--quick', '--out', out], { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
+    let output = '';
+    const keep = (s: string) => (output = (output + s).slice(-20_000));
+    child.stdout.setEncoding('utf8').on('data', keep);
+    child.stderr.setEncoding('utf8').on('data', keep);
+    const timer = setTimeout(() => {
+      child.kill('SIGKILL');
+      reject(new Error(`the quick benchmark did not finish within ${TIMEOUT_MS} ms:\n${output}`));
+    }, TIMEOUT_MS);
+    child.once('close', (code) => {
+      clearTimeout(timer);
+      resolve({ code, output });
+    });
+  });
+}
+
+test(
+  'npm run bench -- --quick writes results with every section',
+  async () => {
+    const out = await mkdtemp(join(tmpdir(), 'bench-quick-'));
+    try {
+      const { code, output } = await runBench(out);
+      expect({ code, tail: output.slice(-3000) }).toMatchObject({ code: 0 });
+      const results = JSON.parse(await readFile(join(out, 'results.json'), 'utf8')) as { mode: string; machine: Record<string, unknown>; sections: Record<string, unknown> };
+      expect(results.mode).toBe('quick');
+      expect(results.machine).toEqual(expect.objectContaining({ cpus: expect.any(Number), cpuModel: expect.any(String), memoryGiB: expect.any(Number), node: expect.any(String) }));
+      expect(Object.keys(results.sections).sort()).toEqual(['fleet', 'longLife', 'migration', 'recovery', 'warning']);
+      const recovery = results.sections.recovery as { recorded: { n: number; median: number } };
+      expect(recovery.recorded.n).toBe(5);
+      expect(recovery.recorded.median).toBeGreaterThan(0);
+      const md = await readFile(join(out, 'BENCHMARKS.md'), 'utf8');
+      expect(md).toContain('<!-- bench:figures:begin');
+      expect(md).toContain('1 recovery');
+      expect(md).toContain('5 long life');
+    } finally {
+      await rm(out, { recursive: true, force: true });
+    }
+  },
+  TIMEOUT_MS + 30_000,
+);
