@@ -184,7 +184,9 @@ export function renderMarkdownFigures(r: Results): string {
       h ? lines.push(`Worker ${what}: RSS ${h.rssMiB} MiB, V8 heap used ${h.heapUsedMiB} of ${h.heapTotalMiB} MiB, external ${h.externalMiB} MiB; the rest of the RSS is native (the SDK's Rust core and its caches, Node itself).`) : 0;
     heapLine(`with ${f.migrations.count} migrations, at its highest sample`, f.migrations.worker.heap);
     heapLine(`with ${f.guardians.count} guardians, at its highest sample`, f.guardians.worker.heap);
-    lines.push('', `Phases of the ${f.migrations.count} migrations at once (median / p95 ms, runs that needed a retry):`, '', '| phase | median | p95 | retried |', '|---|---|---|---|');
+    const retried = Object.entries(f.migrations.retriedActivities ?? {});
+    lines.push(`Activities of the ${f.migrations.count} migrations that needed a retry: ${retried.length ? retried.map(([k, v]) => `${k} ${v}`).join(', ') : 'none'}${f.migrations.failed.length ? `; failed runs: ${f.migrations.failed.join('; ')}` : ''}.`);
+    lines.push('', `Phases of the ${f.migrations.count} migrations at once (median / p95 ms, runs whose phase needed a retry):`, '', '| phase | median | p95 | retried |', '|---|---|---|---|');
     for (const [name, p] of Object.entries(f.migrations.phases)) lines.push(`| ${name} | ${round(p.duration.median)} | ${round(p.duration.p95)} | ${p.retried} |`);
     for (const [i, x] of (f.guardians.recoverySamples ?? []).entries()) {
       lines.push('', `Recovery ${i + 1} with ${f.guardians.count} guarded: ${round(x.recordedMs)} ms = pickup ${round(x.pickupMs)}, launch ${round(x.launchMs)}, start ${round(x.startMs)}, checks ${round(x.checksMs)}, EIP ${round(x.eipMs)}, orchestration ${round(x.orchestrationMs)}; slowest local-AWS calls meanwhile: ${x.slowestAws.map((c) => `${c.action} ${c.ms} ms`).join(', ')}.`);

@@ -44,7 +44,6 @@ export async function createMigrationWorker(options: MigrationWorkerOptions): Pr
     ...(options.identity ? { identity: options.identity } : {}),
     ...(options.stickyQueueScheduleToStartTimeout ? { stickyQueueScheduleToStartTimeout: options.stickyQueueScheduleToStartTimeout } : {}),
     maxCachedWorkflows: options.maxCachedWorkflows ?? DEFAULT_MAX_CACHED_WORKFLOWS,
-    ...(process.env.EXP_MAX_ACTS ? { maxConcurrentActivityTaskExecutions: Number(process.env.EXP_MAX_ACTS) } : {}),
     // Payload encryption when MIGRATION_PAYLOAD_KEY_FILE is set (src/codec.ts).
     dataConverter: dataConverterFromEnv(),
     shutdownGraceTime: options.shutdownGraceTime ?? '10s',

@@ -8,7 +8,7 @@ import { TAG_GUARDED, guardianWorkflowId, routerWorkflowId } from '../../src/sha
 import { routerStatusQuery, type RouterStatus } from '../../src/shared/spot';
 import { testPlan, type PlanOverrides } from '../../test/harness/seed';
 import { createQueue } from '../../test/harness/spot';
-import { activityWaits, fetchEvents, workflowTaskWaits } from '../history';
+import { activityTimings, activityWaits, fetchEvents, workflowTaskWaits } from '../history';
 import { ApprovalWatch, runMigration, seededPlan, type MigrationRun } from '../migrations';
 import { guardedService, launchInstances, startGuardian } from '../spot';
 import { recoverOnce, type RecoverySample } from './recovery';
@@ -62,6 +62,8 @@ export interface FleetMigrations {
   phases: Record<string, { duration: Summary; retried: number }>;
   /** CPU seconds each process of the stack used while the migrations ran. */
   cpuSeconds: Record<string, number>;
+  /** Activities that needed more than one attempt, by type (from the histories). */
+  retriedActivities: Record<string, number>;
 }
 
 export interface FleetGuardians {
@@ -143,6 +145,8 @@ async function fleetMigrations(stack: Stack, count: number, log: (s: string) => 
     const done = runs.filter((r): r is MigrationRun => r !== undefined);
     log(`  ${done.length}/${count} completed in ${(wallMs / 1000).toFixed(1)} s; worker peak RSS ${Math.round(memory.peakMiB)} MiB (idle ${Math.round(idleMiB)} MiB); at the highest sample ${JSON.stringify(memory.heap)}`);
     const histories = await mapLimit(done, 8, (r) => fetchEvents(stack.client, r.workflowId));
+    const retriedActivities: Record<string, number> = {};
+    for (const t of histories.flatMap(activityTimings)) if ((t.attempt ?? 1) > 1) retriedActivities[t.activityType] = (retriedActivities[t.activityType] ?? 0) + 1;
     const phases: FleetMigrations['phases'] = {};
     for (const name of done[0]?.report.phases.map((p) => p.name) ?? []) {
       const recs = done.map((r) => r.report.phases.find((p) => p.name === name)).filter((p) => p !== undefined);
@@ -160,6 +164,7 @@ async function fleetMigrations(stack: Stack, count: number, log: (s: string) => 
       workflowTaskWait: summarize(histories.flatMap(workflowTaskWaits)),
       phases,
       cpuSeconds: cpu,
+      retriedActivities,
     };
   } finally {
     watch.close();

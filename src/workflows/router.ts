@@ -151,7 +151,13 @@ export async function spotEventRouter(input: RouterInput): Promise<RouterStatus>
         await condition(() => stop || winding, pollIntervalMs);
         continue;
       }
-      if (messages.length) await route(queueUrl, messages);
+      try {
+        if (messages.length) await route(queueUrl, messages);
+      } catch (err) {
+        // What was not deleted comes back once its visibility timeout ends.
+        log.error('could not route the messages', { queueUrl, error: (err as Error).message });
+        await condition(() => stop || winding, pollIntervalMs);
+      }
     }
   }
 
