@@ -93,6 +93,22 @@ export async function putSpotEvent(account: Account, queueUrl: string, kind: 'in
   await account.direct.sqs(account.region).send(new SendMessageCommand({ QueueUrl: queueUrl, MessageBody: JSON.stringify(event) }));
 }
 
+/**
+ * A query that a busy worker may answer late (a query waits for the workflow's worker): tried
+ * again until `timeoutMs` has passed.
+ */
+export async function patientQuery<T>(query: () => Promise<T>, timeoutMs = 120_000): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    try {
+      return await query();
+    } catch (err) {
+      if (Date.now() > deadline) throw err;
+      await sleep(500);
+    }
+  }
+}
+
 /** Current run id of a workflow. */
 export async function currentRunId(client: Client, workflowId: string): Promise<string> {
   const d = await client.workflow.getHandle(workflowId).describe();

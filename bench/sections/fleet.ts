@@ -10,7 +10,7 @@ import { testPlan, type PlanOverrides } from '../../test/harness/seed';
 import { createQueue } from '../../test/harness/spot';
 import { activityTimings, activityWaits, fetchEvents, workflowTaskWaits } from '../history';
 import { ApprovalWatch, runMigration, seededPlan, type MigrationRun } from '../migrations';
-import { guardedService, launchInstances, startGuardian } from '../spot';
+import { guardedService, launchInstances, patientQuery, startGuardian } from '../spot';
 import { recoverOnce, type RecoverySample } from './recovery';
 import { measureCpu, openAccount, openRegionalWorld, spawnBenchWorker, type BenchWorker, type Stack } from '../stack';
 import { mapLimit, sleep, summarize, type Summary } from '../stats';
@@ -227,12 +227,13 @@ async function fleetGuardians(stack: Stack, count: number, quick: boolean, log: 
     log(`  ${count} guardians: all tagged after ${(taggedMs / 1000).toFixed(1)} s, the router knows all after ${(wallMs / 1000).toFixed(1)} s`);
 
     // A window of quiet polls: how many DescribeInstances each poll makes for the whole region.
-    const polls0 = (await router.query(routerStatusQuery)).stats.polls;
+    const routerStats = async () => (await patientQuery(() => router.query(routerStatusQuery))).stats;
+    const polls0 = (await routerStats()).polls;
     counting = true;
     let polls = 0;
     while (polls < windowPolls) {
       await sleep(500);
-      polls = (await router.query(routerStatusQuery)).stats.polls - polls0;
+      polls = (await routerStats()).polls - polls0;
     }
     counting = false;
     const counted = describeCalls;

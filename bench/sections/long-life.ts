@@ -10,7 +10,7 @@ import { routerStatusQuery } from '../../src/shared/spot';
 import type { spotEventRouter } from '../../src/workflows';
 import { createQueue, endSpotWorkflows } from '../../test/harness/spot';
 import { eventsByCause, fetchEvents, runsOf } from '../history';
-import { guardedService, startGuardian, waitGuardian } from '../spot';
+import { guardedService, patientQuery, startGuardian, waitGuardian } from '../spot';
 import { openAccount, spawnBenchWorker, type Stack } from '../stack';
 import { sleep, summarize, type Summary } from '../stats';
 import { recoverOnce, waitRouterKnows } from './recovery';
@@ -86,11 +86,11 @@ export async function benchLongLife(stack: Stack, options: { polls: number; poll
     const t0 = Date.now();
     for (let polls = 0; polls < options.polls; ) {
       await sleep(2000);
-      polls = (await router.query(routerStatusQuery)).stats.polls;
+      polls = (await patientQuery(() => router.query(routerStatusQuery))).stats.polls;
       options.log(`  ${polls}/${options.polls} polls (${((Date.now() - t0) / 1000).toFixed(0)} s)`);
     }
     const eventsAddedByPolls = (await guardianLength()) - before;
-    const pollsDone = (await router.query(routerStatusQuery)).stats.polls;
+    const pollsDone = (await patientQuery(() => router.query(routerStatusQuery))).stats.polls;
     const recoveriesFrom = Date.now();
 
     const recovery: number[] = [];

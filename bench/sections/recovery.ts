@@ -8,7 +8,7 @@ import { routerWorkflowId } from '../../src/shared/constants';
 import { guardianStatusQuery, routerStatusQuery } from '../../src/shared/spot';
 import { createQueue, endSpotWorkflows } from '../../test/harness/spot';
 import { activityTimings, fetchEvents, type ActivityTiming } from '../history';
-import { currentRunId, guardedService, nextRun, putSpotEvent, startGuardian, waitGuardian } from '../spot';
+import { currentRunId, guardedService, nextRun, patientQuery, putSpotEvent, startGuardian, waitGuardian } from '../spot';
 import { openAccount, spawnBenchWorker, type Account, type Stack } from '../stack';
 import { sleep, summarize, type Summary } from '../stats';
 
@@ -111,7 +111,7 @@ export async function recoverOnce(stack: Stack, account: Account, guardianId: st
   ];
   try {
     const runId = await currentRunId(stack.client, guardianId);
-    const replacements = (await stack.client.workflow.getHandle(guardianId, runId).query(guardianStatusQuery)).replacements;
+    const replacements = (await patientQuery(() => stack.client.workflow.getHandle(guardianId, runId).query(guardianStatusQuery))).replacements;
     const noticeAt = Date.now();
     await putSpotEvent(account, queueUrl, 'interruption', instanceId, noticeAt);
     const newRun = await nextRun(stack.client, guardianId, runId);
