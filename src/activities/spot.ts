@@ -1,10 +1,12 @@
-import { CreateTagsCommand } from '@aws-sdk/client-ec2';
+import { CreateTagsCommand, type Instance } from '@aws-sdk/client-ec2';
 import { DeleteMessageBatchCommand, ReceiveMessageCommand } from '@aws-sdk/client-sqs';
+import { Context } from '@temporalio/activity';
 import { aws } from '../aws/call';
 import type { AwsClients } from '../aws/clients';
 import { TAG_GUARDED } from '../shared/constants';
 import type { NoticeKind } from '../shared/spot';
 import { describeInstances } from './instances';
+import { withHeartbeat } from './util';
 
 export interface GuardedInstance {
   instanceId: string;
@@ -59,6 +61,15 @@ export function parseSpotEvent(body: string): ParsedEvent {
   }
 }
 
+function guardedOf(i: Instance): GuardedInstance {
+  return {
+    instanceId: i.InstanceId ?? '',
+    guardianId: i.Tags?.find((t) => t.Key === TAG_GUARDED)?.Value ?? '',
+    state: i.State?.Name ?? 'unknown',
+    stateReason: i.StateReason?.Code,
+  };
+}
+
 export function createSpotActivities(clients: AwsClients) {
   /** Marks an instance as guarded by `guardianId`; the router finds guarded instances by this tag. */
   async function markGuarded(input: { region: string; instanceId: string; guardianId: string }): Promise<void> {
@@ -70,30 +81,40 @@ export function createSpotActivities(clients: AwsClients) {
   /** Every guarded instance of the region, in one (paginated) DescribeInstances. */
   async function scanGuarded(input: { region: string }): Promise<GuardedInstance[]> {
     const found = await describeInstances(clients.ec2(input.region), 'list guarded instances', { Filters: [{ Name: 'tag-key', Values: [TAG_GUARDED] }] });
-    return found.map((i) => ({
-      instanceId: i.InstanceId ?? '',
-      guardianId: i.Tags?.find((t) => t.Key === TAG_GUARDED)?.Value ?? '',
-      state: i.State?.Name ?? 'unknown',
-      stateReason: i.StateReason?.Code,
-    }));
+    return found.map(guardedOf);
+  }
+
+  /**
+   * The guarded ones among these instances, in one DescribeInstances by id: how the router learns
+   * the owner of an instance launched since its last scan without listing every guarded instance.
+   */
+  async function lookupGuarded(input: { region: string; instanceIds: string[] }): Promise<GuardedInstance[]> {
+    const found = await describeInstances(clients.ec2(input.region), `look up ${input.instanceIds.join(', ')}`, {
+      Filters: [
+        { Name: 'instance-id', Values: input.instanceIds },
+        { Name: 'tag-key', Values: [TAG_GUARDED] },
+      ],
+    });
+    return found.map(guardedOf);
   }
 
   /**
    * Up to `max` messages of the queue, parsed; they stay invisible until deleted or timed out.
    * With `waitSeconds` (SQS long polling, at most 20) the first read waits until a message
    * arrives or the time is up, so a message is picked up the moment it is sent; the reads that
-   * follow only drain what is already there.
+   * follow only drain what is already there. A waiting read heartbeats every second (so a worker
+   * that died in the middle of one is noticed at once) and ends when the activity is cancelled.
    */
   async function receiveSpotEvents(input: { region: string; queueUrl: string; max?: number; waitSeconds?: number }): Promise<QueueMessage[]> {
     const out: QueueMessage[] = [];
     const max = input.max ?? 100;
     let wait = Math.max(0, Math.min(20, Math.floor(input.waitSeconds ?? 0)));
     while (out.length < max) {
-      const res = await aws(`read ${input.queueUrl}`, () =>
-        clients.sqs(input.region).send(
-          new ReceiveMessageCommand({ QueueUrl: input.queueUrl, MaxNumberOfMessages: Math.min(10, max - out.length), WaitTimeSeconds: wait, VisibilityTimeout: 120 }),
-        ),
-      );
+      const command = new ReceiveMessageCommand({ QueueUrl: input.queueUrl, MaxNumberOfMessages: Math.min(10, max - out.length), WaitTimeSeconds: wait, VisibilityTimeout: 120 });
+      const res =
+        wait > 0
+          ? await withHeartbeat(() => aws(`read ${input.queueUrl}`, () => clients.sqs(input.region).send(command, { abortSignal: Context.current().cancellationSignal })), undefined, 1_000)
+          : await aws(`read ${input.queueUrl}`, () => clients.sqs(input.region).send(command));
       wait = 0;
       const messages = res.Messages ?? [];
       for (const m of messages) {
@@ -120,5 +141,5 @@ export function createSpotActivities(clients: AwsClients) {
     return { deleted, failed };
   }
 
-  return { markGuarded, scanGuarded, receiveSpotEvents, deleteSpotEvents };
+  return { markGuarded, scanGuarded, lookupGuarded, receiveSpotEvents, deleteSpotEvents };
 }

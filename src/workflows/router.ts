@@ -9,6 +9,7 @@ import {
   setCurrentDetails,
   setHandler,
   workflowInfo,
+  type RetryPolicy,
 } from '@temporalio/workflow';
 import type { Activities } from '../activities';
 import type { QueueMessage } from '../activities/spot';
@@ -25,10 +26,10 @@ import {
   type RouterStatus,
 } from '../shared/spot';
 
-const acts = proxyActivities<Activities>({
-  startToCloseTimeout: '1 minute',
-  retry: { initialInterval: '1s', backoffCoefficient: 2, maximumInterval: '30s', nonRetryableErrorTypes: [...NON_RETRYABLE_AWS_CODES] },
-});
+const RETRY: RetryPolicy = { initialInterval: '1s', backoffCoefficient: 2, maximumInterval: '30s', nonRetryableErrorTypes: [...NON_RETRYABLE_AWS_CODES] };
+const acts = proxyActivities<Activities>({ startToCloseTimeout: '1 minute', retry: RETRY });
+/** A queue read waits up to 20 s and heartbeats: a worker that dies in one is noticed within seconds. */
+const reads = proxyActivities<Activities>({ startToCloseTimeout: '1 minute', heartbeatTimeout: '5 seconds', retry: RETRY });
 
 /** Polls per run before continuing as new (each poll is a handful of events). */
 const POLLS_PER_RUN = 500;
@@ -38,6 +39,8 @@ const POLLS_PER_RUN = 500;
  * DescribeInstances poll; runs recorded before it read the queues once per poll interval.
  */
 export const CONTINUOUS_QUEUE_READS = 'router-continuous-queue-reads';
+/** Runs that record this marker look an unknown instance up by id instead of scanning them all. */
+export const LOOKUP_UNKNOWN_INSTANCES = 'router-lookup-unknown-instances';
 
 /**
  * The one reader of Spot events in a region: it reads the EventBridge → SQS queues, polls every
@@ -145,7 +148,7 @@ export async function spotEventRouter(input: RouterInput): Promise<RouterStatus>
     while (!stop && !winding) {
       let messages: QueueMessage[];
       try {
-        messages = await acts.receiveSpotEvents({ region, queueUrl, waitSeconds: Math.min(20, Math.max(1, Math.ceil(pollIntervalMs / 1000))) });
+        messages = await reads.receiveSpotEvents({ region, queueUrl, waitSeconds: Math.min(20, Math.max(1, Math.ceil(pollIntervalMs / 1000))) });
       } catch (err) {
         log.error('could not read the queue', { queueUrl, error: (err as Error).message });
         await condition(() => stop || winding, pollIntervalMs);
@@ -161,9 +164,18 @@ export async function spotEventRouter(input: RouterInput): Promise<RouterStatus>
     }
   }
 
+  /** Instances launched since the last scan (a fresh replacement): their owners, by id. */
+  async function lookUp(instanceIds: string[]): Promise<void> {
+    if (!patched(LOOKUP_UNKNOWN_INSTANCES)) return scan();
+    for (const g of await acts.lookupGuarded({ region, instanceIds })) {
+      owner.set(g.instanceId, g.guardianId);
+      if (g.guardianId && !DEAD_STATES.includes(g.state)) known.set(g.instanceId, g.guardianId);
+    }
+  }
+
   async function route(queueUrl: string, messages: QueueMessage[]): Promise<void> {
-    // An instance launched since the last scan (a fresh replacement) is looked up once more.
-    if (messages.some((m) => m.event.ok && !owner.has(m.event.instanceId))) await scan();
+    const unknown = [...new Set(messages.flatMap((m) => (m.event.ok && !owner.has(m.event.instanceId) ? [m.event.instanceId] : [])))];
+    if (unknown.length) await lookUp(unknown);
     const done: string[] = [];
     await Promise.all(
       messages.map(async (m) => {
