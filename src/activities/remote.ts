@@ -1,4 +1,5 @@
-import { GetCommandInvocationCommand, SendCommandCommand, type GetCommandInvocationCommandOutput } from '@aws-sdk/client-ssm';
+import { createHash } from 'node:crypto';
+import { GetCommandInvocationCommand, ListCommandsCommand, SendCommandCommand, type Command, type GetCommandInvocationCommandOutput } from '@aws-sdk/client-ssm';
 import { ApplicationFailure, Context } from '@temporalio/activity';
 import { aws } from '../aws/call';
 import type { AwsClients } from '../aws/clients';
@@ -38,12 +39,24 @@ export interface RemoteOptions {
 }
 
 /**
+ * A mark for the commands of one step of one activity: the same on every attempt, different for
+ * every other activity, run, step or instance. It goes into the command's comment, so a retried
+ * attempt finds its command in ListCommands even when the worker died before the command id
+ * reached a heartbeat.
+ */
+export function stepMark(run: { workflowId: string; runId: string; activityId: string }, input: Pick<RemoteInput, 'label' | 'instanceId'>): string {
+  const hash = createHash('sha256').update([run.workflowId, run.runId, run.activityId, input.label, input.instanceId].join('\n')).digest('hex');
+  return `step-${hash.slice(0, 16)}`;
+}
+
+/**
  * Runs shell commands on an instance through SSM Run Command (AWS-RunShellScript) and waits for
- * them. The command id is kept in the heartbeat, so a retried attempt after a worker crash waits
- * for the same command instead of running it twice.
+ * them. A retried attempt (after a worker crash, say) waits for the command its step already sent
+ * instead of running it twice: the command id is in the heartbeat, and when the worker died
+ * before that heartbeat went out, the step's mark in the command's comment finds it.
  */
 export function createRemoteRunner(clients: AwsClients, options: RemoteOptions) {
-  async function send(input: RemoteInput): Promise<string> {
+  async function send(input: RemoteInput, mark: string): Promise<string> {
     const ssm = clients.ssm(input.region);
     const deadline = Date.now() + (input.agentWaitSeconds ?? 600) * 1000;
     for (;;) {
@@ -53,7 +66,7 @@ export function createRemoteRunner(clients: AwsClients, options: RemoteOptions) 
             new SendCommandCommand({
               DocumentName: 'AWS-RunShellScript',
               InstanceIds: [input.instanceId],
-              Comment: `ec2-gpu-migration ${input.label}`.slice(0, 100),
+              Comment: `ec2-gpu-migration ${mark} ${input.label}`.slice(0, 100),
               Parameters: { commands: input.commands, executionTimeout: [String(input.timeoutSeconds ?? 3600)] },
               TimeoutSeconds: Math.min(2_592_000, Math.max(30, input.agentWaitSeconds ?? 600)),
             }),
@@ -71,6 +84,22 @@ export function createRemoteRunner(clients: AwsClients, options: RemoteOptions) 
         throw err;
       }
     }
+  }
+
+  /** The latest command on the instance whose comment carries `mark`, if any. */
+  async function findSent(input: RemoteInput, mark: string): Promise<string | undefined> {
+    const ssm = clients.ssm(input.region);
+    let latest: Command | undefined;
+    let NextToken: string | undefined;
+    do {
+      const page = await aws(`look for the '${input.label}' command on ${input.instanceId}`, () => ssm.send(new ListCommandsCommand({ InstanceId: input.instanceId, NextToken })));
+      for (const c of page.Commands ?? []) {
+        if (!c.Comment?.split(' ').includes(mark)) continue;
+        if (!latest || (c.RequestedDateTime?.getTime() ?? 0) > (latest.RequestedDateTime?.getTime() ?? 0)) latest = c;
+      }
+      NextToken = page.NextToken;
+    } while (NextToken);
+    return latest?.CommandId;
   }
 
   async function readInvocation(input: RemoteInput, commandId: string): Promise<GetCommandInvocationCommandOutput | undefined> {
@@ -95,12 +124,16 @@ export function createRemoteRunner(clients: AwsClients, options: RemoteOptions) 
     const beat = (id: string) => ({ commandId: id, label: input.label, instanceId: input.instanceId });
     const earlierBeat = ctx.info.heartbeatDetails as Partial<ReturnType<typeof beat>> | undefined;
     const sameStep = (earlierBeat?.label ?? input.label) === input.label && (earlierBeat?.instanceId ?? input.instanceId) === input.instanceId;
-    let commandId = input.resume !== false && sameStep ? earlierBeat?.commandId : undefined;
+    const resume = input.resume !== false;
+    const mark = stepMark({ workflowId: ctx.info.workflowExecution?.workflowId ?? '', runId: ctx.info.workflowExecution?.runId ?? ctx.info.activityRunId ?? '', activityId: ctx.info.activityId }, input);
+    let commandId = resume && sameStep ? earlierBeat?.commandId : undefined;
+    // The worker may have died between SendCommand and the heartbeat that would have told us.
+    if (resume && !commandId && ctx.info.attempt > 1) commandId = await findSent(input, mark);
     if (commandId) {
       const earlier = await readInvocation(input, commandId);
       if (earlier?.Status && FINAL.has(earlier.Status) && (earlier.Status !== 'Success' || earlier.ResponseCode !== 0)) commandId = undefined;
     }
-    commandId ??= await send(input);
+    commandId ??= await send(input, mark);
     ctx.heartbeat(beat(commandId));
     let inv: GetCommandInvocationCommandOutput | undefined;
     for (;;) {

@@ -40,9 +40,10 @@ export const WORKER_PERMISSIONS: readonly PermissionGroup[] = [
   },
   {
     sid: 'RemoteSteps',
-    // setup, source, build, start and the private-service checks run through Run Command.
-    why: 'setup … start: run the remote steps and private-service checks through SSM Run Command and read their results',
-    actions: ['ssm:SendCommand', 'ssm:GetCommandInvocation'],
+    // setup, source, build, start and the private-service checks run through Run Command; a
+    // step retried after a worker crash looks its command up (ListCommands) before sending again.
+    why: 'setup … start: run the remote steps and private-service checks through SSM Run Command, read their results, find a crashed attempt\'s command',
+    actions: ['ssm:SendCommand', 'ssm:GetCommandInvocation', 'ssm:ListCommands'],
   },
   {
     sid: 'SecurityGroup',
@@ -155,7 +156,7 @@ export function iamPolicy(plan?: Plan): PolicyDocument {
         break;
       case 'RemoteSteps':
         push(g.sid, ['ssm:SendCommand'], [`arn:aws:ssm:${region}::document/AWS-RunShellScript`, `arn:aws:ec2:${region}:*:instance/*`]);
-        push(`${g.sid}Results`, ['ssm:GetCommandInvocation'], '*', inRegion);
+        push(`${g.sid}Results`, ['ssm:GetCommandInvocation', 'ssm:ListCommands'], '*', inRegion);
         break;
       case 'Terminate':
         push(g.sid, g.actions, `arn:aws:ec2:${region}:*:instance/*`, { StringEquals: { [`aws:ResourceTag/${TAG_PLAN}`]: plan.name } });
