@@ -22,17 +22,19 @@ export interface MigrationWorkerOptions {
    * (the SDK's default is 10 s); a shorter wait hands a dead worker's runs over sooner.
    */
   stickyQueueScheduleToStartTimeout?: Duration;
-  /** Workflow runs kept in memory between their tasks (the SDK's sticky cache); default 250. */
+  /** Workflow runs kept in memory between their tasks (the SDK's sticky cache); default 100. */
   maxCachedWorkflows?: number;
 }
 
 /**
- * The sticky cache's size. The SDK's default grows with the heap limit (over 2,000 runs on a 4 GiB
- * heap), at about 0.25 MiB per run: 1,000 idle guardians took a worker past 500 MiB. Most runs
- * are idle guardians that wake up rarely; one evicted from the cache replays its short history
- * when its next task comes.
+ * The sticky cache's size. Each cached run holds its state in the worker's V8 heap and in the
+ * SDK core: about 0.25 MiB for an idle guardian and 0.8 MiB for a migration in full swing. The
+ * SDK's default grows with the heap limit (over 2,000 runs on a 4 GiB heap), and even 250 took a
+ * worker running 200 migrations at once to 595 MiB (BENCHMARKS.md). A run evicted from the cache
+ * replays its history when its next task comes: a migration's few hundred events, a guardian's
+ * fewer (it continues as new after each replacement), in milliseconds.
  */
-export const DEFAULT_MAX_CACHED_WORKFLOWS = 250;
+export const DEFAULT_MAX_CACHED_WORKFLOWS = 100;
 
 export async function createMigrationWorker(options: MigrationWorkerOptions): Promise<Worker> {
   return Worker.create({

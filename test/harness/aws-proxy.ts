@@ -14,6 +14,7 @@
  *   (see world.ts). An `ip-address` filter with such an address is mapped back.
  * - One moto quirk corrected: reassociating an Elastic IP leaves it on the old instance too.
  */
+import { setMaxListeners } from 'node:events';
 import { randomInt, randomUUID } from 'node:crypto';
 import { createServer, request as httpRequest, Agent, type IncomingHttpHeaders, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -188,7 +189,12 @@ export class AwsProxy {
   private readonly rewriteIps: boolean;
   private readonly fixReassociation: boolean;
   private readonly agent = new Agent({ keepAlive: true });
-  private readonly closing = new AbortController();
+  /** Aborts every request in flight to moto on close; each holds a listener while it runs. */
+  private readonly closing = (() => {
+    const controller = new AbortController();
+    setMaxListeners(0, controller.signal);
+    return controller;
+  })();
   private readonly log: CallRecord[] = [];
   private faults: ActiveFault[] = [];
   private latencies: ActiveLatency[] = [];
