@@ -4,7 +4,6 @@ import {
   continueAsNew,
   getExternalWorkflowHandle,
   log,
-  patched,
   proxyActivities,
   setCurrentDetails,
   setHandler,
@@ -33,14 +32,6 @@ const reads = proxyActivities<Activities>({ startToCloseTimeout: '1 minute', hea
 
 /** Polls per run before continuing as new (each poll is a handful of events). */
 const POLLS_PER_RUN = 500;
-
-/**
- * Runs that record this marker read every queue continuously with SQS long polls, apart from the
- * DescribeInstances poll; runs recorded before it read the queues once per poll interval.
- */
-export const CONTINUOUS_QUEUE_READS = 'router-continuous-queue-reads';
-/** Runs that record this marker look an unknown instance up by id instead of scanning them all. */
-export const LOOKUP_UNKNOWN_INSTANCES = 'router-lookup-unknown-instances';
 
 /**
  * The one reader of Spot events in a region: it reads the EventBridge → SQS queues, polls every
@@ -106,8 +97,6 @@ export async function spotEventRouter(input: RouterInput): Promise<RouterStatus>
   const showDetails = () =>
     setCurrentDetails(`Spot events for **${region}**: ${known.size} guarded instance(s), ${queueUrls.size} queue(s), every ${pollIntervalMs / 1000} s.\n\n${JSON.stringify(stats)}`);
 
-  if (!patched(CONTINUOUS_QUEUE_READS)) return legacyLoop();
-
   // Guarded instance → its guardian, as the last scan saw them (dead ones included).
   let owner = new Map<string, string>();
   let scanning: Promise<void> | undefined;
@@ -166,7 +155,6 @@ export async function spotEventRouter(input: RouterInput): Promise<RouterStatus>
 
   /** Instances launched since the last scan (a fresh replacement): their owners, by id. */
   async function lookUp(instanceIds: string[]): Promise<void> {
-    if (!patched(LOOKUP_UNKNOWN_INSTANCES)) return scan();
     for (const g of await acts.lookupGuarded({ region, instanceIds })) {
       owner.set(g.instanceId, g.guardianId);
       if (g.guardianId && !DEAD_STATES.includes(g.state)) known.set(g.instanceId, g.guardianId);
@@ -220,68 +208,4 @@ export async function spotEventRouter(input: RouterInput): Promise<RouterStatus>
   await condition(allHandlersFinished);
   if (stop) return status();
   return continueAsNew<typeof spotEventRouter>(carryOver());
-
-  /** The loop of runs started before CONTINUOUS_QUEUE_READS: queues read once per poll interval. */
-  async function legacyLoop(): Promise<RouterStatus> {
-    for (let polls = 0; !stop; polls++) {
-      // One DescribeInstances for every guarded instance of the region.
-      const guarded = await acts.scanGuarded({ region });
-      stats.polls++;
-      stats.describeCalls++;
-      const owner = new Map(guarded.map((g) => [g.instanceId, g.guardianId]));
-
-      // Instances that died since the last poll, with or without a warning.
-      const alive = new Set(guarded.filter((g) => !DEAD_STATES.includes(g.state)).map((g) => g.instanceId));
-      const deaths: [string, string][] = [...known.entries()].filter(([id]) => !alive.has(id));
-      for (const [instanceId] of deaths) known.delete(instanceId);
-      for (const g of guarded) if (alive.has(g.instanceId) && g.guardianId) known.set(g.instanceId, g.guardianId);
-      await Promise.all(
-        deaths.map(async ([instanceId, guardianId]) => {
-          stats.pollNotices++;
-          await notify(guardianId, { instanceId, kind: 'stopped', source: 'poll', at: new Date().toISOString() });
-        }),
-      );
-
-      for (const queueUrl of queueUrls) {
-        let messages: QueueMessage[];
-        try {
-          messages = await acts.receiveSpotEvents({ region, queueUrl });
-        } catch (err) {
-          log.error('could not read the queue', { queueUrl, error: (err as Error).message });
-          continue;
-        }
-        const done: string[] = [];
-        await Promise.all(
-          messages.map(async (m) => {
-            if (!m.event.ok) {
-              log.warn('dropped a message that is no Spot event for us', { messageId: m.messageId, reason: m.event.reason });
-              stats.messagesDropped++;
-              done.push(m.receiptHandle);
-              return;
-            }
-            const guardianId = owner.get(m.event.instanceId);
-            if (!guardianId) {
-              log.info('dropped an event about an instance nobody guards', { messageId: m.messageId, instanceId: m.event.instanceId });
-              stats.messagesDropped++;
-              done.push(m.receiptHandle);
-              return;
-            }
-            await notify(guardianId, { instanceId: m.event.instanceId, kind: m.event.kind, source: 'queue', at: m.event.time ?? new Date().toISOString() });
-            stats.messagesRouted++;
-            done.push(m.receiptHandle);
-          }),
-        );
-        if (done.length) await acts.deleteSpotEvents({ region, queueUrl, receiptHandles: done });
-      }
-
-      showDetails();
-      if (polls + 1 >= POLLS_PER_RUN || workflowInfo().continueAsNewSuggested) {
-        await condition(allHandlersFinished);
-        if (stop) break;
-        return continueAsNew<typeof spotEventRouter>(carryOver());
-      }
-      await condition(() => stop, pollIntervalMs);
-    }
-    return status();
-  }
 }
