@@ -11,6 +11,7 @@ import { join } from 'node:path';
 import type { Client } from '@temporalio/client';
 import { TestWorkflowEnvironment } from '@temporalio/testing';
 import { bundleWorkflowCode } from '@temporalio/worker';
+import { WORKER_HEAP_MIB } from '../src/worker';
 import type { AwsClients } from '../src/aws/clients';
 import { AwsProxy } from '../test/harness/aws-proxy';
 import { startMoto, type MotoServer } from '../test/harness/moto';
@@ -123,7 +124,9 @@ export interface WorkerOptions {
 /** Starts bench/worker-process.ts for an account and resolves once it polls. */
 export async function spawnBenchWorker(stack: Stack, account: Account, options: WorkerOptions = {}): Promise<BenchWorker> {
   const taskQueue = options.taskQueue ?? `bench-${randomBytes(4).toString('hex')}`;
-  const child = spawn(process.execPath, ['--import', 'tsx', join(__dirname, 'worker-process.ts')], {
+  // The heap limit the package's worker scripts set; BENCH_WORKER_FLAGS replaces the flags.
+  const flags = process.env.BENCH_WORKER_FLAGS !== undefined ? process.env.BENCH_WORKER_FLAGS.split(' ').filter(Boolean) : [`--max-old-space-size=${WORKER_HEAP_MIB}`];
+  const child = spawn(process.execPath, [...flags, '--import', 'tsx', join(__dirname, 'worker-process.ts')], {
     env: {
       ...process.env,
       TEMPORAL_ADDRESS: stack.address,

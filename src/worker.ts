@@ -1,3 +1,4 @@
+import { getHeapStatistics } from 'node:v8';
 import type { Duration } from '@temporalio/common';
 import { DefaultLogger, NativeConnection, Runtime, Worker, type WorkflowBundleOption, type LogLevel } from '@temporalio/worker';
 import { createActivities, type ActivityDeps } from './activities';
@@ -27,14 +28,36 @@ export interface MigrationWorkerOptions {
 }
 
 /**
- * The sticky cache's size. Each cached run holds its state in the worker's V8 heap and in the
- * SDK core: about 0.25 MiB for an idle guardian and 0.8 MiB for a migration in full swing. The
- * SDK's default grows with the heap limit (over 2,000 runs on a 4 GiB heap), and even 250 took a
- * worker running 200 migrations at once to 595 MiB (BENCHMARKS.md). A run evicted from the cache
- * replays its history when its next task comes: a migration's few hundred events, a guardian's
- * fewer (it continues as new after each replacement), in milliseconds.
+ * The sticky cache's size. Each cached run keeps its state in the worker (an idle guardian about
+ * 0.25 MiB). The SDK's default grows with the heap limit (over 2,000 runs on a 4 GiB heap); 100
+ * keeps a worker's live memory small, and a run evicted from the cache replays its history when
+ * its next task comes: a migration's few hundred events, a guardian's fewer (it continues as new
+ * after each replacement), in milliseconds. Most of a busy worker's memory is garbage V8 has not
+ * collected yet: see WORKER_HEAP_MIB.
  */
 export const DEFAULT_MAX_CACHED_WORKFLOWS = 100;
+
+/**
+ * The V8 heap limit the worker should run with (`node --max-old-space-size=384`, as the package's
+ * `worker` and `migration` scripts do). Without a limit V8 lets garbage pile up to a large share
+ * of the machine's memory before it collects hard: 200 migrations at once took a worker to
+ * 672 MiB with 85–110 MiB of it live, and 435 MiB with the limit (BENCHMARKS.md).
+ */
+export const WORKER_HEAP_MIB = 384;
+
+/**
+ * A warning when nobody chose the heap limit (no --max-old-space-size in the node flags or
+ * NODE_OPTIONS) and V8's own default is far above WORKER_HEAP_MIB; otherwise undefined.
+ */
+export function heapLimitWarning(
+  heapLimitBytes = getHeapStatistics().heap_size_limit,
+  flags: string[] = [...process.execArgv, ...(process.env.NODE_OPTIONS ?? '').split(/\s+/)],
+): string | undefined {
+  if (flags.some((f) => /^--max[-_]old[-_]space[-_]size\b/.test(f))) return undefined;
+  const mib = Math.round(heapLimitBytes / 2 ** 20);
+  if (mib <= 2 * WORKER_HEAP_MIB) return undefined;
+  return `the V8 heap may grow to ${mib} MiB before garbage is collected hard; run the worker with NODE_OPTIONS=--max-old-space-size=${WORKER_HEAP_MIB} (as npm run worker does) to keep it near 450 MiB, or larger for a bigger fleet`;
+}
 
 export async function createMigrationWorker(options: MigrationWorkerOptions): Promise<Worker> {
   return Worker.create({
@@ -72,6 +95,8 @@ export async function runWorker(options: RunWorkerOptions = {}): Promise<void> {
     }),
     ...(options.metricsAddress ? { telemetryOptions: { metrics: { prometheus: { bindAddress: options.metricsAddress } } } } : {}),
   });
+  const heapWarning = heapLimitWarning();
+  if (heapWarning) Runtime.instance().logger.warn(heapWarning);
   const target = temporalTarget();
   let connection: NativeConnection;
   try {

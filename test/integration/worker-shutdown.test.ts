@@ -6,7 +6,9 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
+import { getHeapStatistics } from 'node:v8';
 import { decideUpdate, statusQuery } from '../../src/shared/migration';
+import { WORKER_HEAP_MIB } from '../../src/worker';
 import { temporalAddress } from '../harness/env';
 import { useIntegration } from '../harness/lifecycle';
 import { aliveInstancesOfPlan, startMigration, waitForPhase } from '../harness/migration';
@@ -23,9 +25,12 @@ interface CliWorker {
   exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
 }
 
-/** `migration worker` as an operator runs it, pointed at the test's Temporal and AWS proxy. */
-async function startCliWorker(taskQueue: string, awsEndpoint: string, metricsPort: number): Promise<CliWorker> {
-  const child = spawn(process.execPath, ['--import', 'tsx', join(ROOT, 'src', 'client.ts'), 'worker', '--task-queue', taskQueue, '--metrics', `127.0.0.1:${metricsPort}`], {
+/**
+ * `migration worker` as an operator runs it, pointed at the test's Temporal and AWS proxy; with
+ * the heap limit of `npm run worker` unless `nodeFlags` says otherwise.
+ */
+async function startCliWorker(taskQueue: string, awsEndpoint: string, metricsPort: number, nodeFlags = [`--max-old-space-size=${WORKER_HEAP_MIB}`]): Promise<CliWorker> {
+  const child = spawn(process.execPath, [...nodeFlags, '--import', 'tsx', join(ROOT, 'src', 'client.ts'), 'worker', '--task-queue', taskQueue, '--metrics', `127.0.0.1:${metricsPort}`], {
     cwd: ROOT,
     env: {
       ...process.env,
@@ -59,6 +64,7 @@ test('SIGTERM while an activity runs: the worker exits cleanly and the next one 
   const taskQueue = `shutdown-${randomBytes(5).toString('hex')}`;
   const metricsPort = await freePort();
   const first = await startCliWorker(taskQueue, s.proxy.endpoint, metricsPort);
+  expect(first.output()).not.toMatch(/max-old-space-size/);
 
   const handle = await startMigration(t.client, taskQueue, s.plan);
   const build = await pollUntil('the build command', async () => s.proxy.sentCommands().find((c) => c.commands.some((line) => line.includes(BUILD))), { timeoutMs: 60_000, intervalMs: 100 });
@@ -73,7 +79,14 @@ test('SIGTERM while an activity runs: the worker exits cleanly and the next one 
   const exit = await Promise.race([first.exited, new Promise<'still running'>((r) => setTimeout(() => r('still running'), 30_000))]);
   expect(exit).toEqual({ code: 0, signal: null });
 
-  const second = await startCliWorker(taskQueue, s.proxy.endpoint, await freePort());
+  // The next one starts without a heap limit (as `node lib/client.js worker` would): where V8's
+  // default on this machine is far above the limit, it says how to set one.
+  const second = await startCliWorker(taskQueue, s.proxy.endpoint, await freePort(), []);
+  const warning = /"level":"WARN","message":"the V8 heap may grow to (\d+) MiB[^"]*NODE_OPTIONS=--max-old-space-size=(\d+)/.exec(second.output());
+  const defaultLimitMiB = Math.round(getHeapStatistics().heap_size_limit / 2 ** 20);
+  if (defaultLimitMiB > 2 * WORKER_HEAP_MIB && !process.execArgv.some((f) => f.includes('old-space'))) {
+    expect(warning?.slice(1).map(Number)).toEqual([defaultLimitMiB, WORKER_HEAP_MIB]);
+  } else expect(warning).toBeNull();
   await pollUntil('the build to be retried on the next worker', async () => {
     const pending = (await handle.describe()).raw.pendingActivities ?? [];
     return pending.find((a) => a.activityType?.name === 'runRemote' && (a.attempt ?? 0) >= 2) ? true : undefined;
