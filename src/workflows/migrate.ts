@@ -312,9 +312,18 @@ export async function migrateToGpu(input: MigrationInput): Promise<MigrationRepo
     const servedHost = plan.checks.host === 'auto' ? addressIp : plan.checks.host;
 
     await phase('performance', async () => {
+      // The phase's attempts: the most any of its tests needed.
       const out: { attempt?: number } = {};
-      if (plan.checks.latency) latency = (await checks.latencyTest({ plan, host: servedHost })).figures;
-      if (plan.checks.voiceClone) synthesisSeconds = (await checks.voiceCloneTest({ plan, host: servedHost })).seconds;
+      if (plan.checks.latency) {
+        const r = await checks.latencyTest({ plan, host: servedHost });
+        latency = r.figures;
+        out.attempt = r.attempt;
+      }
+      if (plan.checks.voiceClone) {
+        const r = await checks.voiceCloneTest({ plan, host: servedHost });
+        synthesisSeconds = r.seconds;
+        out.attempt = Math.max(out.attempt ?? 1, r.attempt);
+      }
       return out;
     }, () => ({
       ...(latency ?? {}),

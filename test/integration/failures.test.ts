@@ -11,6 +11,7 @@ import { useIntegration } from '../harness/lifecycle';
 import { addressHolder, aliveInstancesOfPlan, ingressOf, instance, instancesOfPlan, startMigration, waitForPhase } from '../harness/migration';
 import { failureOf, onLaunched, whoServes } from '../harness/outcome';
 import { startScenario, type Scenario } from '../harness/scenario';
+import { pollUntil } from '../harness/net';
 import { startWorker } from '../harness/worker';
 
 const t = useIntegration();
@@ -320,4 +321,38 @@ describe('a failure that retries cannot fix rolls the migration back', () => {
     expect(await ingressOf(s.direct, s.plan.region, s.source.securityGroupId)).toEqual([]);
     await c.verify?.(s, status);
   });
+});
+
+test('a latency test over the limit once passes on its retry: the performance phase says 2 attempts', async () => {
+  const s = await startScenario({ maxAttempts: 3, planOverrides: { checks: { attempts: 3, interval: '2s' } } });
+  t.track(s);
+  const w = await startWorker({ clients: s.clients });
+  t.track({ close: () => w.stop() });
+  let launched: string | undefined;
+  onLaunched(s.proxy, (id) => {
+    launched = id;
+  });
+  // Slow from the Elastic IP's move on: the first latency test (and the switch's own check) sees it.
+  s.proxy.onAfter('AssociateAddress', ({ call, request }) => {
+    if (call.status === 200 && forReal(request.params) && launched && request.params.InstanceId === launched) {
+      s.world.configure({ service: 'backend', instanceId: launched, delayMs: 120 });
+    }
+  });
+  expect(s.plan.checks.latency?.maxAverageMs).toBeLessThan(120);
+
+  const handle = await startMigration(t.client, w.taskQueue, s.plan);
+  // Once the first try failed, the backend is quick again before the retry (2 s later) runs.
+  await pollUntil(
+    'the latency test to fail once',
+    async () => ((await handle.describe()).raw.pendingActivities ?? []).find((a) => a.activityType?.name === 'latencyTest' && (a.attempt ?? 0) >= 2),
+    { timeoutMs: 90_000, intervalMs: 20 },
+  );
+  s.world.configure({ service: 'backend', instanceId: launched, delayMs: 0 });
+
+  await waitForPhase(handle, 'awaiting-approval');
+  const performance = (await handle.query(statusQuery)).phases.find((p) => p.name === 'performance');
+  expect(performance).toMatchObject({ state: 'succeeded', attempts: 2 });
+  expect(performance?.figures.averageMs?.value).toBeLessThan(50);
+  await handle.executeUpdate(decideUpdate, { args: [{ decision: 'reject', by: 'alice', reason: 'test over' }] });
+  await failureOf(handle);
 });
