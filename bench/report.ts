@@ -9,6 +9,7 @@ import type { LongLifeResult } from './sections/long-life';
 import type { MigrationResult } from './sections/migration';
 import type { RecoveryResult } from './sections/recovery';
 import type { WarningResult } from './sections/warning';
+import { toolPaths } from '../test/harness/tools';
 import { round, type Summary } from './stats';
 
 export interface Machine {
@@ -53,8 +54,16 @@ export async function machineFacts(): Promise<Machine> {
   } catch {
     // not Linux: os.cpus() it is
   }
-  const temporalBin = process.env.TEMPORAL_BIN;
-  const motoPython = process.env.MOTO_PYTHON;
+  // The same binaries the stack runs: from the environment or the bootstrap's tools.env.
+  const tools = (() => {
+    try {
+      return toolPaths();
+    } catch {
+      return undefined;
+    }
+  })();
+  const temporalBin = tools?.temporalBin;
+  const motoPython = tools?.motoPython;
   return {
     cpus: Number(await run('nproc', [])) || cpus().length,
     cpuModel,

@@ -41,7 +41,7 @@ export const DEFAULT_MAX_CACHED_WORKFLOWS = 100;
  * The V8 heap limit the worker should run with (`node --max-old-space-size=384`, as the package's
  * `worker` and `migration` scripts do). Without a limit V8 lets garbage pile up to a large share
  * of the machine's memory before it collects hard: 200 migrations at once took a worker to
- * 672 MiB with 85–110 MiB of it live, and 435 MiB with the limit (BENCHMARKS.md).
+ * 595–672 MiB with 85–110 MiB of it live, and 435–472 MiB with the limit (BENCHMARKS.md).
  */
 export const WORKER_HEAP_MIB = 384;
 
