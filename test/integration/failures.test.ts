@@ -22,6 +22,20 @@ const FAST_CHECKS: PlanOverrides = { checks: { attempts: 2, interval: '1s' } };
 /** Not preflight's DryRun. */
 const forReal = (params: Record<string, unknown>) => String(params.DryRun) !== 'true';
 
+/** The new instance's backend answers 120 ms late once the Elastic IP moved to it. */
+function slowBackendOnceMoved(s: Scenario): { instanceId(): string | undefined } {
+  let launched: string | undefined;
+  onLaunched(s.proxy, (id) => {
+    launched = id;
+  });
+  s.proxy.onAfter('AssociateAddress', ({ call, request }) => {
+    if (call.status === 200 && forReal(request.params) && launched && request.params.InstanceId === launched) {
+      s.world.configure({ service: 'backend', instanceId: launched, delayMs: 120 });
+    }
+  });
+  return { instanceId: () => launched };
+}
+
 interface FailureCase {
   phase: PhaseName;
   how: string;
@@ -221,15 +235,7 @@ const CASES: FailureCase[] = [
     how: 'latency on the Elastic IP is over maxAverageMs once it moved',
     overrides: FAST_CHECKS,
     arrange: (s) => {
-      let launched: string | undefined;
-      onLaunched(s.proxy, (id) => {
-        launched = id;
-      });
-      s.proxy.onAfter('AssociateAddress', ({ call, request }) => {
-        if (call.status === 200 && forReal(request.params) && launched && request.params.InstanceId === launched) {
-          s.world.configure({ service: 'backend', instanceId: launched, delayMs: 120 });
-        }
-      });
+      slowBackendOnceMoved(s);
     },
     type: ErrorType.LimitExceeded,
     lastError: /latency over the plan's limits: average [\d.]+ ms > 50 ms/,
@@ -328,16 +334,8 @@ test('a latency test over the limit once passes on its retry: the performance ph
   t.track(s);
   const w = await startWorker({ clients: s.clients });
   t.track({ close: () => w.stop() });
-  let launched: string | undefined;
-  onLaunched(s.proxy, (id) => {
-    launched = id;
-  });
   // Slow from the Elastic IP's move on: the first latency test (and the switch's own check) sees it.
-  s.proxy.onAfter('AssociateAddress', ({ call, request }) => {
-    if (call.status === 200 && forReal(request.params) && launched && request.params.InstanceId === launched) {
-      s.world.configure({ service: 'backend', instanceId: launched, delayMs: 120 });
-    }
-  });
+  const backend = slowBackendOnceMoved(s);
   expect(s.plan.checks.latency?.maxAverageMs).toBeLessThan(120);
 
   const handle = await startMigration(t.client, w.taskQueue, s.plan);
@@ -347,7 +345,7 @@ test('a latency test over the limit once passes on its retry: the performance ph
     async () => ((await handle.describe()).raw.pendingActivities ?? []).find((a) => a.activityType?.name === 'latencyTest' && (a.attempt ?? 0) >= 2),
     { timeoutMs: 90_000, intervalMs: 20 },
   );
-  s.world.configure({ service: 'backend', instanceId: launched, delayMs: 0 });
+  s.world.configure({ service: 'backend', instanceId: backend.instanceId(), delayMs: 0 });
 
   await waitForPhase(handle, 'awaiting-approval');
   const performance = (await handle.query(statusQuery)).phases.find((p) => p.name === 'performance');
