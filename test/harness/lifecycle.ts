@@ -8,6 +8,7 @@
 import type { Client } from '@temporalio/client';
 import { connectClient, type ConnectedClient } from './env';
 import { startScenario, type Scenario, type ScenarioOptions } from './scenario';
+import { removeWorkerBundle, spawnWorkerProcess, type WorkerProcess, type WorkerProcessOptions } from './spawn-worker';
 import { startWorker, type TestWorker } from './worker';
 
 export interface Closeable {
@@ -21,6 +22,8 @@ export interface Integration {
   track<T extends Closeable>(c: T): T;
   /** A scenario (its own AWS account and app) with a worker on its own task queue. */
   setup(options?: ScenarioOptions): Promise<{ s: Scenario; w: TestWorker }>;
+  /** A worker in a process of its own (for tests that kill it), stopped after the current test. */
+  spawnWorker(options: WorkerProcessOptions): Promise<WorkerProcess>;
 }
 
 export function useIntegration(): Integration {
@@ -34,6 +37,8 @@ export function useIntegration(): Integration {
   });
   afterAll(async () => {
     await temporal?.close();
+    // The bundle file spawned workers read, if any were spawned.
+    await removeWorkerBundle();
   });
   const track = <T extends Closeable>(c: T): T => {
     open.push(c);
@@ -50,6 +55,11 @@ export function useIntegration(): Integration {
       const w = await startWorker({ clients: s.clients });
       track({ close: () => w.stop() });
       return { s, w };
+    },
+    async spawnWorker(options: WorkerProcessOptions) {
+      const w = await spawnWorkerProcess(options);
+      track({ close: () => w.stop() });
+      return w;
     },
   };
 }

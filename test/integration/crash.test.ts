@@ -13,15 +13,12 @@ import { useIntegration } from '../harness/lifecycle';
 import { aliveInstancesOfPlan, instance, startMigration, tagsOf, waitForPhase } from '../harness/migration';
 import { pollUntil } from '../harness/net';
 import { startScenario, type Scenario } from '../harness/scenario';
-import { removeWorkerBundle, spawnWorkerProcess, type WorkerProcess } from '../harness/spawn-worker';
+import type { WorkerProcess } from '../harness/spawn-worker';
 
 const HEARTBEAT_SECONDS = 3;
 const BUILD = 'docker compose build';
 
 const t = useIntegration();
-afterAll(async () => {
-  await removeWorkerBundle();
-});
 
 interface Crash {
   s: Scenario;
@@ -36,11 +33,7 @@ async function setup(): Promise<Crash> {
   return {
     s,
     taskQueue,
-    spawn: async (identity) => {
-      const w = await spawnWorkerProcess({ taskQueue, awsEndpoint: s.proxy.endpoint, identity });
-      t.track({ close: () => w.stop() });
-      return w;
-    },
+    spawn: (identity) => t.spawnWorker({ taskQueue, awsEndpoint: s.proxy.endpoint, identity }),
   };
 }
 

@@ -16,12 +16,10 @@ import { aliveInstancesOfPlan, instance, startMigration, waitForPhase } from '..
 import { pollUntil } from '../harness/net';
 import { startScenario } from '../harness/scenario';
 import { testPlan } from '../harness/seed';
-import { removeWorkerBundle, spawnWorkerProcess } from '../harness/spawn-worker';
 import { endSpotWorkflows, routerStatus, waitForGuardian } from '../harness/spot';
 import { START_MARKER } from '../harness/world';
 
 const t = useIntegration();
-afterAll(() => removeWorkerBundle());
 
 const tagKeyFilter = (params: Record<string, unknown>) => Object.entries(params).some(([k, v]) => /^Filter\.\d+\.Name$/.test(k) && v === 'tag-key');
 
@@ -95,15 +93,7 @@ test('a worker killed the moment its replacement start was sent: exactly one rep
   // Generous check attempts: on a loaded machine a slow check must not fail the replacement.
   const plan = testPlan(s.source, s.world.ports, { target: { market: 'spot' }, spot: { pollInterval: '1s' }, checks: { attempts: 20, interval: '1s' } });
   const taskQueue = `guard-crash-${randomBytes(5).toString('hex')}`;
-  const spawnWorker = async (identity: string) => {
-    const w = await spawnWorkerProcess({ taskQueue, awsEndpoint: s.proxy.endpoint, identity });
-    t.track({
-      close: async () => {
-        await w.stop();
-      },
-    });
-    return w;
-  };
+  const spawnWorker = (identity: string) => t.spawnWorker({ taskQueue, awsEndpoint: s.proxy.endpoint, identity });
   const first = await spawnWorker('first');
   t.track({ close: () => endSpotWorkflows(t.client, REGION, [guardianWorkflowId(plan.name)]) });
 

@@ -24,7 +24,7 @@ import { addressHolder, aliveInstancesOfPlan, imagesOfPlan, ingressOf, instance,
 import { freePort, pollUntil } from '../harness/net';
 import { gate } from '../harness/outcome';
 import { startScenario, type Scenario } from '../harness/scenario';
-import { removeWorkerBundle, spawnWorkerProcess, type WorkerProcess } from '../harness/spawn-worker';
+import type { WorkerProcess } from '../harness/spawn-worker';
 import { toolPaths } from '../harness/tools';
 
 const TIMEOUTS: MigrationTimeouts = { heartbeatSeconds: 3, activitySeconds: 5 };
@@ -37,9 +37,6 @@ const REMOTE_STEPS = { setup: 'docker compose version', source: 'git clone', bui
 jest.setTimeout(240_000);
 
 const t = useIntegration();
-afterAll(async () => {
-  await removeWorkerBundle();
-});
 
 interface Crash {
   s: Scenario;
@@ -58,11 +55,7 @@ async function setup(temporalAddress?: string): Promise<Crash> {
     s,
     taskQueue,
     ingressBefore: await ingressOf(s.direct, s.plan.region, s.source.securityGroupId),
-    spawn: async (identity) => {
-      const w = await spawnWorkerProcess({ taskQueue, awsEndpoint: s.proxy.endpoint, identity, temporalAddress });
-      t.track({ close: () => w.stop() });
-      return w;
-    },
+    spawn: (identity) => t.spawnWorker({ taskQueue, awsEndpoint: s.proxy.endpoint, identity, temporalAddress }),
   };
 }
 
