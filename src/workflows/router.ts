@@ -11,7 +11,7 @@ import {
   type RetryPolicy,
 } from '@temporalio/workflow';
 import type { Activities } from '../activities';
-import type { QueueMessage } from '../activities/spot';
+import type { GuardedInstance, QueueMessage } from '../activities/spot';
 import { NON_RETRYABLE_AWS_CODES } from '../shared/errors';
 import {
   DEAD_STATES,
@@ -99,6 +99,11 @@ export async function spotEventRouter(input: RouterInput): Promise<RouterStatus>
 
   // Guarded instance → its guardian, as the last scan saw them (dead ones included).
   let owner = new Map<string, string>();
+  const isAlive = (g: GuardedInstance) => !DEAD_STATES.includes(g.state);
+  /** A live instance with a guardian is watched by the polls (its death becomes a notice). */
+  const remember = (g: GuardedInstance) => {
+    if (g.guardianId && isAlive(g)) known.set(g.instanceId, g.guardianId);
+  };
   let scanning: Promise<void> | undefined;
   /** One DescribeInstances for every guarded instance of the region; callers share one in flight. */
   const scan = (): Promise<void> => {
@@ -108,10 +113,10 @@ export async function spotEventRouter(input: RouterInput): Promise<RouterStatus>
         stats.describeCalls++;
         owner = new Map(guarded.map((g) => [g.instanceId, g.guardianId]));
         // Instances that died since the last scan, with or without a warning.
-        const alive = new Set(guarded.filter((g) => !DEAD_STATES.includes(g.state)).map((g) => g.instanceId));
+        const alive = new Set(guarded.filter(isAlive).map((g) => g.instanceId));
         const deaths: [string, string][] = [...known.entries()].filter(([id]) => !alive.has(id));
         for (const [instanceId] of deaths) known.delete(instanceId);
-        for (const g of guarded) if (alive.has(g.instanceId) && g.guardianId) known.set(g.instanceId, g.guardianId);
+        for (const g of guarded) remember(g);
         await Promise.all(
           deaths.map(async ([instanceId, guardianId]) => {
             stats.pollNotices++;
@@ -157,7 +162,7 @@ export async function spotEventRouter(input: RouterInput): Promise<RouterStatus>
   async function lookUp(instanceIds: string[]): Promise<void> {
     for (const g of await acts.lookupGuarded({ region, instanceIds })) {
       owner.set(g.instanceId, g.guardianId);
-      if (g.guardianId && !DEAD_STATES.includes(g.state)) known.set(g.instanceId, g.guardianId);
+      remember(g);
     }
   }
 
