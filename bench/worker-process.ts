@@ -20,7 +20,7 @@ import { createInterface } from 'node:readline';
 import { DefaultLogger, NativeConnection, Runtime } from '@temporalio/worker';
 import { createAwsClients } from '../src/aws/clients';
 import { temporalTarget } from '../src/connection';
-import { createMigrationWorker } from '../src/worker';
+import { createMigrationWorker, maxCachedWorkflowsFromEnv, runUntilSignal } from '../src/worker';
 import { READY_LINE } from './ready';
 
 function env(name: string): string {
@@ -39,6 +39,7 @@ async function main(): Promise<void> {
   const connection = await NativeConnection.connect(target.connectionOptions);
   try {
     const bundle = process.env.WORKFLOW_BUNDLE_PATH;
+    const cached = maxCachedWorkflowsFromEnv();
     const worker = await createMigrationWorker({
       connection,
       namespace: target.namespace,
@@ -51,20 +52,17 @@ async function main(): Promise<void> {
       pollIntervalMs: Number(process.env.SSM_POLL_MS || 2000),
       ...(bundle ? { workflowBundle: { code: readFileSync(bundle, 'utf8') } } : {}),
       identity: `bench-worker-${process.pid}`,
-      ...(process.env.MIGRATION_MAX_CACHED_WORKFLOWS ? { maxCachedWorkflows: Number(process.env.MIGRATION_MAX_CACHED_WORKFLOWS) } : {}),
+      ...(cached !== undefined ? { maxCachedWorkflows: cached } : {}),
       shutdownGraceTime: '2s',
     });
-    const stop = () => worker.shutdown();
-    process.once('SIGTERM', stop);
-    process.once('SIGINT', stop);
-    const running = worker.run();
-    createInterface({ input: process.stdin }).on('line', (line) => {
-      if (line.trim() !== 'memory') return;
-      (globalThis as { gc?: () => void }).gc?.();
-      process.stdout.write(`memory ${JSON.stringify(process.memoryUsage())}\n`);
+    await runUntilSignal(worker, () => {
+      createInterface({ input: process.stdin }).on('line', (line) => {
+        if (line.trim() !== 'memory') return;
+        (globalThis as { gc?: () => void }).gc?.();
+        process.stdout.write(`memory ${JSON.stringify(process.memoryUsage())}\n`);
+      });
+      process.stdout.write(`${READY_LINE}\n`);
     });
-    process.stdout.write(`${READY_LINE}\n`);
-    await running;
   } finally {
     await connection.close();
   }

@@ -104,23 +104,42 @@ export async function runWorker(options: RunWorkerOptions = {}): Promise<void> {
   } catch (err) {
     throw new TemporalUnreachable(target.address, err);
   }
-  const cached = Number(process.env.MIGRATION_MAX_CACHED_WORKFLOWS);
+  const cached = maxCachedWorkflowsFromEnv();
   const worker = await createMigrationWorker({
     connection,
     namespace: target.namespace,
     taskQueue: options.taskQueue,
     aws: createAwsClients(),
-    ...(Number.isInteger(cached) && cached >= 0 && process.env.MIGRATION_MAX_CACHED_WORKFLOWS ? { maxCachedWorkflows: cached } : {}),
+    ...(cached !== undefined ? { maxCachedWorkflows: cached } : {}),
   });
+  try {
+    await runUntilSignal(worker);
+  } finally {
+    await connection.close();
+  }
+}
+
+/** MIGRATION_MAX_CACHED_WORKFLOWS when it holds a whole number ≥ 0; otherwise undefined (the default). */
+export function maxCachedWorkflowsFromEnv(env: NodeJS.ProcessEnv = process.env): number | undefined {
+  const cached = Number(env.MIGRATION_MAX_CACHED_WORKFLOWS);
+  return env.MIGRATION_MAX_CACHED_WORKFLOWS && Number.isInteger(cached) && cached >= 0 ? cached : undefined;
+}
+
+/**
+ * Runs `worker` until SIGINT or SIGTERM asks it to shut down (running activities get their grace
+ * time); `started` is called once it runs.
+ */
+export async function runUntilSignal(worker: Worker, started?: () => void): Promise<void> {
   const stop = () => worker.shutdown();
   process.once('SIGINT', stop);
   process.once('SIGTERM', stop);
   try {
-    await worker.run();
+    const running = worker.run();
+    started?.();
+    await running;
   } finally {
     process.off('SIGINT', stop);
     process.off('SIGTERM', stop);
-    await connection.close();
   }
 }
 

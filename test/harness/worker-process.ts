@@ -17,7 +17,7 @@ import { readFileSync } from 'node:fs';
 import { DefaultLogger, NativeConnection, Runtime, type LogLevel } from '@temporalio/worker';
 import { createAwsClients } from '../../src/aws/clients';
 import { temporalTarget } from '../../src/connection';
-import { createMigrationWorker } from '../../src/worker';
+import { createMigrationWorker, runUntilSignal } from '../../src/worker';
 
 const READY_PREFIX = 'worker-process polling';
 
@@ -56,12 +56,7 @@ async function run(): Promise<void> {
       // A killed worker's runs go to the next worker after a second, not the SDK's ten.
       stickyQueueScheduleToStartTimeout: '1s',
     });
-    const stop = () => worker.shutdown();
-    process.once('SIGTERM', stop);
-    process.once('SIGINT', stop);
-    const running = worker.run();
-    process.stdout.write(`${READY_PREFIX} ${taskQueue} as ${identity}\n`);
-    await running;
+    await runUntilSignal(worker, () => process.stdout.write(`${READY_PREFIX} ${taskQueue} as ${identity}\n`));
   } finally {
     await connection.close();
   }
