@@ -8,12 +8,12 @@ import { SendMessageCommand } from '@aws-sdk/client-sqs';
 import { WorkflowContinuedAsNewError, type Client, type WorkflowHandle } from '@temporalio/client';
 import type { Plan } from '../src/plan/schema';
 import { guardianWorkflowId } from '../src/shared/constants';
-import { guardianStatusQuery, type GuardianStatus } from '../src/shared/spot';
+import { routerStatusQuery, type RouterStatus } from '../src/shared/spot';
 import type { spotGuardian } from '../src/workflows';
 import { seedSource, testPlan, type PlanOverrides, type SeededSource } from '../test/harness/seed';
+import { pollUntil } from '../test/harness/net';
 import { spotEvent } from '../test/harness/spot';
 import type { Account } from './stack';
-import { sleep } from './stats';
 
 /** Launches `count` running Spot instances like the migration's target (in batches of 100). */
 export async function launchInstances(account: Account, seeded: SeededSource, count: number, instanceType = 'g4dn.xlarge'): Promise<string[]> {
@@ -64,17 +64,6 @@ export async function startGuardian(client: Client, taskQueue: string, plan: Pla
   });
 }
 
-/** Polls the guardian's status until `ok` holds. */
-export async function waitGuardian(handle: WorkflowHandle, ok: (s: GuardianStatus) => boolean, timeoutMs = 120_000, everyMs = 100): Promise<GuardianStatus> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const s = await handle.query(guardianStatusQuery).catch(() => undefined);
-    if (s && ok(s)) return s;
-    if (Date.now() > deadline) throw new Error(`${handle.workflowId}: not there after ${timeoutMs} ms (last: ${JSON.stringify(s)?.slice(0, 400)})`);
-    await sleep(everyMs);
-  }
-}
-
 /** Resolves with the next run's id when the given run continues as new. */
 export async function nextRun(client: Client, workflowId: string, runId: string): Promise<string> {
   try {
@@ -95,18 +84,15 @@ export async function putSpotEvent(account: Account, queueUrl: string, kind: 'in
 
 /**
  * A query that a busy worker may answer late (a query waits for the workflow's worker): tried
- * again until `timeoutMs` has passed.
+ * again, half a second apart, until `timeoutMs` has passed.
  */
-export async function patientQuery<T>(query: () => Promise<T>, timeoutMs = 120_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    try {
-      return await query();
-    } catch (err) {
-      if (Date.now() > deadline) throw err;
-      await sleep(500);
-    }
-  }
+export function patientQuery<T>(what: string, query: () => Promise<T>, timeoutMs = 120_000): Promise<T> {
+  return pollUntil(what, query, { timeoutMs, intervalMs: 500 });
+}
+
+/** The router's status, patiently. */
+export function routerStatusOf(router: WorkflowHandle): Promise<RouterStatus> {
+  return patientQuery(`${router.workflowId} status`, () => router.query(routerStatusQuery));
 }
 
 /** Current run id of a workflow. */

@@ -10,7 +10,7 @@ import { testPlan, type PlanOverrides } from '../../test/harness/seed';
 import { createQueue } from '../../test/harness/spot';
 import { activityTimings, activityWaits, fetchEvents, workflowTaskWaits } from '../history';
 import { ApprovalWatch, runMigration, seededPlan, type MigrationRun } from '../migrations';
-import { guardedService, launchInstances, patientQuery, startGuardian } from '../spot';
+import { guardedService, launchInstances, routerStatusOf, startGuardian } from '../spot';
 import { recoverOnce, type RecoverySample } from './recovery';
 import { measureCpu, openAccount, openRegionalWorld, spawnBenchWorker, type BenchWorker, type Stack } from '../stack';
 import { mapLimit, sleep, summarize, type Summary } from '../stats';
@@ -227,7 +227,7 @@ async function fleetGuardians(stack: Stack, count: number, quick: boolean, log: 
     log(`  ${count} guardians: all tagged after ${(taggedMs / 1000).toFixed(1)} s, the router knows all after ${(wallMs / 1000).toFixed(1)} s`);
 
     // A window of quiet polls: how many DescribeInstances each poll makes for the whole region.
-    const routerStats = async () => (await patientQuery(() => router.query(routerStatusQuery))).stats;
+    const routerStats = async () => (await routerStatusOf(router)).stats;
     const polls0 = (await routerStats()).polls;
     counting = true;
     let polls = 0;

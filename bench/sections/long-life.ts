@@ -6,11 +6,10 @@
  * (and labelled so), and the runs show that continue-as-new keeps every run bounded.
  */
 import { routerWorkflowId } from '../../src/shared/constants';
-import { routerStatusQuery } from '../../src/shared/spot';
 import type { spotEventRouter } from '../../src/workflows';
-import { createQueue, endSpotWorkflows } from '../../test/harness/spot';
+import { createQueue, endSpotWorkflows, waitForGuardian } from '../../test/harness/spot';
 import { eventsByCause, fetchEvents, runsOf } from '../history';
-import { guardedService, patientQuery, startGuardian, waitGuardian } from '../spot';
+import { guardedService, routerStatusOf, startGuardian } from '../spot';
 import { openAccount, spawnBenchWorker, type Stack } from '../stack';
 import { sleep, summarize, type Summary } from '../stats';
 import { recoverOnce, waitRouterKnows } from './recovery';
@@ -77,7 +76,7 @@ export async function benchLongLife(stack: Stack, options: { polls: number; poll
     const svc = await guardedService(account, { spot: { pollInterval: '1s', interruptionQueueUrl: queueUrl } });
     guardianId = svc.guardianId;
     const guardian = await startGuardian(stack.client, worker.taskQueue, svc.plan, svc.instanceId, svc.seeded.imageId);
-    await waitGuardian(guardian, (s) => s.state === 'guarding');
+    await waitForGuardian(guardian, 'guarding', (s) => s.state === 'guarding', 120_000);
     await waitRouterKnows(stack, 1, REGION);
 
     const router = stack.client.workflow.getHandle(routerId);
@@ -86,11 +85,11 @@ export async function benchLongLife(stack: Stack, options: { polls: number; poll
     const t0 = Date.now();
     for (let polls = 0; polls < options.polls; ) {
       await sleep(2000);
-      polls = (await patientQuery(() => router.query(routerStatusQuery))).stats.polls;
+      polls = (await routerStatusOf(router)).stats.polls;
       options.log(`  ${polls}/${options.polls} polls (${((Date.now() - t0) / 1000).toFixed(0)} s)`);
     }
     const eventsAddedByPolls = (await guardianLength()) - before;
-    const pollsDone = (await patientQuery(() => router.query(routerStatusQuery))).stats.polls;
+    const pollsDone = (await routerStatusOf(router)).stats.polls;
     const recoveriesFrom = Date.now();
 
     const recovery: number[] = [];

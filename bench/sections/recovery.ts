@@ -6,9 +6,9 @@
  */
 import { routerWorkflowId } from '../../src/shared/constants';
 import { guardianStatusQuery, routerStatusQuery } from '../../src/shared/spot';
-import { createQueue, endSpotWorkflows } from '../../test/harness/spot';
+import { createQueue, endSpotWorkflows, waitForGuardian } from '../../test/harness/spot';
 import { activityTimings, fetchEvents, type ActivityTiming } from '../history';
-import { currentRunId, guardedService, nextRun, patientQuery, putSpotEvent, startGuardian, waitGuardian } from '../spot';
+import { currentRunId, guardedService, nextRun, patientQuery, putSpotEvent, startGuardian } from '../spot';
 import { openAccount, spawnBenchWorker, type Account, type Stack } from '../stack';
 import { sleep, summarize, type Summary } from '../stats';
 
@@ -55,7 +55,7 @@ export async function benchRecovery(stack: Stack, options: { recoveries: number;
     const svc = await guardedService(account, { spot: { pollInterval, interruptionQueueUrl: queueUrl } });
     guardianId = svc.guardianId;
     const handle = await startGuardian(stack.client, worker.taskQueue, svc.plan, svc.instanceId, svc.seeded.imageId);
-    await waitGuardian(handle, (s) => s.state === 'guarding');
+    await waitForGuardian(handle, 'guarding', (s) => s.state === 'guarding', 120_000);
     await waitRouterKnows(stack, 1);
 
     const samples: RecoverySample[] = [];
@@ -111,11 +111,11 @@ export async function recoverOnce(stack: Stack, account: Account, guardianId: st
   ];
   try {
     const runId = await currentRunId(stack.client, guardianId);
-    const replacements = (await patientQuery(() => stack.client.workflow.getHandle(guardianId, runId).query(guardianStatusQuery))).replacements;
+    const replacements = (await patientQuery('the guardian status', () => stack.client.workflow.getHandle(guardianId, runId).query(guardianStatusQuery))).replacements;
     const noticeAt = Date.now();
     await putSpotEvent(account, queueUrl, 'interruption', instanceId, noticeAt);
     const newRun = await nextRun(stack.client, guardianId, runId);
-    const status = await waitGuardian(stack.client.workflow.getHandle(guardianId, newRun), (s) => s.replacements === replacements + 1);
+    const status = await waitForGuardian(stack.client.workflow.getHandle(guardianId, newRun), 'the replacement', (s) => s.replacements === replacements + 1, 120_000);
     const event = status.events[status.events.length - 1];
     if (event.outcome !== 'replaced' || !event.newInstanceId || event.recoveryMs === undefined) throw new Error(`no replacement: ${JSON.stringify(event)}`);
     const acts = activityTimings(await fetchEvents(stack.client, guardianId, runId));

@@ -9,9 +9,9 @@
  */
 import { DescribeInstancesCommand, TerminateInstancesCommand } from '@aws-sdk/client-ec2';
 import { mulberry32 } from '../../test/harness/aws-proxy';
-import { createQueue, endSpotWorkflows } from '../../test/harness/spot';
+import { createQueue, endSpotWorkflows, waitForGuardian } from '../../test/harness/spot';
 import { START_MARKER } from '../../test/harness/world';
-import { currentRunId, guardedService, nextRun, putSpotEvent, startGuardian, waitGuardian } from '../spot';
+import { currentRunId, guardedService, nextRun, putSpotEvent, startGuardian } from '../spot';
 import { openAccount, spawnBenchWorker, type Account, type Stack } from '../stack';
 import { sleep, summarize, type Summary } from '../stats';
 import { waitRouterKnows } from './recovery';
@@ -62,7 +62,7 @@ export async function benchWarning(stack: Stack, options: { repeats: number; log
     const svc = await guardedService(account, { spot: { pollInterval: '5s', interruptionQueueUrl: queueUrl } });
     guardianId = svc.guardianId;
     const handle = await startGuardian(stack.client, worker.taskQueue, svc.plan, svc.instanceId, svc.seeded.imageId);
-    await waitGuardian(handle, (s) => s.state === 'guarding');
+    await waitForGuardian(handle, 'guarding', (s) => s.state === 'guarding', 120_000);
     await waitRouterKnows(stack, 1, REGION);
 
     let eipAt = 0;
@@ -102,7 +102,7 @@ export async function benchWarning(stack: Stack, options: { repeats: number; log
         // AWS takes the instance at the end of the warning, whatever happened meanwhile.
         later(deadline, () => account.direct.ec2(REGION).send(new TerminateInstancesCommand({ InstanceIds: [old] })));
         const newRun = await nextRun(stack.client, guardianId, runId);
-        const status = await waitGuardian(stack.client.workflow.getHandle(guardianId, newRun), (s) => s.replacements === done + 1);
+        const status = await waitForGuardian(stack.client.workflow.getHandle(guardianId, newRun), 'the replacement', (s) => s.replacements === done + 1, 120_000);
         done++;
         const event = status.events[status.events.length - 1];
         if (event.outcome !== 'replaced' || !event.newInstanceId) throw new Error(`${c.name}: no replacement: ${JSON.stringify(event)}`);
