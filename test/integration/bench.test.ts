@@ -38,7 +38,17 @@ test(
       expect({ code, tail: output.slice(-3000) }).toMatchObject({ code: 0 });
       const results = JSON.parse(await readFile(join(out, 'results.json'), 'utf8')) as { mode: string; machine: Record<string, unknown>; sections: Record<string, unknown> };
       expect(results.mode).toBe('quick');
-      expect(results.machine).toEqual(expect.objectContaining({ cpus: expect.any(Number), cpuModel: expect.any(String), memoryGiB: expect.any(Number), node: expect.any(String) }));
+      expect(results.machine).toEqual(
+        expect.objectContaining({
+          cpus: expect.any(Number),
+          cpuModel: expect.any(String),
+          memoryGiB: expect.any(Number),
+          node: expect.any(String),
+          // The versions of the binaries the stack ran, whether or not the environment names them.
+          temporalCli: expect.stringMatching(/^temporal version \d/),
+          moto: expect.stringMatching(/^\d+\.\d+/),
+        }),
+      );
       expect(Object.keys(results.sections).sort()).toEqual(['fleet', 'longLife', 'migration', 'recovery', 'warning']);
       const recovery = results.sections.recovery as { recorded: { n: number; median: number } };
       expect(recovery.recorded.n).toBe(5);
