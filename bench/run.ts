@@ -76,19 +76,19 @@ async function main(): Promise<void> {
       log(`bench: ${section}`);
       switch (section) {
         case 'recovery':
-          results.sections.recovery = await benchRecovery(stack, { recoveries: q ? 5 : 20, log });
+          results.sections.recovery = await benchRecovery(stack, { recoveries: q ? 3 : 20, log });
           break;
         case 'warning':
           results.sections.warning = await benchWarning(stack, { repeats: q ? 2 : 8, log });
           break;
         case 'migration':
-          results.sections.migration = await benchMigration(stack, { runs: q ? 3 : 10, log });
+          results.sections.migration = await benchMigration(stack, { runs: q ? 1 : 10, log });
           break;
         case 'fleet':
-          results.sections.fleet = await benchFleet(stack, { migrations: args.fleet?.[0] ?? (q ? 20 : 200), guardians: args.fleet?.[1] ?? (q ? 100 : 1000), quick: q, log });
+          results.sections.fleet = await benchFleet(stack, { migrations: args.fleet?.[0] ?? (q ? 10 : 200), guardians: args.fleet?.[1] ?? (q ? 100 : 1000), quick: q, log });
           break;
         case 'longLife':
-          results.sections.longLife = await benchLongLife(stack, { polls: q ? 30 : 300, pollsPerRun: q ? 10 : 100, recoveries: q ? 3 : 10, log });
+          results.sections.longLife = await benchLongLife(stack, { polls: q ? 20 : 300, pollsPerRun: q ? 10 : 100, recoveries: q ? 2 : 10, log });
           break;
       }
       log(`bench: ${section} took ${((Date.now() - t0) / 1000).toFixed(0)} s`);

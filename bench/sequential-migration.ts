@@ -40,8 +40,9 @@ export async function migrate(plan: Plan, workflowId: string): Promise<{ totalMs
   const stamp = new Date().toISOString().slice(0, 10);
 
   const preflight = await call('preflight', { plan });
-  const launched = await call('launchInstance', { plan, workflowId, step: 'launch', imageId: preflight.imageId });
+  const launched = await call('launchInstance', { plan, workflowId, runId: workflowId, step: 'launch', imageId: preflight.imageId });
   const instanceId = launched.instanceId;
+  await call('applyIngress', { plan });
   const newHost = launched.publicIp as string;
   const remote = (label: string, commands: string[], timeoutSeconds: number) => (commands.length ? call('runRemote', { region, instanceId, label, commands, timeoutSeconds }) : undefined);
   await remote('setup', plan.remote.setup, 3 * 3600);
@@ -51,7 +52,6 @@ export async function migrate(plan: Plan, workflowId: string): Promise<{ totalMs
   await remote('start', plan.remote.start, 3600);
   await call('checkServices', { plan, instanceId, host: newHost, scope: 'all' });
   if (plan.checks.voiceClone) await call('voiceCloneTest', { plan, host: newHost });
-  await call('applyIngress', { plan });
   await call('checkServices', { plan, instanceId, host: newHost, scope: 'public' });
   const moved = await call('associateAddress', { region, allocationId: plan.elasticIp.allocationId, instanceId });
   const served = moved.publicIp as string;
@@ -59,8 +59,9 @@ export async function migrate(plan: Plan, workflowId: string): Promise<{ totalMs
   if (plan.checks.latency) await call('latencyTest', { plan, host: served });
   if (plan.checks.voiceClone) await call('voiceCloneTest', { plan, host: served });
   // (Approval: a person's decision; the benchmark leaves its wait out of both figures.)
-  await call('createImage', { plan, workflowId, step: 'backup', instanceId: plan.source.instanceId, stamp });
   await call('stopInstance', { region, instanceId: plan.source.instanceId });
+  await call('createImage', { plan, workflowId, step: 'backup', instanceId: plan.source.instanceId, stamp });
+  await remote('sync before the golden image', ['sync'], 600);
   await call('createImage', { plan, workflowId, step: 'golden', instanceId, stamp });
   await call('getInstance', { region, instanceId });
   await call('prices', { region, instanceTypes: [preflight.source.instanceType, launched.instanceType].filter(Boolean) });

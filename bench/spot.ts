@@ -10,7 +10,7 @@ import type { Plan } from '../src/plan/schema';
 import { guardianWorkflowId } from '../src/shared/constants';
 import { routerStatusQuery, type RouterStatus } from '../src/shared/spot';
 import type { spotGuardian } from '../src/workflows';
-import { seedSource, testPlan, type PlanOverrides, type SeededSource } from '../test/harness/seed';
+import { openPlannedIngress, seedSource, testPlan, type PlanOverrides, type SeededSource } from '../test/harness/seed';
 import { pollUntil } from '../test/harness/net';
 import { spotEvent } from '../test/harness/spot';
 import type { Account } from './stack';
@@ -50,6 +50,8 @@ export interface GuardedService {
 export async function guardedService(account: Account, overrides: PlanOverrides): Promise<GuardedService> {
   const seeded = await seedSource(account.direct, { region: account.region, world: account.world });
   const plan = testPlan(seeded, account.world.ports, { ...overrides, target: { market: 'spot', ...(overrides.target ?? {}) } });
+  // As the migration would have left it: the public ports open on the target group.
+  await openPlannedIngress(account.direct, plan);
   const [instanceId] = await launchInstances(account, seeded, 1);
   await account.direct.ec2(account.region).send(new AssociateAddressCommand({ AllocationId: seeded.allocationId, InstanceId: instanceId, AllowReassociation: true }));
   account.world.markStarted(instanceId);

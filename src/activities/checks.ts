@@ -101,7 +101,7 @@ export function createCheckActivities(remote: Remote, http: Fetch) {
       instanceId,
       label: `check ${s.name}`,
       commands: [privateCheckCommand(s, plan.checks.requestTimeoutSeconds)],
-      timeoutSeconds: plan.checks.requestTimeoutSeconds + 30,
+      timeoutSeconds: Math.ceil(plan.checks.requestTimeoutSeconds) + 30,
       resume: false,
     });
     const status = Number(out.stdoutTail.trim());

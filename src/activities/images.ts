@@ -34,15 +34,18 @@ export function createImageActivities(clients: AwsClients) {
   }
 
   /**
-   * Makes an AMI of an instance (a `backup` of the old one before it stops, or the `golden`
+   * Makes an AMI of an instance (a `backup` of the old one once it is stopped, or the `golden`
    * image of the new one for fast Spot replacement), or finds the one an earlier attempt made;
-   * waits until it is available. NoReboot: the service keeps serving while it is taken.
+   * waits until it is available. NoReboot: the new instance keeps serving while it is taken
+   * (the workflow runs `sync` on it first); the stopped one needs no reboot.
    */
   async function createImage(input: { plan: Plan; workflowId: string; step: 'backup' | 'golden'; instanceId: string; stamp: string }): Promise<ImageResult> {
     const { plan, workflowId, step, instanceId } = input;
     const ec2 = clients.ec2(plan.region);
-    const name = `${plan.name}-${step}-${instanceId}-${input.stamp}`.replace(/[^A-Za-z0-9()[\]./\-'@_]/g, '-').slice(0, 128);
     let image = await findImage(plan, workflowId, step, instanceId);
+    // A retry after a failed image gets a name of its own: AWS may keep the failed one's name.
+    const n = attempt();
+    const name = `${plan.name}-${step}-${instanceId}-${input.stamp}${n > 1 ? `-a${n}` : ''}`.replace(/[^A-Za-z0-9()[\]./\-'@_]/g, '-').slice(0, 128);
     const reused = Boolean(image);
     if (!image) {
       const tags = [...resourceTags(plan, workflowId, step), { Key: 'source-instance', Value: instanceId }];

@@ -1,5 +1,6 @@
 import {
   DescribeImagesCommand,
+  DescribeInstanceTypeOfferingsCommand,
   DescribeInstanceTypesCommand,
   DescribeSecurityGroupsCommand,
   DescribeSubnetsCommand,
@@ -7,13 +8,15 @@ import {
   StopInstancesCommand,
   AssociateAddressCommand,
   type _InstanceType,
+  type Image,
 } from '@aws-sdk/client-ec2';
 import { ApplicationFailure } from '@temporalio/activity';
 import { aws } from '../aws/call';
 import type { AwsClients } from '../aws/clients';
 import type { Plan } from '../plan/schema';
-import { ErrorType, NON_RETRYABLE_AWS_CODES } from '../shared/errors';
-import { describeInstances, instanceInfo, resolveImageId, type InstanceInfo } from './instances';
+import { migrationWorkflowId } from '../shared/constants';
+import { ErrorType, isPermanentAwsError } from '../shared/errors';
+import { describeInstances, instanceInfo, launchRequest, resolveImageId, rootOf, type InstanceInfo } from './instances';
 import type { createNetworkActivities, AddressInfo } from './network';
 import { attempt } from './util';
 
@@ -76,12 +79,14 @@ export function createPreflight(clients: AwsClients, network: Network) {
     );
     const imageId = await collect(plan.target.imageId ? 'target.imageId' : 'target.imageParameter', () => resolveImageId(clients, plan));
     let imageName: string | undefined;
+    let imageInfo: Image | undefined;
     if (imageId) {
       const images = await collect('target.imageId', () => aws(`describe image ${imageId}`, () => ec2.send(new DescribeImagesCommand({ ImageIds: [imageId] }))));
       const image = images?.Images?.[0];
       if (images && !image) problems.push(`target.imageId: image ${imageId} does not exist`);
       else if (image && image.State !== 'available') problems.push(`target.imageId: image ${imageId} is ${image.State}, expected available`);
       imageName = image?.Name;
+      imageInfo = image;
     }
     const types = [...new Set([plan.target.instanceType, ...plan.target.fallbackInstanceTypes, ...(sourceInstance?.InstanceType ? [sourceInstance.InstanceType] : [])])];
     const typesOut = await collect('target.instanceType', () =>
@@ -94,6 +99,42 @@ export function createPreflight(clients: AwsClients, network: Network) {
       gpus: t.GpuInfo?.Gpus?.map((g) => `${g.Count ?? 1}× ${g.Manufacturer ?? ''} ${g.Name ?? ''}`.replace(/\s+/g, ' ').trim()).join(', '),
     }));
     for (const t of instanceTypes) if (!t.gpus && t.instanceType !== sourceInstance?.InstanceType) warnings.push(`${t.instanceType} has no GPU`);
+
+    // The root volume cannot be smaller than the image's root snapshot (InvalidBlockDeviceMapping).
+    const root = imageInfo ? rootOf(imageInfo) : undefined;
+    if (root?.snapshotGiB !== undefined && plan.target.rootVolume.sizeGiB < root.snapshotGiB) {
+      problems.push(`target.rootVolume.sizeGiB: ${plan.target.rootVolume.sizeGiB} GiB is smaller than the root snapshot of ${imageId} (${root.snapshotGiB} GiB); set it to at least ${root.snapshotGiB}`);
+    }
+
+    // Each planned type must be offered in one of the planned zones; a zone without it is skipped.
+    const zones = [...new Set((subnetsOut?.Subnets ?? []).map((x) => x.AvailabilityZone).filter((z): z is string => Boolean(z)))];
+    const planned = [plan.target.instanceType, ...plan.target.fallbackInstanceTypes];
+    let offered: Set<string> | undefined;
+    if (zones.length > 0) {
+      const offerings = await collect('target.instanceType', () =>
+        aws('read where the planned instance types are offered', () =>
+          ec2.send(
+            new DescribeInstanceTypeOfferingsCommand({
+              LocationType: 'availability-zone',
+              Filters: [
+                { Name: 'instance-type', Values: planned },
+                { Name: 'location', Values: zones },
+              ],
+            }),
+          ),
+        ),
+      );
+      if (offerings) {
+        const known = new Set((offerings.InstanceTypeOfferings ?? []).map((o) => `${o.InstanceType}@${o.Location}`));
+        offered = known;
+        for (const [i, type] of planned.entries()) {
+          const where = zones.filter((z) => known.has(`${type}@${z}`));
+          const field = i === 0 ? 'target.instanceType' : `target.fallbackInstanceTypes[${i - 1}]`;
+          if (where.length === 0) problems.push(`${field}: ${type} is not offered in any planned zone (${zones.join(', ')}); choose subnets in zones that offer it`);
+          else if (where.length < zones.length) warnings.push(`${type} is not offered in ${zones.filter((z) => !where.includes(z)).join(', ')}: launches skip those subnets for it`);
+        }
+      }
+    }
 
     if (problems.length > 0) {
       throw ApplicationFailure.create({ type: ErrorType.PreflightFailed, message: `the plan does not match AWS:\n- ${problems.join('\n- ')}`, nonRetryable: true, details: [problems] });
@@ -109,26 +150,18 @@ export function createPreflight(clients: AwsClients, network: Network) {
         const code = (err as Error).name;
         if (code === 'DryRunOperation') permissions.push(what);
         else if (code === 'UnauthorizedOperation') problems.push(`IAM: not allowed to ${what}`);
-        else if (NON_RETRYABLE_AWS_CODES.has(code)) problems.push(`${what}: DryRun answered ${code}: ${(err as Error).message}`);
+        else if (isPermanentAwsError(code, (err as Error).message)) problems.push(`${what}: DryRun answered ${code}: ${(err as Error).message}`);
         else warnings.push(`${what}: DryRun answered ${code}`);
       }
     };
-    await dryRun('ec2:RunInstances', () =>
-      ec2.send(
-        new RunInstancesCommand({
-          DryRun: true,
-          ImageId: imageId,
-          InstanceType: plan.target.instanceType as _InstanceType,
-          MinCount: 1,
-          MaxCount: 1,
-          SubnetId: plan.target.subnetIds[0],
-          SecurityGroupIds: plan.target.securityGroupIds,
-          // AWS checks the instance profile (and PassRole) as part of the DryRun.
-          ...(plan.target.iamInstanceProfile ? { IamInstanceProfile: { Name: plan.target.iamInstanceProfile } } : {}),
-          ...(plan.target.keyName ? { KeyName: plan.target.keyName } : {}),
-        }),
-      ),
-    );
+    // The launch request exactly as the launch builds it (tags, market, volumes, metadata
+    // options): DryRun evaluates IAM and SCP conditions on what is sent.
+    // The first subnet whose zone offers the type, as the launch would reach it.
+    const zoneOf = new Map((subnetsOut?.Subnets ?? []).map((x) => [x.SubnetId ?? '', x.AvailabilityZone ?? '']));
+    const subnetId = plan.target.subnetIds.find((id) => !offered || offered.has(`${plan.target.instanceType}@${zoneOf.get(id)}`)) ?? plan.target.subnetIds[0];
+    const firstChoice = { instanceType: plan.target.instanceType, subnetId, market: plan.target.market };
+    const request = launchRequest({ plan, workflowId: migrationWorkflowId(plan.name), step: 'launch', imageId: imageId ?? '' }, firstChoice, root ?? { deviceName: '/dev/xvda' });
+    await dryRun(`ec2:RunInstances (${plan.target.market})`, () => ec2.send(new RunInstancesCommand({ ...request, DryRun: true })));
     await dryRun('ec2:StopInstances (source)', () => ec2.send(new StopInstancesCommand({ DryRun: true, InstanceIds: [plan.source.instanceId] })));
     await dryRun('ec2:AssociateAddress', () =>
       ec2.send(new AssociateAddressCommand({ DryRun: true, AllocationId: plan.elasticIp.allocationId, InstanceId: plan.source.instanceId, AllowReassociation: true })),

@@ -31,6 +31,33 @@ export interface RemoteResult extends RemoteOutput {
   attempt: number;
 }
 
+/** GetCommandInvocation keeps the first 24,000 characters of stdout and the first 8,000 of stderr. */
+export const SSM_KEEPS = { stdout: 24_000, stderr: 8_000 } as const;
+/** AWS-RunShellScript's executionTimeout: whole seconds from 1 to 172800 (48 h). */
+export const MAX_EXECUTION_SECONDS = 172_800;
+
+/**
+ * The script SSM runs. AWS-RunShellScript reports the exit code of the script's last line, so a
+ * failing line in the middle would go unnoticed: the script stops at the first failing line.
+ */
+export function shellScript(commands: readonly string[]): string[] {
+  return ['set -e', ...commands];
+}
+
+/** Whole seconds within what AWS-RunShellScript accepts as executionTimeout. */
+export function executionTimeout(seconds: number): string {
+  return String(Math.min(MAX_EXECUTION_SECONDS, Math.max(1, Math.ceil(seconds))));
+}
+
+/** Says which streams SSM cut to their head (the end of the step's output, often the error, is lost). */
+export function outputCut(stdout: string | undefined, stderr: string | undefined): string | undefined {
+  const cut = [
+    (stdout?.length ?? 0) >= SSM_KEEPS.stdout ? `stdout (SSM keeps its first ${SSM_KEEPS.stdout.toLocaleString('en-US')} characters)` : undefined,
+    (stderr?.length ?? 0) >= SSM_KEEPS.stderr ? `stderr (SSM keeps its first ${SSM_KEEPS.stderr.toLocaleString('en-US')} characters)` : undefined,
+  ].filter(Boolean);
+  return cut.length ? `the output was cut by SSM: ${cut.join(', ')}; the end of the step's output is not in it` : undefined;
+}
+
 const FINAL = new Set(['Success', 'Failed', 'Cancelled', 'TimedOut', 'Undeliverable', 'Terminated', 'InvalidPlatform', 'AccessDenied', 'DeliveryTimedOut', 'ExecutionTimedOut']);
 
 export interface RemoteOptions {
@@ -67,7 +94,7 @@ export function createRemoteRunner(clients: AwsClients, options: RemoteOptions) 
               DocumentName: 'AWS-RunShellScript',
               InstanceIds: [input.instanceId],
               Comment: `ec2-gpu-migration ${mark} ${input.label}`.slice(0, 100),
-              Parameters: { commands: input.commands, executionTimeout: [String(input.timeoutSeconds ?? 3600)] },
+              Parameters: { commands: shellScript(input.commands), executionTimeout: [executionTimeout(input.timeoutSeconds ?? 3600)] },
               TimeoutSeconds: Math.min(2_592_000, Math.max(30, input.agentWaitSeconds ?? 600)),
             }),
           ),
@@ -142,12 +169,14 @@ export function createRemoteRunner(clients: AwsClients, options: RemoteOptions) 
       ctx.heartbeat(beat(commandId));
       await ctx.sleep(options.pollIntervalMs);
     }
+    const cut = outputCut(inv.StandardOutputContent, inv.StandardErrorContent);
     return {
       commandId,
       status: inv.Status ?? 'unknown',
       exitCode: inv.ResponseCode ?? -1,
       stdoutTail: tail(inv.StandardOutputContent),
       stderrTail: tail(inv.StandardErrorContent),
+      ...(cut ? { cut } : {}),
       durationMs: Date.now() - started,
       attempt: attempt(),
     };
@@ -159,7 +188,7 @@ export function createRemoteRunner(clients: AwsClients, options: RemoteOptions) 
     if (result.status !== 'Success' || result.exitCode !== 0) {
       throw ApplicationFailure.create({
         type: ErrorType.RemoteCommandFailed,
-        message: `'${input.label}' on ${input.instanceId} ended ${result.status} with exit code ${result.exitCode}${result.stderrTail ? `: ${result.stderrTail.slice(-500)}` : ''}`,
+        message: `'${input.label}' on ${input.instanceId} ended ${result.status} with exit code ${result.exitCode}${result.stderrTail ? `: ${result.stderrTail.slice(-500)}` : ''}${result.cut ? ` (${result.cut})` : ''}`,
         details: [result],
       });
     }

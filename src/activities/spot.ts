@@ -1,6 +1,6 @@
 import { CreateTagsCommand, type Instance } from '@aws-sdk/client-ec2';
 import { DeleteMessageBatchCommand, ReceiveMessageCommand } from '@aws-sdk/client-sqs';
-import { Context } from '@temporalio/activity';
+import { ApplicationFailure, Context } from '@temporalio/activity';
 import { aws } from '../aws/call';
 import type { AwsClients } from '../aws/clients';
 import { TAG_GUARDED } from '../shared/constants';
@@ -40,6 +40,16 @@ export function parseSpotEvent(body: string): ParsedEvent {
     return { ok: false, reason: 'not JSON' };
   }
   if (!event || typeof event !== 'object') return { ok: false, reason: 'not an EventBridge event object' };
+  // Through an SNS topic (EventBridge → SNS → SQS) the event is the envelope's Message.
+  const envelope = event as { Type?: unknown; Message?: unknown };
+  if (envelope.Type === 'Notification' && typeof envelope.Message === 'string') {
+    try {
+      event = JSON.parse(envelope.Message);
+    } catch {
+      return { ok: false, reason: 'an SNS notification whose Message is not JSON' };
+    }
+    if (!event || typeof event !== 'object') return { ok: false, reason: 'an SNS notification whose Message is not an EventBridge event object' };
+  }
   const e = event as { 'detail-type'?: unknown; source?: unknown; detail?: Record<string, unknown>; time?: unknown };
   const detailType = typeof e['detail-type'] === 'string' ? e['detail-type'] : undefined;
   const instanceId = typeof e.detail?.['instance-id'] === 'string' ? (e.detail['instance-id'] as string) : undefined;
@@ -99,6 +109,25 @@ export function createSpotActivities(clients: AwsClients) {
   }
 
   /**
+   * These instances as DescribeInstances by id sees them (not a filtered listing, which is
+   * eventually consistent and may leave a live instance out): one that does not exist is gone.
+   */
+  async function confirmInstances(input: { region: string; instanceIds: string[] }): Promise<GuardedInstance[]> {
+    const ec2 = clients.ec2(input.region);
+    const found = await Promise.all(
+      input.instanceIds.map(async (id) => {
+        try {
+          return await describeInstances(ec2, `confirm ${id}`, { InstanceIds: [id] });
+        } catch (err) {
+          if (err instanceof ApplicationFailure && err.type === 'InvalidInstanceID.NotFound') return [];
+          throw err;
+        }
+      }),
+    );
+    return found.flat().map(guardedOf);
+  }
+
+  /**
    * Up to `max` messages of the queue, parsed; they stay invisible until deleted or timed out.
    * With `waitSeconds` (SQS long polling, at most 20) the first read waits until a message
    * arrives or the time is up, so a message is picked up the moment it is sent; the reads that
@@ -141,5 +170,5 @@ export function createSpotActivities(clients: AwsClients) {
     return { deleted, failed };
   }
 
-  return { markGuarded, scanGuarded, lookupGuarded, receiveSpotEvents, deleteSpotEvents };
+  return { markGuarded, scanGuarded, lookupGuarded, confirmInstances, receiveSpotEvents, deleteSpotEvents };
 }

@@ -1,5 +1,5 @@
 import { ApplicationFailure } from '@temporalio/common';
-import { NON_RETRYABLE_AWS_CODES } from '../shared/errors';
+import { isPermanentAwsError } from '../shared/errors';
 
 /** An AWS SDK error: its `name` is the AWS error code (`InvalidAMIID.NotFound`). */
 export interface AwsError extends Error {
@@ -14,7 +14,7 @@ export function isAwsError(err: unknown, ...codes: string[]): err is AwsError {
 
 /**
  * Runs one AWS call and rethrows a failure as an ApplicationFailure whose type is the AWS code,
- * non-retryable when the code is in NON_RETRYABLE_AWS_CODES. `what` says what we were doing.
+ * non-retryable when no retry can fix it (isPermanentAwsError). `what` says what we were doing.
  */
 export async function aws<T>(what: string, call: () => Promise<T>): Promise<T> {
   try {
@@ -32,7 +32,7 @@ export function toFailure(what: string, err: unknown): Error {
   return ApplicationFailure.create({
     type: code,
     message: `${what}: ${code}: ${err.message}`,
-    nonRetryable: NON_RETRYABLE_AWS_CODES.has(code),
+    nonRetryable: isPermanentAwsError(code, err.message),
     cause: err,
   });
 }

@@ -20,8 +20,16 @@ export const WORKER_PERMISSIONS: readonly PermissionGroup[] = [
     sid: 'Preflight',
     // Phase 0 reads what the plan names; DryRun of RunInstances, StopInstances and
     // AssociateAddress proves the permissions below without acting (DryRun needs the same action).
-    why: 'preflight: read the source instance, Elastic IP, subnets, security groups, image and instance types',
-    actions: ['ec2:DescribeInstances', 'ec2:DescribeAddresses', 'ec2:DescribeSubnets', 'ec2:DescribeSecurityGroups', 'ec2:DescribeImages', 'ec2:DescribeInstanceTypes'],
+    why: 'preflight: read the source instance, Elastic IP, subnets, security groups, image, instance types and where they are offered',
+    actions: [
+      'ec2:DescribeInstances',
+      'ec2:DescribeAddresses',
+      'ec2:DescribeSubnets',
+      'ec2:DescribeSecurityGroups',
+      'ec2:DescribeImages',
+      'ec2:DescribeInstanceTypes',
+      'ec2:DescribeInstanceTypeOfferings',
+    ],
   },
   {
     sid: 'ImageParameter',
@@ -34,9 +42,11 @@ export const WORKER_PERMISSIONS: readonly PermissionGroup[] = [
     sid: 'Launch',
     // RunInstances with TagSpecifications also needs ec2:CreateTags (the tags are created with
     // the instance and its volume); an instance profile needs iam:PassRole for its role.
-    // Spot uses RunInstances' market options; no spot-request API is called.
-    why: 'launch: start the GPU instance (and the guardian\'s replacements), tag it, pass its instance profile role',
-    actions: ['ec2:RunInstances', 'ec2:CreateTags', 'iam:PassRole'],
+    // Spot uses RunInstances' market options; no spot-request API is called. The first Spot
+    // launch of an account creates the service-linked role AWSServiceRoleForEC2Spot, which needs
+    // iam:CreateServiceLinkedRole (else AuthFailure.ServiceLinkedRoleCreationNotPermitted).
+    why: 'launch: start the GPU instance (and the guardian\'s replacements), tag it, pass its instance profile role, let EC2 make its Spot service-linked role',
+    actions: ['ec2:RunInstances', 'ec2:CreateTags', 'iam:PassRole', 'iam:CreateServiceLinkedRole'],
   },
   {
     sid: 'RemoteSteps',
@@ -83,6 +93,9 @@ export const WORKER_PERMISSIONS: readonly PermissionGroup[] = [
     actions: ['sqs:ReceiveMessage', 'sqs:DeleteMessage'],
   },
 ];
+
+/** The service-linked role EC2 makes on an account's first Spot launch. */
+export const SPOT_ROLE_ARN = 'arn:aws:iam::*:role/aws-service-role/spot.amazonaws.com/AWSServiceRoleForEC2Spot';
 
 /** Every action of the worker, sorted, each once. */
 export function workerActions(): string[] {
@@ -132,10 +145,10 @@ export function iamPolicy(plan?: Plan): PolicyDocument {
   };
   for (const g of WORKER_PERMISSIONS) {
     if (!plan) {
-      const pass = g.actions.filter((a) => a === 'iam:PassRole');
-      const rest = g.actions.filter((a) => a !== 'iam:PassRole');
-      push(g.sid, rest, '*');
-      if (pass.length) push(`${g.sid}PassRole`, pass, '*', { StringEquals: { 'iam:PassedToService': 'ec2.amazonaws.com' } });
+      const iam = new Set(['iam:PassRole', 'iam:CreateServiceLinkedRole']);
+      push(g.sid, g.actions.filter((a) => !iam.has(a)), '*');
+      if (g.actions.includes('iam:PassRole')) push(`${g.sid}PassRole`, ['iam:PassRole'], '*', { StringEquals: { 'iam:PassedToService': 'ec2.amazonaws.com' } });
+      if (g.actions.includes('iam:CreateServiceLinkedRole')) push(`${g.sid}SpotRole`, ['iam:CreateServiceLinkedRole'], SPOT_ROLE_ARN, { StringEquals: { 'iam:AWSServiceName': 'spot.amazonaws.com' } });
       continue;
     }
     const region = plan.region;
@@ -153,6 +166,7 @@ export function iamPolicy(plan?: Plan): PolicyDocument {
         // The guardian marks the instance it guards; only instances of this plan.
         push(`${g.sid}TagOwnInstances`, ['ec2:CreateTags'], `arn:aws:ec2:${region}:*:instance/*`, { StringEquals: { [`aws:ResourceTag/${TAG_PLAN}`]: plan.name } });
         push(`${g.sid}PassRole`, ['iam:PassRole'], '*', { StringEquals: { 'iam:PassedToService': 'ec2.amazonaws.com' } });
+        push(`${g.sid}SpotRole`, ['iam:CreateServiceLinkedRole'], SPOT_ROLE_ARN, { StringEquals: { 'iam:AWSServiceName': 'spot.amazonaws.com' } });
         break;
       case 'RemoteSteps':
         push(g.sid, ['ssm:SendCommand'], [`arn:aws:ssm:${region}::document/AWS-RunShellScript`, `arn:aws:ec2:${region}:*:instance/*`]);

@@ -6,6 +6,8 @@ export const TASK_QUEUE = 'ec2-gpu-migration';
 export const TAG_PLAN = 'ec2-gpu-migration:plan';
 export const TAG_STEP = 'ec2-gpu-migration:step';
 export const TAG_WORKFLOW = 'ec2-gpu-migration:workflow';
+/** The run that launched an instance: a re-run of the same workflow id never adopts another run's. */
+export const TAG_RUN = 'ec2-gpu-migration:run';
 /** Set on an instance the guardian watches; the event router finds guarded instances by it. */
 export const TAG_GUARDED = 'ec2-gpu-migration:guarded';
 

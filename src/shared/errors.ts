@@ -1,11 +1,29 @@
 /**
  * Failure types. AWS errors keep their AWS code as the Temporal failure type (see
- * src/aws/call.ts); the codes below are ones no retry can fix.
+ * src/aws/call.ts); the codes below are ones no retry can fix (docs/aws-semantics.md has the
+ * table, with the AWS documents). Pure: workflow code imports this file.
  */
 export const NON_RETRYABLE_AWS_CODES: ReadonlySet<string> = new Set([
   'UnauthorizedOperation',
   'AuthFailure',
+  // The same ClientToken with other parameters: the request itself must change.
+  'IdempotentParameterMismatch',
+  // A root volume smaller than the image's snapshot, or a device the image does not have.
+  'InvalidBlockDeviceMapping',
+  'InvalidAMIName.Duplicate',
+  // Credentials: missing, expired or not known to AWS.
+  'UnrecognizedClientException',
+  'ExpiredToken',
+  'ExpiredTokenException',
   'InvalidClientTokenId',
+  // SSM and SQS permissions (EC2 answers UnauthorizedOperation).
+  'AccessDeniedException',
+  'AccessDenied',
+  'KMS.AccessDeniedException',
+  // SSM: a document parameter it refuses, a document it does not have, a platform it cannot run it on.
+  'InvalidParameters',
+  'InvalidDocument',
+  'UnsupportedPlatformType',
   'OptInRequired',
   'InvalidAMIID.NotFound',
   'InvalidAMIID.Malformed',
@@ -16,7 +34,6 @@ export const NON_RETRYABLE_AWS_CODES: ReadonlySet<string> = new Set([
   'InvalidInstanceID.NotFound',
   'InvalidAllocationID.NotFound',
   'InvalidParameter',
-  'InvalidParameterValue',
   'InvalidParameterCombination',
   'InvalidParameterDependency',
   // A security-group rule AWS cannot parse (bad port range or CIDR): the same request fails again.
@@ -32,6 +49,24 @@ export const NON_RETRYABLE_AWS_CODES: ReadonlySet<string> = new Set([
   'ValidationError',
   'ValidationException',
 ]);
+
+/** Codes permanent by prefix: every `AuthFailure.*` (e.g. AuthFailure.ServiceLinkedRoleCreationNotPermitted). */
+const PERMANENT_PREFIXES = ['AuthFailure.'];
+
+/**
+ * Codes that are permanent unless the message says AWS has not caught up yet: a new instance
+ * profile is "Invalid IAM Instance Profile name" to EC2 for a minute or two after it was made.
+ */
+const TRANSIENT_MESSAGES: Readonly<Record<string, RegExp>> = {
+  InvalidParameterValue: /Invalid IAM Instance Profile name|iamInstanceProfile/i,
+};
+
+/** Whether no retry can fix an AWS error with this code and message. */
+export function isPermanentAwsError(code: string, message = ''): boolean {
+  const transient = TRANSIENT_MESSAGES[code];
+  if (transient) return !transient.test(message);
+  return NON_RETRYABLE_AWS_CODES.has(code) || PERMANENT_PREFIXES.some((p) => code.startsWith(p));
+}
 
 /** Our own failure types. */
 export const ErrorType = {

@@ -8,12 +8,12 @@ import type { Plan } from '../plan/schema';
 export const PHASES = [
   { name: 'preflight', title: 'Preflight' },
   { name: 'launch', title: 'Launch GPU instance' },
+  { name: 'security-group', title: 'Security group' },
   { name: 'setup', title: 'Environment setup' },
   { name: 'source', title: 'Source migration' },
   { name: 'build', title: 'Docker image build' },
   { name: 'start', title: 'Service start check' },
   { name: 'voice-test', title: 'Voice clone test' },
-  { name: 'security-group', title: 'Security group' },
   { name: 'connectivity', title: 'External connectivity' },
   { name: 'eip-switch', title: 'Elastic IP switch' },
   { name: 'performance', title: 'Performance test' },
@@ -32,10 +32,16 @@ export interface Figure {
   source: 'measured' | 'configured' | 'not reported by the instance' | 'price table';
 }
 
+/**
+ * What a remote step printed, as SSM Run Command keeps it: GetCommandInvocation holds only the
+ * first 24,000 characters of stdout and the first 8,000 of stderr. The record shows the last
+ * 2,000 characters of what SSM kept; `cut` says when SSM dropped the rest of a stream.
+ */
 export interface RemoteOutput {
   exitCode: number;
   stdoutTail: string;
   stderrTail: string;
+  cut?: string;
 }
 
 export interface PhaseRecord {

@@ -54,6 +54,11 @@ export interface GuardianCarried {
   ignored: { at: string; reason: string; notice?: unknown }[];
   runs: number;
   routerReady: boolean;
+  /**
+   * Replacement launches so far, failed ones included: each launch has a step name (and so
+   * ClientTokens and tags) of its own. Missing in runs from before it was carried.
+   */
+  launches?: number;
 }
 
 export interface GuardianStatus {
@@ -110,6 +115,8 @@ export interface RouterStats {
   messagesRouted: number;
   messagesDropped: number;
   pollNotices: number;
+  /** Live instances a scan left out, found alive when asked for by id (no notice sent). */
+  missedByScan?: number;
 }
 
 export interface RouterStatus {

@@ -6,6 +6,7 @@ import {
   continueAsNew,
   getExternalWorkflowHandle,
   log,
+  patched,
   proxyActivities,
   setCurrentDetails,
   setHandler,
@@ -180,12 +181,19 @@ export async function spotGuardian(input: GuardianInput): Promise<GuardianStatus
     const oldInstanceId = instanceId;
     let lastError = '';
     for (let attempt = 1; attempt <= REPLACEMENT_TRIES; attempt++) {
-      const step = `replace-${carried.replacements + 1}-try-${attempt}`;
+      // A step of its own for every launch, failed rounds included, in this chain of runs only: a
+      // failed try's ClientTokens would only replay its terminated instances (EC2 keeps them for
+      // 24 hours or more). Runs that began before keep their step names.
+      const perLaunch = patched('launch-per-run');
+      if (perLaunch) carried.launches = (carried.launches ?? carried.replacements) + 1;
+      const step = perLaunch ? `replace-${carried.launches}` : `replace-${carried.replacements + 1}-try-${attempt}`;
+      const runId = perLaunch ? info.firstExecutionRunId : undefined;
       const event: GuardEvent = { kind: notice.kind, source: notice.source, oldInstanceId, noticeAt, outcome: 'failed' };
       try {
         const launched = await long.launchInstance({
           plan,
           workflowId: guardianId,
+          runId,
           step,
           imageId: input.goldenImageId ?? (await quick.resolveImage({ plan })),
           tags: { [TAG_GUARDED]: guardianId },
@@ -219,7 +227,7 @@ export async function spotGuardian(input: GuardianInput): Promise<GuardianStatus
         log.error('replacement failed', { attempt, error: lastError });
         // Never leave a half-made replacement running; the EIP stays where it is (moved only
         // once a replacement is healthy).
-        if (instanceId === oldInstanceId) await quick.terminateLaunched({ region: plan.region, workflowId: guardianId, step }).catch(() => undefined);
+        if (instanceId === oldInstanceId) await quick.terminateLaunched({ region: plan.region, workflowId: guardianId, runId, step }).catch(() => undefined);
         else return { ...event, outcome: 'replaced', error: `verification after the move failed: ${lastError}` };
         if (attempt < REPLACEMENT_TRIES) await sleep(durationMs(plan.checks.interval));
       }

@@ -6,6 +6,7 @@ import {
   isCancellation,
   log,
   ParentClosePolicy,
+  patched,
   proxyActivities,
   startChild,
   setCurrentDetails,
@@ -215,7 +216,7 @@ export async function migrateToGpu(input: MigrationInput): Promise<MigrationRepo
       name,
       async () => {
         const r = await remote.runRemote({ region: plan.region, instanceId: newInstance.instanceId, label: name, commands, timeoutSeconds: 3 * 3600 });
-        record(name).output = { exitCode: r.exitCode, stdoutTail: r.stdoutTail, stderrTail: r.stderrTail };
+        record(name).output = { exitCode: r.exitCode, stdoutTail: r.stdoutTail, stderrTail: r.stderrTail, ...(r.cut ? { cut: r.cut } : {}) };
         return r;
       },
       (r) => ({ exitCode: { value: r.exitCode, source: 'measured' }, durationSeconds: { value: r.durationMs / 1000, unit: 's', source: 'measured' } }),
@@ -243,9 +244,11 @@ export async function migrateToGpu(input: MigrationInput): Promise<MigrationRepo
     status.elasticIp = preflight.address.publicIp;
     const imageId = preflight.imageId;
 
-    // Whatever an attempt launched is found by its tags, so the undo needs no instance id.
-    compensations.unshift({ name: 'terminate the new instance', keepable: true, phase: 'launch', run: () => undo.terminateLaunched({ region: plan.region, workflowId, step: 'launch' }) });
-    newInstance = await phase('launch', () => long.launchInstance({ plan, workflowId, step: 'launch', imageId }), (r) => ({
+    // Whatever an attempt launched is found by its tags, so the undo needs no instance id. The
+    // run's id keeps its launch apart from other runs' (runs that began before keep theirs).
+    const runId = patched('launch-per-run') ? info.runId : undefined;
+    compensations.unshift({ name: 'terminate the new instance', keepable: true, phase: 'launch', run: () => undo.terminateLaunched({ region: plan.region, workflowId, runId, step: 'launch' }) });
+    newInstance = await phase('launch', () => long.launchInstance({ plan, workflowId, runId, step: 'launch', imageId }), (r) => ({
       instanceType: { value: r.instanceType, source: 'measured' },
       market: { value: r.market, source: 'measured' },
       ...(r.skipped.length ? { skipped: { value: r.skipped.map((s) => `${s.instanceType}/${s.market}: ${s.error}`).join('; '), source: 'measured' } } : {}),
@@ -253,6 +256,10 @@ export async function migrateToGpu(input: MigrationInput): Promise<MigrationRepo
     status.newInstanceId = newInstance.instanceId;
     const newHost = plan.checks.host === 'auto' ? newInstance.publicIp : plan.checks.host;
     if (!newHost) throw ApplicationFailure.nonRetryable(`the new instance ${newInstance.instanceId} has no public address; set checks.host`, 'NoPublicAddress');
+    // Security groups deny inbound traffic by default: the planned ingress is in place before
+    // anything is checked from outside (runs that began before this order keep theirs).
+    const ingressFirst = patched('ingress-before-public-checks');
+    if (ingressFirst) await openIngress();
 
     const setup = await remoteStep('setup', plan.remote.setup);
     const facts = await quick.readGpuFacts({ region: plan.region, instanceId: newInstance.instanceId });
@@ -266,7 +273,7 @@ export async function migrateToGpu(input: MigrationInput): Promise<MigrationRepo
       async () => {
         if (plan.remote.start.length > 0) {
           const r = await remote.runRemote({ region: plan.region, instanceId: newInstance.instanceId, label: 'start', commands: plan.remote.start, timeoutSeconds: 3600 });
-          record('start').output = { exitCode: r.exitCode, stdoutTail: r.stdoutTail, stderrTail: r.stderrTail };
+          record('start').output = { exitCode: r.exitCode, stdoutTail: r.stdoutTail, stderrTail: r.stderrTail, ...(r.cut ? { cut: r.cut } : {}) };
         }
         return checks.checkServices({ plan, instanceId: newInstance.instanceId, host: newHost, scope: 'all' });
       },
@@ -281,17 +288,7 @@ export async function migrateToGpu(input: MigrationInput): Promise<MigrationRepo
       }));
     } else record('voice-test').state = 'skipped';
 
-    compensations.unshift({ name: 'undo the security-group changes', phase: 'security-group', run: () => undo.undoIngress({ plan, restore: ingress?.revoked ?? ([] as Rule[]) }) });
-    ingress = await phase('security-group', () => quick.applyIngress({ plan }), (r) => ({
-      added: { value: r.added.length, source: 'measured' },
-      unplanned: { value: r.unplanned.length, source: 'measured' },
-    }));
-    if (plan.ingress.adminCidrs.includes('0.0.0.0/0')) {
-      warnings.push(`SSH (port 22) is open to the whole internet (0.0.0.0/0) on ${ingress.groupId}, because ingress.allowSshFromAnywhere is true: list your own address in ingress.adminCidrs, or use SSM Session Manager`);
-    }
-    if (ingress.unplanned.length > 0 && !plan.ingress.revokeUnplanned) {
-      warnings.push(`security group ${ingress.groupId} also allows ${ingress.unplanned.map((r) => `${r.protocol}/${r.fromPort} from ${r.cidr}`).join(', ')} (not in the plan; left alone: set ingress.revokeUnplanned to remove)`);
-    }
+    if (!ingressFirst) await openIngress();
 
     await phase('connectivity', () => checks.checkServices({ plan, instanceId: newInstance.instanceId, host: newHost, scope: 'public' }), (r) =>
       Object.fromEntries(r.results.map((c) => [c.service, { value: c.ms === undefined ? 'ok' : Math.round(c.ms), unit: c.ms === undefined ? undefined : 'ms', source: 'measured' } as Figure])),
@@ -350,9 +347,13 @@ export async function migrateToGpu(input: MigrationInput): Promise<MigrationRepo
     } else {
       compensations.unshift({ name: `start ${plan.source.instanceId} again`, phase: 'stop-old', run: () => undo.startInstance({ region: plan.region, instanceId: plan.source.instanceId }) });
       await phase('stop-old', async () => {
+        // The backup is taken of the stopped instance: an image of a running one (NoReboot) is
+        // only crash-consistent. Runs that began before keep the old order.
+        const stopFirst = patched('backup-after-stop');
+        const stoppedBefore = stopFirst ? await long.stopInstance({ region: plan.region, instanceId: plan.source.instanceId }) : undefined;
         const backup = await long.createImage({ plan, workflowId, step: 'backup', instanceId: plan.source.instanceId, stamp: startedAt.slice(0, 10) });
         images.backup = backup.imageId;
-        const stopped = await long.stopInstance({ region: plan.region, instanceId: plan.source.instanceId });
+        const stopped = stoppedBefore ?? (await long.stopInstance({ region: plan.region, instanceId: plan.source.instanceId }));
         return { ...stopped, backupImageId: backup.imageId, attempt: backup.attempt };
       }, (r) => ({ backupImage: { value: r.backupImageId, source: 'measured' }, oldState: { value: r.state, source: 'measured' } }));
       // From here on the migration stands: what follows never rolls it back.
@@ -384,9 +385,30 @@ export async function migrateToGpu(input: MigrationInput): Promise<MigrationRepo
   refreshDetails();
   return buildReport();
 
+  /** Phase 7: the planned ingress on the target's security group, with its undo. */
+  async function openIngress(): Promise<void> {
+    compensations.unshift({ name: 'undo the security-group changes', phase: 'security-group', run: () => undo.undoIngress({ plan, restore: ingress?.revoked ?? ([] as Rule[]) }) });
+    const opened = await phase('security-group', () => quick.applyIngress({ plan }), (r) => ({
+      added: { value: r.added.length, source: 'measured' },
+      unplanned: { value: r.unplanned.length, source: 'measured' },
+    }));
+    if (plan.ingress.adminCidrs.includes('0.0.0.0/0')) {
+      warnings.push(`SSH (port 22) is open to the whole internet (0.0.0.0/0) on ${opened.groupId}, because ingress.allowSshFromAnywhere is true: list your own address in ingress.adminCidrs, or use SSM Session Manager`);
+    }
+    if (opened.unplanned.length > 0 && !plan.ingress.revokeUnplanned) {
+      warnings.push(`security group ${opened.groupId} also allows ${opened.unplanned.map((r) => `${r.protocol}/${r.fromPort} from ${r.cidr}`).join(', ')} (not in the plan; left alone: set ingress.revokeUnplanned to remove)`);
+    }
+    ingress = opened;
+  }
+
   /** The golden image of the new instance, and its Spot guardian when it runs on Spot. */
   async function afterCutOver(): Promise<void> {
     try {
+      // The new instance keeps serving while its image is taken (NoReboot): what is in its page
+      // cache goes to disk first, so the image holds what the app wrote.
+      if (patched('sync-before-golden')) {
+        await remote.runRemote({ region: plan.region, instanceId: newInstance.instanceId, label: 'sync before the golden image', commands: ['sync'], timeoutSeconds: 600 });
+      }
       const golden = await long.createImage({ plan, workflowId, step: 'golden', instanceId: newInstance.instanceId, stamp: startedAt.slice(0, 10) });
       images.golden = golden.imageId;
     } catch (err) {
@@ -533,8 +555,8 @@ function failedAttempts(err: unknown): number {
 function remoteOutputOf(err: unknown): PhaseRecord['output'] | undefined {
   const cause = rootCause(err);
   if (!(cause instanceof ApplicationFailure) || cause.type !== ErrorType.RemoteCommandFailed) return undefined;
-  const d = (cause.details ?? [])[0] as { exitCode?: number; stdoutTail?: string; stderrTail?: string } | undefined;
-  return d && typeof d.exitCode === 'number' ? { exitCode: d.exitCode, stdoutTail: d.stdoutTail ?? '', stderrTail: d.stderrTail ?? '' } : undefined;
+  const d = (cause.details ?? [])[0] as { exitCode?: number; stdoutTail?: string; stderrTail?: string; cut?: string } | undefined;
+  return d && typeof d.exitCode === 'number' ? { exitCode: d.exitCode, stdoutTail: d.stdoutTail ?? '', stderrTail: d.stderrTail ?? '', ...(d.cut ? { cut: d.cut } : {}) } : undefined;
 }
 
 export type { Plan };

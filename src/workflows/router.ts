@@ -4,6 +4,7 @@ import {
   continueAsNew,
   getExternalWorkflowHandle,
   log,
+  patched,
   proxyActivities,
   setCurrentDetails,
   setHandler,
@@ -114,7 +115,15 @@ export async function spotEventRouter(input: RouterInput): Promise<RouterStatus>
         owner = new Map(guarded.map((g) => [g.instanceId, g.guardianId]));
         // Instances that died since the last scan, with or without a warning.
         const alive = new Set(guarded.filter(isAlive).map((g) => g.instanceId));
-        const deaths: [string, string][] = [...known.entries()].filter(([id]) => !alive.has(id));
+        let deaths: [string, string][] = [...known.entries()].filter(([id]) => !alive.has(id));
+        // A filtered listing is eventually consistent: one that leaves a known instance out is
+        // no proof of its death. Ask for it by id first (runs that began before keep theirs).
+        const missing = deaths.filter(([id]) => !owner.has(id)).map(([id]) => id);
+        if (missing.length > 0 && patched('confirm-missing-by-id')) {
+          const living = new Set((await acts.confirmInstances({ region, instanceIds: missing })).filter(isAlive).map((g) => g.instanceId));
+          stats.missedByScan = (stats.missedByScan ?? 0) + living.size;
+          deaths = deaths.filter(([id]) => !living.has(id));
+        }
         for (const [instanceId] of deaths) known.delete(instanceId);
         for (const g of guarded) remember(g);
         await Promise.all(

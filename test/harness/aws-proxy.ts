@@ -89,6 +89,19 @@ export interface RuleHandle {
   remove(): void;
 }
 
+/**
+ * An instance EC2 accepts and then terminates while it is still `pending`, as it does when the
+ * capacity went away in the meantime (`Server.InsufficientInstanceCapacity`) or a KMS key for
+ * its volumes cannot be used (`Client.InternalError`).
+ */
+export interface LaunchDeath {
+  /** StateReason code, e.g. `Server.InsufficientInstanceCapacity`. */
+  code: string;
+  message?: string;
+  times?: number;
+  when?: FaultRule['when'];
+}
+
 export type CommandStatus = 'Success' | 'Failed' | 'TimedOut' | 'InProgress';
 
 export interface ScriptedResult {
@@ -138,8 +151,13 @@ export interface ProxyClientOptions {
   bypass?: boolean;
 }
 
-/** Maximum SSM keeps of a command's output in GetCommandInvocation. */
-const SSM_OUTPUT_LIMIT = 24_000;
+/** What GetCommandInvocation keeps of a command's output: the first 24,000 characters of stdout, the first 8,000 of stderr. */
+export const SSM_STDOUT_LIMIT = 24_000;
+export const SSM_STDERR_LIMIT = 8_000;
+/** GetCommandInvocation's answers before the result: the invocation does not exist yet, then Pending, then InProgress. */
+const INVOCATION_PRELUDE = ['InvocationDoesNotExist', 'Pending', 'InProgress'] as const;
+/** AWS-RunShellScript's `executionTimeout`: an integer string from 1 to 172800 (its document's allowedPattern). */
+const EXECUTION_TIMEOUT = /^(?:[1-9][0-9]{0,4}|1[0-6][0-9]{4}|17[0-1][0-9]{3}|172[0-7][0-9]{2}|172800)$/;
 const TEST_CREDENTIALS = { accessKeyId: 'testing', secretAccessKey: 'testing' };
 
 interface ActiveFault {
@@ -152,6 +170,12 @@ interface ActiveFault {
 
 interface ActiveLatency {
   spec: LatencyRule;
+  remaining?: number;
+  fired: number;
+}
+
+interface ActiveDeath {
+  spec: LaunchDeath;
   remaining?: number;
   fired: number;
 }
@@ -169,6 +193,8 @@ interface SentCommand {
   documentName?: string;
   at: Date;
   results: Map<string, ScriptedResult>;
+  /** GetCommandInvocation calls so far, per instance. */
+  reads: Map<string, number>;
 }
 
 interface Reply {
@@ -203,6 +229,16 @@ export class AwsProxy {
   private readonly afterHooks: { action: string; hook: AfterHook }[] = [];
   private readonly ec2ChangeListeners = new Set<(action: string) => void>();
   private readonly sent = new Map<string, SentCommand>();
+  /** RunInstances by ClientToken: what was asked (less the token) and what EC2 answered. */
+  private readonly launchesByToken = new Map<string, { params: string; reply: Reply }>();
+  private launchDeaths: ActiveDeath[] = [];
+  private omissions: { instanceId: string; remaining: number; fired: number }[] = [];
+  /** Instances that died in `pending`, with the StateReason EC2 reports for them. */
+  private readonly deadOnLaunch = new Map<string, { code: string; message: string }>();
+  /** Root snapshot size (GiB) of images, where it differs from what moto reports. */
+  private readonly imageRootGiB = new Map<string, number>();
+  /** Which AZs offer which instance types, and each subnet's AZ (moto's own data, read once). */
+  private placement?: Promise<{ offered: Set<string>; azOfSubnet: Map<string, string> }>;
 
   private constructor(
     private readonly servers: Server[],
@@ -315,8 +351,47 @@ export class AwsProxy {
     };
   }
 
+  /** RunInstances succeeds, then the instance terminates in `pending` with this StateReason. */
+  dieOnLaunch(rule: LaunchDeath): RuleHandle {
+    const active: ActiveDeath = { spec: rule, remaining: rule.times, fired: 0 };
+    this.launchDeaths.push(active);
+    return {
+      get fired() {
+        return active.fired;
+      },
+      remove: () => {
+        this.launchDeaths = this.launchDeaths.filter((d) => d !== active);
+      },
+    };
+  }
+
+  /**
+   * Leaves `instanceId` out of the next `times` filtered DescribeInstances listings (by tag, by
+   * state: any request with filters and no instance ids), as EC2's eventually consistent
+   * listings may. DescribeInstances by id still sees it.
+   */
+  omitFromListings(instanceId: string, times = 1): RuleHandle {
+    const rule = { instanceId, remaining: times, fired: 0 };
+    this.omissions.push(rule);
+    return {
+      get fired() {
+        return rule.fired;
+      },
+      remove: () => {
+        this.omissions = this.omissions.filter((r) => r !== rule);
+      },
+    };
+  }
+
+  /** The size of an image's root snapshot: DescribeImages reports it, RunInstances enforces it. */
+  setImageRootSize(imageId: string, sizeGiB: number): void {
+    this.imageRootGiB.set(imageId, sizeGiB);
+  }
+
   /** Removes every fault, latency and not-registered rule. Handlers and hooks stay. */
   reset(): void {
+    this.launchDeaths = [];
+    this.omissions = [];
     this.faults = [];
     this.latencies = [];
     this.unregistered = [];
@@ -476,12 +551,28 @@ export class AwsProxy {
     }
     const fault = this.matchFault(request);
     if (fault) return errorReply(request, fault);
+    const invalid = invalidParameters(request);
+    if (invalid) return errorReply(request, { code: 'InvalidParameters', status: 400, message: invalid });
+    if (request.service === 'ec2' && request.action === 'RunInstances') return this.runInstances(req, body, request);
 
     if (request.service === 'ssm' && request.action === 'GetCommandInvocation') {
       const answered = this.answerInvocation(request);
       if (answered) return answered;
     }
     const reply = await this.forward(req, body, request);
+    if (request.service === 'ec2' && request.action === 'DescribeInstances' && reply.status === 200 && this.omissions.some((o) => o.remaining > 0)) {
+      const listing = Object.keys(request.params).some((k) => k.startsWith('Filter.')) && !Object.keys(request.params).some((k) => k.startsWith('InstanceId.'));
+      if (listing) {
+        let xml = reply.body.toString('utf8');
+        for (const rule of this.omissions) {
+          if (rule.remaining <= 0 || !xml.includes(`<instanceId>${rule.instanceId}</instanceId>`)) continue;
+          xml = withoutInstance(xml, rule.instanceId);
+          rule.remaining--;
+          rule.fired++;
+        }
+        return { ...reply, body: Buffer.from(xml, 'utf8') };
+      }
+    }
     if (request.service === 'ssm' && request.action === 'SendCommand' && reply.status === 200) {
       await this.scriptCommand(request, reply);
     }
@@ -545,6 +636,12 @@ export class AwsProxy {
     if (this.rewriteIps && request.service === 'ec2' && upstream.status === 200) {
       responseBody = Buffer.from(toLoopbackAddresses(responseBody.toString('utf8')), 'utf8');
     }
+    if (request.service === 'ec2' && upstream.status === 200 && request.action === 'DescribeInstances' && this.deadOnLaunch.size > 0) {
+      responseBody = Buffer.from(withStateReasons(responseBody.toString('utf8'), this.deadOnLaunch), 'utf8');
+    }
+    if (request.service === 'ec2' && upstream.status === 200 && request.action === 'DescribeImages' && this.imageRootGiB.size > 0) {
+      responseBody = Buffer.from(withRootSizes(responseBody.toString('utf8'), this.imageRootGiB), 'utf8');
+    }
     return { ...upstream, body: responseBody };
   }
 
@@ -582,6 +679,116 @@ export class AwsProxy {
       responseHeaders[name] = value;
     }
     return { status: upstream.statusCode ?? 502, headers: responseHeaders, body: responseBody };
+  }
+
+  /**
+   * RunInstances as EC2 answers it where moto does not:
+   * - the same ClientToken returns the same reservation (also once its instances are terminated);
+   *   the same token with other parameters is IdempotentParameterMismatch;
+   * - a type the subnet's AZ does not offer is Unsupported;
+   * - a root volume smaller than the image's snapshot is InvalidBlockDeviceMapping;
+   * - a launch may die in `pending` (dieOnLaunch).
+   */
+  private async runInstances(req: IncomingMessage, body: Buffer, request: ProxyRequest): Promise<Reply> {
+    const { params } = request;
+    const dryRun = String(params.DryRun) === 'true';
+    const token = typeof params.ClientToken === 'string' && params.ClientToken !== '' ? params.ClientToken : undefined;
+    const asked = JSON.stringify(Object.entries(params).filter(([k]) => k !== 'ClientToken' && k !== 'DryRun').sort(([a], [b]) => a.localeCompare(b)));
+    if (token && !dryRun) {
+      const earlier = this.launchesByToken.get(token);
+      if (earlier && earlier.params !== asked) {
+        return errorReply(request, { code: 'IdempotentParameterMismatch', status: 400, message: 'Arguments on this idempotent request are inconsistent with arguments used in previous request(s).' });
+      }
+      if (earlier) return earlier.reply;
+    }
+    const refused = await this.refuseLaunch(req, request);
+    if (refused) return errorReply(request, refused);
+    const reply = await this.forward(req, body, request);
+    if (reply.status !== 200 || dryRun) return reply;
+    const ids = [...reply.body.toString('utf8').matchAll(/<instanceId>(i-[0-9a-f]+)<\/instanceId>/g)].map((m) => m[1]);
+    const death = this.matchDeath(request);
+    if (death && ids.length > 0) {
+      await this.ec2Side(req, { Action: 'TerminateInstances', ...Object.fromEntries(ids.map((id, i) => [`InstanceId.${i + 1}`, id])) });
+      for (const id of ids) this.deadOnLaunch.set(id, { code: death.code, message: death.message ?? `${death.code}: ${STATE_REASON_MESSAGES[death.code] ?? 'the instance terminated during launch'}` });
+    }
+    if (token) this.launchesByToken.set(token, { params: asked, reply });
+    return reply;
+  }
+
+  private matchDeath(request: ProxyRequest): LaunchDeath | undefined {
+    for (const rule of this.launchDeaths) {
+      if (rule.remaining !== undefined && rule.remaining <= 0) continue;
+      if (rule.spec.when && !rule.spec.when(request.params, request)) continue;
+      if (rule.remaining !== undefined) rule.remaining--;
+      rule.fired++;
+      return rule.spec;
+    }
+    return undefined;
+  }
+
+  /** Unsupported (type not offered in the subnet's AZ) and InvalidBlockDeviceMapping (root smaller than the snapshot). */
+  private async refuseLaunch(req: IncomingMessage, request: ProxyRequest): Promise<{ code: string; status: number; message: string } | undefined> {
+    const { params } = request;
+    const type = String(params.InstanceType ?? 'm1.small');
+    const subnetId = String(params.SubnetId ?? params['NetworkInterface.1.SubnetId'] ?? '');
+    if (subnetId) {
+      const { offered, azOfSubnet } = await this.placementFacts(req, subnetId);
+      const az = azOfSubnet.get(subnetId);
+      if (az && !offered.has(`${type}@${az}`)) {
+        return {
+          code: 'Unsupported',
+          status: 400,
+          message: `Your requested instance type (${type}) is not supported in your requested Availability Zone (${az}). Please retry your request by not specifying an Availability Zone or choosing ${[...offered].filter((o) => o.startsWith(`${type}@`)).map((o) => o.split('@')[1]).join(', ')}.`,
+        };
+      }
+    }
+    const imageId = String(params.ImageId ?? '');
+    const snapshotGiB = this.imageRootGiB.get(imageId);
+    if (snapshotGiB !== undefined) {
+      for (let i = 1; params[`BlockDeviceMapping.${i}.DeviceName`] !== undefined; i++) {
+        const size = Number(params[`BlockDeviceMapping.${i}.Ebs.VolumeSize`]);
+        if (Number.isFinite(size) && size < snapshotGiB) {
+          return { code: 'InvalidBlockDeviceMapping', status: 400, message: `Volume of size ${size}GB is smaller than snapshot of image ${imageId}, expect size >= ${snapshotGiB}GB` };
+        }
+      }
+    }
+    return undefined;
+  }
+
+  /** moto's instance type offerings per AZ (read once) and the AZ of `subnetId` (read again for a subnet not seen yet). */
+  private async placementFacts(req: IncomingMessage, subnetId: string): Promise<{ offered: Set<string>; azOfSubnet: Map<string, string> }> {
+    this.placement ??= (async () => {
+      const offered = new Set<string>();
+      let next: string | undefined;
+      do {
+        const page = (await this.ec2Side(req, { Action: 'DescribeInstanceTypeOfferings', LocationType: 'availability-zone', ...(next ? { NextToken: next } : {}) })).body.toString('utf8');
+        for (const item of page.split('<item>').slice(1)) {
+          const type = /<instanceType>([^<]+)<\/instanceType>/.exec(item)?.[1];
+          const location = /<location>([^<]+)<\/location>/.exec(item)?.[1];
+          if (type && location) offered.add(`${type}@${location}`);
+        }
+        next = /<nextToken>([^<]+)<\/nextToken>/.exec(page)?.[1];
+      } while (next);
+      return { offered, azOfSubnet: new Map<string, string>() };
+    })();
+    const facts = await this.placement;
+    if (!facts.azOfSubnet.has(subnetId)) {
+      const xml = (await this.ec2Side(req, { Action: 'DescribeSubnets' })).body.toString('utf8');
+      for (const item of xml.split('<item>').slice(1)) {
+        const id = /<subnetId>([^<]+)<\/subnetId>/.exec(item)?.[1];
+        const az = /<availabilityZone>([^<]+)<\/availabilityZone>/.exec(item)?.[1];
+        if (id && az) facts.azOfSubnet.set(id, az);
+      }
+    }
+    return facts;
+  }
+
+  /** An EC2 call of this account straight to moto (not logged, no faults). */
+  private ec2Side(req: Pick<IncomingMessage, 'headers'>, form: Record<string, string>): Promise<Reply> {
+    return this.send(
+      { method: 'POST', url: '/', headers: { ...req.headers, 'content-type': 'application/x-www-form-urlencoded; charset=utf-8' } },
+      Buffer.from(new URLSearchParams({ Version: '2016-11-15', ...form }).toString(), 'utf8'),
+    );
   }
 
   /**
@@ -627,7 +834,7 @@ export class AwsProxy {
     const parameters = isRecord(request.params.Parameters) ? request.params.Parameters : {};
     const commands = stringArray(parameters.commands);
     const documentName = typeof request.params.DocumentName === 'string' ? request.params.DocumentName : undefined;
-    const sent: SentCommand = { commandId, instanceIds, commands, documentName, at: new Date(), results: new Map() };
+    const sent: SentCommand = { commandId, instanceIds, commands, documentName, at: new Date(), results: new Map(), reads: new Map() };
     this.sent.set(commandId, sent);
     for (const instanceId of instanceIds) {
       for (const handler of [...this.commandHandlers]) {
@@ -655,9 +862,16 @@ export class AwsProxy {
     }
     const result = sent.results.get(instanceId);
     if (!result) return undefined;
-    const status = result.status ?? (result.exitCode && result.exitCode !== 0 ? 'Failed' : 'Success');
-    const done = status !== 'InProgress';
-    const exitCode = result.exitCode ?? (status === 'Success' ? 0 : status === 'Failed' ? 1 : -1);
+    const reads = (sent.reads.get(instanceId) ?? 0) + 1;
+    sent.reads.set(instanceId, reads);
+    const prelude = INVOCATION_PRELUDE[reads - 1];
+    if (prelude === 'InvocationDoesNotExist') {
+      return errorReply(request, { code: 'InvocationDoesNotExist', status: 400, message: 'An error occurred (InvocationDoesNotExist) when calling the GetCommandInvocation operation' });
+    }
+    const final: CommandStatus = result.status ?? (result.exitCode && result.exitCode !== 0 ? 'Failed' : 'Success');
+    const status: string = prelude ?? final;
+    const done = status !== 'InProgress' && status !== 'Pending';
+    const exitCode = result.exitCode ?? (final === 'Success' ? 0 : final === 'Failed' ? 1 : -1);
     const start = sent.at;
     const elapsedMs = result.durationMs ?? 1000;
     const end = new Date(start.getTime() + elapsedMs);
@@ -668,15 +882,15 @@ export class AwsProxy {
       DocumentName: sent.documentName ?? 'AWS-RunShellScript',
       DocumentVersion: '$DEFAULT',
       PluginName: 'aws:runShellScript',
-      ResponseCode: exitCode,
+      ResponseCode: done ? exitCode : -1,
       ExecutionStartDateTime: start.toISOString(),
       ExecutionElapsedTime: done ? isoDuration(elapsedMs) : '',
       ExecutionEndDateTime: done ? end.toISOString() : '',
       Status: status,
       StatusDetails: status === 'TimedOut' ? 'ExecutionTimedOut' : status,
-      StandardOutputContent: (result.stdout ?? '').slice(0, SSM_OUTPUT_LIMIT),
+      StandardOutputContent: done ? (result.stdout ?? '').slice(0, SSM_STDOUT_LIMIT) : '',
       StandardOutputUrl: '',
-      StandardErrorContent: (result.stderr ?? '').slice(0, SSM_OUTPUT_LIMIT),
+      StandardErrorContent: done ? (result.stderr ?? '').slice(0, SSM_STDERR_LIMIT) : '',
       StandardErrorUrl: '',
       CloudWatchOutputConfig: { CloudWatchLogGroupName: '', CloudWatchOutputEnabled: false },
     };
@@ -689,6 +903,73 @@ export class AwsProxy {
 }
 
 // --- helpers --------------------------------------------------------------------------------
+
+/** StateReason messages EC2 gives for an instance that terminated during launch (API_StateReason). */
+const STATE_REASON_MESSAGES: Record<string, string> = {
+  'Server.InsufficientInstanceCapacity': 'Insufficient capacity to satisfy the launch request',
+  'Server.InternalError': 'An internal error caused the instance to terminate during launch',
+  'Client.InternalError': 'Client error on launch',
+  'Client.VolumeLimitExceeded': 'The limit on the number of EBS volumes or total storage was exceeded',
+  'Client.InvalidSnapshot.NotFound': 'The specified snapshot was not found',
+};
+
+/** DescribeInstances with the StateReason of instances that died in `pending`. */
+export function withStateReasons(xml: string, reasons: ReadonlyMap<string, { code: string; message: string }>): string {
+  let out = xml;
+  for (const [id, reason] of reasons) {
+    const at = out.indexOf(`<instanceId>${id}</instanceId>`);
+    if (at < 0) continue;
+    const start = out.lastIndexOf('<stateReason>', at);
+    const end = out.indexOf('</stateReason>', start);
+    if (start < 0 || end < 0 || end > at) continue;
+    out = `${out.slice(0, start)}<stateReason><code>${escapeXml(reason.code)}</code><message>${escapeXml(reason.message)}</message>${out.slice(end)}`;
+  }
+  return out;
+}
+
+/** DescribeInstances without one instance: its reservation goes when it holds only that one. */
+export function withoutInstance(xml: string, instanceId: string): string {
+  const at = xml.indexOf(`<instanceId>${instanceId}</instanceId>`);
+  if (at < 0) return xml;
+  const start = xml.lastIndexOf('<item><reservationId>', at);
+  const nextReservation = xml.indexOf('<item><reservationId>', at);
+  const end = nextReservation >= 0 ? nextReservation : xml.indexOf('</reservationSet>', at);
+  if (start < 0 || end < 0) return xml;
+  const reservation = xml.slice(start, end);
+  if ((reservation.match(/<instanceId>/g) ?? []).length !== 1) throw new Error(`omitFromListings: ${instanceId} shares its reservation with other instances`);
+  return xml.slice(0, start) + xml.slice(end);
+}
+
+/** DescribeImages with the root snapshot sizes set by setImageRootSize (the image's block device mapping comes before or after its id). */
+export function withRootSizes(xml: string, sizes: ReadonlyMap<string, number>): string {
+  let out = xml;
+  for (const [imageId, size] of sizes) {
+    const at = out.indexOf(`<imageId>${imageId}</imageId>`);
+    if (at < 0) continue;
+    const before = out.lastIndexOf('<blockDeviceMapping>', at);
+    const previousImage = out.lastIndexOf('<imageId>', at - 1);
+    const nextImage = out.indexOf('<imageId>', at + 1);
+    const after = out.indexOf('<blockDeviceMapping>', at);
+    const mapping = before >= 0 && before > previousImage ? before : after >= 0 && (nextImage < 0 || after < nextImage) ? after : -1;
+    if (mapping < 0) continue;
+    const volume = out.indexOf('<volumeSize>', mapping);
+    const end = out.indexOf('</volumeSize>', volume);
+    if (volume < 0 || end > out.indexOf('</blockDeviceMapping>', mapping)) continue;
+    out = `${out.slice(0, volume)}<volumeSize>${size}${out.slice(end)}`;
+  }
+  return out;
+}
+
+/** What SSM refuses in a SendCommand of AWS-RunShellScript, as its document's parameters define them. */
+function invalidParameters(request: ProxyRequest): string | undefined {
+  if (request.service !== 'ssm' || request.action !== 'SendCommand' || request.params.DocumentName !== 'AWS-RunShellScript') return undefined;
+  const parameters = isRecord(request.params.Parameters) ? request.params.Parameters : {};
+  for (const value of stringArray(parameters.executionTimeout)) {
+    if (!EXECUTION_TIMEOUT.test(value)) return `Parameter "executionTimeout" "${value}" failed to satisfy constraint: it must be an integer from 1 to 172800.`;
+  }
+  if (stringArray(parameters.commands).length === 0) return 'Parameter "commands" is required.';
+  return undefined;
+}
 
 const HOP_HEADERS = new Set(['connection', 'keep-alive', 'transfer-encoding', 'upgrade', 'proxy-connection', 'accept-encoding', 'te', 'trailer', 'x-moto-account-id']);
 

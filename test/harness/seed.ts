@@ -17,6 +17,7 @@ import {
 import { GetParameterCommand } from '@aws-sdk/client-ssm';
 import { randomBytes } from 'node:crypto';
 import type { AwsClients } from '../../src/aws/clients';
+import { plannedIngress } from '../../src/plan/describe';
 import { validatePlan } from '../../src/plan/load';
 import type { Plan } from '../../src/plan/schema';
 import { START_MARKER, type AppWorld } from './world';
@@ -32,7 +33,13 @@ export interface SeededSource {
   vpcId: string;
   subnetId: string;
   availabilityZone: string;
+  /**
+   * The group the plan's target uses: made for the migration with no ingress rule at all, as a
+   * new group is on AWS (which then denies every inbound connection).
+   */
   securityGroupId: string;
+  /** The old instance's group: it lets the app's public ports in from anywhere, as it serves. */
+  sourceSecurityGroupId: string;
   allocationId: string;
   associationId: string;
   /** The Elastic IP (in 127.0.0.0/8, so it is reachable on this machine). */
@@ -49,7 +56,7 @@ export interface SeedOptions {
   instanceType?: string;
   /** Mark the instance's app as started in this world. */
   world?: AppWorld;
-  /** Open these TCP ports to 0.0.0.0/0 on the app's security group. */
+  /** Open these TCP ports to 0.0.0.0/0 on the target's security group (it has none otherwise). */
   ingressPorts?: number[];
 }
 
@@ -80,24 +87,29 @@ export async function seedSource(clients: AwsClients, options: SeedOptions = {})
   const subnet = sorted[0];
   if (!subnet?.SubnetId) throw new Error(`no default subnet in ${vpcId}`);
 
-  const group = await ec2.send(
-    new CreateSecurityGroupCommand({
-      GroupName: `${name}-${randomBytes(3).toString('hex')}`,
-      Description: `${name} application servers`,
-      VpcId: vpcId,
-      TagSpecifications: [{ ResourceType: 'security-group', Tags: [{ Key: 'Name', Value: name }] }],
-    }),
-  );
-  const securityGroupId = group.GroupId;
-  if (!securityGroupId) throw new Error('CreateSecurityGroup returned no GroupId');
-  if (options.ingressPorts?.length) {
-    await ec2.send(
-      new AuthorizeSecurityGroupIngressCommand({
-        GroupId: securityGroupId,
-        IpPermissions: options.ingressPorts.map((port) => ({ IpProtocol: 'tcp', FromPort: port, ToPort: port, IpRanges: [{ CidrIp: '0.0.0.0/0' }] })),
+  const createGroup = async (suffix: string, description: string, ports: number[]): Promise<string> => {
+    const group = await ec2.send(
+      new CreateSecurityGroupCommand({
+        GroupName: `${name}-${suffix}-${randomBytes(3).toString('hex')}`,
+        Description: description,
+        VpcId: vpcId,
+        TagSpecifications: [{ ResourceType: 'security-group', Tags: [{ Key: 'Name', Value: `${name}-${suffix}` }] }],
       }),
     );
-  }
+    if (!group.GroupId) throw new Error('CreateSecurityGroup returned no GroupId');
+    if (ports.length) {
+      await ec2.send(
+        new AuthorizeSecurityGroupIngressCommand({
+          GroupId: group.GroupId,
+          IpPermissions: ports.map((port) => ({ IpProtocol: 'tcp', FromPort: port, ToPort: port, IpRanges: [{ CidrIp: '0.0.0.0/0' }] })),
+        }),
+      );
+    }
+    return group.GroupId;
+  };
+  const publicPorts = (options.world?.services ?? []).filter((svc) => svc.public).map((svc) => svc.port);
+  const sourceSecurityGroupId = await createGroup('old', `${name} application servers`, publicPorts);
+  const securityGroupId = await createGroup('gpu', `${name} GPU servers`, options.ingressPorts ?? []);
 
   const run = await ec2.send(
     new RunInstancesCommand({
@@ -106,7 +118,7 @@ export async function seedSource(clients: AwsClients, options: SeedOptions = {})
       MinCount: 1,
       MaxCount: 1,
       SubnetId: subnet.SubnetId,
-      SecurityGroupIds: [securityGroupId],
+      SecurityGroupIds: [sourceSecurityGroupId],
       TagSpecifications: [{ ResourceType: 'instance', Tags: [{ Key: 'Name', Value: `${name}-old` }] }],
     }),
   );
@@ -134,12 +146,33 @@ export async function seedSource(clients: AwsClients, options: SeedOptions = {})
     subnetId: subnet.SubnetId,
     availabilityZone: subnet.AvailabilityZone ?? '',
     securityGroupId,
+    sourceSecurityGroupId,
     allocationId: eip.AllocationId,
     associationId: assoc.AssociationId ?? '',
     publicIp: eip.PublicIp,
     privateIp: instance.PrivateIpAddress ?? '',
     defaultSubnetIds: sorted.map((s) => s.SubnetId as string),
   };
+}
+
+/**
+ * The ingress a migration of `plan` leaves on its target group (the public ports from
+ * `ingress.publicCidrs`), for a service set up as if migrated, without a migration.
+ */
+export async function openPlannedIngress(clients: AwsClients, plan: Plan): Promise<void> {
+  const ec2 = clients.ec2(plan.region);
+  for (const rule of plannedIngress(plan)) {
+    try {
+      await ec2.send(
+        new AuthorizeSecurityGroupIngressCommand({
+          GroupId: plan.target.securityGroupIds[0],
+          IpPermissions: [{ IpProtocol: rule.protocol, FromPort: rule.port, ToPort: rule.port, IpRanges: [{ CidrIp: rule.cidr }] }],
+        }),
+      );
+    } catch (err) {
+      if ((err as Error).name !== 'InvalidPermission.Duplicate') throw err;
+    }
+  }
 }
 
 type DeepPartial<T> = T extends readonly unknown[] ? T : T extends object ? { [K in keyof T]?: DeepPartial<T[K]> } : T;

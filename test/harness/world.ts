@@ -10,7 +10,7 @@
  * host. Private services are reached only from "inside" the instance: through SSM Run Command,
  * which the world scripts (curl to 127.0.0.1:<port>, nvidia-smi, the start command).
  */
-import { DescribeAddressesCommand, paginateDescribeInstances, type Instance } from '@aws-sdk/client-ec2';
+import { DescribeAddressesCommand, paginateDescribeInstances, paginateDescribeSecurityGroups, type Instance } from '@aws-sdk/client-ec2';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { setTimeout as delay } from 'node:timers/promises';
@@ -36,6 +36,9 @@ const GPU_BY_FAMILY: Record<string, string> = {
   g6: 'NVIDIA L4, 23034 MiB, 535.183.01, 12.2',
   p3: 'Tesla V100-SXM2-16GB, 16384 MiB, 535.183.01, 12.2',
 };
+
+/** A line that makes the rest of the script stop on the first error (`set -e`, `set -euo pipefail`). */
+const SET_ERREXIT = /^set\s+(-[a-z]*e[a-z]*\b|-o\s+errexit\b)/;
 
 const NO_DRIVER =
   "NVIDIA-SMI has failed because it couldn't communicate with the NVIDIA driver. Make sure that the latest NVIDIA driver is installed and running.";
@@ -106,12 +109,24 @@ interface InstanceView {
   instanceId: string;
   state: string;
   instanceType: string;
+  /** The security groups of the instance (and of its network interfaces). */
+  groupIds: string[];
+}
+
+/** One ingress permission of a security group, as the world enforces it. */
+interface IngressPermission {
+  protocol: string;
+  fromPort: number;
+  toPort: number;
+  cidrs: string[];
 }
 
 /** Who owns which public address, and every instance's state, as moto said last. */
 interface Snapshot {
   byAddress: Map<string, InstanceView>;
   byId: Map<string, InstanceView>;
+  /** Ingress of every security group of the account, by group id. */
+  ingress: Map<string, IngressPermission[]>;
 }
 
 export class AppWorld {
@@ -127,6 +142,7 @@ export class AppWorld {
   private gpuRules: GpuBehaviour[] = [];
   private commandRules: { match: string | RegExp; result: ScriptedResult; instanceId?: string }[] = [];
   private readonly served: ServedRequest[] = [];
+  private readonly servedListeners = new Set<(request: ServedRequest) => void>();
   private readonly seenCommands: WorldCommand[] = [];
   private readonly closing = new AbortController();
   private readonly unsubscribe: (() => void)[];
@@ -216,6 +232,12 @@ export class AppWorld {
     return [...this.started];
   }
 
+  /** Calls `listener` with each request once it was answered (or dropped). */
+  onServed(listener: (request: ServedRequest) => void): () => void {
+    this.servedListeners.add(listener);
+    return () => this.servedListeners.delete(listener);
+  }
+
   requests(filter: { service?: string; instanceId?: string; outcome?: number | 'dropped' } = {}): ServedRequest[] {
     return this.served.filter(
       (r) =>
@@ -282,6 +304,12 @@ export class AppWorld {
       if (!owner) return drop(`no instance has the public address ${address}`);
       record.instanceId = owner.instanceId;
       if (owner.state !== 'running') return drop(`instance ${owner.instanceId} is ${owner.state}`);
+      // Security groups deny inbound traffic unless a rule allows it: no rule, no answer (the
+      // client waits until it gives up, as on AWS).
+      const caller = (req.socket.remoteAddress ?? '').replace(/^::ffff:/, '');
+      if (!(await this.ingressAllows(owner, svc.port, caller))) {
+        return drop(`no security group of ${owner.instanceId} (${owner.groupIds.join(', ') || 'none'}) allows tcp/${svc.port} from ${caller}`);
+      }
       if (!this.started.has(owner.instanceId)) return drop(`the app is not started on ${owner.instanceId}`);
 
       const behaviour = this.behaviour(svc.name, owner.instanceId);
@@ -298,6 +326,8 @@ export class AppWorld {
       record.durationMs = Date.now() - started;
     } catch (err) {
       drop(this.closing.signal.aborted ? 'world closed' : `world error: ${String(err)}`);
+    } finally {
+      for (const listener of [...this.servedListeners]) listener(record);
     }
   }
 
@@ -346,6 +376,16 @@ export class AppWorld {
     return (await this.state()).byAddress.get(address);
   }
 
+  /** Whether one of the instance's security groups lets `caller` in on TCP `port`. */
+  private async ingressAllows(owner: InstanceView, port: number, caller: string): Promise<boolean> {
+    const { ingress } = await this.state();
+    return owner.groupIds.some((id) =>
+      (ingress.get(id) ?? []).some(
+        (p) => (p.protocol === '-1' || ((p.protocol === 'tcp' || p.protocol === '6') && p.fromPort <= port && port <= p.toPort)) && p.cidrs.some((c) => cidrContains(c, caller)),
+      ),
+    );
+  }
+
   private state(): Promise<Snapshot> {
     if (!this.snapshot) {
       const loading = this.loadState();
@@ -360,8 +400,19 @@ export class AppWorld {
   private async loadState(): Promise<Snapshot> {
     const ec2 = this.ec2Clients.ec2(this.region);
     const instances: Instance[] = [];
+    const ingress = new Map<string, IngressPermission[]>();
     const [addresses] = await Promise.all([
       ec2.send(new DescribeAddressesCommand({})),
+      (async () => {
+        for await (const page of paginateDescribeSecurityGroups({ client: ec2 }, {})) {
+          for (const g of page.SecurityGroups ?? []) {
+            ingress.set(
+              g.GroupId ?? '',
+              (g.IpPermissions ?? []).map((p) => ({ protocol: p.IpProtocol ?? '-1', fromPort: p.FromPort ?? -1, toPort: p.ToPort ?? -1, cidrs: (p.IpRanges ?? []).map((r) => r.CidrIp ?? '') })),
+            );
+          }
+        }
+      })(),
       (async () => {
         for await (const page of paginateDescribeInstances({ client: ec2 }, {})) {
           for (const r of page.Reservations ?? []) instances.push(...(r.Instances ?? []));
@@ -379,7 +430,7 @@ export class AppWorld {
         byAddress.set(i.PublicIpAddress, view(i));
       }
     }
-    return { byAddress, byId };
+    return { byAddress, byId, ingress };
   }
 
   private privateHealthy(name: string, owner: InstanceView): boolean {
@@ -401,22 +452,31 @@ export class AppWorld {
     if (!instance || instance.state !== 'running') {
       return { status: 'TimedOut', stderr: `instance ${cmd.instanceId} is ${instance?.state ?? 'unknown'}: the command was not delivered` };
     }
+    // AWS-RunShellScript writes the lines into one script and runs it: every line runs, and the
+    // script's exit code is its last line's, unless the script stops on errors itself (`set -e`).
     const stdout: string[] = [];
+    const stderr: string[] = [];
+    let errexit = false;
+    let last = 0;
     for (const line of cmd.commands) {
+      if (SET_ERREXIT.test(line.trim())) {
+        errexit = true;
+        last = 0;
+        continue;
+      }
       const step = this.executeLine(line, instance);
       if (step.stdout) stdout.push(step.stdout);
-      const exitCode = step.exitCode ?? (step.status === 'Failed' ? 1 : 0);
-      if (step.status && step.status !== 'Success') {
-        return { ...step, stdout: joinLines(stdout) };
+      if (step.stderr) stderr.push(step.stderr);
+      if (step.status && step.status !== 'Success' && step.status !== 'Failed') {
+        return { ...step, stdout: joinLines(stdout), stderr: joinLines(stderr) };
       }
-      if (exitCode !== 0) {
-        return { status: 'Failed', exitCode, stdout: joinLines(stdout), stderr: step.stderr ?? '' };
-      }
+      last = step.exitCode ?? (step.status === 'Failed' ? 1 : 0);
+      if (last !== 0 && errexit) break;
     }
-    return { status: 'Success', exitCode: 0, stdout: joinLines(stdout), stderr: '' };
+    return { status: last === 0 ? 'Success' : 'Failed', exitCode: last, stdout: joinLines(stdout), stderr: joinLines(stderr) };
   }
 
-  /** One shell line, as if run with `set -e`: a failure ends the script. */
+  /** One line of the script: its output and exit code. */
   private executeLine(line: string, instance: InstanceView): ScriptedResult {
     const rule = [...this.commandRules]
       .reverse()
@@ -471,7 +531,30 @@ export class AppWorld {
 }
 
 function view(instance: Instance): InstanceView {
-  return { instanceId: instance.InstanceId ?? '', state: instance.State?.Name ?? 'unknown', instanceType: instance.InstanceType ?? '' };
+  const groups = [...(instance.SecurityGroups ?? []), ...(instance.NetworkInterfaces ?? []).flatMap((n) => n.Groups ?? [])];
+  return {
+    instanceId: instance.InstanceId ?? '',
+    state: instance.State?.Name ?? 'unknown',
+    instanceType: instance.InstanceType ?? '',
+    groupIds: [...new Set(groups.map((g) => g.GroupId ?? '').filter(Boolean))],
+  };
+}
+
+/** Whether an IPv4 CIDR (`127.0.0.0/8`, `0.0.0.0/0`, `203.0.113.7/32`) holds an address. */
+export function cidrContains(cidr: string, address: string): boolean {
+  const [base, bitsText] = cidr.split('/');
+  const bits = Number(bitsText ?? 32);
+  const a = ipv4(base);
+  const b = ipv4(address);
+  if (a === undefined || b === undefined || !(bits >= 0 && bits <= 32)) return false;
+  const mask = bits === 0 ? 0 : (~0 << (32 - bits)) >>> 0;
+  return (a & mask) >>> 0 === (b & mask) >>> 0;
+}
+
+function ipv4(text: string): number | undefined {
+  const parts = text.split('.').map(Number);
+  if (parts.length !== 4 || parts.some((n) => !Number.isInteger(n) || n < 0 || n > 255)) return undefined;
+  return (((parts[0] << 24) >>> 0) + (parts[1] << 16) + (parts[2] << 8) + parts[3]) >>> 0;
 }
 
 function family(instanceType: string): string {

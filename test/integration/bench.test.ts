@@ -51,7 +51,7 @@ test(
       );
       expect(Object.keys(results.sections).sort()).toEqual(['fleet', 'longLife', 'migration', 'recovery', 'warning']);
       const recovery = results.sections.recovery as { recorded: { n: number; median: number } };
-      expect(recovery.recorded.n).toBe(5);
+      expect(recovery.recorded.n).toBe(3);
       expect(recovery.recorded.median).toBeGreaterThan(0);
       const md = await readFile(join(out, 'BENCHMARKS.md'), 'utf8');
       expect(md).toContain('<!-- bench:figures:begin');

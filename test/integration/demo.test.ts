@@ -4,6 +4,7 @@
  */
 import { spawn } from 'node:child_process';
 import { join } from 'node:path';
+import { PHASES } from '../../src/shared/migration';
 
 const ROOT = join(__dirname, '..', '..');
 
@@ -28,7 +29,8 @@ test('npm run demo -- --auto-approve migrates, recovers a Spot interruption and 
   const { code, out } = await runDemo(240_000);
   expect({ code, tail: out.slice(-3000) }).toMatchObject({ code: 0 });
   // Every phase in order, then the approval and the guardian's recovery.
-  const phases = ['preflight', 'launch', 'setup', 'source', 'build', 'start', 'voice-test', 'security-group', 'connectivity', 'eip-switch', 'performance', 'stop-old'];
+  const phases = PHASES.map((p) => p.name);
+  expect(phases.indexOf('security-group')).toBeLessThan(phases.indexOf('start'));
   const at = phases.map((p) => out.indexOf(` ${p} succeeded`));
   expect(at.every((i) => i >= 0)).toBe(true);
   expect([...at].sort((a, b) => a - b)).toEqual(at);

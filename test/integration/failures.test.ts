@@ -175,15 +175,15 @@ const CASES: FailureCase[] = [
   },
   {
     phase: 'connectivity',
-    how: 'a public service refuses connections on the new instance once the security group is open',
+    how: 'a public service refuses connections on the new instance once the voice test passed',
     overrides: FAST_CHECKS,
     arrange: (s) => {
       let launched: string | undefined;
       onLaunched(s.proxy, (id) => {
         launched = id;
       });
-      s.proxy.onAfter('AuthorizeSecurityGroupIngress', () => {
-        if (launched) s.world.configure({ service: 'frontend', instanceId: launched, fail: 'refuse' });
+      s.world.onServed((r) => {
+        if (launched && r.instanceId === launched && r.method === 'POST' && r.outcome === 200) s.world.configure({ service: 'frontend', instanceId: launched, fail: 'refuse' });
       });
     },
     type: ErrorType.ServiceCheckFailed,

@@ -11,6 +11,7 @@ import { runCli, setEnv } from '../harness/cli';
 import { temporalAddress } from '../harness/env';
 import { useIntegration } from '../harness/lifecycle';
 import { addressHolder, aliveInstancesOfPlan, instance, startMigration, waitForPhase } from '../harness/migration';
+import { onLaunched } from '../harness/outcome';
 import { startScenario, type Scenario } from '../harness/scenario';
 import { testPlan } from '../harness/seed';
 import { createQueue, endSpotWorkflows, putMessage, routerStatus, spotEvent, waitForGuardian } from '../harness/spot';
@@ -160,6 +161,41 @@ test('InsufficientInstanceCapacity on the first type takes the next type; on eve
   expect(two.events[1]).toMatchObject({ instanceType: 'g4dn.xlarge', market: 'on-demand', outcome: 'replaced' });
   expect((await instance(g.s.direct, REGION, two.instanceId)).InstanceLifecycle).toBeUndefined();
   expect(await addressHolder(g.s.direct, g.plan)).toBe(two.instanceId);
+});
+
+test('after a failed round the guardian launches again: each launch has ClientTokens of its own', async () => {
+  const g = await migrated();
+  // The first round's three replacements never get healthy: their backend refuses connections.
+  const launched = new Set<string>();
+  onLaunched(g.s.proxy, (id) => {
+    if (launched.has(id)) return;
+    launched.add(id);
+    if (launched.size <= 3) g.s.world.configure({ service: 'backend', instanceId: id, fail: 'refuse' });
+  });
+  await g.guardian.signal(interruptionSignal, { instanceId: g.first.instanceId, kind: 'rebalance' });
+  const failed = await waitForGuardian(g.guardian, 'a failed round', (s) => s.events.some((e) => e.outcome === 'failed'), 90_000);
+  expect(failed.instanceId).toBe(g.first.instanceId);
+  // The next round (a minute later, in a new run) launches a fourth instance rather than
+  // replaying the first round's terminated ones.
+  const after = await waitForGuardian(g.guardian, 'replaced in the next round', (s) => s.replacements === 1 && s.state === 'guarding', 150_000);
+  expect(launched.size).toBe(4);
+  expect([...launched]).toContain(after.instanceId);
+  await expectRecovered(g, g.first.instanceId, after);
+}, 300_000);
+
+test('a guarded instance one listing leaves out is asked for by id, not replaced', async () => {
+  const g = await migrated();
+  // The region's router is shared by this file's tests: compare its counters with now.
+  const before = (await routerStatus(t.client, REGION)).stats;
+  const omitted = g.s.proxy.omitFromListings(g.first.instanceId, 1);
+  await waitFor('the scan that missed it', async () => omitted.fired === 1 && ((await routerStatus(t.client, REGION)).stats.missedByScan ?? 0) > (before.missedByScan ?? 0));
+  // A few more polls: still no notice, still the same instance.
+  const polls = (await routerStatus(t.client, REGION)).stats.polls;
+  await waitFor('three more polls', async () => (await routerStatus(t.client, REGION)).stats.polls >= polls + 3);
+  const status = await g.guardian.query(guardianStatusQuery);
+  expect(status).toMatchObject({ instanceId: g.first.instanceId, replacements: 0, state: 'guarding', pending: [] });
+  expect(status.events).toEqual([]);
+  expect((await routerStatus(t.client, REGION)).stats.pollNotices).toBe(before.pollNotices);
 });
 
 test('many replacements: each run stays small and the state carries over', async () => {

@@ -13,45 +13,15 @@ import {
   StopInstancesCommand,
 } from '@aws-sdk/client-ec2';
 import { CreateQueueCommand, ListQueuesCommand } from '@aws-sdk/client-sqs';
-import { GetCommandInvocationCommand, GetParameterCommand, SendCommandCommand, waitUntilCommandExecuted, type SSMClient } from '@aws-sdk/client-ssm';
-import type { AwsError } from '../../src/aws/call';
+import { GetCommandInvocationCommand, GetParameterCommand, waitUntilCommandExecuted } from '@aws-sdk/client-ssm';
 import { AwsProxy } from '../harness/aws-proxy';
 import { connectClient, connectWorker, motoEndpoint, temporalNamespace } from '../harness/env';
 import { startScenario, type Scenario } from '../harness/scenario';
 import { bundledImageId, seedSource, testPlan, type SeededSource } from '../harness/seed';
 import { DEFAULT_GPU_OUTPUT, START_MARKER } from '../harness/world';
+import { httpGet, rejectionOf, runCommand } from '../harness/calls';
 
 const REGION = 'us-east-1';
-
-/** Rejection of `promise`, asserting there is one. */
-async function rejectionOf(promise: Promise<unknown>): Promise<AwsError> {
-  try {
-    await promise;
-  } catch (err) {
-    return err as AwsError;
-  }
-  throw new Error('expected the call to fail, and it succeeded');
-}
-
-async function runCommand(ssm: SSMClient, instanceId: string, commands: string[]) {
-  const sent = await ssm.send(new SendCommandCommand({ DocumentName: 'AWS-RunShellScript', InstanceIds: [instanceId], Parameters: { commands } }));
-  const commandId = sent.Command?.CommandId;
-  if (!commandId) throw new Error('SendCommand returned no CommandId');
-  const invocation = await ssm.send(new GetCommandInvocationCommand({ CommandId: commandId, InstanceId: instanceId }));
-  return { commandId, invocation };
-}
-
-/** One HTTP request; resolves with the status, or 'dropped' when the connection was destroyed. */
-async function httpGet(url: string, init: RequestInit = {}): Promise<{ status: number | 'dropped'; body: string; servedBy?: string }> {
-  try {
-    const res = await fetch(url, { ...init, signal: AbortSignal.timeout(10_000) });
-    return { status: res.status, body: await res.text(), servedBy: res.headers.get('x-served-by') ?? undefined };
-  } catch (err) {
-    const cause = (err as { cause?: { code?: string } }).cause;
-    if (cause?.code === 'ECONNRESET' || cause?.code === 'UND_ERR_SOCKET') return { status: 'dropped', body: '' };
-    throw err;
-  }
-}
 
 describe('Temporal dev server', () => {
   it('accepts a client and knows the test namespace', async () => {
@@ -258,15 +228,16 @@ describe('AwsProxy', () => {
     const off = proxy.onCommand(() => ({ status: 'InProgress' }));
     let polls = 0;
     const offAfter = proxy.onAfter('GetCommandInvocation', ({ request }) => {
-      // Two answers say InProgress (ours and the waiter's first poll); then the command ends.
-      if (++polls === 2) proxy.setCommandResult(String(request.params.CommandId), String(request.params.InstanceId), { exitCode: 0, stdout: 'finished' });
+      // Not there yet, Pending, InProgress (ours), InProgress (the waiter's first poll); then the command ends.
+      if (++polls === 4) proxy.setCommandResult(String(request.params.CommandId), String(request.params.InstanceId), { exitCode: 0, stdout: 'finished' });
     });
     try {
-      const { commandId, invocation } = await runCommand(ssm, seeded.instanceId, ['sleep 30']);
+      const { commandId, invocation, reads } = await runCommand(ssm, seeded.instanceId, ['sleep 30'], { untilDone: false });
+      expect(reads).toBe(3);
       expect(invocation).toMatchObject({ Status: 'InProgress', ResponseCode: -1 });
       const done = await waitUntilCommandExecuted({ client: ssm, maxWaitTime: 30, minDelay: 1, maxDelay: 1 }, { CommandId: commandId, InstanceId: seeded.instanceId });
       expect(done.state).toBe('SUCCESS');
-      expect(polls).toBe(3);
+      expect(polls).toBe(5);
       expect(proxy.commandResult(commandId, seeded.instanceId)?.stdout).toBe('finished');
     } finally {
       off();
@@ -372,7 +343,14 @@ describe('AppWorld', () => {
     const ec2 = s.clients.ec2(REGION);
     const ssm = s.clients.ssm(REGION);
     const run = await ec2.send(
-      new RunInstancesCommand({ ImageId: await bundledImageId(s.direct), InstanceType: 'g4dn.xlarge', MinCount: 1, MaxCount: 1, SubnetId: s.source.subnetId }),
+      new RunInstancesCommand({
+        ImageId: await bundledImageId(s.direct),
+        InstanceType: 'g4dn.xlarge',
+        MinCount: 1,
+        MaxCount: 1,
+        SubnetId: s.source.subnetId,
+        SecurityGroupIds: [s.source.sourceSecurityGroupId],
+      }),
     );
     const newId = run.Instances?.[0]?.InstanceId ?? '';
     const described = await ec2.send(new DescribeInstancesCommand({ InstanceIds: [newId] }));

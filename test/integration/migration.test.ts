@@ -87,7 +87,9 @@ describe('launch', () => {
     const launched = alive[0];
     expect(launched.InstanceType).toBe('g4dn.xlarge');
     expect(launched.SubnetId).toBe(s.plan.target.subnetIds[0]);
-    expect(launched.SecurityGroups?.map((g) => g.GroupId)).toEqual(s.plan.target.securityGroupIds);
+    // The groups go with the primary network interface (moto reports them only there).
+    const groups = new Set([...(launched.SecurityGroups ?? []), ...(launched.NetworkInterfaces?.[0]?.Groups ?? [])].map((g) => g.GroupId));
+    expect([...groups]).toEqual(s.plan.target.securityGroupIds);
     expect(launched.BlockDeviceMappings).toHaveLength(1);
   });
 

@@ -140,6 +140,16 @@ function afterFirst(c: Crash, action: string, hook: () => void): void {
   });
 }
 
+/** Runs `hook` once, when the first synthesis request of the run has been answered. */
+function afterFirstSynthesis(c: Crash, hook: () => void): void {
+  let done = false;
+  c.s.world.onServed((r) => {
+    if (done || r.outcome !== 200 || !r.path.startsWith('/api/voice/synthesize')) return;
+    done = true;
+    hook();
+  });
+}
+
 type Where = PhaseName | 'approval';
 
 /** The activity each hold keeps running. */
@@ -182,8 +192,8 @@ const HOLDS: Record<Where, (c: Crash, handle: () => WorkflowHandle) => Hold> = {
   // The first synthesis of the run is the voice test's.
   'voice-test': (c) => holdService(c, 'synthesis', (apply) => apply()),
   'security-group': (c) => holdCall(c, 'AuthorizeSecurityGroupIngress'),
-  // The check at the new instance's address follows the security group's change.
-  connectivity: (c) => holdService(c, 'frontend', (apply) => afterFirst(c, 'AuthorizeSecurityGroupIngress', apply)),
+  // The check at the new instance's address follows the voice test's synthesis.
+  connectivity: (c) => holdService(c, 'frontend', (apply) => afterFirstSynthesis(c, apply)),
   'eip-switch': (c) => holdCall(c, 'AssociateAddress'),
   // The synthesis at the Elastic IP comes after the switch.
   performance: (c) => holdService(c, 'synthesis', (apply) => afterFirst(c, 'AssociateAddress', apply)),

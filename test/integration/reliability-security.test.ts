@@ -42,6 +42,9 @@ const REQUIRED_UNLOGGED: Record<string, string> = {
   // Only a remote step retried after its worker died looks its command up; the guardian crash
   // test in guardian-scale.test.ts sees that call.
   'ssm:ListCommands': 'a remote step retried after a worker crash finds the command it sent',
+  // EC2 itself makes the Spot service-linked role on the account's first Spot launch; the
+  // worker never calls IAM.
+  'iam:CreateServiceLinkedRole': 'the first Spot launch of an account makes AWSServiceRoleForEC2Spot',
 };
 
 /** Credentials of the shape AWS issues, random for this run (moto accepts any). */

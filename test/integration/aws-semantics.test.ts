@@ -1,0 +1,276 @@
+/**
+ * The migration against the strict world, one test per place where real AWS differs from what
+ * moto lets pass (docs/aws-semantics.md has the table; each test is named there). Each of these
+ * fails on code that only ever met moto's leniency.
+ */
+import { CreateSubnetCommand, DescribeInstancesCommand, RegisterImageCommand } from '@aws-sdk/client-ec2';
+import { ErrorType } from '../../src/shared/errors';
+import { decideUpdate, statusQuery } from '../../src/shared/migration';
+import { useIntegration } from '../harness/lifecycle';
+import { aliveInstancesOfPlan, instance, instancesOfPlan, startMigration, waitForPhase } from '../harness/migration';
+import { failureOf } from '../harness/outcome';
+import type { Scenario } from '../harness/scenario';
+import { testPlan, type PlanOverrides } from '../harness/seed';
+
+const t = useIntegration();
+
+/** RunInstances that is not preflight's DryRun. */
+const forReal = (params: Record<string, unknown>) => String(params.DryRun) !== 'true';
+const FAST_CHECKS: PlanOverrides = { checks: { attempts: 2, interval: '1s' } };
+
+/** Every RunInstances that was not a DryRun, as the proxy saw it. */
+function launches(s: Scenario) {
+  return s.proxy.calls({ action: 'RunInstances' }).filter((c) => c.status !== 412);
+}
+
+test('security group first: a target group with no ingress is opened before anything is checked from outside', async () => {
+  const { s, w } = await t.setup();
+  const handle = await startMigration(t.client, w.taskQueue, s.plan);
+  const waiting = await waitForPhase(handle, 'awaiting-approval');
+  const newId = waiting.newInstanceId as string;
+  const sg = waiting.phases.find((p) => p.name === 'security-group');
+  const start = waiting.phases.find((p) => p.name === 'start');
+  expect(sg?.state).toBe('succeeded');
+  expect(Date.parse(sg?.endedAt ?? '')).toBeLessThanOrEqual(Date.parse(start?.startedAt ?? ''));
+  // Not one request to the new instance was turned away by its security group.
+  expect(s.world.requests({ instanceId: newId }).filter((r) => /security group/.test(r.reason ?? ''))).toEqual([]);
+  expect(s.world.requests({ instanceId: newId, outcome: 200 }).length).toBeGreaterThan(0);
+  await handle.executeUpdate(decideUpdate, { args: [{ decision: 'reject', by: 'ops', reason: 'test over' }] });
+  await failureOf(handle);
+});
+
+test('idempotency keys per run: a re-run after a rollback launches a new instance', async () => {
+  const { s, w } = await t.setup();
+  const first = await startMigration(t.client, w.taskQueue, s.plan);
+  const firstId = (await waitForPhase(first, 'awaiting-approval')).newInstanceId as string;
+  await first.executeUpdate(decideUpdate, { args: [{ decision: 'reject', by: 'ops', reason: 'try again' }] });
+  expect((await failureOf(first)).report.outcome).toBe('rolled back');
+  expect((await instance(s.direct, s.plan.region, firstId)).State?.Name).toBe('terminated');
+
+  // Same plan, same workflow id: EC2 would answer the first run's ClientToken with its dead instance.
+  const second = await startMigration(t.client, w.taskQueue, s.plan);
+  const again = await waitForPhase(second, 'awaiting-approval');
+  expect(again.newInstanceId).not.toBe(firstId);
+  expect((await instance(s.direct, s.plan.region, again.newInstanceId as string)).State?.Name).toBe('running');
+  await second.executeUpdate(decideUpdate, { args: [{ decision: 'reject', by: 'ops', reason: 'test over' }] });
+  await failureOf(second);
+});
+
+test('a launch EC2 terminates in pending for lack of capacity moves on to the next pool', async () => {
+  const { s, w } = await t.setup();
+  const died = s.proxy.dieOnLaunch({ code: 'Server.InsufficientInstanceCapacity', times: 1, when: forReal });
+  const handle = await startMigration(t.client, w.taskQueue, s.plan);
+  const waiting = await waitForPhase(handle, 'awaiting-approval');
+  expect(died.fired).toBe(1);
+  const launch = waiting.phases.find((p) => p.name === 'launch');
+  expect(launch?.figures.skipped?.value).toMatch(/g4dn\.xlarge\/on-demand: Server\.InsufficientInstanceCapacity \(i-\w+ terminated while pending\)/);
+  expect(launch?.figures.instanceType?.value).toBe('g4dn.2xlarge');
+  expect(launch?.attempts).toBe(1);
+  await handle.executeUpdate(decideUpdate, { args: [{ decision: 'reject', by: 'ops', reason: 'test over' }] });
+  await failureOf(handle);
+});
+
+test('a launch EC2 terminates in pending for a client reason (a KMS key) fails at once, naming the StateReason', async () => {
+  const { s, w } = await t.setup();
+  s.proxy.dieOnLaunch({ code: 'Client.InternalError', when: forReal });
+  const handle = await startMigration(t.client, w.taskQueue, s.plan);
+  const { failure, report } = await failureOf(handle);
+  expect(failure.type).toBe('LaunchTerminated');
+  expect(report.error?.message).toMatch(/Client\.InternalError: Client error on launch .*KMS/);
+  expect(report.phases.find((p) => p.name === 'launch')).toMatchObject({ state: 'failed', attempts: 1 });
+  expect(launches(s)).toHaveLength(1);
+  expect(report.outcome).toBe('rolled back');
+});
+
+test('Unsupported in the first subnet’s zone skips to the next subnet', async () => {
+  // us-east-1e offers no g4dn or g5 (moto's offerings, as in AWS).
+  const { s, w } = await t.setup();
+  const zoneE = s.source.defaultSubnetIds[4];
+  const plan = testPlan(s.source, s.world.ports, { target: { subnetIds: [zoneE, s.source.subnetId], fallbackInstanceTypes: [] } });
+  const handle = await startMigration(t.client, w.taskQueue, plan);
+  const waiting = await waitForPhase(handle, 'awaiting-approval');
+  const launched = await instance(s.direct, plan.region, waiting.newInstanceId as string);
+  expect(launched.SubnetId).toBe(s.source.subnetId);
+  expect(waiting.phases.find((p) => p.name === 'launch')?.figures.skipped?.value).toBe('g4dn.xlarge/on-demand: Unsupported');
+  await handle.executeUpdate(decideUpdate, { args: [{ decision: 'reject', by: 'ops', reason: 'test over' }] });
+  const { report } = await failureOf(handle);
+  expect(report.warnings.join('\n')).toMatch(/g4dn\.xlarge is not offered in us-east-1e/);
+});
+
+test('remote steps fail when any line fails: a missing GPU fails setup even though later lines succeed', async () => {
+  const { s, w } = await t.setup({ planOverrides: { target: { instanceType: 'm5.xlarge', fallbackInstanceTypes: [] } } });
+  const handle = await startMigration(t.client, w.taskQueue, s.plan);
+  const { failure, report } = await failureOf(handle);
+  expect(failure.type).toBe(ErrorType.RemoteCommandFailed);
+  const setup = report.phases.find((p) => p.name === 'setup');
+  expect(setup).toMatchObject({ state: 'failed', output: { exitCode: 9 } });
+  // nvidia-smi is the first of three lines; the script stopped there.
+  const sent = s.world.commands().filter((c) => c.commands.some((l) => l.includes('docker --version')));
+  expect(sent.length).toBeGreaterThan(0);
+  for (const c of sent) expect(c.commands[0]).toBe('set -e');
+});
+
+test('a subnet that does not assign public addresses still gives the new instance one', async () => {
+  const { s, w } = await t.setup();
+  const subnet = await s.direct.ec2(s.plan.region).send(new CreateSubnetCommand({ VpcId: s.source.vpcId, CidrBlock: '172.31.200.0/24', AvailabilityZone: s.source.availabilityZone }));
+  const subnetId = subnet.Subnet?.SubnetId as string;
+  expect(subnet.Subnet?.MapPublicIpOnLaunch).toBe(false);
+  const plan = testPlan(s.source, s.world.ports, { target: { subnetIds: [subnetId] } });
+  const handle = await startMigration(t.client, w.taskQueue, plan);
+  const waiting = await waitForPhase(handle, 'awaiting-approval');
+  const launched = await instance(s.direct, plan.region, waiting.newInstanceId as string);
+  expect(launched.SubnetId).toBe(subnetId);
+  await handle.executeUpdate(decideUpdate, { args: [{ decision: 'reject', by: 'ops', reason: 'test over' }] });
+  await failureOf(handle);
+});
+
+test('preflight refuses a root volume smaller than the image’s root snapshot, and launches nothing', async () => {
+  const { s, w } = await t.setup();
+  const registered = await s.direct.ec2(s.plan.region).send(
+    new RegisterImageCommand({ Name: `dlami-${s.plan.name}`, RootDeviceName: '/dev/sda1', BlockDeviceMappings: [{ DeviceName: '/dev/sda1', Ebs: { VolumeSize: 75, SnapshotId: 'snap-0123456789abcdef0' } }] }),
+  );
+  const imageId = registered.ImageId as string;
+  s.proxy.setImageRootSize(imageId, 75);
+  const plan = testPlan(s.source, s.world.ports, { target: { imageId, rootVolume: { sizeGiB: 30, type: 'gp3' } } });
+  const handle = await startMigration(t.client, w.taskQueue, plan);
+  const { failure, report } = await failureOf(handle);
+  expect(failure.type).toBe(ErrorType.PreflightFailed);
+  expect(report.error?.message).toMatch(/target\.rootVolume\.sizeGiB: 30 GiB is smaller than the root snapshot of ami-\w+ \(75 GiB\); set it to at least 75/);
+  expect(launches(s).filter((c) => c.status === 200)).toEqual([]);
+  expect(await instancesOfPlan(s.direct, plan)).toEqual([]);
+});
+
+test('the new instance lets containers reach instance metadata (IMDSv2 hop limit 2)', async () => {
+  const { s, w } = await t.setup();
+  const handle = await startMigration(t.client, w.taskQueue, s.plan);
+  const waiting = await waitForPhase(handle, 'awaiting-approval');
+  const out = await s.direct.ec2(s.plan.region).send(new DescribeInstancesCommand({ InstanceIds: [waiting.newInstanceId as string] }));
+  expect(out.Reservations?.[0]?.Instances?.[0]?.MetadataOptions).toMatchObject({ HttpTokens: 'required', HttpPutResponseHopLimit: 2 });
+  await handle.executeUpdate(decideUpdate, { args: [{ decision: 'reject', by: 'ops', reason: 'test over' }] });
+  await failureOf(handle);
+});
+
+/** An instance profile in moto's IAM (moto checks RunInstances' profile against it); no IAM client needed. */
+async function createInstanceProfile(s: Scenario, name: string): Promise<void> {
+  const res = await fetch(s.proxy.bypassEndpoint, {
+    method: 'POST',
+    headers: {
+      'content-type': 'application/x-www-form-urlencoded; charset=utf-8',
+      authorization: 'AWS4-HMAC-SHA256 Credential=testing/20260101/us-east-1/iam/aws4_request, SignedHeaders=host, Signature=0',
+    },
+    body: new URLSearchParams({ Action: 'CreateInstanceProfile', Version: '2010-05-08', InstanceProfileName: name }).toString(),
+  });
+  if (res.status !== 200) throw new Error(`CreateInstanceProfile answered ${res.status}: ${await res.text()}`);
+}
+
+test('a new instance profile EC2 does not know yet is retried until IAM has caught up', async () => {
+  const { s, w } = await t.setup();
+  const profile = `${s.plan.name}-ssm`;
+  await createInstanceProfile(s, profile);
+  const plan = testPlan(s.source, s.world.ports, { target: { iamInstanceProfile: profile } });
+  const rule = s.proxy.fail({
+    action: 'RunInstances',
+    code: 'InvalidParameterValue',
+    message: `Value (${profile}) for parameter iamInstanceProfile.name is invalid. Invalid IAM Instance Profile name`,
+    times: 3,
+  });
+  const handle = await startMigration(t.client, w.taskQueue, plan);
+  const waiting = await waitForPhase(handle, 'awaiting-approval');
+  expect(rule.fired).toBe(3);
+  // Preflight's DryRun saw it first (a warning, not a failure); the launch's first two attempts then.
+  expect(waiting.phases.find((p) => p.name === 'launch')?.attempts).toBe(3);
+  const launched = await instance(s.direct, plan.region, waiting.newInstanceId as string);
+  expect(launched.IamInstanceProfile?.Arn).toMatch(new RegExp(`instance-profile/${profile}$`));
+  await handle.executeUpdate(decideUpdate, { args: [{ decision: 'reject', by: 'ops', reason: 'test over' }] });
+  await failureOf(handle);
+});
+
+test('a permanent EC2 error fails the launch at once: IdempotentParameterMismatch is not retried', async () => {
+  const { s, w } = await t.setup();
+  const rule = s.proxy.fail({ action: 'RunInstances', code: 'IdempotentParameterMismatch', message: 'Arguments on this idempotent request are inconsistent with arguments used in previous request(s).', when: forReal });
+  const handle = await startMigration(t.client, w.taskQueue, s.plan);
+  const { failure, report } = await failureOf(handle);
+  expect(failure.type).toBe('IdempotentParameterMismatch');
+  expect(rule.fired).toBe(1);
+  expect(report.phases.find((p) => p.name === 'launch')).toMatchObject({ state: 'failed', attempts: 1 });
+});
+
+test('preflight DryRuns the Spot launch itself: a missing service-linked-role permission fails before anything is made', async () => {
+  const { s, w } = await t.setup({ planOverrides: { target: { market: 'spot' } } });
+  s.proxy.fail({
+    action: 'RunInstances',
+    code: 'AuthFailure.ServiceLinkedRoleCreationNotPermitted',
+    status: 403,
+    message: 'The provided credentials do not have permission to create the service-linked role for EC2 Spot Instances.',
+    when: (p) => p['InstanceMarketOptions.MarketType'] === 'spot',
+  });
+  const handle = await startMigration(t.client, w.taskQueue, s.plan);
+  const { failure, report } = await failureOf(handle);
+  expect(failure.type).toBe(ErrorType.PreflightFailed);
+  expect(report.error?.message).toMatch(/ec2:RunInstances \(spot\): DryRun answered AuthFailure\.ServiceLinkedRoleCreationNotPermitted/);
+  expect(report.phases.find((p) => p.name === 'preflight')?.attempts).toBe(1);
+  expect(await aliveInstancesOfPlan(s.direct, s.plan)).toEqual([]);
+});
+
+test('a remote step whose output SSM cut says so, and shows what SSM kept', async () => {
+  const { s, w } = await t.setup();
+  s.world.scriptCommand('docker compose build', { exitCode: 1, stdout: 'x'.repeat(30_000), stderr: `${'#12 building…\n'.repeat(4_000)}ERROR: failed to solve: exit code: 1` });
+  const handle = await startMigration(t.client, w.taskQueue, s.plan);
+  const { report } = await failureOf(handle);
+  const build = report.phases.find((p) => p.name === 'build');
+  expect(build?.output?.cut).toBe("the output was cut by SSM: stdout (SSM keeps its first 24,000 characters), stderr (SSM keeps its first 8,000 characters); the end of the step's output is not in it");
+  expect(build?.output?.stderrTail).not.toContain('failed to solve');
+  expect(build?.lastError).toMatch(/the output was cut by SSM/);
+});
+
+test('a fractional checks.requestTimeoutSeconds still gives SSM a whole-second executionTimeout', async () => {
+  const { s, w } = await t.setup({ planOverrides: { ...FAST_CHECKS, checks: { ...FAST_CHECKS.checks, requestTimeoutSeconds: 2.5 } } });
+  const handle = await startMigration(t.client, w.taskQueue, s.plan);
+  const waiting = await waitForPhase(handle, 'awaiting-approval');
+  expect(waiting.phases.find((p) => p.name === 'start')?.state).toBe('succeeded');
+  expect(s.proxy.calls({ action: 'SendCommand' }).filter((c) => c.status !== 200)).toEqual([]);
+  await handle.executeUpdate(decideUpdate, { args: [{ decision: 'reject', by: 'ops', reason: 'test over' }] });
+  await failureOf(handle);
+});
+
+test('a re-run never adopts the instance an earlier run launched, even when it is now the source', async () => {
+  const { s, w } = await t.setup();
+  const first = await startMigration(t.client, w.taskQueue, s.plan);
+  await waitForPhase(first, 'awaiting-approval');
+  await first.executeUpdate(decideUpdate, { args: [{ decision: 'approve', by: 'ops' }] });
+  const done = await first.result();
+  const serving = done.after.instanceId as string;
+
+  // Migrate again, from the instance the first run made (same plan name, so the same workflow id).
+  const plan = { ...s.plan, source: { instanceId: serving } };
+  const second = await startMigration(t.client, w.taskQueue, plan);
+  const waiting = await waitForPhase(second, 'awaiting-approval');
+  expect(waiting.newInstanceId).not.toBe(serving);
+  expect((await second.query(statusQuery)).phases.find((p) => p.name === 'launch')?.figures.instanceType?.value).toBe('g4dn.xlarge');
+  await second.executeUpdate(decideUpdate, { args: [{ decision: 'reject', by: 'ops', reason: 'test over' }] });
+  await failureOf(second);
+  // The rollback of the second run terminated its own instance, never the one serving.
+  expect((await instance(s.direct, plan.region, serving)).State?.Name).toBe('running');
+});
+
+test('images are consistent: the backup is taken of the stopped instance, the golden one after a sync', async () => {
+  const { s, w } = await t.setup();
+  const handle = await startMigration(t.client, w.taskQueue, s.plan);
+  const newId = (await waitForPhase(handle, 'awaiting-approval')).newInstanceId as string;
+  const createImages: { instanceId: string; at: Date }[] = [];
+  s.proxy.onAfter('CreateImage', ({ call, request }) => {
+    if (call.status === 200) createImages.push({ instanceId: String(request.params.InstanceId), at: call.at });
+  });
+  await handle.executeUpdate(decideUpdate, { args: [{ decision: 'approve', by: 'ops' }] });
+  const report = await handle.result();
+  expect(report.outcome).toBe('completed');
+  const stopped = s.proxy.calls({ action: 'StopInstances' }).filter((c) => c.status === 200);
+  expect(stopped).toHaveLength(1);
+  const backup = createImages.find((c) => c.instanceId === s.source.instanceId);
+  const golden = createImages.find((c) => c.instanceId === newId);
+  expect(backup && backup.at >= stopped[0].at).toBe(true);
+  const sync = s.world.commands(newId).find((c) => c.commands.includes('sync'));
+  expect(sync?.result.exitCode).toBe(0);
+  const syncSent = s.proxy.sentCommands().find((c) => c.commandId === sync?.commandId);
+  expect(golden && syncSent && golden.at >= syncSent.at).toBe(true);
+});

@@ -1,0 +1,231 @@
+/**
+ * The test world behaves as AWS is documented to behave where moto is lenient. Each rule here
+ * is driven with plain SDK calls (no project code), and docs/aws-semantics.md names the AWS
+ * document each one follows.
+ */
+import {
+  AuthorizeSecurityGroupIngressCommand,
+  CreateSubnetCommand,
+  DescribeImagesCommand,
+  DescribeInstanceTypeOfferingsCommand,
+  DescribeInstancesCommand,
+  RegisterImageCommand,
+  RevokeSecurityGroupIngressCommand,
+  RunInstancesCommand,
+  TerminateInstancesCommand,
+  type RunInstancesCommandInput,
+} from '@aws-sdk/client-ec2';
+import { GetCommandInvocationCommand, SendCommandCommand } from '@aws-sdk/client-ssm';
+import { httpGet, rejectionOf, runCommand } from '../harness/calls';
+import { startScenario, type Scenario } from '../harness/scenario';
+import { cidrContains } from '../harness/world';
+
+const REGION = 'us-east-1';
+
+let s: Scenario;
+beforeAll(async () => {
+  s = await startScenario();
+});
+afterAll(() => s?.close());
+
+/** A running GPU instance in the target's (empty) security group, its app started. */
+async function startedTarget(): Promise<{ instanceId: string; ip: string }> {
+  const run = await s.direct.ec2(REGION).send(
+    new RunInstancesCommand({
+      ImageId: s.source.imageId,
+      InstanceType: 'g4dn.xlarge',
+      MinCount: 1,
+      MaxCount: 1,
+      SubnetId: s.source.subnetId,
+      SecurityGroupIds: [s.source.securityGroupId],
+    }),
+  );
+  const instance = run.Instances?.[0];
+  const instanceId = instance?.InstanceId ?? '';
+  s.world.markStarted(instanceId);
+  const { invocation } = await runCommand(s.clients.ssm(REGION), instanceId, ['true']);
+  expect(invocation.Status).toBe('Success');
+  const described = await s.direct.ec2(REGION).send(new DescribeInstancesCommand({ InstanceIds: [instanceId] }));
+  return { instanceId, ip: described.Reservations?.[0]?.Instances?.[0]?.PublicIpAddress ?? '' };
+}
+
+describe('security groups', () => {
+  it('holds CIDRs as AWS matches them', () => {
+    expect(cidrContains('0.0.0.0/0', '127.0.0.1')).toBe(true);
+    expect(cidrContains('127.0.0.0/8', '127.214.3.4')).toBe(true);
+    expect(cidrContains('203.0.113.0/24', '127.0.0.1')).toBe(false);
+    expect(cidrContains('127.0.0.1/32', '127.0.0.1')).toBe(true);
+    expect(cidrContains('127.0.0.2/32', '127.0.0.1')).toBe(false);
+  });
+
+  it('drops a connection no rule of the instance’s groups allows, and answers once one does', async () => {
+    const { instanceId, ip } = await startedTarget();
+    const ec2 = s.direct.ec2(REGION);
+    const port = s.world.ports.backend;
+    const url = s.world.url(ip, 'backend');
+
+    // A new group allows nothing inbound.
+    expect((await httpGet(url)).status).toBe('dropped');
+    expect(s.world.requests({ instanceId }).at(-1)?.reason).toMatch(new RegExp(`no security group of ${instanceId} .* allows tcp/${port} from 127\\.`));
+
+    // A rule for another source does not let this machine in; neither does another port.
+    await ec2.send(new AuthorizeSecurityGroupIngressCommand({ GroupId: s.source.securityGroupId, IpPermissions: [{ IpProtocol: 'tcp', FromPort: port, ToPort: port, IpRanges: [{ CidrIp: '203.0.113.0/24' }] }] }));
+    await ec2.send(new AuthorizeSecurityGroupIngressCommand({ GroupId: s.source.securityGroupId, IpPermissions: [{ IpProtocol: 'tcp', FromPort: port + 1, ToPort: port + 1, IpRanges: [{ CidrIp: '0.0.0.0/0' }] }] }));
+    expect((await httpGet(url)).status).toBe('dropped');
+
+    await ec2.send(new AuthorizeSecurityGroupIngressCommand({ GroupId: s.source.securityGroupId, IpPermissions: [{ IpProtocol: 'tcp', FromPort: port, ToPort: port, IpRanges: [{ CidrIp: '127.0.0.0/8' }] }] }));
+    expect(await httpGet(url)).toMatchObject({ status: 200, servedBy: instanceId });
+    // The frontend's port is still closed.
+    expect((await httpGet(s.world.url(ip, 'frontend'))).status).toBe('dropped');
+
+    await ec2.send(new RevokeSecurityGroupIngressCommand({ GroupId: s.source.securityGroupId, IpPermissions: [{ IpProtocol: 'tcp', FromPort: port, ToPort: port, IpRanges: [{ CidrIp: '127.0.0.0/8' }] }] }));
+    expect((await httpGet(url)).status).toBe('dropped');
+  });
+
+  it('serves the old instance through its own group, which lets the public ports in', async () => {
+    expect(await httpGet(s.world.url(s.source.publicIp, 'backend'))).toMatchObject({ status: 200, servedBy: s.source.instanceId });
+    expect(await httpGet(s.world.url(s.source.publicIp, 'frontend'))).toMatchObject({ status: 200, servedBy: s.source.instanceId });
+  });
+});
+
+describe('Run Command (AWS-RunShellScript)', () => {
+  it('reports the exit code of the last line unless the script stops on errors', async () => {
+    const ssm = s.clients.ssm(REGION);
+    // The old t3.large has no GPU: nvidia-smi exits 9.
+    const plain = await runCommand(ssm, s.source.instanceId, ['nvidia-smi', 'echo after']);
+    expect(plain.invocation).toMatchObject({ Status: 'Success', ResponseCode: 0 });
+    expect(s.world.commands(s.source.instanceId).at(-1)?.result).toMatchObject({ exitCode: 0 });
+
+    const lastFails = await runCommand(ssm, s.source.instanceId, ['true', 'nvidia-smi']);
+    expect(lastFails.invocation).toMatchObject({ Status: 'Failed', ResponseCode: 9 });
+
+    const strict = await runCommand(ssm, s.source.instanceId, ['set -e', 'nvidia-smi', 'docker compose up -d']);
+    expect(strict.invocation).toMatchObject({ Status: 'Failed', ResponseCode: 9 });
+    expect(strict.invocation.StandardErrorContent).toMatch(/NVIDIA-SMI has failed/);
+  });
+
+  it('answers InvocationDoesNotExist right after SendCommand, then Pending, then InProgress, then the result', async () => {
+    const ssm = s.clients.ssm(REGION);
+    const sent = await ssm.send(new SendCommandCommand({ DocumentName: 'AWS-RunShellScript', InstanceIds: [s.source.instanceId], Parameters: { commands: ['true'] } }));
+    const read = () => ssm.send(new GetCommandInvocationCommand({ CommandId: sent.Command?.CommandId, InstanceId: s.source.instanceId }));
+    expect((await rejectionOf(read())).name).toBe('InvocationDoesNotExist');
+    expect(await read()).toMatchObject({ Status: 'Pending', ResponseCode: -1, StandardOutputContent: '' });
+    expect(await read()).toMatchObject({ Status: 'InProgress', ResponseCode: -1 });
+    expect(await read()).toMatchObject({ Status: 'Success', ResponseCode: 0 });
+  });
+
+  it('keeps only the first 24,000 characters of stdout and 8,000 of stderr', async () => {
+    const ssm = s.clients.ssm(REGION);
+    s.world.scriptCommand('make noise', { exitCode: 1, stdout: `${'o'.repeat(30_000)}END-OUT`, stderr: `${'e'.repeat(50_000)}\nerror: the real cause` });
+    try {
+      const { invocation } = await runCommand(ssm, s.source.instanceId, ['make noise']);
+      expect(invocation.StandardOutputContent).toHaveLength(24_000);
+      expect(invocation.StandardErrorContent).toHaveLength(8_000);
+      expect(invocation.StandardErrorContent).not.toContain('the real cause');
+    } finally {
+      s.world.resetConfig();
+    }
+  });
+
+  it('refuses an executionTimeout that is not a whole number of seconds from 1 to 172800', async () => {
+    const ssm = s.clients.ssm(REGION);
+    const send = (executionTimeout: string) =>
+      ssm.send(new SendCommandCommand({ DocumentName: 'AWS-RunShellScript', InstanceIds: [s.source.instanceId], Parameters: { commands: ['true'], executionTimeout: [executionTimeout] } }));
+    for (const bad of ['32.5', '0', '172801', 'soon']) {
+      const err = await rejectionOf(send(bad));
+      expect(err.name).toBe('InvalidParameters');
+      expect(err.message).toContain('executionTimeout');
+    }
+    expect((await send('172800')).Command?.CommandId).toBeTruthy();
+  });
+});
+
+describe('RunInstances', () => {
+  const request = (extra: Partial<RunInstancesCommandInput> = {}): RunInstancesCommandInput => ({
+    ImageId: s.source.imageId,
+    InstanceType: 'g4dn.xlarge',
+    MinCount: 1,
+    MaxCount: 1,
+    SubnetId: s.source.subnetId,
+    ...extra,
+  });
+  const describe1 = async (instanceId: string) =>
+    (await s.direct.ec2(REGION).send(new DescribeInstancesCommand({ InstanceIds: [instanceId] }))).Reservations?.[0]?.Instances?.[0];
+
+  it('honours ClientToken: the same reservation again, also once terminated; other parameters are a mismatch', async () => {
+    const ec2 = s.clients.ec2(REGION);
+    const token = `token-${Date.now()}`;
+    const first = await ec2.send(new RunInstancesCommand(request({ ClientToken: token })));
+    const id = first.Instances?.[0]?.InstanceId as string;
+    const again = await ec2.send(new RunInstancesCommand(request({ ClientToken: token })));
+    expect(again.Instances?.map((i) => i.InstanceId)).toEqual([id]);
+    expect(again.ReservationId).toBe(first.ReservationId);
+
+    await ec2.send(new TerminateInstancesCommand({ InstanceIds: [id] }));
+    const replayed = await ec2.send(new RunInstancesCommand(request({ ClientToken: token })));
+    expect(replayed.Instances?.map((i) => i.InstanceId)).toEqual([id]);
+    expect((await describe1(id))?.State?.Name).toBe('terminated');
+
+    const mismatch = await rejectionOf(ec2.send(new RunInstancesCommand(request({ ClientToken: token, InstanceType: 'g5.xlarge' }))));
+    expect(mismatch.name).toBe('IdempotentParameterMismatch');
+    // Without a token every call launches.
+    const a = await ec2.send(new RunInstancesCommand(request()));
+    const b = await ec2.send(new RunInstancesCommand(request()));
+    expect(a.Instances?.[0]?.InstanceId).not.toBe(b.Instances?.[0]?.InstanceId);
+  });
+
+  it('dies in pending when told to: accepted, then terminated with a StateReason', async () => {
+    const rule = s.proxy.dieOnLaunch({ code: 'Server.InsufficientInstanceCapacity', times: 1 });
+    const out = await s.clients.ec2(REGION).send(new RunInstancesCommand(request()));
+    expect(out.Instances?.[0]?.State?.Name).toBe('pending');
+    const died = await describe1(out.Instances?.[0]?.InstanceId as string);
+    expect(died?.State?.Name).toBe('terminated');
+    expect(died?.StateReason).toEqual({ Code: 'Server.InsufficientInstanceCapacity', Message: 'Server.InsufficientInstanceCapacity: Insufficient capacity to satisfy the launch request' });
+    expect(rule.fired).toBe(1);
+    const next = await s.clients.ec2(REGION).send(new RunInstancesCommand(request()));
+    expect((await describe1(next.Instances?.[0]?.InstanceId as string))?.State?.Name).toBe('running');
+  });
+
+  it('answers Unsupported for a type its zone does not offer', async () => {
+    const zoneE = s.source.defaultSubnetIds[4];
+    const err = await rejectionOf(s.clients.ec2(REGION).send(new RunInstancesCommand(request({ SubnetId: zoneE }))));
+    expect(err.name).toBe('Unsupported');
+    expect(err.message).toMatch(/g4dn\.xlarge\) is not supported in your requested Availability Zone \(us-east-1e\)/);
+    // Through a network interface just the same; a type offered there launches.
+    const viaEni = await rejectionOf(s.clients.ec2(REGION).send(new RunInstancesCommand(request({ SubnetId: undefined, NetworkInterfaces: [{ DeviceIndex: 0, SubnetId: zoneE }] }))));
+    expect(viaEni.name).toBe('Unsupported');
+    const offered = await s.direct.ec2(REGION).send(new DescribeInstanceTypeOfferingsCommand({ LocationType: 'availability-zone', Filters: [{ Name: 'location', Values: ['us-east-1e'] }] }));
+    const there = offered.InstanceTypeOfferings?.[0]?.InstanceType;
+    expect(there).toBeTruthy();
+    const ok = await s.clients.ec2(REGION).send(new RunInstancesCommand(request({ SubnetId: zoneE, InstanceType: there })));
+    expect(ok.Instances?.[0]?.InstanceId).toMatch(/^i-/);
+  });
+
+  it('gives no public address in a subnet that does not assign one, unless the request asks', async () => {
+    const ec2 = s.direct.ec2(REGION);
+    const subnet = await ec2.send(new CreateSubnetCommand({ VpcId: s.source.vpcId, CidrBlock: '172.31.201.0/24', AvailabilityZone: s.source.availabilityZone }));
+    const subnetId = subnet.Subnet?.SubnetId as string;
+    const plain = await s.clients.ec2(REGION).send(new RunInstancesCommand(request({ SubnetId: subnetId })));
+    expect((await describe1(plain.Instances?.[0]?.InstanceId as string))?.PublicIpAddress).toBeUndefined();
+    const asked = await s.clients.ec2(REGION).send(
+      new RunInstancesCommand(request({ SubnetId: undefined, NetworkInterfaces: [{ DeviceIndex: 0, SubnetId: subnetId, AssociatePublicIpAddress: true, Groups: [s.source.securityGroupId] }] })),
+    );
+    const withIp = await describe1(asked.Instances?.[0]?.InstanceId as string);
+    expect(withIp?.PublicIpAddress).toMatch(/^127\.214\./);
+    expect(withIp?.NetworkInterfaces?.[0]?.Groups?.map((g) => g.GroupId)).toEqual([s.source.securityGroupId]);
+  });
+
+  it('refuses a root volume smaller than the image’s root snapshot', async () => {
+    const ec2 = s.direct.ec2(REGION);
+    const image = await ec2.send(new RegisterImageCommand({ Name: `big-root-${Date.now()}`, RootDeviceName: '/dev/sda1', BlockDeviceMappings: [{ DeviceName: '/dev/sda1', Ebs: { VolumeSize: 75 } }] }));
+    const imageId = image.ImageId as string;
+    s.proxy.setImageRootSize(imageId, 75);
+    const described = await s.clients.ec2(REGION).send(new DescribeImagesCommand({ ImageIds: [imageId] }));
+    expect(described.Images?.[0]?.BlockDeviceMappings?.[0]?.Ebs?.VolumeSize).toBe(75);
+    const small = (size: number) => request({ ImageId: imageId, BlockDeviceMappings: [{ DeviceName: '/dev/sda1', Ebs: { VolumeSize: size } }] });
+    const err = await rejectionOf(s.clients.ec2(REGION).send(new RunInstancesCommand(small(30))));
+    expect(err.name).toBe('InvalidBlockDeviceMapping');
+    expect(err.message).toMatch(/Volume of size 30GB is smaller than snapshot .* expect size >= 75GB/);
+    expect((await s.clients.ec2(REGION).send(new RunInstancesCommand(small(80)))).Instances).toHaveLength(1);
+  });
+});
