@@ -1,5 +1,6 @@
 #!/usr/bin/env node
 import { Command, CommanderError } from 'commander';
+import { registerCleanup } from './cli/commands/cleanup';
 import { registerDecide } from './cli/commands/decide';
 import { registerIamPolicy } from './cli/commands/iam-policy';
 import { registerPlan } from './cli/commands/plan';
@@ -30,6 +31,7 @@ export async function main(argv: string[], ctx: CliContext & { close?: () => Pro
   registerInterrupt(program, ctx, done);
   registerWorker(program, done);
   registerIamPolicy(program, ctx, done);
+  registerCleanup(program, ctx, done);
   try {
     await program.parseAsync(argv, { from: 'user' });
   } catch (err) {

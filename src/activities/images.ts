@@ -1,4 +1,12 @@
-import { CreateImageCommand, DescribeImagesCommand, waitUntilImageAvailable, type Image } from '@aws-sdk/client-ec2';
+import {
+  CreateImageCommand,
+  DeleteSnapshotCommand,
+  DeregisterImageCommand,
+  DescribeImagesCommand,
+  DescribeSnapshotsCommand,
+  waitUntilImageAvailable,
+  type Image,
+} from '@aws-sdk/client-ec2';
 import { ApplicationFailure, Context } from '@temporalio/activity';
 import { aws } from '../aws/call';
 import type { AwsClients } from '../aws/clients';
@@ -56,7 +64,11 @@ export function createImageActivities(clients: AwsClients) {
             Name: name,
             Description: `${step} image of ${instanceId} made by ec2-gpu-migration for ${plan.name}`,
             NoReboot: true,
-            TagSpecifications: [{ ResourceType: 'image', Tags: tags }],
+            // The snapshots too: they are what is billed, and what `cleanup` finds again.
+            TagSpecifications: [
+              { ResourceType: 'image', Tags: tags },
+              { ResourceType: 'snapshot', Tags: tags },
+            ],
           }),
         ),
       );
@@ -74,5 +86,78 @@ export function createImageActivities(clients: AwsClients) {
     return { imageId, name: image.Name ?? name, state: 'available', sourceInstanceId: instanceId, reused, attempt: attempt() };
   }
 
-  return { createImage };
+  /** The plan's images of one step (`golden`, `backup`), newest first. */
+  async function imagesOf(plan: Plan, step: string): Promise<Image[]> {
+    const out = await aws(`list the ${step} images of ${plan.name}`, () =>
+      clients.ec2(plan.region).send(
+        new DescribeImagesCommand({
+          Owners: ['self'],
+          Filters: [
+            { Name: `tag:${TAG_PLAN}`, Values: [plan.name] },
+            { Name: `tag:${TAG_STEP}`, Values: [step] },
+          ],
+        }),
+      ),
+    );
+    return (out.Images ?? []).sort((a, b) => (b.CreationDate ?? '').localeCompare(a.CreationDate ?? ''));
+  }
+
+  /** Snapshots tagged with the plan (and step) that no image of the account uses any more. */
+  async function orphanSnapshots(plan: Plan, step: string, images: Image[]): Promise<string[]> {
+    const used = new Set(images.flatMap((i) => (i.BlockDeviceMappings ?? []).map((m) => m.Ebs?.SnapshotId).filter(Boolean)));
+    const out = await aws(`list the ${step} snapshots of ${plan.name}`, () =>
+      clients.ec2(plan.region).send(
+        new DescribeSnapshotsCommand({
+          OwnerIds: ['self'],
+          Filters: [
+            { Name: `tag:${TAG_PLAN}`, Values: [plan.name] },
+            { Name: `tag:${TAG_STEP}`, Values: [step] },
+          ],
+        }),
+      ),
+    );
+    return (out.Snapshots ?? []).map((x) => x.SnapshotId ?? '').filter((id) => id && !used.has(id));
+  }
+
+  /** Deregisters an image and deletes its snapshots (a deregistered image keeps them, billed). */
+  async function deleteImage(region: string, image: Image): Promise<string[]> {
+    const ec2 = clients.ec2(region);
+    try {
+      await aws(`deregister ${image.ImageId}`, () => ec2.send(new DeregisterImageCommand({ ImageId: image.ImageId })));
+    } catch (err) {
+      if (!(err instanceof ApplicationFailure && (err.type === 'InvalidAMIID.NotFound' || err.type === 'InvalidAMIID.Unavailable'))) throw err;
+    }
+    const snapshots = (image.BlockDeviceMappings ?? []).map((m) => m.Ebs?.SnapshotId).filter((id): id is string => Boolean(id));
+    for (const id of snapshots) await deleteSnapshot(region, id);
+    return snapshots;
+  }
+
+  async function deleteSnapshot(region: string, snapshotId: string): Promise<void> {
+    try {
+      await aws(`delete snapshot ${snapshotId}`, () => clients.ec2(region).send(new DeleteSnapshotCommand({ SnapshotId: snapshotId })));
+    } catch (err) {
+      if (!(err instanceof ApplicationFailure && err.type === 'InvalidSnapshot.NotFound')) throw err;
+    }
+  }
+
+  /**
+   * Keeps the newest `keep` golden images of the plan (and always `inUse`); deregisters the
+   * others and deletes their snapshots, and any golden snapshot no image uses any more (left by
+   * a crash between the two). Idempotent.
+   */
+  async function pruneGoldenImages(input: { plan: Plan; keep: number; inUse?: string }): Promise<{ kept: string[]; deregistered: string[]; snapshotsDeleted: string[] }> {
+    const { plan } = input;
+    const images = await imagesOf(plan, 'golden');
+    const kept = images.filter((i, n) => n < input.keep || i.ImageId === input.inUse);
+    const old = images.filter((i) => !kept.includes(i));
+    const snapshotsDeleted: string[] = [];
+    for (const image of old) snapshotsDeleted.push(...(await deleteImage(plan.region, image)));
+    for (const id of await orphanSnapshots(plan, 'golden', kept)) {
+      await deleteSnapshot(plan.region, id);
+      snapshotsDeleted.push(id);
+    }
+    return { kept: kept.map((i) => i.ImageId ?? ''), deregistered: old.map((i) => i.ImageId ?? ''), snapshotsDeleted };
+  }
+
+  return { createImage, pruneGoldenImages };
 }

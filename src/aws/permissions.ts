@@ -79,6 +79,13 @@ export const WORKER_PERMISSIONS: readonly PermissionGroup[] = [
     actions: ['ec2:CreateImage', 'ec2:StopInstances', 'ec2:StartInstances'],
   },
   {
+    sid: 'ImageCleanup',
+    // Golden images beyond spot.keepGoldenImages, and `migration cleanup --apply`: only images
+    // and snapshots tagged with the plan (CreateImage tags both).
+    why: 'keep spot.keepGoldenImages golden images: deregister older ones and delete their snapshots',
+    actions: ['ec2:DescribeSnapshots', 'ec2:DeregisterImage', 'ec2:DeleteSnapshot'],
+  },
+  {
     sid: 'Terminate',
     // Only instances this tool launched: the rollback of launch, and the guardian retiring an
     // interrupted instance. With --plan, limited to instances tagged with the plan.
@@ -171,6 +178,12 @@ export function iamPolicy(plan?: Plan): PolicyDocument {
       case 'RemoteSteps':
         push(g.sid, ['ssm:SendCommand'], [`arn:aws:ssm:${region}::document/AWS-RunShellScript`, `arn:aws:ec2:${region}:*:instance/*`]);
         push(`${g.sid}Results`, ['ssm:GetCommandInvocation', 'ssm:ListCommands'], '*', inRegion);
+        break;
+      case 'ImageCleanup':
+        push(g.sid, ['ec2:DescribeSnapshots'], '*', inRegion);
+        push(`${g.sid}Delete`, ['ec2:DeregisterImage', 'ec2:DeleteSnapshot'], [`arn:aws:ec2:${region}::image/*`, `arn:aws:ec2:${region}::snapshot/*`], {
+          StringEquals: { [`aws:ResourceTag/${TAG_PLAN}`]: plan.name },
+        });
         break;
       case 'Terminate':
         push(g.sid, g.actions, `arn:aws:ec2:${region}:*:instance/*`, { StringEquals: { [`aws:ResourceTag/${TAG_PLAN}`]: plan.name } });

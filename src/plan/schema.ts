@@ -253,9 +253,16 @@ const spotSchema = z
       .nullable()
       .describe('SQS queue that EventBridge feeds with Spot interruption, rebalance and state-change events; null: polling only')
       .default(null),
+    keepGoldenImages: z
+      .number({ error: 'a whole number of golden images from 1 to 100' })
+      .int('a whole number of golden images from 1 to 100')
+      .min(1, 'a whole number of golden images from 1 to 100')
+      .max(100, 'a whole number of golden images from 1 to 100')
+      .describe('Golden images of this plan kept (newest first, the one in use always); older ones are deregistered with their snapshots')
+      .default(3),
   })
   .describe('Spot guarding, when target.market is spot')
-  .default({ pollInterval: '5s', interruptionQueueUrl: null });
+  .default({ pollInterval: '5s', interruptionQueueUrl: null, keepGoldenImages: 3 });
 
 // ---------------------------------------------------------------------------------------------
 // The plan

@@ -49,7 +49,8 @@ export interface MigrationReport {
   securityGroup?: { groupId: string; rules: RuleRow[] };
   cost: { rows: CostRow[]; priceTableDate: string; hoursPerMonth: number };
   approval?: ApprovalRecord;
-  images: { backup?: string; golden?: string };
+  /** `deregistered`: older golden images of the plan removed with their snapshots (spot.keepGoldenImages). */
+  images: { backup?: string; golden?: string; deregistered?: string[] };
   compensations: MigrationStatus['compensations'];
   warnings: string[];
   error?: MigrationStatus['error'];
@@ -157,6 +158,7 @@ export function renderReportMarkdown(r: MigrationReport): string {
     out.push('');
     if (r.images.backup) out.push(`- Backup of the old instance: \`${r.images.backup}\``);
     if (r.images.golden) out.push(`- Golden image of the new instance: \`${r.images.golden}\``);
+    if (r.images.deregistered?.length) out.push(`- Older golden images deregistered with their snapshots: ${r.images.deregistered.map((id) => `\`${id}\``).join(', ')}`);
   }
   if (r.guardianWorkflowId) {
     out.push('');

@@ -123,6 +123,10 @@ export async function spotGuardian(input: GuardianInput): Promise<GuardianStatus
   );
 
   if (!carried.routerReady) {
+    // The golden images of the plan beyond spot.keepGoldenImages go (never the one in use).
+    if (input.goldenImageId && patched('prune-golden-images')) {
+      await quick.pruneGoldenImages({ plan, keep: plan.spot.keepGoldenImages ?? 3, inUse: input.goldenImageId }).catch((err: Error) => log.warn('could not prune golden images', { error: err.message }));
+    }
     await quick.markGuarded({ region: plan.region, instanceId, guardianId });
     await joinRouter();
     carried.routerReady = true;

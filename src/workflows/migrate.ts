@@ -414,6 +414,15 @@ export async function migrateToGpu(input: MigrationInput): Promise<MigrationRepo
     } catch (err) {
       warnings.push(`the golden image of ${newInstance.instanceId} could not be made: ${describeFailure(err)}`);
     }
+    // Older golden images of the plan (earlier runs) are billed for their snapshots: keep the newest.
+    if (images.golden && patched('prune-golden-images')) {
+      try {
+        const pruned = await quick.pruneGoldenImages({ plan, keep: plan.spot.keepGoldenImages ?? 3, inUse: images.golden });
+        if (pruned.deregistered.length) images.deregistered = pruned.deregistered;
+      } catch (err) {
+        warnings.push(`older golden images of ${plan.name} could not be cleaned up (migration cleanup --plan lists them): ${describeFailure(err)}`);
+      }
+    }
     if (newInstance.market === 'spot') status.guardianWorkflowId = await startGuardian(plan, newInstance.instanceId, images.golden, workflowId);
   }
 

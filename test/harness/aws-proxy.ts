@@ -554,6 +554,7 @@ export class AwsProxy {
     const invalid = invalidParameters(request);
     if (invalid) return errorReply(request, { code: 'InvalidParameters', status: 400, message: invalid });
     if (request.service === 'ec2' && request.action === 'RunInstances') return this.runInstances(req, body, request);
+    if (request.service === 'ec2' && request.action === 'CreateImage') return this.createImage(req, request);
 
     if (request.service === 'ssm' && request.action === 'GetCommandInvocation') {
       const answered = this.answerInvocation(request);
@@ -712,6 +713,54 @@ export class AwsProxy {
       for (const id of ids) this.deadOnLaunch.set(id, { code: death.code, message: death.message ?? `${death.code}: ${STATE_REASON_MESSAGES[death.code] ?? 'the instance terminated during launch'}` });
     }
     if (token) this.launchesByToken.set(token, { params: asked, reply });
+    return reply;
+  }
+
+  /**
+   * CreateImage may tag the image and its snapshots (`TagSpecification` of type `snapshot`);
+   * moto raises NotImplementedError on the latter. The proxy sends moto the rest and tags the
+   * image's snapshots itself, as EC2 does.
+   */
+  private async createImage(req: IncomingMessage, request: ProxyRequest): Promise<Reply> {
+    const form = new URLSearchParams();
+    const snapshotTags: Record<string, string> = {};
+    const specs = new Map<string, Record<string, string>>();
+    for (const [k, v] of Object.entries(request.params)) {
+      const m = /^TagSpecification\.(\d+)\.(.*)$/.exec(k);
+      if (m) {
+        specs.set(m[1], { ...(specs.get(m[1]) ?? {}), [m[2]]: String(v) });
+        continue;
+      }
+      form.set(k, String(v));
+    }
+    let n = 0;
+    for (const spec of specs.values()) {
+      const tags = Object.entries(spec).filter(([k]) => /^Tag\.\d+\.Key$/.test(k)).map(([k, key]) => [key, spec[k.replace(/Key$/, 'Value')] ?? ''] as const);
+      if (spec.ResourceType === 'snapshot') {
+        for (const [key, value] of tags) snapshotTags[key] = value;
+        continue;
+      }
+      n++;
+      form.set(`TagSpecification.${n}.ResourceType`, spec.ResourceType ?? '');
+      tags.forEach(([key, value], i) => {
+        form.set(`TagSpecification.${n}.Tag.${i + 1}.Key`, key);
+        form.set(`TagSpecification.${n}.Tag.${i + 1}.Value`, value);
+      });
+    }
+    const reply = await this.forward(req, Buffer.from(form.toString(), 'utf8'), request);
+    const imageId = /<imageId>(ami-[0-9a-f]+)<\/imageId>/.exec(reply.body.toString('utf8'))?.[1];
+    if (reply.status !== 200 || !imageId || Object.keys(snapshotTags).length === 0) return reply;
+    const described = (await this.ec2Side(req, { Action: 'DescribeImages', 'ImageId.1': imageId })).body.toString('utf8');
+    const snapshots = [...new Set([...described.matchAll(/<snapshotId>(snap-[0-9a-f]+)<\/snapshotId>/g)].map((m) => m[1]))];
+    if (snapshots.length > 0) {
+      const tagForm: Record<string, string> = { Action: 'CreateTags' };
+      snapshots.forEach((id, i) => (tagForm[`ResourceId.${i + 1}`] = id));
+      Object.entries(snapshotTags).forEach(([key, value], i) => {
+        tagForm[`Tag.${i + 1}.Key`] = key;
+        tagForm[`Tag.${i + 1}.Value`] = value;
+      });
+      await this.ec2Side(req, tagForm);
+    }
     return reply;
   }
 

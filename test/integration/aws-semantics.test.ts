@@ -3,7 +3,20 @@
  * moto lets pass (docs/aws-semantics.md has the table; each test is named there). Each of these
  * fails on code that only ever met moto's leniency.
  */
-import { CreateSubnetCommand, DescribeInstancesCommand, RegisterImageCommand } from '@aws-sdk/client-ec2';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import {
+  CreateImageCommand,
+  CreateSubnetCommand,
+  DescribeImagesCommand,
+  DescribeInstancesCommand,
+  DescribeSnapshotsCommand,
+  RegisterImageCommand,
+  RunInstancesCommand,
+} from '@aws-sdk/client-ec2';
+import { TAG_PLAN, TAG_STEP } from '../../src/shared/constants';
+import { runCli, setEnv } from '../harness/cli';
 import { ErrorType } from '../../src/shared/errors';
 import { decideUpdate, statusQuery } from '../../src/shared/migration';
 import { useIntegration } from '../harness/lifecycle';
@@ -273,4 +286,78 @@ test('images are consistent: the backup is taken of the stopped instance, the go
   expect(sync?.result.exitCode).toBe(0);
   const syncSent = s.proxy.sentCommands().find((c) => c.commandId === sync?.commandId);
   expect(golden && syncSent && golden.at >= syncSent.at).toBe(true);
+});
+
+test('golden images beyond spot.keepGoldenImages go with their snapshots; cleanup lists and removes what no longer serves', async () => {
+  const { s, w } = await t.setup({ planOverrides: { spot: { keepGoldenImages: 1 } } });
+  const ec2 = s.clients.ec2(s.plan.region);
+  // Two golden images of earlier runs of this plan, tagged as the tool tags them (image and snapshots).
+  const tags = [
+    { Key: TAG_PLAN, Value: s.plan.name },
+    { Key: TAG_STEP, Value: 'golden' },
+  ];
+  const older: string[] = [];
+  for (const n of [1, 2]) {
+    const made = await ec2.send(
+      new CreateImageCommand({
+        InstanceId: s.source.instanceId,
+        Name: `${s.plan.name}-golden-earlier-${n}`,
+        NoReboot: true,
+        TagSpecifications: [
+          { ResourceType: 'image', Tags: tags },
+          { ResourceType: 'snapshot', Tags: tags },
+        ],
+      }),
+    );
+    older.push(made.ImageId as string);
+  }
+  const snapshotsOf = async (imageIds: string[]) =>
+    ((await ec2.send(new DescribeImagesCommand({ ImageIds: imageIds }))).Images ?? []).flatMap((i) => (i.BlockDeviceMappings ?? []).map((m) => m.Ebs?.SnapshotId as string));
+  const olderSnapshots = await snapshotsOf(older);
+  expect(olderSnapshots).toHaveLength(2);
+  const tagged = await ec2.send(new DescribeSnapshotsCommand({ SnapshotIds: olderSnapshots }));
+  for (const snap of tagged.Snapshots ?? []) expect(snap.Tags).toEqual(expect.arrayContaining(tags));
+
+  const handle = await startMigration(t.client, w.taskQueue, s.plan);
+  await waitForPhase(handle, 'awaiting-approval');
+  await handle.executeUpdate(decideUpdate, { args: [{ decision: 'approve', by: 'ops' }] });
+  const report = await handle.result();
+  expect(report.images.deregistered?.sort()).toEqual([...older].sort());
+  const left = (await s.direct.ec2(s.plan.region).send(new DescribeImagesCommand({ Owners: ['self'], Filters: [{ Name: `tag:${TAG_PLAN}`, Values: [s.plan.name] }] }))).Images ?? [];
+  expect(left.map((i) => i.ImageId).sort()).toEqual([report.images.backup, report.images.golden].sort());
+  const snaps = (await s.direct.ec2(s.plan.region).send(new DescribeSnapshotsCommand({ OwnerIds: ['self'], Filters: [{ Name: `tag:${TAG_PLAN}`, Values: [s.plan.name] }] }))).Snapshots ?? [];
+  expect(snaps.some((x) => olderSnapshots.includes(x.SnapshotId as string))).toBe(false);
+
+  // A stray instance of the plan, as a rollback whose undo failed would leave it.
+  const stray = await s.direct.ec2(s.plan.region).send(
+    new RunInstancesCommand({ ImageId: s.source.imageId, InstanceType: 'g4dn.xlarge', MinCount: 1, MaxCount: 1, TagSpecifications: [{ ResourceType: 'instance', Tags: [{ Key: TAG_PLAN, Value: s.plan.name }, { Key: TAG_STEP, Value: 'launch' }] }] }),
+  );
+  const strayId = stray.Instances?.[0]?.InstanceId as string;
+  const dir = await mkdtemp(join(tmpdir(), 'cleanup-'));
+  const file = join(dir, 'plan.json');
+  await writeFile(file, JSON.stringify(s.plan));
+  const restore = setEnv({ AWS_ENDPOINT_URL: s.proxy.endpoint, AWS_ACCESS_KEY_ID: 'testing', AWS_SECRET_ACCESS_KEY: 'testing', AWS_REGION: s.plan.region });
+  try {
+    const bad = await runCli(['cleanup', '--plan', file, '--older-than', 'soon']);
+    expect(bad).toMatchObject({ code: 2, stderr: expect.stringContaining("--older-than: expected a duration such as 30m, 1h or 2d, got 'soon'") });
+
+    const listed = await runCli(['cleanup', '--plan', file, '--older-than', '0s']);
+    expect(listed.code).toBe(0);
+    expect(listed.stdout).toContain(`instance ${strayId}`);
+    expect(listed.stdout).toContain('nothing was changed');
+    // Never the serving instance, the source, the backup, the kept golden image, or the rules that serve.
+    for (const kept of [report.after.instanceId, s.source.instanceId, report.images.backup, report.images.golden]) expect(listed.stdout).not.toContain(String(kept));
+    expect(listed.stdout).not.toMatch(/^ {2}rule/m);
+    expect((await instance(s.direct, s.plan.region, strayId)).State?.Name).toBe('running');
+
+    const applied = await runCli(['cleanup', '--plan', file, '--older-than', '0s', '--apply']);
+    expect(applied.code).toBe(0);
+    expect(applied.stdout).toContain(`terminated ${strayId}`);
+    expect((await instance(s.direct, s.plan.region, strayId)).State?.Name).toBe('terminated');
+    expect((await instance(s.direct, s.plan.region, report.after.instanceId as string)).State?.Name).toBe('running');
+    expect((await runCli(['cleanup', '--plan', file, '--older-than', '0s'])).stdout).toContain(`nothing left over for ${s.plan.name}`);
+  } finally {
+    restore();
+    await rm(dir, { recursive: true, force: true });
+  }
 });

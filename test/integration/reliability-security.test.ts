@@ -45,6 +45,10 @@ const REQUIRED_UNLOGGED: Record<string, string> = {
   // EC2 itself makes the Spot service-linked role on the account's first Spot launch; the
   // worker never calls IAM.
   'iam:CreateServiceLinkedRole': 'the first Spot launch of an account makes AWSServiceRoleForEC2Spot',
+  // Only once a plan has more golden images than spot.keepGoldenImages (a later run); the
+  // cleanup test in aws-semantics.test.ts sees these calls.
+  'ec2:DeregisterImage': 'an older golden image of the plan is deregistered',
+  'ec2:DeleteSnapshot': 'the snapshots of a deregistered golden image are deleted',
 };
 
 /** Credentials of the shape AWS issues, random for this run (moto accepts any). */

@@ -112,7 +112,7 @@ describe('valid plans', () => {
     expect(plan.ingress).toEqual({ publicCidrs: ['0.0.0.0/0'], adminCidrs: [], allowSshFromAnywhere: false, revokeUnplanned: false });
     expect(plan.checks).toEqual({ host: 'auto', requestTimeoutSeconds: 10, interval: '10s', attempts: 30 });
     expect(plan.approval).toEqual({ timeout: '7d', approvers: [] });
-    expect(plan.spot).toEqual({ pollInterval: '5s', interruptionQueueUrl: null });
+    expect(plan.spot).toEqual({ pollInterval: '5s', interruptionQueueUrl: null, keepGoldenImages: 3 });
   });
 
   it('fills defaults inside sections that are partly written', () => {
