@@ -181,7 +181,7 @@ export function renderMarkdownFigures(r: Results): string {
   }
   if (s.warning) {
     const inj = s.warning.injected;
-    lines.push('', `**2 — injected (scaled 1/${s.warning.timeScale})**: launch → running ${inj.launchToRunningMs} ms (on RunInstances), boot and services ${inj.bootAndServicesMs} ms (remote.start InProgress), API calls ${inj.apiMinMs}–${inj.apiMaxMs} ms, warning ${inj.warningMs} ms, rebalance lead ${inj.rebalanceLeadMs} ms, SSM polls every ${inj.ssmPollMs} ms.`);
+    lines.push('', `**2 — injected (scaled 1/${s.warning.timeScale})**: launch → running ${inj.launchToRunningMs} ms (on RunInstances), SSM agent registered ${inj.agentRegistrationMs ?? 0} ms later, new instances unknown by id for ${inj.consistencyLagMs ?? 0} ms, boot and services ${inj.bootAndServicesMs} ms (remote.start InProgress), API calls ${inj.apiMinMs}–${inj.apiMaxMs} ms, warning ${inj.warningMs} ms, rebalance lead ${inj.rebalanceLeadMs} ms, SSM polls every ${inj.ssmPollMs} ms.`);
     for (const c of s.warning.cases) lines.push(`- ${c.name}: ${c.about}. Old instance state when the EIP moved: ${[...new Set(c.samples.map((x) => x.oldStateAtMove))].join(', ')}.`);
   }
   if (s.fleet) {

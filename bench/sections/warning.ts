@@ -1,6 +1,7 @@
 /**
  * Section 2, recovery inside the two-minute warning, with AWS as slow as it really is, at a time
- * scale of 1/20: launch → running 30 s (1.5 s), boot and services 45 s (2.25 s), each API call
+ * scale of 1/20: launch → running 30 s (1.5 s), the SSM agent registered 20 s later (1 s), boot
+ * and services 45 s (2.25 s), each API call
  * 100–300 ms (5–15 ms), the two minutes 6 s. Is the Elastic IP on a healthy replacement before
  * the old instance is gone?
  *
@@ -18,7 +19,19 @@ import { waitRouterKnows } from './recovery';
 
 export const TIME_SCALE = 20;
 /** Real-world figures, scaled by 1/TIME_SCALE below. */
-const REAL = { launchToRunningMs: 30_000, bootAndServicesMs: 45_000, apiMinMs: 100, apiMaxMs: 300, warningMs: 120_000, rebalanceLeadMs: 60_000, ssmPollMs: 2_000 };
+const REAL = {
+  launchToRunningMs: 30_000,
+  // The SSM agent registers some seconds after the instance runs; until then Run Command refuses it.
+  agentRegistrationMs: 20_000,
+  // EC2's eventual consistency: a new instance is unknown by id for about a second.
+  consistencyLagMs: 1_000,
+  bootAndServicesMs: 45_000,
+  apiMinMs: 100,
+  apiMaxMs: 300,
+  warningMs: 120_000,
+  rebalanceLeadMs: 60_000,
+  ssmPollMs: 2_000,
+};
 const scaled = (ms: number) => ms / TIME_SCALE;
 
 export interface WarningSample {
@@ -133,6 +146,8 @@ export async function benchWarning(stack: Stack, options: { repeats: number; log
       timeScale: TIME_SCALE,
       injected: {
         launchToRunningMs: scaled(REAL.launchToRunningMs),
+        agentRegistrationMs: scaled(REAL.agentRegistrationMs),
+        consistencyLagMs: scaled(REAL.consistencyLagMs),
         bootAndServicesMs: scaled(REAL.bootAndServicesMs),
         apiMinMs: scaled(REAL.apiMinMs),
         apiMaxMs: scaled(REAL.apiMaxMs),
@@ -156,6 +171,7 @@ export async function benchWarning(stack: Stack, options: { repeats: number; log
  */
 function injectRealisticAws(account: Account): void {
   const random = mulberry32(20);
+  account.proxy.setTiming({ agentRegistrationMs: scaled(REAL.agentRegistrationMs), consistencyLagMs: scaled(REAL.consistencyLagMs) });
   account.proxy.onAfter('*', () => sleep(scaled(REAL.apiMinMs) + random() * scaled(REAL.apiMaxMs - REAL.apiMinMs)));
   account.proxy.latency({ action: 'RunInstances', ms: scaled(REAL.launchToRunningMs) });
   account.proxy.onCommand(

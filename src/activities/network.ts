@@ -48,29 +48,33 @@ const key = (r: Rule) => `${r.protocol}/${r.fromPort}-${r.toPort}/${r.cidr}`;
 
 export const ruleDescription = (plan: Plan) => `ec2-gpu-migration:${plan.name}`;
 
+/**
+ * Every rule of a group's permissions: IPv4 ranges, IPv6 ranges (`::/0`) and prefix lists
+ * (`pl-…` as the source): a rule that lets the internet in over IPv6 is as open as one over IPv4.
+ */
 export function rulesOf(perms: IpPermission[] | undefined): Rule[] {
   const out: Rule[] = [];
   for (const p of perms ?? []) {
-    for (const range of p.IpRanges ?? []) {
-      out.push({
-        protocol: p.IpProtocol ?? '-1',
-        fromPort: p.FromPort ?? -1,
-        toPort: p.ToPort ?? -1,
-        cidr: range.CidrIp ?? '',
-        ...(range.Description ? { description: range.Description } : {}),
-      });
-    }
+    const base = { protocol: p.IpProtocol ?? '-1', fromPort: p.FromPort ?? -1, toPort: p.ToPort ?? -1 };
+    const sources = [
+      ...(p.IpRanges ?? []).map((r) => ({ cidr: r.CidrIp ?? '', description: r.Description })),
+      ...(p.Ipv6Ranges ?? []).map((r) => ({ cidr: r.CidrIpv6 ?? '', description: r.Description })),
+      ...(p.PrefixListIds ?? []).map((r) => ({ cidr: r.PrefixListId ?? '', description: r.Description })),
+    ];
+    for (const source of sources) out.push({ ...base, cidr: source.cidr, ...(source.description ? { description: source.description } : {}) });
   }
   return out;
 }
 
-function permission(rule: Rule): IpPermission {
-  return {
-    IpProtocol: rule.protocol,
-    FromPort: rule.fromPort,
-    ToPort: rule.toPort,
-    IpRanges: [{ CidrIp: rule.cidr, ...(rule.description ? { Description: rule.description } : {}) }],
-  };
+/** The permission of one rule, with its source in the field AWS wants for its kind. */
+function permission(rule: Rule, withDescription = true): IpPermission {
+  const description = withDescription && rule.description ? { Description: rule.description } : {};
+  const source = rule.cidr.startsWith('pl-')
+    ? { PrefixListIds: [{ PrefixListId: rule.cidr, ...description }] }
+    : rule.cidr.includes(':')
+      ? { Ipv6Ranges: [{ CidrIpv6: rule.cidr, ...description }] }
+      : { IpRanges: [{ CidrIp: rule.cidr, ...description }] };
+  return { IpProtocol: rule.protocol, FromPort: rule.fromPort, ToPort: rule.toPort, ...source };
 }
 
 export function createNetworkActivities(clients: AwsClients) {
@@ -94,19 +98,30 @@ export function createNetworkActivities(clients: AwsClients) {
     }
   }
 
+  /**
+   * Revokes one rule. A rule that is not there is fine (a non-default VPC answers
+   * InvalidPermission.NotFound; a default VPC answers success and lists it in
+   * UnknownIpPermissions): `verifyGone` reads the group again to be sure.
+   */
   async function revoke(region: string, groupId: string, rule: Rule): Promise<void> {
     try {
       await aws(`close ${key(rule)} on ${groupId}`, () =>
-        clients.ec2(region).send(
-          new RevokeSecurityGroupIngressCommand({
-            GroupId: groupId,
-            IpPermissions: [{ IpProtocol: rule.protocol, FromPort: rule.fromPort, ToPort: rule.toPort, IpRanges: [{ CidrIp: rule.cidr }] }],
-          }),
-        ),
+        clients.ec2(region).send(new RevokeSecurityGroupIngressCommand({ GroupId: groupId, IpPermissions: [permission(rule, false)] })),
       );
     } catch (err) {
       if (!(err instanceof ApplicationFailure && err.type === 'InvalidPermission.NotFound')) throw err;
     }
+  }
+
+  /** AWS says a revoke succeeded even when it revoked nothing: the group must no longer hold these. */
+  async function verifyGone(region: string, groupId: string, rules: Rule[]): Promise<Rule[]> {
+    const after = await describeGroup(region, groupId);
+    const still = new Set(after.map(key));
+    const left = rules.filter((r) => still.has(key(r)));
+    if (left.length > 0) {
+      throw ApplicationFailure.create({ type: 'RevokeNotVerified', message: `security group ${groupId} still allows ${left.map(key).join(', ')} after revoking it` });
+    }
+    return after;
   }
 
   /**
@@ -131,7 +146,7 @@ export function createNetworkActivities(clients: AwsClients) {
         revoked.push(rule);
       }
     }
-    const final = await describeGroup(plan.region, groupId);
+    const final = plan.ingress.revokeUnplanned ? await verifyGone(plan.region, groupId, revoked) : await describeGroup(plan.region, groupId);
     const added = final.filter((r) => r.description === description && wanted.has(key(r)));
     return { groupId, planned, added, unplanned, revoked, final, attempt: attempt() };
   }
@@ -142,6 +157,7 @@ export function createNetworkActivities(clients: AwsClients) {
     const groupId = plan.target.securityGroupIds[0];
     const ours = (await describeGroup(plan.region, groupId)).filter((r) => r.description === ruleDescription(plan));
     for (const rule of ours) await revoke(plan.region, groupId, rule);
+    await verifyGone(plan.region, groupId, ours);
     for (const rule of input.restore) await authorize(plan.region, groupId, rule);
     return { revoked: ours, restored: input.restore };
   }

@@ -23,8 +23,12 @@ export function onDemandPrice(region: string, instanceType: string): Figure {
 }
 
 export function createPricingActivities(clients: AwsClients) {
-  /** On-demand from the dated table in the repo; Spot from DescribeSpotPriceHistory (lowest current AZ). */
-  async function prices(input: { region: string; instanceTypes: string[] }): Promise<PriceFacts[]> {
+  /**
+   * On-demand from the dated table in the repo; Spot from DescribeSpotPriceHistory: the lowest
+   * current price among `availabilityZones` (the zones the plan can launch in), else the region's.
+   */
+  async function prices(input: { region: string; instanceTypes: string[]; availabilityZones?: string[] }): Promise<PriceFacts[]> {
+    const zones = new Set(input.availabilityZones ?? []);
     const out: PriceFacts[] = [];
     for (const instanceType of [...new Set(input.instanceTypes)]) {
       const history = await aws(`read Spot prices of ${instanceType}`, () =>
@@ -35,6 +39,8 @@ export function createPricingActivities(clients: AwsClients) {
       const latest = new Map<string, { price: number; at?: Date }>();
       for (const h of history.SpotPriceHistory ?? []) {
         const az = h.AvailabilityZone ?? '?';
+        // A zone the plan cannot launch in has a price the service will never pay.
+        if (zones.size > 0 && !zones.has(az)) continue;
         const seen = latest.get(az);
         if (!seen || (h.Timestamp && seen.at && h.Timestamp > seen.at)) latest.set(az, { price: Number(h.SpotPrice), at: h.Timestamp });
       }

@@ -1,5 +1,12 @@
 import { createHash } from 'node:crypto';
-import { GetCommandInvocationCommand, ListCommandsCommand, SendCommandCommand, type Command, type GetCommandInvocationCommandOutput } from '@aws-sdk/client-ssm';
+import {
+  DescribeInstanceInformationCommand,
+  GetCommandInvocationCommand,
+  ListCommandsCommand,
+  SendCommandCommand,
+  type Command,
+  type GetCommandInvocationCommandOutput,
+} from '@aws-sdk/client-ssm';
 import { ApplicationFailure, Context } from '@temporalio/activity';
 import { aws } from '../aws/call';
 import type { AwsClients } from '../aws/clients';
@@ -83,9 +90,35 @@ export function stepMark(run: { workflowId: string; runId: string; activityId: s
  * before that heartbeat went out, the step's mark in the command's comment finds it.
  */
 export function createRemoteRunner(clients: AwsClients, options: RemoteOptions) {
+  /** Instances whose SSM agent was seen Online (by region): no need to ask again. */
+  const online = new Set<string>();
+
+  /**
+   * Waits until the instance's SSM agent has registered (DescribeInstanceInformation: Online),
+   * polling with backoff: a fresh instance takes a minute or two. Asking SSM this way costs one
+   * cheap call per poll instead of a SendCommand that fails.
+   */
+  async function agentOnline(input: RemoteInput, deadline: number): Promise<void> {
+    const key = `${input.region}/${input.instanceId}`;
+    if (online.has(key)) return;
+    const ssm = clients.ssm(input.region);
+    for (let wait = Math.min(250, options.pollIntervalMs); ; wait = Math.min(wait * 2, options.pollIntervalMs * 5)) {
+      const out = await aws(`ask SSM whether the agent on ${input.instanceId} is online`, () =>
+        ssm.send(new DescribeInstanceInformationCommand({ Filters: [{ Key: 'InstanceIds', Values: [input.instanceId] }] })),
+      );
+      if (out.InstanceInformationList?.some((i) => i.InstanceId === input.instanceId && i.PingStatus === 'Online')) {
+        online.add(key);
+        return;
+      }
+      if (Date.now() >= deadline) return; // SendCommand then says why (InvalidInstanceId).
+      await pause(wait);
+    }
+  }
+
   async function send(input: RemoteInput, mark: string): Promise<string> {
     const ssm = clients.ssm(input.region);
     const deadline = Date.now() + (input.agentWaitSeconds ?? 600) * 1000;
+    await agentOnline(input, deadline);
     for (;;) {
       try {
         const out = await aws(`run '${input.label}' on ${input.instanceId}`, () =>

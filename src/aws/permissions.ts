@@ -52,8 +52,8 @@ export const WORKER_PERMISSIONS: readonly PermissionGroup[] = [
     sid: 'RemoteSteps',
     // setup, source, build, start and the private-service checks run through Run Command; a
     // step retried after a worker crash looks its command up (ListCommands) before sending again.
-    why: 'setup … start: run the remote steps and private-service checks through SSM Run Command, read their results, find a crashed attempt\'s command',
-    actions: ['ssm:SendCommand', 'ssm:GetCommandInvocation', 'ssm:ListCommands'],
+    why: 'setup … start: wait for the SSM agent, run the remote steps and private-service checks through SSM Run Command, read their results, find a crashed attempt\'s command',
+    actions: ['ssm:DescribeInstanceInformation', 'ssm:SendCommand', 'ssm:GetCommandInvocation', 'ssm:ListCommands'],
   },
   {
     sid: 'SecurityGroup',
@@ -177,7 +177,7 @@ export function iamPolicy(plan?: Plan): PolicyDocument {
         break;
       case 'RemoteSteps':
         push(g.sid, ['ssm:SendCommand'], [`arn:aws:ssm:${region}::document/AWS-RunShellScript`, `arn:aws:ec2:${region}:*:instance/*`]);
-        push(`${g.sid}Results`, ['ssm:GetCommandInvocation', 'ssm:ListCommands'], '*', inRegion);
+        push(`${g.sid}Results`, ['ssm:DescribeInstanceInformation', 'ssm:GetCommandInvocation', 'ssm:ListCommands'], '*', inRegion);
         break;
       case 'ImageCleanup':
         push(g.sid, ['ec2:DescribeSnapshots'], '*', inRegion);

@@ -449,7 +449,8 @@ export async function migrateToGpu(input: MigrationInput): Promise<MigrationRepo
     const cost: CostRow[] = [];
     try {
       const priced = [plan.source.instanceId && preflight?.source.instanceType, newInstance?.instanceType ?? plan.target.instanceType].filter((t): t is string => Boolean(t));
-      const prices = await quick.prices({ region: plan.region, instanceTypes: priced });
+      const zones = newInstance?.availabilityZone ? [newInstance.availabilityZone] : (preflight?.subnets ?? []).map((x) => x.availabilityZone).filter((z): z is string => Boolean(z));
+      const prices = await quick.prices({ region: plan.region, instanceTypes: priced, availabilityZones: zones });
       const month = (f: Figure): Figure => (typeof f.value === 'number' ? { value: f.value * priceTable.hoursPerMonth, unit: 'USD', source: f.source } : { value: null, unit: 'USD', source: f.source });
       const before = prices.find((p) => p.instanceType === preflight?.source.instanceType);
       const after = prices.find((p) => p.instanceType === (newInstance?.instanceType ?? plan.target.instanceType));

@@ -142,7 +142,23 @@ export interface AwsProxyOptions {
   publicIpsOnLoopback?: boolean;
   /** Disassociate an Elastic IP before moto reassociates it, as AWS does (default true). */
   fixReassociation?: boolean;
+  /** How AWS lags behind a launch (defaults: PROXY_TIMING). */
+  timing?: Partial<ProxyTiming>;
 }
+
+/**
+ * How long a new instance is not there yet for parts of AWS: EC2's API is eventually consistent
+ * (a new instance is InvalidInstanceID.NotFound by id and missing from listings for a moment),
+ * and the SSM agent registers some seconds after the instance runs (until then SendCommand
+ * answers InvalidInstanceId and DescribeInstanceInformation does not list it).
+ */
+export interface ProxyTiming {
+  consistencyLagMs: number;
+  agentRegistrationMs: number;
+}
+
+/** Short in tests, so every test meets both without waiting long; benchmarks set realistic ones. */
+export const PROXY_TIMING: ProxyTiming = { consistencyLagMs: 300, agentRegistrationMs: 600 };
 
 export interface ProxyClientOptions {
   /** SDK attempts per call; default 1, so a test sees every injected error. */
@@ -231,10 +247,15 @@ export class AwsProxy {
   private readonly sent = new Map<string, SentCommand>();
   /** RunInstances by ClientToken: what was asked (less the token) and what EC2 answered. */
   private readonly launchesByToken = new Map<string, { params: string; reply: Reply }>();
+  /** When RunInstances returned each instance through this proxy (instances made otherwise count as old). */
+  private readonly launchedAt = new Map<string, number>();
+  private timing: ProxyTiming;
   private launchDeaths: ActiveDeath[] = [];
   private omissions: { instanceId: string; remaining: number; fired: number }[] = [];
   /** Instances that died in `pending`, with the StateReason EC2 reports for them. */
   private readonly deadOnLaunch = new Map<string, { code: string; message: string }>();
+  /** Spot prices by `type@az` (moto answers one constant price everywhere). */
+  private readonly spotPrices = new Map<string, number>();
   /** Root snapshot size (GiB) of images, where it differs from what moto reports. */
   private readonly imageRootGiB = new Map<string, number>();
   /** Which AZs offer which instance types, and each subnet's AZ (moto's own data, read once). */
@@ -249,6 +270,7 @@ export class AwsProxy {
     this.target = new URL(options.target);
     this.rewriteIps = options.publicIpsOnLoopback ?? true;
     this.fixReassociation = options.fixReassociation ?? true;
+    this.timing = { ...PROXY_TIMING, ...options.timing };
     const [main, side] = servers.map((s) => (s.address() as AddressInfo).port);
     this.endpoint = `http://127.0.0.1:${main}`;
     this.bypassEndpoint = `http://127.0.0.1:${side}`;
@@ -381,6 +403,16 @@ export class AwsProxy {
         this.omissions = this.omissions.filter((r) => r !== rule);
       },
     };
+  }
+
+  /** The current Spot price of a type in one zone, as DescribeSpotPriceHistory reports it. */
+  setSpotPrice(instanceType: string, availabilityZone: string, pricePerHour: number): void {
+    this.spotPrices.set(`${instanceType}@${availabilityZone}`, pricePerHour);
+  }
+
+  /** Changes how long AWS lags behind a launch (see ProxyTiming). */
+  setTiming(timing: Partial<ProxyTiming>): void {
+    this.timing = { ...this.timing, ...timing };
   }
 
   /** The size of an image's root snapshot: DescribeImages reports it, RunInstances enforces it. */
@@ -551,20 +583,27 @@ export class AwsProxy {
     }
     const fault = this.matchFault(request);
     if (fault) return errorReply(request, fault);
+    const lagging = this.notThereYet(request);
+    if (lagging) return errorReply(request, lagging);
+    if (request.service === 'ssm' && request.action === 'DescribeInstanceInformation') return this.describeInstanceInformation(req, request);
     const invalid = invalidParameters(request);
     if (invalid) return errorReply(request, { code: 'InvalidParameters', status: 400, message: invalid });
     if (request.service === 'ec2' && request.action === 'RunInstances') return this.runInstances(req, body, request);
     if (request.service === 'ec2' && request.action === 'CreateImage') return this.createImage(req, request);
+    if (request.service === 'ec2' && request.action === 'RevokeSecurityGroupIngress') return this.revokeIngress(req, body, request);
 
     if (request.service === 'ssm' && request.action === 'GetCommandInvocation') {
       const answered = this.answerInvocation(request);
       if (answered) return answered;
     }
     const reply = await this.forward(req, body, request);
-    if (request.service === 'ec2' && request.action === 'DescribeInstances' && reply.status === 200 && this.omissions.some((o) => o.remaining > 0)) {
+    const young = this.youngInstances(this.timing.consistencyLagMs);
+    if (request.service === 'ec2' && request.action === 'DescribeInstances' && reply.status === 200 && (young.length > 0 || this.omissions.some((o) => o.remaining > 0))) {
       const listing = Object.keys(request.params).some((k) => k.startsWith('Filter.')) && !Object.keys(request.params).some((k) => k.startsWith('InstanceId.'));
       if (listing) {
         let xml = reply.body.toString('utf8');
+        // A listing does not show an instance launched a moment ago (eventual consistency).
+        for (const id of young) if (xml.includes(`<instanceId>${id}</instanceId>`)) xml = withoutInstance(xml, id, { sharedOk: true });
         for (const rule of this.omissions) {
           if (rule.remaining <= 0 || !xml.includes(`<instanceId>${rule.instanceId}</instanceId>`)) continue;
           xml = withoutInstance(xml, rule.instanceId);
@@ -640,6 +679,20 @@ export class AwsProxy {
     if (request.service === 'ec2' && upstream.status === 200 && request.action === 'DescribeInstances' && this.deadOnLaunch.size > 0) {
       responseBody = Buffer.from(withStateReasons(responseBody.toString('utf8'), this.deadOnLaunch), 'utf8');
     }
+    if (request.service === 'ec2' && upstream.status === 200 && request.action === 'DescribeSpotPriceHistory' && this.spotPrices.size > 0) {
+      responseBody = Buffer.from(
+        responseBody
+          .toString('utf8')
+          .split('<item>')
+          .map((item) => {
+            const key = `${/<instanceType>([^<]+)</.exec(item)?.[1]}@${/<availabilityZone>([^<]+)</.exec(item)?.[1]}`;
+            const price = this.spotPrices.get(key);
+            return price === undefined ? item : item.replace(/<spotPrice>[^<]*<\/spotPrice>/, `<spotPrice>${price}</spotPrice>`);
+          })
+          .join('<item>'),
+        'utf8',
+      );
+    }
     if (request.service === 'ec2' && upstream.status === 200 && request.action === 'DescribeImages' && this.imageRootGiB.size > 0) {
       responseBody = Buffer.from(withRootSizes(responseBody.toString('utf8'), this.imageRootGiB), 'utf8');
     }
@@ -707,6 +760,7 @@ export class AwsProxy {
     const reply = await this.forward(req, body, request);
     if (reply.status !== 200 || dryRun) return reply;
     const ids = [...reply.body.toString('utf8').matchAll(/<instanceId>(i-[0-9a-f]+)<\/instanceId>/g)].map((m) => m[1]);
+    for (const id of ids) this.launchedAt.set(id, Date.now());
     const death = this.matchDeath(request);
     if (death && ids.length > 0) {
       await this.ec2Side(req, { Action: 'TerminateInstances', ...Object.fromEntries(ids.map((id, i) => [`InstanceId.${i + 1}`, id])) });
@@ -762,6 +816,97 @@ export class AwsProxy {
       await this.ec2Side(req, tagForm);
     }
     return reply;
+  }
+
+  /**
+   * RevokeSecurityGroupIngress of a rule the group does not have: in a default VPC, EC2 answers
+   * success and lists it in UnknownIpPermissions (moto answers InvalidPermission.NotFound, as a
+   * non-default VPC does).
+   */
+  private async revokeIngress(req: IncomingMessage, body: Buffer, request: ProxyRequest): Promise<Reply> {
+    const reply = await this.forward(req, body, request);
+    if (reply.status !== 400 || !reply.body.toString('utf8').includes('InvalidPermission.NotFound')) return reply;
+    const group = (await this.ec2Side(req, { Action: 'DescribeSecurityGroups', 'GroupId.1': String(request.params.GroupId ?? '') })).body.toString('utf8');
+    const vpcId = /<vpcId>([^<]+)<\/vpcId>/.exec(group)?.[1];
+    const vpc = vpcId ? (await this.ec2Side(req, { Action: 'DescribeVpcs', 'VpcId.1': vpcId })).body.toString('utf8') : '';
+    if (!/<isDefault>true<\/isDefault>/.test(vpc)) return reply;
+    const p = request.params;
+    const items: string[] = [];
+    for (let i = 1; p[`IpPermissions.${i}.IpProtocol`] !== undefined; i++) {
+      const v = (k: string) => escapeXml(String(p[`IpPermissions.${i}.${k}`] ?? ''));
+      const v4 = p[`IpPermissions.${i}.IpRanges.1.CidrIp`] !== undefined ? `<ipRanges><item><cidrIp>${v('IpRanges.1.CidrIp')}</cidrIp></item></ipRanges>` : '<ipRanges/>';
+      const v6 = p[`IpPermissions.${i}.Ipv6Ranges.1.CidrIpv6`] !== undefined ? `<ipv6Ranges><item><cidrIpv6>${v('Ipv6Ranges.1.CidrIpv6')}</cidrIpv6></item></ipv6Ranges>` : '<ipv6Ranges/>';
+      items.push(`<item><ipProtocol>${v('IpProtocol')}</ipProtocol><fromPort>${v('FromPort')}</fromPort><toPort>${v('ToPort')}</toPort><groups/>${v4}${v6}<prefixListIds/></item>`);
+    }
+    const xml = `<?xml version="1.0" encoding="UTF-8"?>\n<RevokeSecurityGroupIngressResponse xmlns="http://ec2.amazonaws.com/doc/2016-11-15/"><requestId>${randomUUID()}</requestId><return>true</return><unknownIpPermissionSet>${items.join('')}</unknownIpPermissionSet></RevokeSecurityGroupIngressResponse>`;
+    return { status: 200, headers: { 'content-type': 'text/xml;charset=UTF-8' }, body: Buffer.from(xml, 'utf8') };
+  }
+
+  /** Instances launched less than `ms` ago. */
+  private youngInstances(ms: number): string[] {
+    const now = Date.now();
+    return [...this.launchedAt].filter(([, at]) => now - at < ms).map(([id]) => id);
+  }
+
+  /** The answers AWS gives about an instance it has only just launched. */
+  private notThereYet(request: ProxyRequest): { code: string; status: number; message: string } | undefined {
+    const { params } = request;
+    const listed = (prefix: string) => Object.entries(params).filter(([k]) => k.startsWith(prefix)).map(([, v]) => String(v));
+    if (request.service === 'ec2') {
+      const young = new Set(this.youngInstances(this.timing.consistencyLagMs));
+      if (young.size === 0) return undefined;
+      const ids =
+        request.action === 'DescribeInstances' || request.action === 'DescribeInstanceStatus'
+          ? listed('InstanceId.')
+          : request.action === 'CreateTags'
+            ? listed('ResourceId.')
+            : request.action === 'AssociateAddress'
+              ? [String(params.InstanceId ?? '')]
+              : [];
+      const hit = ids.find((id) => young.has(id));
+      return hit ? { code: 'InvalidInstanceID.NotFound', status: 400, message: `The instance ID '${hit}' does not exist` } : undefined;
+    }
+    if (request.service === 'ssm' && request.action === 'SendCommand') {
+      const unregistered = new Set(this.youngInstances(this.timing.agentRegistrationMs));
+      const hit = stringArray(params.InstanceIds).find((id) => unregistered.has(id));
+      return hit ? { code: 'InvalidInstanceId', status: 400, message: `Instances [[${hit}]] not in a valid state for account ${this.accountId}` } : undefined;
+    }
+    return undefined;
+  }
+
+  /**
+   * DescribeInstanceInformation (moto lacks it): the running instances whose agent has
+   * registered, Online. Filters by `InstanceIds` and `PingStatus` (Filters or InstanceInformationFilterList).
+   */
+  private async describeInstanceInformation(req: IncomingMessage, request: ProxyRequest): Promise<Reply> {
+    const { params } = request;
+    const wanted = new Map<string, string[]>();
+    for (const f of [...(Array.isArray(params.Filters) ? params.Filters : []), ...(Array.isArray(params.InstanceInformationFilterList) ? params.InstanceInformationFilterList : [])]) {
+      if (!isRecord(f)) continue;
+      const key = String(f.Key ?? f.key ?? '');
+      wanted.set(key, stringArray(f.Values ?? f.valueSet));
+    }
+    const xml = (await this.ec2Side(req, { Action: 'DescribeInstances', 'Filter.1.Name': 'instance-state-name', 'Filter.1.Value.1': 'running' })).body.toString('utf8');
+    const unregistered = new Set(this.youngInstances(this.timing.agentRegistrationMs));
+    const list: Record<string, unknown>[] = [];
+    for (const m of xml.matchAll(/<instanceId>(i-[0-9a-f]+)<\/instanceId>/g)) {
+      const id = m[1];
+      if (unregistered.has(id)) continue;
+      if (wanted.has('InstanceIds') && !wanted.get('InstanceIds')?.includes(id)) continue;
+      if (wanted.has('PingStatus') && !wanted.get('PingStatus')?.includes('Online')) continue;
+      list.push({
+        InstanceId: id,
+        PingStatus: 'Online',
+        LastPingDateTime: Date.now() / 1000,
+        AgentVersion: '3.3.1142.0',
+        IsLatestVersion: true,
+        PlatformType: 'Linux',
+        PlatformName: 'Amazon Linux',
+        PlatformVersion: '2023',
+        ResourceType: 'EC2Instance',
+      });
+    }
+    return { status: 200, headers: { 'content-type': jsonContentType(request), 'x-amzn-requestid': randomUUID() }, body: Buffer.from(JSON.stringify({ InstanceInformationList: list }), 'utf8') };
   }
 
   private matchDeath(request: ProxyRequest): LaunchDeath | undefined {
@@ -834,8 +979,12 @@ export class AwsProxy {
 
   /** An EC2 call of this account straight to moto (not logged, no faults). */
   private ec2Side(req: Pick<IncomingMessage, 'headers'>, form: Record<string, string>): Promise<Reply> {
+    // moto routes by the signature's service: an EC2 call made on behalf of an SSM request is signed for ec2.
+    const { 'x-amz-target': _target, ...headers } = req.headers;
+    void _target;
+    const authorization = String(headers.authorization ?? '').replace(/(Credential=[^/,]+\/\d{8}\/[^/]+\/)[^/]+(\/aws4_request)/, '$1ec2$2');
     return this.send(
-      { method: 'POST', url: '/', headers: { ...req.headers, 'content-type': 'application/x-www-form-urlencoded; charset=utf-8' } },
+      { method: 'POST', url: '/', headers: { ...headers, authorization, 'content-type': 'application/x-www-form-urlencoded; charset=utf-8' } },
       Buffer.from(new URLSearchParams({ Version: '2016-11-15', ...form }).toString(), 'utf8'),
     );
   }
@@ -977,7 +1126,7 @@ export function withStateReasons(xml: string, reasons: ReadonlyMap<string, { cod
 }
 
 /** DescribeInstances without one instance: its reservation goes when it holds only that one. */
-export function withoutInstance(xml: string, instanceId: string): string {
+export function withoutInstance(xml: string, instanceId: string, options: { sharedOk?: boolean } = {}): string {
   const at = xml.indexOf(`<instanceId>${instanceId}</instanceId>`);
   if (at < 0) return xml;
   const start = xml.lastIndexOf('<item><reservationId>', at);
@@ -985,7 +1134,10 @@ export function withoutInstance(xml: string, instanceId: string): string {
   const end = nextReservation >= 0 ? nextReservation : xml.indexOf('</reservationSet>', at);
   if (start < 0 || end < 0) return xml;
   const reservation = xml.slice(start, end);
-  if ((reservation.match(/<instanceId>/g) ?? []).length !== 1) throw new Error(`omitFromListings: ${instanceId} shares its reservation with other instances`);
+  if ((reservation.match(/<instanceId>/g) ?? []).length !== 1) {
+    if (options.sharedOk) return xml;
+    throw new Error(`omitFromListings: ${instanceId} shares its reservation with other instances`);
+  }
   return xml.slice(0, start) + xml.slice(end);
 }
 

@@ -7,10 +7,12 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import {
+  AuthorizeSecurityGroupIngressCommand,
   CreateImageCommand,
   CreateSubnetCommand,
   DescribeImagesCommand,
   DescribeInstancesCommand,
+  DescribeSecurityGroupsCommand,
   DescribeSnapshotsCommand,
   RegisterImageCommand,
   RunInstancesCommand,
@@ -360,4 +362,36 @@ test('golden images beyond spot.keepGoldenImages go with their snapshots; cleanu
     restore();
     await rm(dir, { recursive: true, force: true });
   }
+});
+
+test('the Spot price in the report is that of a zone the plan launches in, not the cheapest of the region', async () => {
+  const { s, w } = await t.setup();
+  const zoneA = s.source.availabilityZone;
+  s.proxy.setSpotPrice('g4dn.xlarge', zoneA, 0.2104);
+  s.proxy.setSpotPrice('g4dn.xlarge', 'us-east-1b', 0.1578);
+  const handle = await startMigration(t.client, w.taskQueue, s.plan);
+  await waitForPhase(handle, 'awaiting-approval');
+  await handle.executeUpdate(decideUpdate, { args: [{ decision: 'reject', by: 'ops', reason: 'test over' }] });
+  const { report } = await failureOf(handle);
+  const spot = report.cost.rows.find((r) => r.label === 'after' && r.market === 'spot');
+  expect(spot?.perHour).toMatchObject({ value: 0.2104, source: 'measured' });
+});
+
+test('revokeUnplanned closes an IPv6 rule too, verifies the group, and the rollback restores it', async () => {
+  const { s, w } = await t.setup({ planOverrides: { ingress: { revokeUnplanned: true } } });
+  const groupId = s.plan.target.securityGroupIds[0];
+  const port = s.world.ports.openvoice;
+  const ec2 = s.direct.ec2(s.plan.region);
+  await ec2.send(new AuthorizeSecurityGroupIngressCommand({ GroupId: groupId, IpPermissions: [{ IpProtocol: 'tcp', FromPort: port, ToPort: port, Ipv6Ranges: [{ CidrIpv6: '::/0' }] }] }));
+  const ipv6Rules = async () =>
+    ((await ec2.send(new DescribeSecurityGroupsCommand({ GroupIds: [groupId] }))).SecurityGroups?.[0]?.IpPermissions ?? []).flatMap((p) => (p.Ipv6Ranges ?? []).map((r) => `${p.FromPort}/${r.CidrIpv6}`));
+  expect(await ipv6Rules()).toEqual([`${port}/::/0`]);
+
+  const handle = await startMigration(t.client, w.taskQueue, s.plan);
+  const waiting = await waitForPhase(handle, 'awaiting-approval');
+  expect(await ipv6Rules()).toEqual([]);
+  expect(waiting.phases.find((p) => p.name === 'security-group')?.figures.unplanned?.value).toBe(1);
+  await handle.executeUpdate(decideUpdate, { args: [{ decision: 'reject', by: 'ops', reason: 'test over' }] });
+  await failureOf(handle);
+  expect(await ipv6Rules()).toEqual([`${port}/::/0`]);
 });

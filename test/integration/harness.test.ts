@@ -13,7 +13,8 @@ import {
   StopInstancesCommand,
 } from '@aws-sdk/client-ec2';
 import { CreateQueueCommand, ListQueuesCommand } from '@aws-sdk/client-sqs';
-import { GetCommandInvocationCommand, GetParameterCommand, waitUntilCommandExecuted } from '@aws-sdk/client-ssm';
+import { DescribeInstanceInformationCommand, GetCommandInvocationCommand, GetParameterCommand, waitUntilCommandExecuted } from '@aws-sdk/client-ssm';
+import { pollUntil } from '../harness/net';
 import { AwsProxy } from '../harness/aws-proxy';
 import { connectClient, connectWorker, motoEndpoint, temporalNamespace } from '../harness/env';
 import { startScenario, type Scenario } from '../harness/scenario';
@@ -353,7 +354,9 @@ describe('AppWorld', () => {
       }),
     );
     const newId = run.Instances?.[0]?.InstanceId ?? '';
-    const described = await ec2.send(new DescribeInstancesCommand({ InstanceIds: [newId] }));
+    // As on AWS: a moment before EC2 knows it by id, a little longer before its SSM agent registers.
+    const described = await pollUntil('the new instance by id', async () => ec2.send(new DescribeInstancesCommand({ InstanceIds: [newId] })).catch(() => undefined), { timeoutMs: 5_000, intervalMs: 50 });
+    await pollUntil('its SSM agent', async () => (await ssm.send(new DescribeInstanceInformationCommand({ Filters: [{ Key: 'InstanceIds', Values: [newId] }] }))).InstanceInformationList?.[0], { timeoutMs: 5_000, intervalMs: 50 });
     const ownIp = described.Reservations?.[0]?.Instances?.[0]?.PublicIpAddress ?? '';
     expect(ownIp).toMatch(/^127\.214\.\d+\.\d+$/);
 

@@ -6,6 +6,7 @@
 import {
   AuthorizeSecurityGroupIngressCommand,
   CreateSubnetCommand,
+  CreateTagsCommand,
   DescribeImagesCommand,
   DescribeInstanceTypeOfferingsCommand,
   DescribeInstancesCommand,
@@ -15,7 +16,8 @@ import {
   TerminateInstancesCommand,
   type RunInstancesCommandInput,
 } from '@aws-sdk/client-ec2';
-import { GetCommandInvocationCommand, SendCommandCommand } from '@aws-sdk/client-ssm';
+import { DescribeInstanceInformationCommand, GetCommandInvocationCommand, SendCommandCommand } from '@aws-sdk/client-ssm';
+import { pollUntil } from '../harness/net';
 import { httpGet, rejectionOf, runCommand } from '../harness/calls';
 import { startScenario, type Scenario } from '../harness/scenario';
 import { cidrContains } from '../harness/world';
@@ -80,6 +82,14 @@ describe('security groups', () => {
 
     await ec2.send(new RevokeSecurityGroupIngressCommand({ GroupId: s.source.securityGroupId, IpPermissions: [{ IpProtocol: 'tcp', FromPort: port, ToPort: port, IpRanges: [{ CidrIp: '127.0.0.0/8' }] }] }));
     expect((await httpGet(url)).status).toBe('dropped');
+  });
+
+  it('answers a revoke of a rule the group does not have with success and UnknownIpPermissions (default VPC)', async () => {
+    const out = await s.clients.ec2(REGION).send(
+      new RevokeSecurityGroupIngressCommand({ GroupId: s.source.securityGroupId, IpPermissions: [{ IpProtocol: 'tcp', FromPort: 1, ToPort: 1, IpRanges: [{ CidrIp: '198.51.100.0/24' }] }] }),
+    );
+    expect(out.Return).toBe(true);
+    expect(out.UnknownIpPermissions).toEqual([expect.objectContaining({ IpProtocol: 'tcp', FromPort: 1, ToPort: 1, IpRanges: [{ CidrIp: '198.51.100.0/24' }] })]);
   });
 
   it('serves the old instance through its own group, which lets the public ports in', async () => {
@@ -227,5 +237,30 @@ describe('RunInstances', () => {
     expect(err.name).toBe('InvalidBlockDeviceMapping');
     expect(err.message).toMatch(/Volume of size 30GB is smaller than snapshot .* expect size >= 75GB/);
     expect((await s.clients.ec2(REGION).send(new RunInstancesCommand(small(80)))).Instances).toHaveLength(1);
+  });
+});
+
+describe('a new instance, a moment after launch', () => {
+  it('is not there yet by id or in listings, then is; its SSM agent registers a little later', async () => {
+    const ec2 = s.clients.ec2(REGION);
+    const ssm = s.clients.ssm(REGION);
+    const out = await ec2.send(new RunInstancesCommand({ ImageId: s.source.imageId, InstanceType: 'g4dn.xlarge', MinCount: 1, MaxCount: 1, SubnetId: s.source.subnetId }));
+    const id = out.Instances?.[0]?.InstanceId as string;
+    expect((await rejectionOf(ec2.send(new DescribeInstancesCommand({ InstanceIds: [id] })))).name).toBe('InvalidInstanceID.NotFound');
+    expect((await rejectionOf(ec2.send(new CreateTagsCommand({ Resources: [id], Tags: [{ Key: 'k', Value: 'v' }] })))).name).toBe('InvalidInstanceID.NotFound');
+    const listing = await ec2.send(new DescribeInstancesCommand({ Filters: [{ Name: 'instance-state-name', Values: ['running', 'pending'] }] }));
+    expect(listing.Reservations?.flatMap((r) => r.Instances ?? []).map((i) => i.InstanceId)).not.toContain(id);
+    const info = () => ssm.send(new DescribeInstanceInformationCommand({ Filters: [{ Key: 'InstanceIds', Values: [id] }] }));
+    expect((await info()).InstanceInformationList).toEqual([]);
+    expect((await rejectionOf(ssm.send(new SendCommandCommand({ DocumentName: 'AWS-RunShellScript', InstanceIds: [id], Parameters: { commands: ['true'] } })))).name).toBe('InvalidInstanceId');
+
+    await pollUntil('the instance to be visible by id', async () => (await ec2.send(new DescribeInstancesCommand({ InstanceIds: [id] }))).Reservations?.[0], { timeoutMs: 5_000, intervalMs: 50 });
+    const online = await pollUntil('the agent to register', async () => (await info()).InstanceInformationList?.[0], { timeoutMs: 5_000, intervalMs: 50 });
+    expect(online).toMatchObject({ InstanceId: id, PingStatus: 'Online', PlatformType: 'Linux' });
+    const { invocation } = await runCommand(ssm, id, ['true']);
+    expect(invocation.Status).toBe('Success');
+    // The old instance (there long before) is Online from the start.
+    const all = await ssm.send(new DescribeInstanceInformationCommand({}));
+    expect(all.InstanceInformationList?.map((i) => i.InstanceId)).toEqual(expect.arrayContaining([s.source.instanceId, id]));
   });
 });
