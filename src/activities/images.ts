@@ -24,6 +24,12 @@ export interface ImageResult {
   attempt: number;
 }
 
+/** The filters that find what the tool made for one step of a plan. */
+const taggedFor = (plan: Plan, step: string) => [
+  { Name: `tag:${TAG_PLAN}`, Values: [plan.name] },
+  { Name: `tag:${TAG_STEP}`, Values: [step] },
+];
+
 export function createImageActivities(clients: AwsClients) {
   async function findImage(plan: Plan, workflowId: string, step: string, sourceInstanceId: string): Promise<Image | undefined> {
     const out = await aws('look for an image an earlier attempt made', () =>
@@ -92,10 +98,7 @@ export function createImageActivities(clients: AwsClients) {
       clients.ec2(plan.region).send(
         new DescribeImagesCommand({
           Owners: ['self'],
-          Filters: [
-            { Name: `tag:${TAG_PLAN}`, Values: [plan.name] },
-            { Name: `tag:${TAG_STEP}`, Values: [step] },
-          ],
+          Filters: taggedFor(plan, step),
         }),
       ),
     );
@@ -109,10 +112,7 @@ export function createImageActivities(clients: AwsClients) {
       clients.ec2(plan.region).send(
         new DescribeSnapshotsCommand({
           OwnerIds: ['self'],
-          Filters: [
-            { Name: `tag:${TAG_PLAN}`, Values: [plan.name] },
-            { Name: `tag:${TAG_STEP}`, Values: [step] },
-          ],
+          Filters: taggedFor(plan, step),
         }),
       ),
     );

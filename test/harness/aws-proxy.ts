@@ -346,14 +346,9 @@ export class AwsProxy {
   latency(rule: LatencyRule): RuleHandle {
     const active: ActiveLatency = { spec: rule, remaining: rule.times, fired: 0 };
     this.latencies.push(active);
-    return {
-      get fired() {
-        return active.fired;
-      },
-      remove: () => {
-        this.latencies = this.latencies.filter((l) => l !== active);
-      },
-    };
+    return ruleHandle(active, () => {
+      this.latencies = this.latencies.filter((l) => l !== active);
+    });
   }
 
   /**
@@ -363,28 +358,18 @@ export class AwsProxy {
   notRegistered(instanceId: string, times = 1): RuleHandle {
     const rule: NotRegisteredRule = { instanceId, remaining: times, fired: 0 };
     this.unregistered.push(rule);
-    return {
-      get fired() {
-        return rule.fired;
-      },
-      remove: () => {
-        this.unregistered = this.unregistered.filter((r) => r !== rule);
-      },
-    };
+    return ruleHandle(rule, () => {
+      this.unregistered = this.unregistered.filter((r) => r !== rule);
+    });
   }
 
   /** RunInstances succeeds, then the instance terminates in `pending` with this StateReason. */
   dieOnLaunch(rule: LaunchDeath): RuleHandle {
     const active: ActiveDeath = { spec: rule, remaining: rule.times, fired: 0 };
     this.launchDeaths.push(active);
-    return {
-      get fired() {
-        return active.fired;
-      },
-      remove: () => {
-        this.launchDeaths = this.launchDeaths.filter((d) => d !== active);
-      },
-    };
+    return ruleHandle(active, () => {
+      this.launchDeaths = this.launchDeaths.filter((d) => d !== active);
+    });
   }
 
   /**
@@ -395,14 +380,9 @@ export class AwsProxy {
   omitFromListings(instanceId: string, times = 1): RuleHandle {
     const rule = { instanceId, remaining: times, fired: 0 };
     this.omissions.push(rule);
-    return {
-      get fired() {
-        return rule.fired;
-      },
-      remove: () => {
-        this.omissions = this.omissions.filter((r) => r !== rule);
-      },
-    };
+    return ruleHandle(rule, () => {
+      this.omissions = this.omissions.filter((r) => r !== rule);
+    });
   }
 
   /** The current Spot price of a type in one zone, as DescribeSpotPriceHistory reports it. */
@@ -509,14 +489,9 @@ export class AwsProxy {
       error,
     };
     this.faults.push(active);
-    return {
-      get fired() {
-        return active.fired;
-      },
-      remove: () => {
-        this.faults = this.faults.filter((f) => f !== active);
-      },
-    };
+    return ruleHandle(active, () => {
+      this.faults = this.faults.filter((f) => f !== active);
+    });
   }
 
   private async handle(req: IncomingMessage, res: ServerResponse, bypass: boolean): Promise<void> {
@@ -1101,6 +1076,16 @@ export class AwsProxy {
 }
 
 // --- helpers --------------------------------------------------------------------------------
+
+/** The handle of a rule in force: how often it fired, and how to take it away. */
+function ruleHandle(rule: { readonly fired: number }, remove: () => void): RuleHandle {
+  return {
+    get fired() {
+      return rule.fired;
+    },
+    remove,
+  };
+}
 
 /** StateReason messages EC2 gives for an instance that terminated during launch (API_StateReason). */
 const STATE_REASON_MESSAGES: Record<string, string> = {
