@@ -5,6 +5,7 @@ import {
   DescribeImagesCommand,
   DescribeSnapshotsCommand,
   waitUntilImageAvailable,
+  type CreateImageCommandInput,
   type Image,
 } from '@aws-sdk/client-ec2';
 import { ApplicationFailure, Context } from '@temporalio/activity';
@@ -22,6 +23,24 @@ export interface ImageResult {
   sourceInstanceId: string;
   reused: boolean;
   attempt: number;
+}
+
+/**
+ * The CreateImage request of a step: the image and its snapshots tagged alike (the snapshots
+ * are what is billed, and what `cleanup` finds again). Preflight DryRuns the same request.
+ */
+export function imageRequest(plan: Plan, workflowId: string, step: string, instanceId: string, name: string): CreateImageCommandInput {
+  const tags = [...resourceTags(plan, workflowId, step), { Key: 'source-instance', Value: instanceId }];
+  return {
+    InstanceId: instanceId,
+    Name: name,
+    Description: `${step} image of ${instanceId} made by ec2-gpu-migration for ${plan.name}`,
+    NoReboot: true,
+    TagSpecifications: [
+      { ResourceType: 'image', Tags: tags },
+      { ResourceType: 'snapshot', Tags: tags },
+    ],
+  };
 }
 
 /** The filters that find what the tool made for one step of a plan. */
@@ -62,22 +81,7 @@ export function createImageActivities(clients: AwsClients) {
     const name = `${plan.name}-${step}-${instanceId}-${input.stamp}${n > 1 ? `-a${n}` : ''}`.replace(/[^A-Za-z0-9()[\]./\-'@_]/g, '-').slice(0, 128);
     const reused = Boolean(image);
     if (!image) {
-      const tags = [...resourceTags(plan, workflowId, step), { Key: 'source-instance', Value: instanceId }];
-      const out = await aws(`make the ${step} image of ${instanceId}`, () =>
-        ec2.send(
-          new CreateImageCommand({
-            InstanceId: instanceId,
-            Name: name,
-            Description: `${step} image of ${instanceId} made by ec2-gpu-migration for ${plan.name}`,
-            NoReboot: true,
-            // The snapshots too: they are what is billed, and what `cleanup` finds again.
-            TagSpecifications: [
-              { ResourceType: 'image', Tags: tags },
-              { ResourceType: 'snapshot', Tags: tags },
-            ],
-          }),
-        ),
-      );
+      const out = await aws(`make the ${step} image of ${instanceId}`, () => ec2.send(new CreateImageCommand(imageRequest(plan, workflowId, step, instanceId, name))));
       if (!out.ImageId) throw ApplicationFailure.create({ type: 'CreateImageFailed', message: 'CreateImage returned no image id' });
       image = { ImageId: out.ImageId, Name: name, State: 'pending' };
     }

@@ -7,6 +7,8 @@ import {
   RunInstancesCommand,
   StopInstancesCommand,
   AssociateAddressCommand,
+  AuthorizeSecurityGroupIngressCommand,
+  CreateImageCommand,
   type _InstanceType,
   type Image,
 } from '@aws-sdk/client-ec2';
@@ -17,7 +19,9 @@ import type { Plan } from '../plan/schema';
 import { migrationWorkflowId } from '../shared/constants';
 import { ErrorType, isPermanentAwsError } from '../shared/errors';
 import { describeInstances, instanceInfo, launchRequest, resolveImageId, rootOf, type InstanceInfo } from './instances';
-import type { createNetworkActivities, AddressInfo } from './network';
+import { imageRequest } from './images';
+import { ruleDescription, type createNetworkActivities, type AddressInfo } from './network';
+import { plannedIngress } from '../plan/describe';
 import { attempt } from './util';
 
 export interface InstanceTypeFacts {
@@ -100,6 +104,13 @@ export function createPreflight(clients: AwsClients, network: Network) {
     }));
     for (const t of instanceTypes) if (!t.gpus && t.instanceType !== sourceInstance?.InstanceType) warnings.push(`${t.instanceType} has no GPU`);
 
+    // The public checks (connectivity, the Elastic IP switch, performance) are made from the worker.
+    if (plan.services.some((x) => x.public) && !plan.ingress.publicCidrs.includes('0.0.0.0/0')) {
+      warnings.push(
+        `ingress.publicCidrs (${plan.ingress.publicCidrs.join(', ')}) does not cover the whole internet: the public checks come from the worker, so its public address must be inside one of them, or connectivity fails`,
+      );
+    }
+
     // The root volume cannot be smaller than the image's root snapshot (InvalidBlockDeviceMapping).
     const root = imageInfo ? rootOf(imageInfo) : undefined;
     if (root?.snapshotGiB !== undefined && plan.target.rootVolume.sizeGiB < root.snapshotGiB) {
@@ -163,6 +174,24 @@ export function createPreflight(clients: AwsClients, network: Network) {
     const request = launchRequest({ plan, workflowId: migrationWorkflowId(plan.name), step: 'launch', imageId: imageId ?? '' }, firstChoice, root ?? { deviceName: '/dev/xvda' });
     await dryRun(`ec2:RunInstances (${plan.target.market})`, () => ec2.send(new RunInstancesCommand({ ...request, DryRun: true })));
     await dryRun('ec2:StopInstances (source)', () => ec2.send(new StopInstancesCommand({ DryRun: true, InstanceIds: [plan.source.instanceId] })));
+    // The backup image, tagged as stop-old tags it: a missing ec2:CreateImage would otherwise
+    // show only after a person approved.
+    const workflowId = migrationWorkflowId(plan.name);
+    await dryRun('ec2:CreateImage (backup of the source)', () =>
+      ec2.send(new CreateImageCommand({ ...imageRequest(plan, workflowId, 'backup', plan.source.instanceId, `${plan.name}-backup-preflight`), DryRun: true })),
+    );
+    const [firstRule] = plannedIngress(plan);
+    if (firstRule) {
+      await dryRun('ec2:AuthorizeSecurityGroupIngress', () =>
+        ec2.send(
+          new AuthorizeSecurityGroupIngressCommand({
+            DryRun: true,
+            GroupId: plan.target.securityGroupIds[0],
+            IpPermissions: [{ IpProtocol: 'tcp', FromPort: firstRule.port, ToPort: firstRule.port, IpRanges: [{ CidrIp: firstRule.cidr, Description: ruleDescription(plan) }] }],
+          }),
+        ),
+      );
+    }
     await dryRun('ec2:AssociateAddress', () =>
       ec2.send(new AssociateAddressCommand({ DryRun: true, AllocationId: plan.elasticIp.allocationId, InstanceId: plan.source.instanceId, AllowReassociation: true })),
     );

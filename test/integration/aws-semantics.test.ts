@@ -395,3 +395,30 @@ test('revokeUnplanned closes an IPv6 rule too, verifies the group, and the rollb
   await failureOf(handle);
   expect(await ipv6Rules()).toEqual([`${port}/::/0`]);
 });
+
+test('preflight DryRuns the backup image and the ingress change: a missing ec2:CreateImage fails before anything is made, not after approval', async () => {
+  const { s, w } = await t.setup();
+  const denied = s.proxy.fail({
+    action: 'CreateImage',
+    code: 'UnauthorizedOperation',
+    status: 403,
+    message: 'You are not authorized to perform this operation.',
+    when: (p) => String(p.DryRun) === 'true' && p['TagSpecification.2.ResourceType'] === 'snapshot',
+  });
+  const handle = await startMigration(t.client, w.taskQueue, s.plan);
+  const { failure, report } = await failureOf(handle);
+  expect(failure.type).toBe('UnauthorizedOperation');
+  expect(report.error?.message).toMatch(/missing IAM permissions:\n- IAM: not allowed to ec2:CreateImage \(backup of the source\)/);
+  expect(denied.fired).toBe(1);
+  expect(s.proxy.calls({ action: 'AuthorizeSecurityGroupIngress' }).map((c) => c.status)).toEqual([412]);
+  expect(launches(s).filter((c) => c.status === 200)).toEqual([]);
+});
+
+test('preflight warns when the public checks may not get through ingress.publicCidrs', async () => {
+  const { s, w } = await t.setup({ planOverrides: { ...FAST_CHECKS, ingress: { publicCidrs: ['203.0.113.0/24'] } } });
+  const handle = await startMigration(t.client, w.taskQueue, s.plan);
+  const { report } = await failureOf(handle);
+  expect(report.warnings).toContainEqual(expect.stringMatching(/^ingress\.publicCidrs \(203\.0\.113\.0\/24\) does not cover the whole internet: the public checks come from the worker/));
+  // And so it is: the checks from this machine are not let in.
+  expect(report.error).toMatchObject({ type: ErrorType.ServiceCheckFailed, phase: 'start' });
+});
