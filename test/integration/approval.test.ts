@@ -185,14 +185,17 @@ describe('the decide update', () => {
     // Hold the security-group phase until the test has tried to decide early.
     const inSecurityGroup = gate();
     const releaseSecurityGroup = gate();
-    const offSg = s.proxy.onAfter('AuthorizeSecurityGroupIngress', async () => {
+    // (Preflight's DryRuns of these calls are not the phases.)
+    const offSg = s.proxy.onAfter('AuthorizeSecurityGroupIngress', async ({ request }) => {
+      if (String(request.params.DryRun) === 'true') return;
       inSecurityGroup.open();
       await releaseSecurityGroup.promise;
     });
     // Hold the stop-old phase (its backup image) until the test has tried to decide again.
     const inStopOld = gate();
     const releaseStopOld = gate();
-    s.proxy.onAfter('CreateImage', async () => {
+    s.proxy.onAfter('CreateImage', async ({ request }) => {
+      if (String(request.params.DryRun) === 'true') return;
       inStopOld.open();
       await releaseStopOld.promise;
     });

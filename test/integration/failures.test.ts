@@ -169,7 +169,8 @@ const CASES: FailureCase[] = [
     attempts: 1,
     verify: (s) => {
       // One rule was added before the failure, and the rollback revoked it.
-      expect(s.proxy.calls({ action: 'AuthorizeSecurityGroupIngress', injected: false }).map((c) => c.status)).toEqual([200]);
+      // (412: preflight's DryRun of the first rule.)
+      expect(s.proxy.calls({ action: 'AuthorizeSecurityGroupIngress', injected: false }).map((c) => c.status)).toEqual([412, 200]);
       expect(s.proxy.calls({ action: 'RevokeSecurityGroupIngress' }).map((c) => c.status)).toEqual([200]);
     },
   },
