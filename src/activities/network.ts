@@ -67,7 +67,7 @@ export function rulesOf(perms: IpPermission[] | undefined): Rule[] {
 }
 
 /** The permission of one rule, with its source in the field AWS wants for its kind. */
-function permission(rule: Rule, withDescription = true): IpPermission {
+export function permission(rule: Rule, withDescription = true): IpPermission {
   const description = withDescription && rule.description ? { Description: rule.description } : {};
   const source = rule.cidr.startsWith('pl-')
     ? { PrefixListIds: [{ PrefixListId: rule.cidr, ...description }] }

@@ -20,7 +20,7 @@ import { migrationWorkflowId } from '../shared/constants';
 import { ErrorType, isPermanentAwsError } from '../shared/errors';
 import { describeInstances, instanceInfo, launchRequest, resolveImageId, rootOf, type InstanceInfo } from './instances';
 import { imageRequest } from './images';
-import { ruleDescription, type createNetworkActivities, type AddressInfo } from './network';
+import { permission, ruleDescription, type createNetworkActivities, type AddressInfo } from './network';
 import { plannedIngress } from '../plan/describe';
 import { attempt } from './util';
 
@@ -171,12 +171,12 @@ export function createPreflight(clients: AwsClients, network: Network) {
     const zoneOf = new Map((subnetsOut?.Subnets ?? []).map((x) => [x.SubnetId ?? '', x.AvailabilityZone ?? '']));
     const subnetId = plan.target.subnetIds.find((id) => !offered || offered.has(`${plan.target.instanceType}@${zoneOf.get(id)}`)) ?? plan.target.subnetIds[0];
     const firstChoice = { instanceType: plan.target.instanceType, subnetId, market: plan.target.market };
-    const request = launchRequest({ plan, workflowId: migrationWorkflowId(plan.name), step: 'launch', imageId: imageId ?? '' }, firstChoice, root ?? { deviceName: '/dev/xvda' });
+    const workflowId = migrationWorkflowId(plan.name);
+    const request = launchRequest({ plan, workflowId, step: 'launch', imageId: imageId ?? '' }, firstChoice, root ?? { deviceName: '/dev/xvda' });
     await dryRun(`ec2:RunInstances (${plan.target.market})`, () => ec2.send(new RunInstancesCommand({ ...request, DryRun: true })));
     await dryRun('ec2:StopInstances (source)', () => ec2.send(new StopInstancesCommand({ DryRun: true, InstanceIds: [plan.source.instanceId] })));
     // The backup image, tagged as stop-old tags it: a missing ec2:CreateImage would otherwise
     // show only after a person approved.
-    const workflowId = migrationWorkflowId(plan.name);
     await dryRun('ec2:CreateImage (backup of the source)', () =>
       ec2.send(new CreateImageCommand({ ...imageRequest(plan, workflowId, 'backup', plan.source.instanceId, `${plan.name}-backup-preflight`), DryRun: true })),
     );
@@ -187,7 +187,7 @@ export function createPreflight(clients: AwsClients, network: Network) {
           new AuthorizeSecurityGroupIngressCommand({
             DryRun: true,
             GroupId: plan.target.securityGroupIds[0],
-            IpPermissions: [{ IpProtocol: 'tcp', FromPort: firstRule.port, ToPort: firstRule.port, IpRanges: [{ CidrIp: firstRule.cidr, Description: ruleDescription(plan) }] }],
+            IpPermissions: [permission({ protocol: 'tcp', fromPort: firstRule.port, toPort: firstRule.port, cidr: firstRule.cidr, description: ruleDescription(plan) })],
           }),
         ),
       );
