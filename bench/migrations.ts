@@ -16,7 +16,7 @@ import { sleep } from './stats';
 
 /** A fresh old service in `world`'s region (default: the account's), and a plan for it. */
 export async function seededPlan(account: Account, overrides: PlanOverrides = {}, world: AppWorld = account.world): Promise<{ seeded: SeededSource; plan: Plan }> {
-  const seeded = await seedSource(account.direct, { region: world.region, world });
+  const seeded = { ...(await seedSource(account.direct, { region: world.region, world })), grant: (p: Plan) => account.proxy.grantPlan(p) };
   const plan = testPlan(seeded, world.ports, { ...overrides, target: { market: 'on-demand' } });
   return { seeded, plan };
 }

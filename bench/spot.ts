@@ -48,7 +48,7 @@ export interface GuardedService {
  * holds the Elastic IP, and a plan for it. The guardian is not started yet.
  */
 export async function guardedService(account: Account, overrides: PlanOverrides): Promise<GuardedService> {
-  const seeded = await seedSource(account.direct, { region: account.region, world: account.world });
+  const seeded = { ...(await seedSource(account.direct, { region: account.region, world: account.world })), grant: (p: Plan) => account.proxy.grantPlan(p) };
   const plan = testPlan(seeded, account.world.ports, { ...overrides, target: { market: 'spot', ...(overrides.target ?? {}) } });
   // As the migration would have left it: the public ports open on the target group.
   await openPlannedIngress(account.direct, plan);

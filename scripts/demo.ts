@@ -130,6 +130,8 @@ async function main(): Promise<void> {
       },
       'demo plan',
     );
+    // The worker may do exactly what `migration iam-policy --plan` allows.
+    proxy.grantPlan(plan);
     const workDir = join(root, '.demo');
     await mkdir(workDir, { recursive: true });
     const demoPlan = join(workDir, 'video-message-app.yaml');

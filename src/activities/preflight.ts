@@ -12,6 +12,7 @@ import {
   type _InstanceType,
   type Image,
 } from '@aws-sdk/client-ec2';
+import { ReceiveMessageCommand } from '@aws-sdk/client-sqs';
 import { ApplicationFailure } from '@temporalio/activity';
 import { aws } from '../aws/call';
 import type { AwsClients } from '../aws/clients';
@@ -23,6 +24,7 @@ import { imageRequest } from './images';
 import { permission, ruleDescription, type createNetworkActivities, type AddressInfo } from './network';
 import { plannedIngress } from '../plan/describe';
 import { attempt } from './util';
+import { checkVcpuQuota, quotaOf } from './quotas';
 
 export interface InstanceTypeFacts {
   instanceType: string;
@@ -145,6 +147,33 @@ export function createPreflight(clients: AwsClients, network: Network) {
           else if (where.length < zones.length) warnings.push(`${type} is not offered in ${zones.filter((z) => !where.includes(z)).join(', ')}: launches skip those subnets for it`);
         }
       }
+    }
+
+    // The family's vCPU quota must hold the target (and, on Spot, one replacement beside it)
+    // on top of what already runs; over it, the launch fails after all the checks said yes.
+    const vcpusOf = new Map(instanceTypes.filter((t) => t.vcpus !== undefined).map((t) => [t.instanceType, t.vcpus as number]));
+    const quota = await collect('target.instanceType', () => checkVcpuQuota(clients, plan.region, plan.target.instanceType, plan.target.market, vcpusOf));
+    if (quota && quota.inUse + quota.needed > quota.limit) {
+      const want = quota.inUse + quota.needed;
+      problems.push(
+        `target.instanceType: ${plan.target.instanceType} needs ${quota.needed} vCPUs of the quota "${quota.quota.name}" (${quota.quota.code}) in ${plan.region}${plan.target.market === 'spot' ? ' (the instance and one replacement)' : ''}, ` +
+          `and ${quota.inUse} of its ${quota.limit} are in use; ask for ${want}: aws service-quotas request-service-quota-increase --region ${plan.region} --service-code ec2 --quota-code ${quota.quota.code} --desired-value ${want}`,
+      );
+    } else if (quota) {
+      const largest = Math.max(...plan.target.fallbackInstanceTypes.filter((t) => quotaOf(t, plan.target.market)?.code === quota.quota.code).map((t) => vcpusOf.get(t) ?? 0), 0);
+      const needed = largest * (plan.target.market === 'spot' ? 2 : 1);
+      if (quota.inUse + needed > quota.limit) warnings.push(`the quota ${quota.quota.code} (${quota.limit} vCPUs, ${quota.inUse} in use) does not hold the largest fallback type: a launch that falls back to it can fail`);
+    }
+
+    // The interruption queue: there, and readable by the worker. A receive that hides nothing
+    // (visibility timeout 0) proves both; SQS has no DryRun.
+    const queueUrl = plan.spot.interruptionQueueUrl;
+    if (plan.target.market === 'spot' && queueUrl) {
+      await collect('spot.interruptionQueueUrl', () =>
+        aws(`read the interruption queue ${queueUrl}`, () =>
+          clients.sqs(plan.region).send(new ReceiveMessageCommand({ QueueUrl: queueUrl, MaxNumberOfMessages: 1, VisibilityTimeout: 0, WaitTimeSeconds: 0 })),
+        ),
+      );
     }
 
     if (problems.length > 0) {

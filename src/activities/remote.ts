@@ -7,6 +7,7 @@ import {
   type Command,
   type GetCommandInvocationCommandOutput,
 } from '@aws-sdk/client-ssm';
+import { DescribeInstancesCommand } from '@aws-sdk/client-ec2';
 import { ApplicationFailure, Context } from '@temporalio/activity';
 import { aws } from '../aws/call';
 import type { AwsClients } from '../aws/clients';
@@ -64,6 +65,9 @@ export function outputCut(stdout: string | undefined, stderr: string | undefined
   ].filter(Boolean);
   return cut.length ? `the output was cut by SSM: ${cut.join(', ')}; the end of the step's output is not in it` : undefined;
 }
+
+/** Polls of a command between two looks at its instance's state. */
+const INSTANCE_CHECK_EVERY = 5;
 
 const FINAL = new Set(['Success', 'Failed', 'Cancelled', 'TimedOut', 'Undeliverable', 'Terminated', 'InvalidPlatform', 'AccessDenied', 'DeliveryTimedOut', 'ExecutionTimedOut']);
 
@@ -196,9 +200,12 @@ export function createRemoteRunner(clients: AwsClients, options: RemoteOptions) 
     commandId ??= await send(input, mark);
     ctx.heartbeat(beat(commandId));
     let inv: GetCommandInvocationCommandOutput | undefined;
-    for (;;) {
+    for (let polls = 1; ; polls++) {
       inv = await readInvocation(input, commandId);
       if (inv?.Status && FINAL.has(inv.Status)) break;
+      // SSM keeps a command to an instance that stopped running Pending or InProgress until its
+      // timeout (up to hours): ask EC2 now and then, and give up at once when it is gone.
+      if (polls % INSTANCE_CHECK_EVERY === 0) await stillRunning(input, commandId);
       ctx.heartbeat(beat(commandId));
       await ctx.sleep(options.pollIntervalMs);
     }
@@ -213,6 +220,24 @@ export function createRemoteRunner(clients: AwsClients, options: RemoteOptions) 
       durationMs: Date.now() - started,
       attempt: attempt(),
     };
+  }
+
+  async function stillRunning(input: RemoteInput, commandId: string): Promise<void> {
+    let state: string | undefined;
+    try {
+      const out = await clients.ec2(input.region).send(new DescribeInstancesCommand({ InstanceIds: [input.instanceId] }));
+      state = out.Reservations?.[0]?.Instances?.[0]?.State?.Name;
+    } catch (err) {
+      // Not an answer about the instance (throttling, EC2's lag behind a launch): ask again later.
+      Context.current().log.warn('could not read the instance state', { instanceId: input.instanceId, error: (err as Error).message });
+      return;
+    }
+    if (state === undefined || state === 'running') return;
+    throw ApplicationFailure.create({
+      type: ErrorType.InstanceNotRunning,
+      message: `'${input.label}' on ${input.instanceId}: the instance is ${state}, so command ${commandId} can never finish`,
+      nonRetryable: true,
+    });
   }
 
   /** Runs the commands and fails (retryably) unless they exit 0. */

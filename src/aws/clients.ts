@@ -1,4 +1,5 @@
 import { EC2Client } from '@aws-sdk/client-ec2';
+import { ServiceQuotasClient } from '@aws-sdk/client-service-quotas';
 import { SQSClient } from '@aws-sdk/client-sqs';
 import { SSMClient } from '@aws-sdk/client-ssm';
 import { NoCapacityRetryStrategy } from './retry';
@@ -12,6 +13,7 @@ export interface AwsClients {
   ec2(region: string): EC2Client;
   ssm(region: string): SSMClient;
   sqs(region: string): SQSClient;
+  servicequotas(region: string): ServiceQuotasClient;
 }
 
 export interface AwsClientOptions {
@@ -46,5 +48,6 @@ export function createAwsClients(options: AwsClientOptions = {}): AwsClients {
     ec2: cache((region) => new EC2Client(config(region))),
     ssm: cache((region) => new SSMClient(config(region))),
     sqs: cache((region) => new SQSClient(config(region))),
+    servicequotas: cache((region) => new ServiceQuotasClient(config(region))),
   };
 }

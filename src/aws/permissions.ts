@@ -20,7 +20,7 @@ export const WORKER_PERMISSIONS: readonly PermissionGroup[] = [
     sid: 'Preflight',
     // Phase 0 reads what the plan names; DryRun of RunInstances, StopInstances and
     // AssociateAddress proves the permissions below without acting (DryRun needs the same action).
-    why: 'preflight: read the source instance, Elastic IP, subnets, security groups, image, instance types and where they are offered',
+    why: 'preflight: read the source instance, Elastic IP, subnets, security groups, image, instance types, where they are offered and the vCPU quota',
     actions: [
       'ec2:DescribeInstances',
       'ec2:DescribeAddresses',
@@ -29,6 +29,8 @@ export const WORKER_PERMISSIONS: readonly PermissionGroup[] = [
       'ec2:DescribeImages',
       'ec2:DescribeInstanceTypes',
       'ec2:DescribeInstanceTypeOfferings',
+      // The planned family's running vCPU quota (on-demand or Spot) against what already runs.
+      'servicequotas:GetServiceQuota',
     ],
   },
   {

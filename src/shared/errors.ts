@@ -48,6 +48,11 @@ export const NON_RETRYABLE_AWS_CODES: ReadonlySet<string> = new Set([
   'Unsupported',
   'ValidationError',
   'ValidationException',
+  // SQS: the queue the plan names is not there (JSON protocol, and its query-protocol code).
+  'QueueDoesNotExist',
+  'AWS.SimpleQueueService.NonExistentQueue',
+  // Service Quotas: no such quota in this region.
+  'NoSuchResourceException',
 ]);
 
 /** Codes permanent by prefix: every `AuthFailure.*` (e.g. AuthFailure.ServiceLinkedRoleCreationNotPermitted). */
@@ -82,7 +87,11 @@ export const ErrorType = {
   NoCapacity: 'NoCapacity',
   /** A person rejected the migration. */
   Rejected: 'Rejected',
+  /** The instance a remote step runs on stopped running (a Spot interruption): the step can never finish. */
+  InstanceNotRunning: 'InstanceNotRunning',
+  /** The new Spot instance got an interruption notice before the migration stood: it rolls back to the old one. */
+  SpotInterrupted: 'SpotInterrupted',
 } as const;
 
 /** Our own types that no retry can fix (the remote steps and checks get a few tries first). */
-export const NON_RETRYABLE_OWN_TYPES: readonly string[] = [ErrorType.PreflightFailed, ErrorType.NoCapacity];
+export const NON_RETRYABLE_OWN_TYPES: readonly string[] = [ErrorType.PreflightFailed, ErrorType.NoCapacity, ErrorType.InstanceNotRunning];

@@ -78,12 +78,15 @@ export interface GuardianStatus {
 
 export const interruptionSignal = defineSignal<[InterruptionNotice]>('interruption');
 export const stopGuardingSignal = defineSignal<[]>('stop');
+/** The migration's golden image is ready: replacements start from it (until then, from the plan's image). */
+export const goldenImageSignal = defineSignal<[{ imageId: string }]>('golden-image');
 export const guardianStatusQuery = defineQuery<GuardianStatus>('status');
 
 export const GUARDIAN_SIGNAL_DESCRIPTIONS = {
   interruption:
     'An interruption notice: replace the instance now. Payload: {"instanceId": "i-…", "kind": "interruption"|"rebalance"|"stopped"|"manual"}',
   stop: 'Stop guarding: the instance keeps running, nothing is replaced any more.',
+  'golden-image': 'The golden image to launch replacements from: {"imageId": "ami-…"}',
 } as const;
 
 /** The router's registration: a guardian asks it to read a queue and poll its instances. */

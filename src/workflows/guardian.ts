@@ -1,31 +1,26 @@
 import {
   ApplicationFailure,
-  ParentClosePolicy,
   allHandlersFinished,
   condition,
   continueAsNew,
-  getExternalWorkflowHandle,
   log,
   patched,
   proxyActivities,
   setCurrentDetails,
   setHandler,
   sleep,
-  startChild,
   workflowInfo,
   type ActivityOptions,
 } from '@temporalio/workflow';
-import { WorkflowExecutionAlreadyStartedError } from '@temporalio/common';
 import type { Activities } from '../activities';
 import { durationMs } from '../plan/duration';
-import { routerWorkflowId } from '../shared/constants';
 import { NON_RETRYABLE_AWS_CODES, ErrorType } from '../shared/errors';
 import {
   GUARDIAN_SIGNAL_DESCRIPTIONS,
   NOTICE_KINDS,
   guardianStatusQuery,
+  goldenImageSignal,
   interruptionSignal,
-  registerGuardianSignal,
   stopGuardingSignal,
   type GuardEvent,
   type GuardianCarried,
@@ -34,7 +29,7 @@ import {
   type InterruptionNotice,
 } from '../shared/spot';
 import { TAG_GUARDED } from '../shared/constants';
-import { spotEventRouter } from './router';
+import { joinSpotRouter } from './router';
 
 const NON_RETRYABLE = [...NON_RETRYABLE_AWS_CODES, ErrorType.PreflightFailed, 'NotConfigured'];
 /** Replacement races a two-minute warning: short timeouts, quick retries. */
@@ -66,6 +61,8 @@ export async function spotGuardian(input: GuardianInput): Promise<GuardianStatus
   const guardianId = info.workflowId;
   const carried: GuardianCarried = input.carried ?? { replacements: 0, events: [], pending: [], ignored: [], runs: 0, routerReady: false };
   let instanceId = input.instanceId;
+  /** Replacements start from it; the migration sends it once made (until then: the plan's image). */
+  let goldenImageId = input.goldenImageId;
   let replacing = false;
   let stopRequested = false;
   const pending: InterruptionNotice[] = [...carried.pending];
@@ -75,7 +72,7 @@ export async function spotGuardian(input: GuardianInput): Promise<GuardianStatus
     planName: plan.name,
     region: plan.region,
     instanceId,
-    goldenImageId: input.goldenImageId,
+    goldenImageId,
     state: stopRequested ? 'stopped' : replacing ? 'replacing' : 'guarding',
     replacements: carried.replacements,
     run: carried.runs + 1,
@@ -113,6 +110,16 @@ export async function spotGuardian(input: GuardianInput): Promise<GuardianStatus
       pending.push({ ...notice, at: notice.at ?? new Date().toISOString() });
     },
     { description: GUARDIAN_SIGNAL_DESCRIPTIONS.interruption },
+  );
+  setHandler(
+    goldenImageSignal,
+    (payload) => {
+      const imageId = (payload as { imageId?: unknown } | undefined)?.imageId;
+      if (typeof imageId !== 'string' || !/^ami-[0-9a-f]+$/.test(imageId)) return ignore('invalid golden-image payload: expected {"imageId": "ami-…"}', payload);
+      goldenImageId = imageId;
+      refreshDetails();
+    },
+    { description: GUARDIAN_SIGNAL_DESCRIPTIONS['golden-image'] },
   );
   setHandler(
     stopGuardingSignal,
@@ -158,6 +165,7 @@ export async function spotGuardian(input: GuardianInput): Promise<GuardianStatus
       return continueAsNew<typeof spotGuardian>({
         ...input,
         instanceId,
+        goldenImageId,
         carried: { ...carried, pending: [...pending], runs: carried.runs + 1 },
       });
     }
@@ -166,18 +174,8 @@ export async function spotGuardian(input: GuardianInput): Promise<GuardianStatus
   return status();
 
   /** Starts the region's router (first guardian) or registers with the running one. */
-  async function joinRouter(): Promise<void> {
-    const registration = { guardianId, queueUrl: plan.spot.interruptionQueueUrl, pollIntervalMs: durationMs(plan.spot.pollInterval) };
-    try {
-      await startChild(spotEventRouter, {
-        workflowId: routerWorkflowId(plan.region),
-        parentClosePolicy: ParentClosePolicy.ABANDON,
-        args: [{ region: plan.region, queueUrls: registration.queueUrl ? [registration.queueUrl] : [], pollIntervalMs: registration.pollIntervalMs }],
-      });
-    } catch (err) {
-      if (!(err instanceof WorkflowExecutionAlreadyStartedError)) throw err;
-      await getExternalWorkflowHandle(routerWorkflowId(plan.region)).signal(registerGuardianSignal, registration);
-    }
+  function joinRouter(): Promise<void> {
+    return joinSpotRouter(plan, guardianId);
   }
 
   async function replace(notice: InterruptionNotice): Promise<GuardEvent> {
@@ -199,14 +197,14 @@ export async function spotGuardian(input: GuardianInput): Promise<GuardianStatus
           workflowId: guardianId,
           runId,
           step,
-          imageId: input.goldenImageId ?? (await quick.resolveImage({ plan })),
+          imageId: goldenImageId ?? (await quick.resolveImage({ plan })),
           tags: { [TAG_GUARDED]: guardianId },
         });
         Object.assign(event, { newInstanceId: launched.instanceId, instanceType: launched.instanceType, market: launched.market, launchedAt: new Date().toISOString() });
         const host = plan.checks.host === 'auto' ? launched.publicIp : plan.checks.host;
         if (!host) throw ApplicationFailure.nonRetryable(`replacement ${launched.instanceId} has no public address`, 'NoPublicAddress');
         // Without a golden image the replacement is a bare image: every remote step runs.
-        const steps = input.goldenImageId ? [plan.remote.start] : [plan.remote.setup, plan.remote.deploy, plan.remote.build, plan.remote.start];
+        const steps = goldenImageId ? [plan.remote.start] : [plan.remote.setup, plan.remote.deploy, plan.remote.build, plan.remote.start];
         for (const commands of steps) {
           if (commands.length) await long.runRemote({ region: plan.region, instanceId: launched.instanceId, label: 'start', commands, timeoutSeconds: 3600 });
         }

@@ -3,6 +3,7 @@ import {
   ApplicationFailure,
   CancellationScope,
   condition,
+  getExternalWorkflowHandle,
   isCancellation,
   log,
   ParentClosePolicy,
@@ -18,6 +19,8 @@ import { WorkflowExecutionAlreadyStartedError } from '@temporalio/common';
 import type { Activities } from '../activities';
 import { guardianWorkflowId } from '../shared/constants';
 import { spotGuardian } from './guardian';
+import { joinSpotRouter } from './router';
+import { NOTICE_KINDS, goldenImageSignal, interruptionSignal, type InterruptionNotice } from '../shared/spot';
 import type { LaunchResult, InstanceInfo } from '../activities/instances';
 import type { PreflightResult } from '../activities/preflight';
 import type { IngressResult, Rule } from '../activities/network';
@@ -178,6 +181,30 @@ export async function migrateToGpu(input: MigrationInput): Promise<MigrationRepo
     },
   });
 
+  // --- Spot notices before the migration stands ------------------------------------------
+  // From the Elastic IP switch until the guardian takes over, the migration itself owns the new
+  // Spot instance's notices (the router sends them here): while the old instance still runs, an
+  // interrupted new one means rolling back to it, not running without anyone watching.
+  let guarding = false;
+  let notice: InterruptionNotice | undefined;
+  setHandler(
+    interruptionSignal,
+    (n) => {
+      if (!guarding || !n || typeof n !== 'object' || n.instanceId !== status.newInstanceId || !NOTICE_KINDS.includes(n.kind)) {
+        status.ignoredMessages.push({ name: 'interruption', at: new Date().toISOString(), reason: guarding ? `not a notice for the new instance ${status.newInstanceId}` : 'the new instance is not guarded by the migration now' });
+        return;
+      }
+      notice ??= { ...n, at: n.at ?? new Date().toISOString() };
+    },
+    { description: 'A Spot notice for the new instance (from the region\'s router) while the migration still stands by the old one: roll back to it.' },
+  );
+  const interrupted = (during: string): ApplicationFailure =>
+    ApplicationFailure.create({
+      type: ErrorType.SpotInterrupted,
+      message: `the new Spot instance ${notice?.instanceId} was interrupted (${notice?.kind} notice, from the ${notice?.source ?? 'signal'}) ${during}: the Elastic IP goes back to ${plan.source.instanceId}, which still runs`,
+      nonRetryable: true,
+    });
+
   // --- phases -------------------------------------------------------------------------
   async function phase<T extends { attempt?: number }>(name: PhaseName, work: () => Promise<T>, figures?: (r: T) => Record<string, Figure>): Promise<T> {
     const rec = record(name);
@@ -307,6 +334,12 @@ export async function migrateToGpu(input: MigrationInput): Promise<MigrationRepo
     }, (r) => ({ elasticIp: { value: r.publicIp, source: 'measured' }, verified: { value: 'public services answer on it', source: 'measured' } }));
     addressIp = moved.publicIp;
     const servedHost = plan.checks.host === 'auto' ? addressIp : plan.checks.host;
+    // The service now runs on Spot: its notices come here until the guardian takes them.
+    if (newInstance.market === 'spot' && patched('guard-from-eip-switch')) {
+      await quick.markGuarded({ region: plan.region, instanceId: newInstance.instanceId, guardianId: workflowId });
+      await joinSpotRouter(plan, workflowId);
+      guarding = true;
+    }
 
     await phase('performance', async () => {
       // The phase's attempts: the most any of its tests needed.
@@ -328,10 +361,12 @@ export async function migrateToGpu(input: MigrationInput): Promise<MigrationRepo
     }));
 
     // --- the person's decision ----------------------------------------------------------
+    if (notice) throw interrupted('during the performance tests');
     status.phase = 'awaiting-approval';
     refreshDetails();
     log.info('waiting for approval', { workflowId, timeout: plan.approval.timeout });
-    const decided = await condition(() => decision !== undefined, durationMs(plan.approval.timeout));
+    const decided = await condition(() => decision !== undefined || notice !== undefined, durationMs(plan.approval.timeout));
+    if (notice) throw interrupted('while awaiting approval');
     if (!decided) {
       decision = { decision: 'timed-out', at: new Date().toISOString() };
       status.approval = decision;
@@ -356,6 +391,8 @@ export async function migrateToGpu(input: MigrationInput): Promise<MigrationRepo
         const stopped = stoppedBefore ?? (await long.stopInstance({ region: plan.region, instanceId: plan.source.instanceId }));
         return { ...stopped, backupImageId: backup.imageId, attempt: backup.attempt };
       }, (r) => ({ backupImage: { value: r.backupImageId, source: 'measured' }, oldState: { value: r.state, source: 'measured' } }));
+      // Interrupted while the old one stopped: start it again and move the Elastic IP back.
+      if (notice) throw interrupted('while the old instance was being stopped');
       // From here on the migration stands: what follows never rolls it back.
       compensations.length = 0;
       await afterCutOver();
@@ -403,6 +440,15 @@ export async function migrateToGpu(input: MigrationInput): Promise<MigrationRepo
 
   /** The golden image of the new instance, and its Spot guardian when it runs on Spot. */
   async function afterCutOver(): Promise<void> {
+    // The guardian first: the golden image takes minutes, and the service must not wait for it
+    // unguarded. It replaces from the plan's image until it is told of the golden one.
+    const guardFirst = newInstance.market === 'spot' && patched('guard-before-golden');
+    if (guardFirst) {
+      status.guardianWorkflowId = await startGuardian(plan, newInstance.instanceId, undefined, workflowId);
+      guarding = false;
+      // A notice that came in between goes on to the guardian.
+      if (notice) await getExternalWorkflowHandle(status.guardianWorkflowId).signal(interruptionSignal, notice);
+    }
     try {
       // The new instance keeps serving while its image is taken (NoReboot): what is in its page
       // cache goes to disk first, so the image holds what the app wrote.
@@ -423,7 +469,11 @@ export async function migrateToGpu(input: MigrationInput): Promise<MigrationRepo
         warnings.push(`older golden images of ${plan.name} could not be cleaned up (migration cleanup --plan lists them): ${describeFailure(err)}`);
       }
     }
-    if (newInstance.market === 'spot') status.guardianWorkflowId = await startGuardian(plan, newInstance.instanceId, images.golden, workflowId);
+    if (guardFirst) {
+      if (images.golden) await getExternalWorkflowHandle(status.guardianWorkflowId as string).signal(goldenImageSignal, { imageId: images.golden });
+    } else if (newInstance.market === 'spot') {
+      status.guardianWorkflowId = await startGuardian(plan, newInstance.instanceId, images.golden, workflowId);
+    }
   }
 
   async function rollBack(list: Compensation[], keepFailed: boolean): Promise<void> {

@@ -4,13 +4,19 @@ import {
   continueAsNew,
   getExternalWorkflowHandle,
   log,
+  ParentClosePolicy,
   patched,
   proxyActivities,
   setCurrentDetails,
   setHandler,
+  startChild,
   workflowInfo,
   type RetryPolicy,
 } from '@temporalio/workflow';
+import { WorkflowExecutionAlreadyStartedError } from '@temporalio/common';
+import { durationMs } from '../plan/duration';
+import type { Plan } from '../plan/schema';
+import { routerWorkflowId } from '../shared/constants';
 import type { Activities } from '../activities';
 import type { GuardedInstance, QueueMessage } from '../activities/spot';
 import { NON_RETRYABLE_AWS_CODES } from '../shared/errors';
@@ -25,6 +31,25 @@ import {
   type RouterInput,
   type RouterStatus,
 } from '../shared/spot';
+
+/**
+ * Makes the region's router route the notices of instances tagged as guarded by `ownerId` (a
+ * guardian, or a migration that still stands by its old instance): starts the router, or
+ * registers with the one that runs.
+ */
+export async function joinSpotRouter(plan: Plan, ownerId: string): Promise<void> {
+  const registration = { guardianId: ownerId, queueUrl: plan.spot.interruptionQueueUrl, pollIntervalMs: durationMs(plan.spot.pollInterval) };
+  try {
+    await startChild(spotEventRouter, {
+      workflowId: routerWorkflowId(plan.region),
+      parentClosePolicy: ParentClosePolicy.ABANDON,
+      args: [{ region: plan.region, queueUrls: registration.queueUrl ? [registration.queueUrl] : [], pollIntervalMs: registration.pollIntervalMs }],
+    });
+  } catch (err) {
+    if (!(err instanceof WorkflowExecutionAlreadyStartedError)) throw err;
+    await getExternalWorkflowHandle(routerWorkflowId(plan.region)).signal(registerGuardianSignal, registration);
+  }
+}
 
 const RETRY: RetryPolicy = { initialInterval: '1s', backoffCoefficient: 2, maximumInterval: '30s', nonRetryableErrorTypes: [...NON_RETRYABLE_AWS_CODES] };
 const acts = proxyActivities<Activities>({ startToCloseTimeout: '1 minute', retry: RETRY });
@@ -87,6 +112,19 @@ export async function spotEventRouter(input: RouterInput): Promise<RouterStatus>
     }
   }
 
+  /**
+   * Signals the owner of the instance. An instance changes hands once (the migration guards it
+   * until its guardian starts and tags it): when the owner we knew is gone, the instance's tag
+   * names the new one (runs that began before keep theirs).
+   */
+  async function deliver(instanceId: string, knownOwner: string, notice: InterruptionNotice): Promise<void> {
+    if (await notify(knownOwner, notice)) return;
+    if (!patched('reroute-to-new-owner')) return;
+    await lookUp([instanceId]);
+    const now = owner.get(instanceId);
+    if (now && now !== knownOwner) await notify(now, notice);
+  }
+
   const pollsPerRun = input.pollsPerRun ?? POLLS_PER_RUN;
   const carryOver = (): RouterInput => ({
     region,
@@ -129,7 +167,7 @@ export async function spotEventRouter(input: RouterInput): Promise<RouterStatus>
         await Promise.all(
           deaths.map(async ([instanceId, guardianId]) => {
             stats.pollNotices++;
-            await notify(guardianId, { instanceId, kind: 'stopped', source: 'poll', at: new Date().toISOString() });
+            await deliver(instanceId, guardianId, { instanceId, kind: 'stopped', source: 'poll', at: new Date().toISOString() });
           }),
         );
       } finally {
@@ -194,7 +232,7 @@ export async function spotEventRouter(input: RouterInput): Promise<RouterStatus>
           done.push(m.receiptHandle);
           return;
         }
-        await notify(guardianId, { instanceId: m.event.instanceId, kind: m.event.kind, source: 'queue', at: m.event.time ?? new Date().toISOString() });
+        await deliver(m.event.instanceId, guardianId, { instanceId: m.event.instanceId, kind: m.event.kind, source: 'queue', at: m.event.time ?? new Date().toISOString() });
         stats.messagesRouted++;
         done.push(m.receiptHandle);
       }),

@@ -20,6 +20,9 @@ import { createServer, request as httpRequest, Agent, type IncomingHttpHeaders, 
 import type { AddressInfo } from 'node:net';
 import { setTimeout as delay } from 'node:timers/promises';
 import { createAwsClients, type AwsClients } from '../../src/aws/clients';
+import { iamPolicy, type PolicyDocument } from '../../src/aws/permissions';
+import type { Plan } from '../../src/plan/schema';
+import { authorizations, firstDenied, type Authorization } from './iam';
 
 /** What the proxy saw of one call. */
 export interface CallRecord {
@@ -102,7 +105,7 @@ export interface LaunchDeath {
   when?: FaultRule['when'];
 }
 
-export type CommandStatus = 'Success' | 'Failed' | 'TimedOut' | 'InProgress';
+export type CommandStatus = 'Success' | 'Failed' | 'TimedOut' | 'InProgress' | 'Pending';
 
 export interface ScriptedResult {
   status?: CommandStatus;
@@ -144,6 +147,10 @@ export interface AwsProxyOptions {
   fixReassociation?: boolean;
   /** How AWS lags behind a launch (defaults: PROXY_TIMING). */
   timing?: Partial<ProxyTiming>;
+  /** The account already has EC2's Spot service-linked role (default false: a new account). */
+  spotServiceLinkedRole?: boolean;
+  /** The identity policies calls are authorised against (default: `iamPolicy()`; see grantPlan). */
+  policies?: readonly PolicyDocument[];
 }
 
 /**
@@ -174,6 +181,17 @@ export const SSM_STDERR_LIMIT = 8_000;
 const INVOCATION_PRELUDE = ['InvocationDoesNotExist', 'Pending', 'InProgress'] as const;
 /** AWS-RunShellScript's `executionTimeout`: an integer string from 1 to 172800 (its document's allowedPattern). */
 const EXECUTION_TIMEOUT = /^(?:[1-9][0-9]{0,4}|1[0-6][0-9]{4}|17[0-1][0-9]{3}|172[0-7][0-9]{2}|172800)$/;
+/** The vCPU quotas the world's accounts have unless a test sets one (real new accounts often start at 0 for G and VT). */
+export const DEFAULT_EC2_QUOTA = 64;
+/** EC2's vCPU quotas the world knows, by Service Quotas code. */
+const EC2_QUOTA_NAMES: Readonly<Record<string, string>> = {
+  'L-DB2E81BA': 'Running On-Demand G and VT instances',
+  'L-417A185B': 'Running On-Demand P instances',
+  'L-1216C47A': 'Running On-Demand Standard (A, C, D, H, I, M, R, T, Z) instances',
+  'L-3819A6DF': 'All G and VT Spot Instance Requests',
+  'L-7212CCBC': 'All P Spot Instance Requests',
+  'L-34B43A08': 'All Standard (A, C, D, H, I, M, R, T, Z) Spot Instance Requests',
+};
 const TEST_CREDENTIALS = { accessKeyId: 'testing', secretAccessKey: 'testing' };
 
 interface ActiveFault {
@@ -260,6 +278,12 @@ export class AwsProxy {
   private readonly imageRootGiB = new Map<string, number>();
   /** Which AZs offer which instance types, and each subnet's AZ (moto's own data, read once). */
   private placement?: Promise<{ offered: Set<string>; azOfSubnet: Map<string, string> }>;
+  /** The identity policies every call through the main door is authorised against (undefined: `iamPolicy()`). */
+  private policies?: PolicyDocument[];
+  /** The account's EC2 quotas by code (Service Quotas; moto does not serve it). */
+  private readonly quotas = new Map<string, number>();
+  /** Whether the account has AWSServiceRoleForEC2Spot (made by its first Spot launch). */
+  private spotRole: boolean;
 
   private constructor(
     private readonly servers: Server[],
@@ -271,6 +295,8 @@ export class AwsProxy {
     this.rewriteIps = options.publicIpsOnLoopback ?? true;
     this.fixReassociation = options.fixReassociation ?? true;
     this.timing = { ...PROXY_TIMING, ...options.timing };
+    this.spotRole = options.spotServiceLinkedRole ?? false;
+    this.policies = options.policies ? [...options.policies] : undefined;
     const [main, side] = servers.map((s) => (s.address() as AddressInfo).port);
     this.endpoint = `http://127.0.0.1:${main}`;
     this.bypassEndpoint = `http://127.0.0.1:${side}`;
@@ -396,8 +422,37 @@ export class AwsProxy {
   }
 
   /** The size of an image's root snapshot: DescribeImages reports it, RunInstances enforces it. */
+  /**
+   * Sets an EC2 quota of this account (Service Quotas code, e.g. L-3819A6DF for G and VT Spot
+   * vCPUs). Unset quotas answer DEFAULT_EC2_QUOTA.
+   */
+  setQuota(quotaCode: string, value: number): void {
+    this.quotas.set(quotaCode, value);
+  }
+
   setImageRootSize(imageId: string, sizeGiB: number): void {
     this.imageRootGiB.set(imageId, sizeGiB);
+  }
+
+  // --- IAM ---------------------------------------------------------------------------------
+
+  /**
+   * Authorise the worker's calls with the policy `migration iam-policy --plan` prints for
+   * `plan`. The first grant replaces the default (`iamPolicy()`, the policy without a plan);
+   * later ones add to it, as attaching one more policy to the worker's role would.
+   */
+  grantPlan(plan: Plan): void {
+    this.policies = [...(this.policies ?? []), iamPolicy(plan)];
+  }
+
+  /** Authorise every call with exactly these policies (a test taking an action away). */
+  setPolicies(policies: readonly PolicyDocument[]): void {
+    this.policies = [...policies];
+  }
+
+  /** The policies calls are authorised against now. */
+  currentPolicies(): PolicyDocument[] {
+    return this.policies ?? [iamPolicy()];
   }
 
   /** Removes every fault, latency and not-registered rule. Handlers and hooks stay. */
@@ -548,6 +603,9 @@ export class AwsProxy {
     const waitMs = this.matchLatency(request);
     if (waitMs > 0) await delay(waitMs, undefined, { signal: this.closing.signal });
 
+    const denied = await this.authorize(req, request);
+    if (denied) return errorReply(request, denied);
+
     const unregistered = this.matchNotRegistered(request);
     if (unregistered) {
       return errorReply(request, {
@@ -561,6 +619,7 @@ export class AwsProxy {
     const lagging = this.notThereYet(request);
     if (lagging) return errorReply(request, lagging);
     if (request.service === 'ssm' && request.action === 'DescribeInstanceInformation') return this.describeInstanceInformation(req, request);
+    if (request.service === 'servicequotas') return this.serviceQuota(request);
     const invalid = invalidParameters(request);
     if (invalid) return errorReply(request, { code: 'InvalidParameters', status: 400, message: invalid });
     if (request.service === 'ec2' && request.action === 'RunInstances') return this.runInstances(req, body, request);
@@ -734,6 +793,7 @@ export class AwsProxy {
     if (refused) return errorReply(request, refused);
     const reply = await this.forward(req, body, request);
     if (reply.status !== 200 || dryRun) return reply;
+    if (String(params['InstanceMarketOptions.MarketType']) === 'spot') this.spotRole = true;
     const ids = [...reply.body.toString('utf8').matchAll(/<instanceId>(i-[0-9a-f]+)<\/instanceId>/g)].map((m) => m[1]);
     for (const id of ids) this.launchedAt.set(id, Date.now());
     const death = this.matchDeath(request);
@@ -815,6 +875,54 @@ export class AwsProxy {
     }
     const xml = `<?xml version="1.0" encoding="UTF-8"?>\n<RevokeSecurityGroupIngressResponse xmlns="http://ec2.amazonaws.com/doc/2016-11-15/"><requestId>${randomUUID()}</requestId><return>true</return><unknownIpPermissionSet>${items.join('')}</unknownIpPermissionSet></RevokeSecurityGroupIngressResponse>`;
     return { status: 200, headers: { 'content-type': 'text/xml;charset=UTF-8' }, body: Buffer.from(xml, 'utf8') };
+  }
+
+  /**
+   * IAM, before anything else: each authorization the request needs must be allowed by the
+   * policies. EC2 answers UnauthorizedOperation (also to a DryRun), SSM and SQS
+   * AccessDeniedException; a first Spot launch that may not make the service-linked role gets
+   * AuthFailure.ServiceLinkedRoleCreationNotPermitted.
+   */
+  private async authorize(req: IncomingMessage, request: ProxyRequest): Promise<{ code: string; status: number; message: string } | undefined> {
+    const asks = await authorizations(request, {
+      accountId: this.accountId,
+      spotRoleExists: this.spotRole,
+      tagsOf: async (id) => {
+        const xml = (await this.ec2Side(req, { Action: 'DescribeTags', 'Filter.1.Name': 'resource-id', 'Filter.1.Value.1': id })).body.toString('utf8');
+        const items = [...xml.matchAll(/<item>([\s\S]*?)<\/item>/g)].map((m) => m[1]);
+        return Object.fromEntries(items.map((item) => [unescapeXml(/<key>([^<]*)<\/key>/.exec(item)?.[1] ?? ''), unescapeXml(/<value>([^<]*)<\/value>/.exec(item)?.[1] ?? '')]));
+      },
+    });
+    const denied = firstDenied(this.currentPolicies(), asks);
+    if (!denied) return undefined;
+    if (denied.action === 'iam:CreateServiceLinkedRole') {
+      return { code: 'AuthFailure.ServiceLinkedRoleCreationNotPermitted', status: 403, message: 'The provided credentials do not have permission to create the service-linked role for EC2 Spot Instances.' };
+    }
+    const message = notAuthorized(this.accountId, denied);
+    if (request.service === 'ec2') return { code: 'UnauthorizedOperation', status: 403, message: `You are not authorized to perform this operation. ${message}` };
+    return { code: 'AccessDeniedException', status: 400, message };
+  }
+
+  /** Service Quotas' GetServiceQuota for EC2's quotas (every other call of the service: UnknownOperationException). */
+  private serviceQuota(request: ProxyRequest): Reply {
+    const { ServiceCode, QuotaCode } = request.params as { ServiceCode?: string; QuotaCode?: string };
+    if (request.action !== 'GetServiceQuota') return errorReply(request, { code: 'UnknownOperationException', status: 400, message: `the test world does not serve servicequotas:${request.action}` });
+    const name = EC2_QUOTA_NAMES[QuotaCode ?? ''];
+    if (ServiceCode !== 'ec2' || !name) {
+      return errorReply(request, { code: 'NoSuchResourceException', status: 400, message: `The request failed because the specified service quota ${ServiceCode}/${QuotaCode} does not exist.` });
+    }
+    const quota = {
+      ServiceCode: 'ec2',
+      ServiceName: 'Amazon Elastic Compute Cloud (Amazon EC2)',
+      QuotaArn: `arn:aws:servicequotas:${request.region ?? 'us-east-1'}:${this.accountId}:ec2/${QuotaCode}`,
+      QuotaCode,
+      QuotaName: name,
+      Value: this.quotas.get(QuotaCode ?? '') ?? DEFAULT_EC2_QUOTA,
+      Unit: 'None',
+      Adjustable: true,
+      GlobalQuota: false,
+    };
+    return { status: 200, headers: { 'content-type': jsonContentType(request), 'x-amzn-requestid': randomUUID() }, body: Buffer.from(JSON.stringify({ Quota: quota })) };
   }
 
   /** Instances launched less than `ms` ago. */
@@ -1037,11 +1145,12 @@ export class AwsProxy {
     if (!result) return undefined;
     const reads = (sent.reads.get(instanceId) ?? 0) + 1;
     sent.reads.set(instanceId, reads);
-    const prelude = INVOCATION_PRELUDE[reads - 1];
+    const final: CommandStatus = result.status ?? (result.exitCode && result.exitCode !== 0 ? 'Failed' : 'Success');
+    // A command never delivered (its instance stopped running) stays Pending after the first read.
+    const prelude = final === 'Pending' && reads > 1 ? undefined : INVOCATION_PRELUDE[reads - 1];
     if (prelude === 'InvocationDoesNotExist') {
       return errorReply(request, { code: 'InvocationDoesNotExist', status: 400, message: 'An error occurred (InvocationDoesNotExist) when calling the GetCommandInvocation operation' });
     }
-    const final: CommandStatus = result.status ?? (result.exitCode && result.exitCode !== 0 ? 'Failed' : 'Success');
     const status: string = prelude ?? final;
     const done = status !== 'InProgress' && status !== 'Pending';
     const exitCode = result.exitCode ?? (final === 'Success' ? 0 : final === 'Failed' ? 1 : -1);
@@ -1147,6 +1256,10 @@ export function withRootSizes(xml: string, sizes: ReadonlyMap<string, number>): 
 }
 
 /** What SSM refuses in a SendCommand of AWS-RunShellScript, as its document's parameters define them. */
+function notAuthorized(accountId: string, denied: Authorization): string {
+  return `User: arn:aws:sts::${accountId}:assumed-role/ec2-gpu-migration-worker/worker is not authorized to perform: ${denied.action} on resource: ${denied.resource} because no identity-based policy allows the ${denied.action} action`;
+}
+
 function invalidParameters(request: ProxyRequest): string | undefined {
   if (request.service !== 'ssm' || request.action !== 'SendCommand' || request.params.DocumentName !== 'AWS-RunShellScript') return undefined;
   const parameters = isRecord(request.params.Parameters) ? request.params.Parameters : {};
@@ -1255,6 +1368,10 @@ export function errorReply(req: ProxyRequest, error: { code: string; status: num
       ? `<?xml version="1.0" encoding="UTF-8"?>\n<Response><Errors><Error><Code>${code}</Code><Message>${message}</Message></Error></Errors><RequestID>${requestId}</RequestID></Response>`
       : `<?xml version="1.0"?><ErrorResponse><Error><Type>${error.status >= 500 ? 'Receiver' : 'Sender'}</Type><Code>${code}</Code><Message>${message}</Message><Detail/></Error><RequestId>${requestId}</RequestId></ErrorResponse>`;
   return { status: error.status, headers: { 'content-type': 'text/xml;charset=UTF-8' }, body: Buffer.from(xml, 'utf8'), injected: error.code };
+}
+
+function unescapeXml(s: string): string {
+  return s.replace(/&lt;/g, '<').replace(/&gt;/g, '>').replace(/&quot;/g, '"').replace(/&apos;/g, "'").replace(/&amp;/g, '&');
 }
 
 function escapeXml(s: string): string {

@@ -47,6 +47,11 @@ export interface SeededSource {
   privateIp: string;
   /** Every default subnet of the default VPC, by AZ order (for fallback plans). */
   defaultSubnetIds: string[];
+  /**
+   * Grants the worker the IAM policy of a plan made for this source (`migration iam-policy
+   * --plan`); testPlan calls it, so every plan a test makes is the one its calls are held to.
+   */
+  grant?: (plan: Plan) => void;
 }
 
 export interface SeedOptions {
@@ -226,7 +231,9 @@ export function testPlan(seeded: SeededSource, ports: ServicePorts, overrides: P
     approval: { timeout: '7d', approvers: [] },
     spot: { pollInterval: '1s', interruptionQueueUrl: null },
   };
-  return validatePlan(merge(base, overrides), 'test plan');
+  const plan = validatePlan(merge(base, overrides), 'test plan');
+  seeded.grant?.(plan);
+  return plan;
 }
 
 function isPlainObject(value: unknown): value is Record<string, unknown> {

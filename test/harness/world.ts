@@ -450,7 +450,8 @@ export class AppWorld {
   private async execute(cmd: CommandInvocation): Promise<ScriptedResult> {
     const instance = (await this.state()).byId.get(cmd.instanceId);
     if (!instance || instance.state !== 'running') {
-      return { status: 'TimedOut', stderr: `instance ${cmd.instanceId} is ${instance?.state ?? 'unknown'}: the command was not delivered` };
+      // SSM cannot deliver it: the command stays Pending until its delivery timeout (an hour by default).
+      return { status: 'Pending' };
     }
     // AWS-RunShellScript writes the lines into one script and runs it: every line runs, and the
     // script's exit code is its last line's, unless the script stops on errors itself (`set -e`).

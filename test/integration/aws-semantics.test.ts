@@ -16,6 +16,7 @@ import {
   DescribeSnapshotsCommand,
   RegisterImageCommand,
   RunInstancesCommand,
+  TerminateInstancesCommand,
 } from '@aws-sdk/client-ec2';
 import { TAG_PLAN, TAG_STEP } from '../../src/shared/constants';
 import { runCli, setEnv } from '../harness/cli';
@@ -24,8 +25,13 @@ import { decideUpdate, statusQuery } from '../../src/shared/migration';
 import { useIntegration } from '../harness/lifecycle';
 import { aliveInstancesOfPlan, instance, instancesOfPlan, startMigration, waitForPhase } from '../harness/migration';
 import { failureOf } from '../harness/outcome';
+import { pollUntil } from '../harness/net';
 import type { Scenario } from '../harness/scenario';
 import { testPlan, type PlanOverrides } from '../harness/seed';
+import { withoutAction } from '../harness/iam';
+import { createQueue } from '../harness/spot';
+import { iamPolicy } from '../../src/aws/permissions';
+import { DeleteQueueCommand } from '@aws-sdk/client-sqs';
 
 const t = useIntegration();
 
@@ -125,6 +131,27 @@ test('remote steps fail when any line fails: a missing GPU fails setup even thou
   for (const c of sent) expect(c.commands[0]).toBe('set -e');
 });
 
+test('a remote step on an instance that stopped running fails at once, naming it, instead of waiting for SSM', async () => {
+  const { s, w } = await t.setup();
+  let building: string | undefined;
+  // The build runs long; meanwhile EC2 takes the instance away (a Spot interruption, say).
+  s.proxy.onCommand(
+    (cmd) => {
+      if (!cmd.commands.some((l) => l.includes('docker compose build'))) return undefined;
+      building = cmd.instanceId;
+      return { status: 'InProgress' };
+    },
+    { prepend: true },
+  );
+  const handle = await startMigration(t.client, w.taskQueue, s.plan);
+  await pollUntil('the build to start', async () => building, { timeoutMs: 60_000, intervalMs: 50 });
+  await s.direct.ec2(s.plan.region).send(new TerminateInstancesCommand({ InstanceIds: [building as string] }));
+  const { failure, report } = await failureOf(handle);
+  expect(failure.type).toBe(ErrorType.InstanceNotRunning);
+  expect(report.phases.find((p) => p.name === 'build')).toMatchObject({ state: 'failed', attempts: 1 });
+  expect(report.error?.message).toMatch(new RegExp(`'build' on ${building}: the instance is (shutting-down|terminated), so command [0-9a-f-]+ can never finish`));
+});
+
 test('a subnet that does not assign public addresses still gives the new instance one', async () => {
   const { s, w } = await t.setup();
   const subnet = await s.direct.ec2(s.plan.region).send(new CreateSubnetCommand({ VpcId: s.source.vpcId, CidrBlock: '172.31.200.0/24', AvailabilityZone: s.source.availabilityZone }));
@@ -210,15 +237,10 @@ test('a permanent EC2 error fails the launch at once: IdempotentParameterMismatc
   expect(report.phases.find((p) => p.name === 'launch')).toMatchObject({ state: 'failed', attempts: 1 });
 });
 
-test('preflight DryRuns the Spot launch itself: a missing service-linked-role permission fails before anything is made', async () => {
+test('preflight DryRuns the Spot launch itself: without iam:CreateServiceLinkedRole a new account fails before anything is made', async () => {
   const { s, w } = await t.setup({ planOverrides: { target: { market: 'spot' } } });
-  s.proxy.fail({
-    action: 'RunInstances',
-    code: 'AuthFailure.ServiceLinkedRoleCreationNotPermitted',
-    status: 403,
-    message: 'The provided credentials do not have permission to create the service-linked role for EC2 Spot Instances.',
-    when: (p) => p['InstanceMarketOptions.MarketType'] === 'spot',
-  });
+  // The account has no AWSServiceRoleForEC2Spot yet; the first Spot launch would make it.
+  s.proxy.setPolicies([withoutAction(iamPolicy(s.plan), 'iam:CreateServiceLinkedRole')]);
   const handle = await startMigration(t.client, w.taskQueue, s.plan);
   const { failure, report } = await failureOf(handle);
   expect(failure.type).toBe(ErrorType.PreflightFailed);
@@ -398,19 +420,78 @@ test('revokeUnplanned closes an IPv6 rule too, verifies the group, and the rollb
 
 test('preflight DryRuns the backup image and the ingress change: a missing ec2:CreateImage fails before anything is made, not after approval', async () => {
   const { s, w } = await t.setup();
-  const denied = s.proxy.fail({
-    action: 'CreateImage',
-    code: 'UnauthorizedOperation',
-    status: 403,
-    message: 'You are not authorized to perform this operation.',
-    when: (p) => String(p.DryRun) === 'true' && p['TagSpecification.2.ResourceType'] === 'snapshot',
-  });
+  s.proxy.setPolicies([withoutAction(iamPolicy(s.plan), 'ec2:CreateImage')]);
   const handle = await startMigration(t.client, w.taskQueue, s.plan);
   const { failure, report } = await failureOf(handle);
   expect(failure.type).toBe('UnauthorizedOperation');
   expect(report.error?.message).toMatch(/missing IAM permissions:\n- IAM: not allowed to ec2:CreateImage \(backup of the source\)/);
-  expect(denied.fired).toBe(1);
+  expect(s.proxy.calls({ action: 'CreateImage' }).map((c) => c.injected)).toEqual(['UnauthorizedOperation']);
   expect(s.proxy.calls({ action: 'AuthorizeSecurityGroupIngress' }).map((c) => c.status)).toEqual([412]);
+  expect(launches(s).filter((c) => c.status === 200)).toEqual([]);
+});
+
+/**
+ * Each action preflight can prove: taken out of the plan's policy, the migration stops in
+ * preflight, naming it, and nothing is made. (SSM Run Command, termination and image cleanup
+ * have no DryRun; docs/aws-semantics.md says when a missing one shows.)
+ */
+test.each([
+  ['ec2:DescribeInstances', /ec2:DescribeInstances/],
+  ['ec2:RunInstances', /IAM: not allowed to ec2:RunInstances \(spot\)/],
+  ['ec2:CreateTags', /IAM: not allowed to ec2:RunInstances \(spot\)/],
+  ['ec2:StopInstances', /IAM: not allowed to ec2:StopInstances/],
+  ['ec2:CreateImage', /IAM: not allowed to ec2:CreateImage/],
+  ['ec2:AuthorizeSecurityGroupIngress', /IAM: not allowed to ec2:AuthorizeSecurityGroupIngress/],
+  ['ec2:AssociateAddress', /IAM: not allowed to ec2:AssociateAddress/],
+  ['servicequotas:GetServiceQuota', /AccessDeniedException: .*servicequotas:GetServiceQuota/],
+  ['sqs:ReceiveMessage', /spot\.interruptionQueueUrl: .*AccessDeniedException: .*sqs:ReceiveMessage/],
+])('without %s in the policy, the migration fails in preflight and makes nothing', async (action, named) => {
+  const { s, w } = await t.setup();
+  const queueUrl = await createQueue(s.direct, s.plan.region);
+  const plan = testPlan(s.source, s.world.ports, { target: { market: 'spot' }, spot: { interruptionQueueUrl: queueUrl } });
+  s.proxy.setPolicies([withoutAction(iamPolicy(plan), action)]);
+  const handle = await startMigration(t.client, w.taskQueue, plan);
+  const { report } = await failureOf(handle);
+  expect(report.error?.phase).toBe('preflight');
+  expect(report.error?.message).toMatch(named);
+  expect(launches(s).filter((c) => c.status === 200)).toEqual([]);
+  expect(s.proxy.calls({ action: 'AuthorizeSecurityGroupIngress' }).filter((c) => c.status === 200)).toEqual([]);
+  expect(await instancesOfPlan(s.direct, plan)).toEqual([]);
+});
+
+test('preflight reads the vCPU quota: a Spot plan the account cannot hold fails naming the quota and what to ask for', async () => {
+  const { s, w } = await t.setup({ planOverrides: { target: { market: 'spot' } } });
+  // g4dn.xlarge has 4 vCPUs; with one replacement beside it the plan needs 8, and 4 are in use
+  // (a g5.xlarge on Spot: the same quota).
+  s.proxy.setQuota('L-3819A6DF', 8);
+  await s.direct.ec2(s.plan.region).send(
+    new RunInstancesCommand({ ImageId: s.source.imageId, InstanceType: 'g5.xlarge', MinCount: 1, MaxCount: 1, InstanceMarketOptions: { MarketType: 'spot' } }),
+  );
+  const handle = await startMigration(t.client, w.taskQueue, s.plan);
+  const { failure, report } = await failureOf(handle);
+  expect(failure.type).toBe(ErrorType.PreflightFailed);
+  expect(report.error?.message).toContain(
+    `target.instanceType: g4dn.xlarge needs 8 vCPUs of the quota "All G and VT Spot Instance Requests" (L-3819A6DF) in ${s.plan.region} (the instance and one replacement), and 4 of its 8 are in use; ask for 12: aws service-quotas request-service-quota-increase --region ${s.plan.region} --service-code ec2 --quota-code L-3819A6DF --desired-value 12`,
+  );
+  expect(launches(s).filter((c) => c.status === 200)).toEqual([]);
+  // Enough quota: the same plan passes preflight.
+  s.proxy.setQuota('L-3819A6DF', 12);
+  const again = await startMigration(t.client, w.taskQueue, testPlan(s.source, s.world.ports, { target: { market: 'spot' } }));
+  await waitForPhase(again, 'awaiting-approval');
+  await again.executeUpdate(decideUpdate, { args: [{ decision: 'reject', by: 'ops', reason: 'test over' }] });
+  await failureOf(again);
+});
+
+test('preflight proves the interruption queue is there: a queue that is not fails naming spot.interruptionQueueUrl', async () => {
+  const { s, w } = await t.setup();
+  const queueUrl = await createQueue(s.direct, s.plan.region);
+  await s.direct.sqs(s.plan.region).send(new DeleteQueueCommand({ QueueUrl: queueUrl }));
+  const plan = testPlan(s.source, s.world.ports, { target: { market: 'spot' }, spot: { interruptionQueueUrl: queueUrl } });
+  const handle = await startMigration(t.client, w.taskQueue, plan);
+  const { failure, report } = await failureOf(handle);
+  expect(failure.type).toBe(ErrorType.PreflightFailed);
+  expect(report.error?.message).toMatch(/spot\.interruptionQueueUrl: read the interruption queue .*: (QueueDoesNotExist|AWS\.SimpleQueueService\.NonExistentQueue)/);
+  expect(report.phases.find((p) => p.name === 'preflight')?.attempts).toBe(1);
   expect(launches(s).filter((c) => c.status === 200)).toEqual([]);
 });
 

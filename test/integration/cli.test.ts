@@ -4,7 +4,7 @@
  * and a whole migration driven through start / status --json / approve / report, also with
  * `start --follow` on a pipe.
  */
-import { DescribeRegionsCommand, EC2Client } from '@aws-sdk/client-ec2';
+import { DescribeInstancesCommand, EC2Client } from '@aws-sdk/client-ec2';
 import { WorkflowNotFoundError } from '@temporalio/client';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -144,11 +144,11 @@ describe('start with a bad plan exits 2, names the field, and touches nothing', 
   test('the CLI reaches this AWS through the default chain (so an empty call log means something)', async () => {
     const ec2 = new EC2Client({});
     try {
-      await ec2.send(new DescribeRegionsCommand({}));
+      await ec2.send(new DescribeInstancesCommand({}));
     } finally {
       ec2.destroy();
     }
-    expect(proxy.count('DescribeRegions')).toBe(1);
+    expect(proxy.count('DescribeInstances')).toBe(1);
     proxy.clearLog();
   });
 

@@ -11,7 +11,9 @@ import { runCli, setEnv } from '../harness/cli';
 import { temporalAddress } from '../harness/env';
 import { useIntegration } from '../harness/lifecycle';
 import { addressHolder, aliveInstancesOfPlan, instance, startMigration, waitForPhase } from '../harness/migration';
-import { onLaunched } from '../harness/outcome';
+import { failureOf, gate, onLaunched } from '../harness/outcome';
+import { httpGet } from '../harness/calls';
+import { ErrorType } from '../../src/shared/errors';
 import { startScenario, type Scenario } from '../harness/scenario';
 import { testPlan } from '../harness/seed';
 import { createQueue, endSpotWorkflows, putMessage, routerStatus, spotEvent, waitForGuardian } from '../harness/spot';
@@ -83,6 +85,64 @@ async function expectRecovered(g: Guarded, oldId: string, status: GuardianStatus
   expect(event.recoveryMs).toBeGreaterThanOrEqual(0);
   return newId;
 }
+
+/** A Spot migration of its own plan, up to the approval wait; the guardian does not run yet. */
+async function awaitingApproval(): Promise<{ s: Scenario; plan: Plan; queueUrl: string; handle: WorkflowHandle; newId: string }> {
+  const s = await startScenario({ maxAttempts: 3, seed: { region: REGION } });
+  t.track(s);
+  const queueUrl = await createQueue(s.direct, REGION);
+  const plan = testPlan(s.source, s.world.ports, { target: { market: 'spot' }, spot: { interruptionQueueUrl: queueUrl, pollInterval: '1s' }, checks: { attempts: 3, interval: '1s' } });
+  const w = await startWorker({ clients: s.clients });
+  t.track({ close: () => w.stop() });
+  t.track({ close: () => endSpotWorkflows(t.client, REGION, [guardianWorkflowId(plan.name)]) });
+  const handle = await startMigration(t.client, w.taskQueue, plan);
+  const waiting = await waitForPhase(handle, 'awaiting-approval');
+  const newId = waiting.newInstanceId as string;
+  // The migration guards the new instance itself until the guardian starts.
+  const tags = (await instance(s.direct, REGION, newId)).Tags ?? [];
+  expect(tags).toContainEqual({ Key: TAG_GUARDED, Value: handle.workflowId });
+  await waitFor('the router knows the new instance', async () => (await routerStatus(t.client, REGION)).guarded >= 1);
+  return { s, plan, queueUrl, handle, newId };
+}
+
+test.each(['a warning on the queue', 'no warning (the poll finds it)'] as const)(
+  'a Spot instance interrupted while awaiting approval, with %s: the Elastic IP goes back to the old instance, which still runs',
+  async (how) => {
+    const { s, plan, queueUrl, handle, newId } = await awaitingApproval();
+    if (how === 'a warning on the queue') await putMessage(s.direct, REGION, queueUrl, spotEvent('interruption', newId, REGION));
+    else await s.direct.ec2(REGION).send(new TerminateInstancesCommand({ InstanceIds: [newId] }));
+    const { failure, report } = await failureOf(handle);
+    expect(failure.type).toBe(ErrorType.SpotInterrupted);
+    expect(report.error?.message).toMatch(new RegExp(`the new Spot instance ${newId} was interrupted \\((interruption|stopped) notice, from the (queue|poll)\\) while awaiting approval: the Elastic IP goes back to ${plan.source.instanceId}, which still runs`));
+    expect(await addressHolder(s.direct, plan)).toBe(plan.source.instanceId);
+    expect((await instance(s.direct, REGION, plan.source.instanceId)).State?.Name).toBe('running');
+    expect((await httpGet(s.world.url(s.source.publicIp, 'backend'))).servedBy).toBe(plan.source.instanceId);
+    expect(await aliveInstancesOfPlan(s.direct, plan)).toEqual([]);
+  },
+);
+
+test('the guardian guards from the moment the old instance is stopped, before the golden image is ready', async () => {
+  const { s, plan, handle, newId } = await awaitingApproval();
+  // The golden image takes its time; the new instance is interrupted meanwhile.
+  const golden = gate();
+  s.proxy.onAfter('CreateImage', async ({ request }) => {
+    if (String(request.params.DryRun) !== 'true' && String(request.params.Description ?? '').startsWith('golden')) await golden.promise;
+  });
+  await handle.executeUpdate(decideUpdate, { args: [{ decision: 'approve', by: 'ops' }] });
+  const guardian = t.client.workflow.getHandle(guardianWorkflowId(plan.name));
+  await waitForGuardian(guardian, 'guarding the new instance', (g) => g.state === 'guarding' && g.instanceId === newId && g.goldenImageId === undefined);
+  await waitFor('the guardian owns the instance', async () => ((await instance(s.direct, REGION, newId)).Tags ?? []).some((tag) => tag.Key === TAG_GUARDED && tag.Value === guardian.workflowId));
+  await guardian.signal(interruptionSignal, { instanceId: newId, kind: 'interruption' });
+  // Replaced from the plan's image: every remote step runs on the replacement.
+  const after = await waitForGuardian(guardian, 'one replacement', (g) => g.replacements === 1 && g.state === 'guarding');
+  expect(after.instanceId).not.toBe(newId);
+  expect(await addressHolder(s.direct, plan)).toBe(after.instanceId);
+  golden.open();
+  const report = await handle.result();
+  expect(report.guardianWorkflowId).toBe(guardian.workflowId);
+  // The guardian is told of the golden image once it is there.
+  await waitForGuardian(guardian, 'the golden image', (g) => g.goldenImageId !== undefined && g.goldenImageId === report.images.golden);
+});
 
 test('an interruption warning on the queue: a replacement runs the service and holds the EIP', async () => {
   const g = await migrated();

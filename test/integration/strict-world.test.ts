@@ -5,6 +5,7 @@
  */
 import {
   AuthorizeSecurityGroupIngressCommand,
+  CreateImageCommand,
   CreateSubnetCommand,
   CreateTagsCommand,
   DescribeImagesCommand,
@@ -17,16 +18,23 @@ import {
   type RunInstancesCommandInput,
 } from '@aws-sdk/client-ec2';
 import { DescribeInstanceInformationCommand, GetCommandInvocationCommand, SendCommandCommand } from '@aws-sdk/client-ssm';
+import { ReceiveMessageCommand } from '@aws-sdk/client-sqs';
 import { pollUntil } from '../harness/net';
 import { httpGet, rejectionOf, runCommand } from '../harness/calls';
 import { startScenario, type Scenario } from '../harness/scenario';
 import { cidrContains } from '../harness/world';
+import { ALLOW_ALL, withoutAction } from '../harness/iam';
+import { createQueue } from '../harness/spot';
+import { iamPolicy } from '../../src/aws/permissions';
+import { TAG_PLAN } from '../../src/shared/constants';
 
 const REGION = 'us-east-1';
 
 let s: Scenario;
 beforeAll(async () => {
   s = await startScenario();
+  // These tests make calls no worker makes (IAM has its own tests below, under the plan's policy).
+  s.proxy.setPolicies([ALLOW_ALL]);
 });
 afterAll(() => s?.close());
 
@@ -262,5 +270,83 @@ describe('a new instance, a moment after launch', () => {
     // The old instance (there long before) is Online from the start.
     const all = await ssm.send(new DescribeInstanceInformationCommand({}));
     expect(all.InstanceInformationList?.map((i) => i.InstanceId)).toEqual(expect.arrayContaining([s.source.instanceId, id]));
+  });
+});
+
+describe('IAM: every call is authorised by the policy `migration iam-policy --plan` prints', () => {
+  let iam: Scenario;
+  beforeAll(async () => {
+    iam = await startScenario();
+  });
+  afterAll(() => iam?.close());
+  const launch = (extra: Partial<RunInstancesCommandInput> = {}): RunInstancesCommandInput => ({
+    ImageId: iam.source.imageId,
+    InstanceType: 'g4dn.xlarge',
+    MinCount: 1,
+    MaxCount: 1,
+    SubnetId: iam.source.subnetId,
+    TagSpecifications: [{ ResourceType: 'instance', Tags: [{ Key: TAG_PLAN, Value: iam.plan.name }] }],
+    ...extra,
+  });
+  it('allows what the plan policy allows and nothing else, answering as each service does', async () => {
+    iam.proxy.setPolicies([iamPolicy(iam.plan)]);
+    const ec2 = iam.clients.ec2(REGION);
+    const ours = (await ec2.send(new RunInstancesCommand(launch()))).Instances?.[0]?.InstanceId as string;
+    // Launched without tags: not the plan's, so the plan may not terminate or tag it.
+    const foreign = (await ec2.send(new RunInstancesCommand(launch({ TagSpecifications: undefined })))).Instances?.[0]?.InstanceId as string;
+
+    const denied = await rejectionOf(ec2.send(new TerminateInstancesCommand({ InstanceIds: [foreign] })));
+    expect(denied.name).toBe('UnauthorizedOperation');
+    expect(denied.message).toContain(`is not authorized to perform: ec2:TerminateInstances on resource: arn:aws:ec2:${REGION}:${iam.proxy.accountId}:instance/${foreign}`);
+    expect((await rejectionOf(ec2.send(new CreateTagsCommand({ Resources: [foreign], Tags: [{ Key: 'k', Value: 'v' }] })))).name).toBe('UnauthorizedOperation');
+    // Tagging the plan's own instance is allowed (once EC2 knows it: eventual consistency).
+    await pollUntil('tagging our instance', async () => {
+      const err = await ec2.send(new CreateTagsCommand({ Resources: [ours], Tags: [{ Key: 'k', Value: 'v' }] })).then(() => undefined, (e: Error) => e);
+      if (err?.name === 'InvalidInstanceID.NotFound') return undefined;
+      if (err) throw err;
+      return true;
+    }, { timeoutMs: 5_000, intervalMs: 50 });
+    await ec2.send(new TerminateInstancesCommand({ InstanceIds: [ours] }));
+
+    // aws:RequestedRegion: the same launch in another region is refused, a DryRun too.
+    const elsewhere = await rejectionOf(iam.clients.ec2('eu-west-1').send(new RunInstancesCommand({ ImageId: iam.source.imageId, MinCount: 1, MaxCount: 1, DryRun: true })));
+    expect(elsewhere.name).toBe('UnauthorizedOperation');
+    expect((await rejectionOf(ec2.send(new RunInstancesCommand(launch({ DryRun: true }))))).name).toBe('DryRunOperation');
+
+    // SSM: only AWS-RunShellScript; SQS: only the plan's queue.
+    const ssm = await rejectionOf(iam.clients.ssm(REGION).send(new SendCommandCommand({ DocumentName: 'AWS-RunPowerShellScript', InstanceIds: [iam.source.instanceId], Parameters: { commands: ['true'] } })));
+    expect(ssm.name).toBe('AccessDeniedException');
+    expect(ssm.message).toContain('ssm:SendCommand on resource: arn:aws:ssm:us-east-1::document/AWS-RunPowerShellScript');
+    const queue = await createQueue(iam.direct, REGION);
+    const other = await createQueue(iam.direct, REGION);
+    iam.proxy.setPolicies([iamPolicy({ ...iam.plan, spot: { ...iam.plan.spot, interruptionQueueUrl: queue } })]);
+    await iam.clients.sqs(REGION).send(new ReceiveMessageCommand({ QueueUrl: queue, WaitTimeSeconds: 0 }));
+    const sqs = await rejectionOf(iam.clients.sqs(REGION).send(new ReceiveMessageCommand({ QueueUrl: other, WaitTimeSeconds: 0 })));
+    expect(sqs.name).toBe('AccessDeniedException');
+    expect(sqs.message).toContain('sqs:ReceiveMessage');
+  });
+
+  it('refuses an action taken out of the policy, also to a DryRun', async () => {
+    iam.proxy.setPolicies([withoutAction(iamPolicy(iam.plan), 'ec2:CreateImage')]);
+    const err = await rejectionOf(iam.clients.ec2(REGION).send(new CreateImageCommand({ InstanceId: iam.source.instanceId, Name: `backup-${Date.now()}`, DryRun: true })));
+    expect(err.name).toBe('UnauthorizedOperation');
+    // Tags on create need ec2:CreateTags with ec2:CreateAction = the creating call.
+    iam.proxy.setPolicies([withoutAction(iamPolicy(iam.plan), 'ec2:CreateTags')]);
+    expect((await rejectionOf(iam.clients.ec2(REGION).send(new RunInstancesCommand(launch({ DryRun: true }))))).name).toBe('UnauthorizedOperation');
+    expect((await rejectionOf(iam.clients.ec2(REGION).send(new RunInstancesCommand(launch({ DryRun: true, TagSpecifications: undefined }))))).name).toBe('DryRunOperation');
+  });
+
+  it('makes the Spot service-linked role on the first Spot launch, which needs iam:CreateServiceLinkedRole', async () => {
+    const spot = launch({ InstanceMarketOptions: { MarketType: 'spot', SpotOptions: { SpotInstanceType: 'one-time', InstanceInterruptionBehavior: 'terminate' } } });
+    iam.proxy.setPolicies([withoutAction(iamPolicy(iam.plan), 'iam:CreateServiceLinkedRole')]);
+    const err = await rejectionOf(iam.clients.ec2(REGION).send(new RunInstancesCommand(spot)));
+    expect(err.name).toBe('AuthFailure.ServiceLinkedRoleCreationNotPermitted');
+    // On-demand needs no such role.
+    await iam.clients.ec2(REGION).send(new RunInstancesCommand(launch()));
+    iam.proxy.setPolicies([iamPolicy(iam.plan)]);
+    await iam.clients.ec2(REGION).send(new RunInstancesCommand(spot));
+    // The role exists now: later Spot launches do not need the permission.
+    iam.proxy.setPolicies([withoutAction(iamPolicy(iam.plan), 'iam:CreateServiceLinkedRole')]);
+    expect((await iam.clients.ec2(REGION).send(new RunInstancesCommand(spot))).Instances).toHaveLength(1);
   });
 });
