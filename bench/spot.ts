@@ -10,7 +10,7 @@ import type { Plan } from '../src/plan/schema';
 import { guardianWorkflowId } from '../src/shared/constants';
 import { routerStatusQuery, type RouterStatus } from '../src/shared/spot';
 import type { spotGuardian } from '../src/workflows';
-import { openPlannedIngress, seedSource, testPlan, type PlanOverrides, type SeededSource } from '../test/harness/seed';
+import { openPlannedIngress, seedSource, tagForPlan, testPlan, type PlanOverrides, type SeededSource } from '../test/harness/seed';
 import { pollUntil } from '../test/harness/net';
 import { spotEvent } from '../test/harness/spot';
 import type { Account } from './stack';
@@ -53,6 +53,8 @@ export async function guardedService(account: Account, overrides: PlanOverrides)
   // As the migration would have left it: the public ports open on the target group.
   await openPlannedIngress(account.direct, plan);
   const [instanceId] = await launchInstances(account, seeded, 1);
+  // As the migration's launch would have tagged it.
+  await tagForPlan(account.direct, plan, [instanceId]);
   await account.direct.ec2(account.region).send(new AssociateAddressCommand({ AllocationId: seeded.allocationId, InstanceId: instanceId, AllowReassociation: true }));
   account.world.markStarted(instanceId);
   return { seeded, plan, instanceId, guardianId: guardianWorkflowId(plan.name) };

@@ -6,7 +6,7 @@
  */
 import { TAG_GUARDED, guardianWorkflowId, routerWorkflowId } from '../../src/shared/constants';
 import { routerStatusQuery, type RouterStatus } from '../../src/shared/spot';
-import { testPlan, type PlanOverrides } from '../../test/harness/seed';
+import { tagForPlan, testPlan, type PlanOverrides } from '../../test/harness/seed';
 import { createQueue } from '../../test/harness/spot';
 import { activityTimings, activityWaits, fetchEvents, workflowTaskWaits } from '../history';
 import { ApprovalWatch, runMigration, seededPlan, type MigrationRun } from '../migrations';
@@ -190,6 +190,7 @@ async function fleetGuardians(stack: Stack, count: number, quick: boolean, log: 
     log(`  launching ${count - 1} more Spot instances`);
     const more = await launchInstances(account, first.seeded, count - 1);
     const guarded = [{ plan: first.plan, instanceId: first.instanceId }, ...more.map((instanceId) => ({ plan: testPlan(first.seeded, account.world.ports, { ...overrides, target: { market: 'spot' } }), instanceId }))];
+    for (const g of guarded.slice(1)) await tagForPlan(account.direct, g.plan, [g.instanceId]);
     worker = await spawnBenchWorker(stack, account);
     const w = worker;
     const idleMiB = (await w.memory()).rssMiB;

@@ -28,7 +28,16 @@ export function temporalAddress(): string {
   return required(ENV_TEMPORAL_ADDRESS, 'Temporal dev server');
 }
 
+/** The namespaces the dev server makes for Jest's workers (`test-<JEST_WORKER_ID>`). */
+export const WORKER_NAMESPACES = ['test-1', 'test-2', 'test-3', 'test-4'];
+
+/**
+ * The namespace of this test file: its Jest worker's own, so files running side by side share
+ * nothing in Temporal (a region's router, a plan's workflow ids); `default` outside Jest.
+ */
 export function temporalNamespace(): string {
+  const own = process.env.JEST_WORKER_ID ? `test-${process.env.JEST_WORKER_ID}` : undefined;
+  if (own && WORKER_NAMESPACES.includes(own)) return own;
   return process.env[ENV_TEMPORAL_NAMESPACE] || 'default';
 }
 

@@ -6,7 +6,7 @@
 import { TestWorkflowEnvironment } from '@temporalio/testing';
 import { startMoto, type MotoServer } from './moto';
 import { toolPaths } from './tools';
-import { ENV_MOTO_ENDPOINT, ENV_TEMPORAL_ADDRESS, ENV_TEMPORAL_NAMESPACE, ENV_TEMPORAL_UI_URL } from './env';
+import { ENV_MOTO_ENDPOINT, ENV_TEMPORAL_ADDRESS, ENV_TEMPORAL_NAMESPACE, ENV_TEMPORAL_UI_URL, WORKER_NAMESPACES } from './env';
 import { freePort } from './net';
 
 export interface HarnessServers {
@@ -52,6 +52,9 @@ export default async function globalSetup(): Promise<void> {
         ip: '127.0.0.1',
         ui: true,
         uiPort,
+        // One namespace per Jest worker (see temporalNamespace()): test files that run at the
+        // same time never share a workflow id, such as a region's router.
+        extraArgs: WORKER_NAMESPACES.flatMap((n) => ['--namespace', n]),
       },
     }),
     startMoto({ python: tools.motoPython }),

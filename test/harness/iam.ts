@@ -56,9 +56,14 @@ function allows(st: PolicyStatement, ask: Authorization): boolean {
 
 /** IAM's wildcards: `*` any run of characters, `?` one character. */
 function glob(pattern: string, value: string): boolean {
-  const re = new RegExp(`^${pattern.replace(/[.+^${}()|[\]\\]/g, '\\$&').replace(/\*/g, '.*').replace(/\?/g, '.')}$`);
+  let re = GLOBS.get(pattern);
+  if (!re) {
+    re = new RegExp(`^${pattern.replace(/[.+^${}()|[\]\\]/g, '\\$&').replace(/\*/g, '.*').replace(/\?/g, '.')}$`);
+    GLOBS.set(pattern, re);
+  }
   return re.test(value);
 }
+const GLOBS = new Map<string, RegExp>();
 
 /** What the proxy knows of the resources a request names. */
 export interface ResourceFacts {

@@ -7,6 +7,7 @@ import {
   AssociateAddressCommand,
   AuthorizeSecurityGroupIngressCommand,
   CreateSecurityGroupCommand,
+  CreateTagsCommand,
   DescribeImagesCommand,
   DescribeInstancesCommand,
   DescribeSubnetsCommand,
@@ -20,6 +21,7 @@ import type { AwsClients } from '../../src/aws/clients';
 import { plannedIngress } from '../../src/plan/describe';
 import { validatePlan } from '../../src/plan/load';
 import type { Plan } from '../../src/plan/schema';
+import { TAG_PLAN } from '../../src/shared/constants';
 import { START_MARKER, type AppWorld } from './world';
 
 /** A public parameter moto ships; it names one of moto's bundled AMIs. */
@@ -188,6 +190,15 @@ export type PlanOverrides = DeepPartial<Plan>;
 export type ServicePorts = Readonly<Record<string, number>>;
 
 const REFERENCE_PORTS = ['backend', 'frontend', 'openvoice', 'voicevox'] as const;
+
+/**
+ * Tags instances made by a test (not by a migration) with the plan, as the migration's launch
+ * tags its own: the worker's IAM policy lets it tag and terminate only the plan's instances.
+ */
+export async function tagForPlan(clients: AwsClients, plan: Plan, instanceIds: string[]): Promise<void> {
+  if (instanceIds.length === 0) return;
+  await clients.ec2(plan.region).send(new CreateTagsCommand({ Resources: instanceIds, Tags: [{ Key: TAG_PLAN, Value: plan.name }] }));
+}
 
 /**
  * A valid plan for the reference app on the seeded source, with the services on `ports`

@@ -8,7 +8,7 @@ import { readFile } from 'node:fs/promises';
 import { DefaultLogger, Runtime, bundleWorkflowCode, type LogLevel, type NativeConnection, type Worker, type WorkflowBundleWithSourceMap } from '@temporalio/worker';
 import type { AwsClients } from '../../src/aws/clients';
 import { createMigrationWorker } from '../../src/worker';
-import { connectWorker } from './env';
+import { connectWorker, temporalNamespace } from './env';
 
 let bundle: Promise<WorkflowBundleWithSourceMap> | undefined;
 
@@ -45,7 +45,7 @@ export async function startWorker(options: { clients: AwsClients; taskQueue?: st
   try {
     worker = await createMigrationWorker({
       connection,
-      namespace: process.env.TEMPORAL_TEST_NAMESPACE || 'default',
+      namespace: temporalNamespace(),
       taskQueue,
       aws: options.clients,
       pollIntervalMs: options.pollIntervalMs ?? 50,

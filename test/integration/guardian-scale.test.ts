@@ -15,7 +15,7 @@ import { useIntegration } from '../harness/lifecycle';
 import { aliveInstancesOfPlan, instance, startMigration, waitForPhase } from '../harness/migration';
 import { pollUntil } from '../harness/net';
 import { startScenario } from '../harness/scenario';
-import { openPlannedIngress, testPlan } from '../harness/seed';
+import { openPlannedIngress, tagForPlan, testPlan } from '../harness/seed';
 import { endSpotWorkflows, routerStatus, waitForGuardian } from '../harness/spot';
 import { START_MARKER } from '../harness/world';
 
@@ -62,7 +62,9 @@ test('50 guardians in one region: one DescribeInstances per poll, and all recove
       checks: { attempts: 10, interval: '1s' },
     });
     names.push(plan.name);
-    // As the migration would have left it: the public ports open on the target group.
+    // As the migration would have left it: the instance tagged with its plan, the public ports
+    // open on the target group.
+    await tagForPlan(s.direct, plan, [instanceId]);
     if (i === 0) await openPlannedIngress(s.direct, plan);
     const input: GuardianInput = { plan, instanceId, goldenImageId: s.source.imageId };
     handles.push(await t.client.workflow.start<typeof spotGuardian>('spotGuardian', { taskQueue: w.taskQueue, workflowId: guardianWorkflowId(plan.name), args: [input] }));

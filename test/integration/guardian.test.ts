@@ -8,7 +8,7 @@ import { guardianWorkflowId, TAG_GUARDED } from '../../src/shared/constants';
 import { decideUpdate } from '../../src/shared/migration';
 import { guardianStatusQuery, interruptionSignal, type GuardianStatus } from '../../src/shared/spot';
 import { runCli, setEnv } from '../harness/cli';
-import { temporalAddress } from '../harness/env';
+import { temporalAddress, temporalNamespace } from '../harness/env';
 import { useIntegration } from '../harness/lifecycle';
 import { addressHolder, aliveInstancesOfPlan, instance, startMigration, waitForPhase } from '../harness/migration';
 import { failureOf, gate, onLaunched } from '../harness/outcome';
@@ -284,7 +284,7 @@ test('many replacements: each run stays small and the state carries over', async
 
 test('the CLI rehearses a replacement (`interrupt --kind rebalance`) and shows the guardian (`status`)', async () => {
   const g = await migrated();
-  const restore = setEnv({ TEMPORAL_ADDRESS: temporalAddress(), TEMPORAL_NAMESPACE: 'default' });
+  const restore = setEnv({ TEMPORAL_ADDRESS: temporalAddress(), TEMPORAL_NAMESPACE: temporalNamespace() });
   try {
     const sent = await runCli(['interrupt', g.plan.name, '--kind', 'rebalance']);
     expect(sent).toMatchObject({ code: 0 });

@@ -26,6 +26,7 @@ import { gate } from '../harness/outcome';
 import { startScenario, type Scenario } from '../harness/scenario';
 import type { WorkerProcess } from '../harness/spawn-worker';
 import { toolPaths } from '../harness/tools';
+import { temporalNamespace } from '../harness/env';
 
 const TIMEOUTS: MigrationTimeouts = { heartbeatSeconds: 3, activitySeconds: 5 };
 /** Longer than any test: a held service answers only once the test releases it. */
@@ -280,7 +281,7 @@ test('the Temporal dev server stopped and started again on its database file mid
   const dbFilename = join(dir, 'temporal.db');
   const startServer = () =>
     TestWorkflowEnvironment.createLocal({
-      server: { executable: { type: 'existing-path', path: toolPaths().temporalBin }, ip: '127.0.0.1', port, dbFilename, namespace: 'default' },
+      server: { executable: { type: 'existing-path', path: toolPaths().temporalBin }, ip: '127.0.0.1', port, dbFilename, namespace: temporalNamespace() },
     });
   let env: TestWorkflowEnvironment | undefined = await startServer();
   t.track({

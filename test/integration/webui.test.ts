@@ -8,7 +8,7 @@ import { mkdir } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { chromium, type Browser, type Page } from 'playwright-core';
 import { statusQuery } from '../../src/shared/migration';
-import { connectClient, temporalUiUrl, type ConnectedClient } from '../harness/env';
+import { connectClient, temporalNamespace, temporalUiUrl, type ConnectedClient } from '../harness/env';
 import { addressHolder, instance, startMigration, waitForPhase } from '../harness/migration';
 import { startScenario } from '../harness/scenario';
 import { startWorker } from '../harness/worker';
@@ -67,7 +67,7 @@ test('"Send a Signal" → approve in the Web UI stops the old instance', async (
 
   await mkdir(ARTIFACTS, { recursive: true });
   const page = await browser.newPage({ viewport: { width: 1440, height: 1000 } });
-  const url = `${temporalUiUrl()}/namespaces/default/workflows/${encodeURIComponent(handle.workflowId)}`;
+  const url = `${temporalUiUrl()}/namespaces/${temporalNamespace()}/workflows/${encodeURIComponent(handle.workflowId)}`;
   await page.goto(url);
   await page.getByText(handle.workflowId).first().waitFor();
   // The current details (User Metadata) show the phase table while it waits.

@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { getHeapStatistics } from 'node:v8';
 import { decideUpdate, statusQuery } from '../../src/shared/migration';
 import { WORKER_HEAP_MIB } from '../../src/worker';
-import { temporalAddress } from '../harness/env';
+import { temporalAddress, temporalNamespace } from '../harness/env';
 import { useIntegration } from '../harness/lifecycle';
 import { aliveInstancesOfPlan, startMigration, waitForPhase } from '../harness/migration';
 import { freePort, pollUntil } from '../harness/net';
@@ -35,7 +35,7 @@ async function startCliWorker(taskQueue: string, awsEndpoint: string, metricsPor
     env: {
       ...process.env,
       TEMPORAL_ADDRESS: temporalAddress(),
-      TEMPORAL_NAMESPACE: 'default',
+      TEMPORAL_NAMESPACE: temporalNamespace(),
       AWS_ENDPOINT_URL: awsEndpoint,
       AWS_ACCESS_KEY_ID: 'testing',
       AWS_SECRET_ACCESS_KEY: 'testing',
