@@ -235,7 +235,13 @@ export function launchRequest(input: LaunchInput, choice: LaunchChoice, root: { 
     BlockDeviceMappings: [
       {
         DeviceName: root.deviceName,
-        Ebs: { VolumeSize: plan.target.rootVolume.sizeGiB, VolumeType: plan.target.rootVolume.type, DeleteOnTermination: true, Encrypted: true },
+        Ebs: {
+          VolumeSize: plan.target.rootVolume.sizeGiB,
+          VolumeType: plan.target.rootVolume.type,
+          DeleteOnTermination: true,
+          Encrypted: true,
+          ...(plan.target.kmsKeyArn ? { KmsKeyId: plan.target.kmsKeyArn } : {}),
+        },
       },
     ],
     // Hop limit 2: containers on the instance (one hop more) can get an IMDSv2 token and so the

@@ -197,8 +197,17 @@ export function iamPolicy(plan?: Plan): PolicyDocument {
         push(g.sid, g.actions, '*', inRegion);
     }
   }
+  // A customer-managed key for the volumes: EC2 uses it on the worker's behalf (launch, and
+  // starting the old instance again if its volumes use it). Without these, the instance goes
+  // from pending to terminated with Client.InternalError.
+  if (plan?.target.kmsKeyArn) {
+    push('EbsKmsKey', KMS_FOR_EBS, plan.target.kmsKeyArn, { StringEquals: { 'kms:ViaService': `ec2.${plan.region}.amazonaws.com` } });
+  }
   return { Version: '2012-10-17', Statement: statements };
 }
+
+/** What EC2 needs of a customer-managed KMS key to create and attach encrypted volumes for the caller. */
+export const KMS_FOR_EBS = ['kms:CreateGrant', 'kms:Decrypt', 'kms:DescribeKey', 'kms:GenerateDataKeyWithoutPlaintext', 'kms:ReEncrypt*'] as const;
 
 /** Every action a policy allows. */
 export function policyActions(policy: PolicyDocument): string[] {

@@ -129,6 +129,11 @@ export const targetSchema = z
       )
       .describe('Instance profile with SSM permissions (AmazonSSMManagedInstanceCore)')
       .optional(),
+    kmsKeyArn: z
+      .string()
+      .regex(/^arn:aws[\w-]*:kms:[a-z0-9-]+:\d{12}:key\/[\w-]+$/, 'a KMS key ARN like arn:aws:kms:<region>:<account>:key/<id>')
+      .describe('Customer-managed KMS key for the EBS volumes (default: the account\'s EBS default key); the IAM policy then grants its use through EC2')
+      .optional(),
     keyName: z
       .string()
       .min(1, 'a key pair name')

@@ -22,7 +22,7 @@ import { setTimeout as delay } from 'node:timers/promises';
 import { createAwsClients, type AwsClients } from '../../src/aws/clients';
 import { iamPolicy, type PolicyDocument } from '../../src/aws/permissions';
 import type { Plan } from '../../src/plan/schema';
-import { authorizations, firstDenied, type Authorization } from './iam';
+import { authorizations, firstDenied, kmsAuthorizations, type Authorization } from './iam';
 
 /** What the proxy saw of one call. */
 export interface CallRecord {
@@ -796,7 +796,10 @@ export class AwsProxy {
     if (String(params['InstanceMarketOptions.MarketType']) === 'spot') this.spotRole = true;
     const ids = [...reply.body.toString('utf8').matchAll(/<instanceId>(i-[0-9a-f]+)<\/instanceId>/g)].map((m) => m[1]);
     for (const id of ids) this.launchedAt.set(id, Date.now());
-    const death = this.matchDeath(request);
+    // EC2 uses a customer-managed key for the volumes as the caller: without the key's grants
+    // the instance dies in pending (the launch itself was accepted, DryRun included).
+    const kmsDenied = firstDenied(this.currentPolicies(), kmsAuthorizations(request));
+    const death = kmsDenied ? { code: 'Client.InternalError', message: 'Client.InternalError: Client error on launch' } : this.matchDeath(request);
     if (death && ids.length > 0) {
       await this.ec2Side(req, { Action: 'TerminateInstances', ...Object.fromEntries(ids.map((id, i) => [`InstanceId.${i + 1}`, id])) });
       for (const id of ids) this.deadOnLaunch.set(id, { code: death.code, message: death.message ?? `${death.code}: ${STATE_REASON_MESSAGES[death.code] ?? 'the instance terminated during launch'}` });

@@ -65,6 +65,19 @@ function glob(pattern: string, value: string): boolean {
 }
 const GLOBS = new Map<string, RegExp>();
 
+/**
+ * What EC2 asks KMS for on the caller's behalf when a launch names a customer-managed key for
+ * its volumes (`BlockDeviceMapping.N.Ebs.KmsKeyId`): DryRun does not ask, and a refusal shows
+ * only as the instance terminating in `pending` with Client.InternalError.
+ */
+export function kmsAuthorizations(request: AuthRequest): Authorization[] {
+  const region = request.region ?? 'us-east-1';
+  const keys = new Set(Object.entries(request.params).filter(([k]) => /^BlockDeviceMapping\.\d+\.Ebs\.KmsKeyId$/.test(k)).map(([, v]) => String(v)));
+  return [...keys].flatMap((key) =>
+    ['kms:CreateGrant', 'kms:GenerateDataKeyWithoutPlaintext', 'kms:Decrypt', 'kms:DescribeKey'].map((action) => ({ action, resource: key, context: { 'kms:ViaService': `ec2.${region}.amazonaws.com` } })),
+  );
+}
+
 /** What the proxy knows of the resources a request names. */
 export interface ResourceFacts {
   accountId: string;

@@ -14,6 +14,7 @@ import {
   DescribeInstancesCommand,
   DescribeSecurityGroupsCommand,
   DescribeSnapshotsCommand,
+  DescribeVolumesCommand,
   RegisterImageCommand,
   RunInstancesCommand,
   TerminateInstancesCommand,
@@ -103,6 +104,28 @@ test('a launch EC2 terminates in pending for a client reason (a KMS key) fails a
   expect(report.outcome).toBe('rolled back');
 });
 
+test('a customer-managed key for the volumes (target.kmsKeyArn): the policy grants EC2 its use; without it the launch fails at once, naming the KMS key', async () => {
+  const { s, w } = await t.setup();
+  const kmsKeyArn = `arn:aws:kms:${s.plan.region}:${s.proxy.accountId}:key/5e6f7a8b-9c0d-4e1f-a2b3-c4d5e6f7a8b9`;
+  const plan = testPlan(s.source, s.world.ports, { target: { kmsKeyArn } });
+  const handle = await startMigration(t.client, w.taskQueue, plan);
+  const waiting = await waitForPhase(handle, 'awaiting-approval');
+  const volumes = await s.direct.ec2(plan.region).send(new DescribeVolumesCommand({ Filters: [{ Name: 'attachment.instance-id', Values: [waiting.newInstanceId as string] }] }));
+  expect(volumes.Volumes?.map((v) => [v.Encrypted, v.KmsKeyId])).toEqual([[true, kmsKeyArn]]);
+  await handle.executeUpdate(decideUpdate, { args: [{ decision: 'reject', by: 'ops', reason: 'test over' }] });
+  await failureOf(handle);
+
+  // The same plan under a policy without the key's statement: EC2 cannot use the key.
+  const again = testPlan(s.source, s.world.ports, { target: { kmsKeyArn } });
+  s.proxy.setPolicies([{ ...iamPolicy(again), Statement: iamPolicy(again).Statement.filter((st) => st.Sid !== 'EbsKmsKey') }]);
+  const refused = await startMigration(t.client, w.taskQueue, again);
+  const { failure, report } = await failureOf(refused);
+  expect(failure.type).toBe('LaunchTerminated');
+  expect(report.error?.message).toMatch(/terminated i-\w+ while it was pending: Client\.InternalError: Client\.InternalError: Client error on launch \(often a KMS key for the EBS volumes that the caller may not use\)/);
+  expect(report.phases.find((p) => p.name === 'launch')).toMatchObject({ state: 'failed', attempts: 1 });
+  expect(await aliveInstancesOfPlan(s.direct, again)).toEqual([]);
+});
+
 test('Unsupported in the first subnet’s zone skips to the next subnet', async () => {
   // us-east-1e offers no g4dn or g5 (moto's offerings, as in AWS).
   const { s, w } = await t.setup();
@@ -150,6 +173,20 @@ test('a remote step on an instance that stopped running fails at once, naming it
   expect(failure.type).toBe(ErrorType.InstanceNotRunning);
   expect(report.phases.find((p) => p.name === 'build')).toMatchObject({ state: 'failed', attempts: 1 });
   expect(report.error?.message).toMatch(new RegExp(`'build' on ${building}: the instance is (shutting-down|terminated), so command [0-9a-f-]+ can never finish`));
+});
+
+test('the first remote step waits for the SSM agent with DescribeInstanceInformation, not with SendCommands that fail', async () => {
+  const { s, w } = await t.setup();
+  // The agent takes three seconds to register (tens of seconds on AWS).
+  s.proxy.setTiming({ agentRegistrationMs: 3_000 });
+  const handle = await startMigration(t.client, w.taskQueue, s.plan);
+  await waitForPhase(handle, 'awaiting-approval');
+  const sends = s.proxy.calls({ action: 'SendCommand' });
+  expect(sends.filter((c) => c.injected === 'InvalidInstanceId')).toEqual([]);
+  expect(sends.every((c) => c.status === 200)).toBe(true);
+  expect(s.proxy.count('DescribeInstanceInformation')).toBeGreaterThan(1);
+  await handle.executeUpdate(decideUpdate, { args: [{ decision: 'reject', by: 'ops', reason: 'test over' }] });
+  await failureOf(handle);
 });
 
 test('a subnet that does not assign public addresses still gives the new instance one', async () => {

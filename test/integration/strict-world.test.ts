@@ -336,6 +336,23 @@ describe('IAM: every call is authorised by the policy `migration iam-policy --pl
     expect((await rejectionOf(iam.clients.ec2(REGION).send(new RunInstancesCommand(launch({ DryRun: true, TagSpecifications: undefined }))))).name).toBe('DryRunOperation');
   });
 
+  it('lets EC2 use a customer-managed key for the volumes only with its grants: else the instance dies in pending', async () => {
+    const key = `arn:aws:kms:${REGION}:${iam.proxy.accountId}:key/0b4c1d2e-3f40-4a5b-8c6d-7e8f90a1b2c3`;
+    const withKey = launch({ BlockDeviceMappings: [{ DeviceName: '/dev/xvda', Ebs: { VolumeSize: 30, Encrypted: true, KmsKeyId: key } }] });
+    const stateOf = async (id: string) => (await iam.direct.ec2(REGION).send(new DescribeInstancesCommand({ InstanceIds: [id] }))).Reservations?.[0]?.Instances?.[0];
+    iam.proxy.setPolicies([iamPolicy(iam.plan)]);
+    // Accepted (DryRun does not ask KMS either), then terminated.
+    expect((await rejectionOf(iam.clients.ec2(REGION).send(new RunInstancesCommand({ ...withKey, DryRun: true })))).name).toBe('DryRunOperation');
+    const refused = (await iam.clients.ec2(REGION).send(new RunInstancesCommand(withKey))).Instances?.[0]?.InstanceId as string;
+    expect(await stateOf(refused)).toMatchObject({ State: { Name: 'terminated' }, StateReason: { Code: 'Client.InternalError', Message: 'Client.InternalError: Client error on launch' } });
+    // The plan's policy with the key names its grants (through EC2 only).
+    const keyed = iamPolicy({ ...iam.plan, target: { ...iam.plan.target, kmsKeyArn: key } });
+    expect(keyed.Statement.find((st) => st.Sid === 'EbsKmsKey')).toMatchObject({ Resource: key, Condition: { StringEquals: { 'kms:ViaService': `ec2.${REGION}.amazonaws.com` } } });
+    iam.proxy.setPolicies([keyed]);
+    const ok = (await iam.clients.ec2(REGION).send(new RunInstancesCommand(withKey))).Instances?.[0]?.InstanceId as string;
+    expect((await stateOf(ok))?.State?.Name).toBe('running');
+  });
+
   it('makes the Spot service-linked role on the first Spot launch, which needs iam:CreateServiceLinkedRole', async () => {
     const spot = launch({ InstanceMarketOptions: { MarketType: 'spot', SpotOptions: { SpotInstanceType: 'one-time', InstanceInterruptionBehavior: 'terminate' } } });
     iam.proxy.setPolicies([withoutAction(iamPolicy(iam.plan), 'iam:CreateServiceLinkedRole')]);
