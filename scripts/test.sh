@@ -14,7 +14,9 @@ results=test-artifacts/jest-results.json
 rm -f "$results"
 status=0
 # --forceExit: a leaked handle must fail loudly in the summary, never hang CI.
-npx --no-install jest --ci --forceExit --json --outputFile="$results" "$@" || status=$?
+# Two test files at a time: each Jest worker has its own Temporal namespace and each test its own
+# moto account, and the tests mostly wait on timers and I/O (JEST_MAX_WORKERS changes it).
+npx --no-install jest --ci --forceExit --maxWorkers="${JEST_MAX_WORKERS:-2}" --json --outputFile="$results" "$@" || status=$?
 if [ -f "$results" ]; then
   node -e 'const r = require(process.argv[1]); console.log(`${r.numPassedTests} passed, ${r.numFailedTests} failed, ${r.numPendingTests} skipped`)' "$root/$results"
 else

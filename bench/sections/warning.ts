@@ -31,6 +31,9 @@ const REAL = {
   warningMs: 120_000,
   rebalanceLeadMs: 60_000,
   ssmPollMs: 2_000,
+  // A command's first second or two on SSM: unknown to GetCommandInvocation, then Pending until
+  // the agent picks it up, then InProgress.
+  commandPreludeMs: [500, 1_000, 1_500] as const,
 };
 const scaled = (ms: number) => ms / TIME_SCALE;
 
@@ -171,7 +174,11 @@ export async function benchWarning(stack: Stack, options: { repeats: number; log
  */
 function injectRealisticAws(account: Account): void {
   const random = mulberry32(20);
-  account.proxy.setTiming({ agentRegistrationMs: scaled(REAL.agentRegistrationMs), consistencyLagMs: scaled(REAL.consistencyLagMs) });
+  account.proxy.setTiming({
+    agentRegistrationMs: scaled(REAL.agentRegistrationMs),
+    consistencyLagMs: scaled(REAL.consistencyLagMs),
+    commandPreludeMs: [scaled(REAL.commandPreludeMs[0]), scaled(REAL.commandPreludeMs[1]), scaled(REAL.commandPreludeMs[2])],
+  });
   account.proxy.onAfter('*', () => sleep(scaled(REAL.apiMinMs) + random() * scaled(REAL.apiMaxMs - REAL.apiMinMs)));
   account.proxy.latency({ action: 'RunInstances', ms: scaled(REAL.launchToRunningMs) });
   account.proxy.onCommand(

@@ -162,10 +162,16 @@ export interface AwsProxyOptions {
 export interface ProxyTiming {
   consistencyLagMs: number;
   agentRegistrationMs: number;
+  /**
+   * A command's life on SSM, from SendCommand: GetCommandInvocation answers
+   * InvocationDoesNotExist until `[0]` ms, Pending until `[1]`, InProgress until `[2]`, then the
+   * result.
+   */
+  commandPreludeMs: readonly [number, number, number];
 }
 
-/** Short in tests, so every test meets both without waiting long; benchmarks set realistic ones. */
-export const PROXY_TIMING: ProxyTiming = { consistencyLagMs: 300, agentRegistrationMs: 600 };
+/** Short in tests, so every test meets them without waiting long; benchmarks set realistic ones. */
+export const PROXY_TIMING: ProxyTiming = { consistencyLagMs: 300, agentRegistrationMs: 600, commandPreludeMs: [60, 120, 180] };
 
 export interface ProxyClientOptions {
   /** SDK attempts per call; default 1, so a test sees every injected error. */
@@ -177,8 +183,6 @@ export interface ProxyClientOptions {
 /** What GetCommandInvocation keeps of a command's output: the first 24,000 characters of stdout, the first 8,000 of stderr. */
 export const SSM_STDOUT_LIMIT = 24_000;
 export const SSM_STDERR_LIMIT = 8_000;
-/** GetCommandInvocation's answers before the result: the invocation does not exist yet, then Pending, then InProgress. */
-const INVOCATION_PRELUDE = ['InvocationDoesNotExist', 'Pending', 'InProgress'] as const;
 /** AWS-RunShellScript's `executionTimeout`: an integer string from 1 to 172800 (its document's allowedPattern). */
 const EXECUTION_TIMEOUT = /^(?:[1-9][0-9]{0,4}|1[0-6][0-9]{4}|17[0-1][0-9]{3}|172[0-7][0-9]{2}|172800)$/;
 /** The vCPU quotas the world's accounts have unless a test sets one (real new accounts often start at 0 for G and VT). */
@@ -1148,9 +1152,14 @@ export class AwsProxy {
     if (!result) return undefined;
     const reads = (sent.reads.get(instanceId) ?? 0) + 1;
     sent.reads.set(instanceId, reads);
+    // Before the result: the invocation does not exist yet, then Pending, then InProgress (each
+    // for a while after SendCommand, and at least for the first read).
+    const elapsed = Date.now() - sent.at.getTime();
+    const [visible, picked, ran] = this.timing.commandPreludeMs;
+    const early = reads === 1 || elapsed < visible ? 'InvocationDoesNotExist' : elapsed < picked ? 'Pending' : elapsed < ran ? 'InProgress' : undefined;
     const final: CommandStatus = result.status ?? (result.exitCode && result.exitCode !== 0 ? 'Failed' : 'Success');
     // A command never delivered (its instance stopped running) stays Pending after the first read.
-    const prelude = final === 'Pending' && reads > 1 ? undefined : INVOCATION_PRELUDE[reads - 1];
+    const prelude = final === 'Pending' && reads > 1 ? undefined : early;
     if (prelude === 'InvocationDoesNotExist') {
       return errorReply(request, { code: 'InvocationDoesNotExist', status: 400, message: 'An error occurred (InvocationDoesNotExist) when calling the GetCommandInvocation operation' });
     }

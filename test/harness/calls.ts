@@ -29,7 +29,9 @@ export async function runCommand(ssm: SSMClient, instanceId: string, commands: s
       // Right after SendCommand the invocation does not exist yet, as on SSM.
       if ((err as Error).name !== 'InvocationDoesNotExist') throw err;
     }
-    if (read >= 20) throw new Error(`command ${commandId} still not done after ${read} reads`);
+    if (read >= 250) throw new Error(`command ${commandId} still not done after ${read} reads`);
+    // SSM moves a command on with time (ProxyTiming.commandPreludeMs): poll, as a client would.
+    await new Promise((resolve) => setTimeout(resolve, 20));
   }
 }
 
