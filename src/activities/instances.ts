@@ -314,8 +314,14 @@ export function createInstanceActivities(clients: AwsClients) {
       });
     }
     const round = progress.round ?? 0;
-    const skipped: LaunchAttempt[] = [];
+    // A retry goes on from where the attempt before it got in this round: the choices it skipped
+    // stay skipped, and the next one's token replays what that attempt may have launched before
+    // its heartbeat (throttled by the SDK) carried the instance id; from the first choice again,
+    // one that has capacity by now would launch a second instance.
+    const skipped: LaunchAttempt[] = [...(progress.skipped ?? [])];
+    const tried = (c: LaunchChoice) => skipped.some((x) => x.instanceType === c.instanceType && x.subnetId === c.subnetId && x.market === c.market);
     for (const choice of launchChoices(plan)) {
+      if (tried(choice)) continue;
       const token = clientToken(workflowId, input.runId ?? '', step, String(round), choice.instanceType, choice.subnetId, choice.market);
       const what = `launch ${choice.instanceType} (${choice.market}) in ${choice.subnetId}`;
       try {

@@ -145,40 +145,37 @@ test('timeouts.heartbeatSeconds is validated: a bad value fails the run before i
   expect(w.output()).not.toMatch(/worker-process: /);
 });
 
-test('killed after a capacity fallback launched the second choice, with the listing missing it: the retry takes the heartbeat instance, not a second launch', async () => {
+test('killed after a capacity fallback launched the second choice, with the listing missing it: the retry goes on from that choice and launches nothing new', async () => {
   const c = await setup();
   const forReal = (p: Record<string, unknown>) => String(p.DryRun) !== 'true';
   // The first choice has no capacity once; the second launches.
   c.s.proxy.fail({ action: 'RunInstances', code: 'InsufficientInstanceCapacity', status: 500, times: 1, when: (p) => forReal(p) && p.InstanceType === 'g4dn.xlarge' });
+  const workers: { first?: WorkerProcess } = {};
   let launchedId: string | undefined;
-  c.s.proxy.onAfter('RunInstances', ({ request, responseBody, call }) => {
-    if (forReal(request.params) && call.status === 200) launchedId ??= /<instanceId>([^<]+)<\/instanceId>/.exec(responseBody)?.[1];
+  const run: { handle?: WorkflowHandle<typeof migrateToGpu> } = {};
+  // The worker dies once RunInstances launched the second choice, before it hears the answer:
+  // no heartbeat carries the instance id, only the choice it skipped (sent at once).
+  c.s.proxy.onAfter('RunInstances', async ({ request, responseBody, call }) => {
+    if (!forReal(request.params) || call.status !== 200 || launchedId) return;
+    launchedId = /<instanceId>([^<]+)<\/instanceId>/.exec(responseBody)?.[1];
+    await pollUntil(
+      'the skipped choice in the heartbeat',
+      async () => ((await run.handle?.describe())?.raw.pendingActivities ?? []).find((a) => a.activityType?.name === 'launchInstance' && (a.heartbeatDetails?.payloads?.length ?? 0) > 0),
+      { timeoutMs: 30_000, intervalMs: 50 },
+    );
+    await workers.first?.kill();
   });
-  // The wait for it to run is held until the worker that launched it is dead.
-  let release: () => void = () => undefined;
-  const held = new Promise<void>((resolve) => (release = resolve));
-  t.track({ close: async () => release() });
-  c.s.proxy.onAfter('DescribeInstances', async ({ request }) => {
-    if (launchedId && request.params['InstanceId.1'] === launchedId && c.s.proxy.count('RunInstances') > 0) await held;
-  });
-  const first = await c.spawn('first');
-  const handle = await startMigration(t.client, c.taskQueue, c.s.plan, { timeouts: { heartbeatSeconds: HEARTBEAT_SECONDS } });
-  // The instance id is in the launch's heartbeat before the worker dies.
-  await pollUntil(
-    'the launched instance in the heartbeat',
-    async () => ((await handle.describe()).raw.pendingActivities ?? []).find((a) => a.activityType?.name === 'launchInstance' && (a.heartbeatDetails?.payloads?.length ?? 0) > 0),
-    { timeoutMs: 60_000, intervalMs: 100 },
-  );
-  expect(await first.kill()).toEqual({ code: null, signal: 'SIGKILL' });
+  workers.first = await c.spawn('first');
+  const handle = (run.handle = await startMigration(t.client, c.taskQueue, c.s.plan, { timeouts: { heartbeatSeconds: HEARTBEAT_SECONDS } }));
+  await workers.first.exited;
   // From now on the plan's tag listing leaves the instance out (eventual consistency), and the
-  // first choice has capacity again: only the heartbeat can tell the retry what was launched.
+  // first choice has capacity again: only what the heartbeat kept (the choice it skipped) can
+  // lead the retry to the second choice, whose ClientToken replays the same instance.
   c.s.proxy.omitFromListings(launchedId as string, 100);
-  release();
   await c.spawn('second');
 
   const waiting = await waitForPhase(handle, 'awaiting-approval', 60_000);
   expect(waiting.newInstanceId).toBe(launchedId);
-  expect(c.s.proxy.calls({ action: 'RunInstances' }).filter((x) => x.status === 200 || x.injected === 'InsufficientInstanceCapacity').length).toBe(2);
   const alive = await aliveInstancesOfPlan(c.s.direct, c.s.plan);
   expect(alive.map((i) => i.InstanceType)).toEqual(['g4dn.2xlarge']);
   await handle.executeUpdate(decideUpdate, { args: [{ decision: 'reject', by: 'alice', reason: 'test over' }] });
