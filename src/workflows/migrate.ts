@@ -198,10 +198,10 @@ export async function migrateToGpu(input: MigrationInput): Promise<MigrationRepo
     },
     { description: 'A Spot notice for the new instance (from the region\'s router) while the migration still stands by the old one: roll back to it.' },
   );
-  const interrupted = (during: string): ApplicationFailure =>
+  const interrupted = (during: string, oldState = 'which still runs'): ApplicationFailure =>
     ApplicationFailure.create({
       type: ErrorType.SpotInterrupted,
-      message: `the new Spot instance ${notice?.instanceId} was interrupted (${notice?.kind} notice, from the ${notice?.source ?? 'signal'}) ${during}: the Elastic IP goes back to ${plan.source.instanceId}, which still runs`,
+      message: `the new Spot instance ${notice?.instanceId} was interrupted (${notice?.kind} notice, from the ${notice?.source ?? 'signal'}) ${during}: the Elastic IP goes back to ${plan.source.instanceId}, ${oldState}`,
       nonRetryable: true,
     });
 
@@ -392,7 +392,7 @@ export async function migrateToGpu(input: MigrationInput): Promise<MigrationRepo
         return { ...stopped, backupImageId: backup.imageId, attempt: backup.attempt };
       }, (r) => ({ backupImage: { value: r.backupImageId, source: 'measured' }, oldState: { value: r.state, source: 'measured' } }));
       // Interrupted while the old one stopped: start it again and move the Elastic IP back.
-      if (notice) throw interrupted('while the old instance was being stopped');
+      if (notice) throw interrupted('while the old instance was being stopped', 'which the rollback starts again first');
       // From here on the migration stands: what follows never rolls it back.
       compensations.length = 0;
       await afterCutOver();

@@ -21,6 +21,7 @@ import type { AddressInfo } from 'node:net';
 import { setTimeout as delay } from 'node:timers/promises';
 import { createAwsClients, type AwsClients } from '../../src/aws/clients';
 import { iamPolicy, type PolicyDocument } from '../../src/aws/permissions';
+import { VCPU_QUOTAS } from '../../src/activities/quotas';
 import type { Plan } from '../../src/plan/schema';
 import { authorizations, firstDenied, kmsAuthorizations, type Authorization } from './iam';
 
@@ -187,15 +188,10 @@ export const SSM_STDERR_LIMIT = 8_000;
 const EXECUTION_TIMEOUT = /^(?:[1-9][0-9]{0,4}|1[0-6][0-9]{4}|17[0-1][0-9]{3}|172[0-7][0-9]{2}|172800)$/;
 /** The vCPU quotas the world's accounts have unless a test sets one (real new accounts often start at 0 for G and VT). */
 export const DEFAULT_EC2_QUOTA = 64;
-/** EC2's vCPU quotas the world knows, by Service Quotas code. */
-const EC2_QUOTA_NAMES: Readonly<Record<string, string>> = {
-  'L-DB2E81BA': 'Running On-Demand G and VT instances',
-  'L-417A185B': 'Running On-Demand P instances',
-  'L-1216C47A': 'Running On-Demand Standard (A, C, D, H, I, M, R, T, Z) instances',
-  'L-3819A6DF': 'All G and VT Spot Instance Requests',
-  'L-7212CCBC': 'All P Spot Instance Requests',
-  'L-34B43A08': 'All Standard (A, C, D, H, I, M, R, T, Z) Spot Instance Requests',
-};
+/** The quota names Service Quotas answers with, for the codes preflight reads. */
+const EC2_QUOTA_NAMES: ReadonlyMap<string, string> = new Map(
+  [...VCPU_QUOTAS['on-demand'], ...VCPU_QUOTAS.spot].map((q) => [q.code, q.name]),
+);
 const TEST_CREDENTIALS = { accessKeyId: 'testing', secretAccessKey: 'testing' };
 
 interface ActiveFault {
@@ -914,7 +910,7 @@ export class AwsProxy {
   private serviceQuota(request: ProxyRequest): Reply {
     const { ServiceCode, QuotaCode } = request.params as { ServiceCode?: string; QuotaCode?: string };
     if (request.action !== 'GetServiceQuota') return errorReply(request, { code: 'UnknownOperationException', status: 400, message: `the test world does not serve servicequotas:${request.action}` });
-    const name = EC2_QUOTA_NAMES[QuotaCode ?? ''];
+    const name = EC2_QUOTA_NAMES.get(QuotaCode ?? '');
     if (ServiceCode !== 'ec2' || !name) {
       return errorReply(request, { code: 'NoSuchResourceException', status: 400, message: `The request failed because the specified service quota ${ServiceCode}/${QuotaCode} does not exist.` });
     }
