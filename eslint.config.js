@@ -29,9 +29,16 @@ module.exports = tseslint.config(
             message: 'Workflow code runs in a deterministic sandbox: no Node built-ins.',
           })),
           patterns: [
-            { group: ['**/activities', '**/activities/**'], allowTypeImports: true, message: 'Import activities as types only (proxyActivities<…>).' },
+            {
+              group: ['**/activities', '**/activities/**'],
+              allowTypeImports: true,
+              message: 'Import activities as types only (proxyActivities<…>).',
+            },
             { group: ['@aws-sdk/*', '**/aws/*'], message: 'AWS calls belong in activities.' },
-            { group: ['@temporalio/activity', '@temporalio/worker', '@temporalio/client'], message: 'Not in workflow code.' },
+            {
+              group: ['@temporalio/activity', '@temporalio/worker', '@temporalio/client'],
+              message: 'Not in workflow code.',
+            },
           ],
         },
       ],

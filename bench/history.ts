@@ -55,7 +55,10 @@ export function activityTimings(events: readonly HistoryEvent[]): ActivityTiming
   for (const e of events) {
     const r = e.raw;
     if (e.type === 'ACTIVITY_TASK_SCHEDULED') {
-      const t: ActivityTiming = { activityType: r.activityTaskScheduledEventAttributes?.activityType?.name ?? '?', scheduledAt: e.at };
+      const t: ActivityTiming = {
+        activityType: r.activityTaskScheduledEventAttributes?.activityType?.name ?? '?',
+        scheduledAt: e.at,
+      };
       byScheduled.set(e.id, t);
       out.push(t);
       continue;
@@ -110,7 +113,13 @@ export interface RunInfo {
 export async function runsOf(client: Client, workflowId: string): Promise<RunInfo[]> {
   const runs: RunInfo[] = [];
   for await (const wf of client.workflow.list({ query: `WorkflowId = '${workflowId}'` })) {
-    runs.push({ runId: wf.runId, status: wf.status.name, historyLength: wf.historyLength, startTime: wf.startTime.getTime(), closeTime: wf.closeTime?.getTime() });
+    runs.push({
+      runId: wf.runId,
+      status: wf.status.name,
+      historyLength: wf.historyLength,
+      startTime: wf.startTime.getTime(),
+      closeTime: wf.closeTime?.getTime(),
+    });
   }
   return runs.sort((a, b) => a.startTime - b.startTime);
 }

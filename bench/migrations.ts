@@ -15,8 +15,15 @@ import type { Account } from './stack';
 import { sleep } from './stats';
 
 /** A fresh old service in `world`'s region (default: the account's), and a plan for it. */
-export async function seededPlan(account: Account, overrides: PlanOverrides = {}, world: AppWorld = account.world): Promise<{ seeded: SeededSource; plan: Plan }> {
-  const seeded = { ...(await seedSource(account.direct, { region: world.region, world })), grant: (p: Plan) => account.proxy.grantPlan(p) };
+export async function seededPlan(
+  account: Account,
+  overrides: PlanOverrides = {},
+  world: AppWorld = account.world,
+): Promise<{ seeded: SeededSource; plan: Plan }> {
+  const seeded = {
+    ...(await seedSource(account.direct, { region: world.region, world })),
+    grant: (p: Plan) => account.proxy.grantPlan(p),
+  };
   const plan = testPlan(seeded, world.ports, { ...overrides, target: { market: 'on-demand' } });
   return { seeded, plan };
 }
@@ -72,22 +79,40 @@ export interface MigrationRun {
   report: MigrationReport;
 }
 
-export async function runMigration(client: Client, taskQueue: string, plan: Plan, elasticIp: string, watch: ApprovalWatch): Promise<MigrationRun> {
+export async function runMigration(
+  client: Client,
+  taskQueue: string,
+  plan: Plan,
+  elasticIp: string,
+  watch: ApprovalWatch,
+): Promise<MigrationRun> {
   const workflowId = migrationWorkflowId(plan.name);
   const atApproval = watch.reached(elasticIp);
   const t0 = Date.now();
-  const handle = await client.workflow.start<typeof migrateToGpu>('migrateToGpu', { taskQueue, workflowId, args: [{ plan }] });
+  const handle = await client.workflow.start<typeof migrateToGpu>('migrateToGpu', {
+    taskQueue,
+    workflowId,
+    args: [{ plan }],
+  });
   const result = handle.result();
   // A run that fails before its approval never asks for it.
-  const next = await Promise.race([atApproval.then(() => 'approval' as const), result.then(() => 'ended' as const, () => 'ended' as const)]);
+  const next = await Promise.race([
+    atApproval.then(() => 'approval' as const),
+    result.then(
+      () => 'ended' as const,
+      () => 'ended' as const,
+    ),
+  ]);
   if (next === 'approval') await approve(handle.workflowId, client);
   const report = await result;
   const t1 = Date.now();
-  if (report.outcome !== 'completed') throw new Error(`${workflowId} ended ${report.outcome}: ${JSON.stringify(report.error)}`);
+  if (report.outcome !== 'completed')
+    throw new Error(`${workflowId} ended ${report.outcome}: ${JSON.stringify(report.error)}`);
   const performance = report.phases.find((p) => p.name === 'performance');
   const waitedFrom = Date.parse(performance?.endedAt ?? '');
   const decidedAt = Date.parse(report.approval?.at ?? '');
-  const approvalWaitMs = Number.isFinite(waitedFrom) && Number.isFinite(decidedAt) ? Math.max(0, decidedAt - waitedFrom) : 0;
+  const approvalWaitMs =
+    Number.isFinite(waitedFrom) && Number.isFinite(decidedAt) ? Math.max(0, decidedAt - waitedFrom) : 0;
   return { workflowId, totalMs: t1 - t0, approvalWaitMs, netMs: t1 - t0 - approvalWaitMs, report };
 }
 
@@ -96,7 +121,9 @@ async function approve(workflowId: string, client: Client): Promise<void> {
   const deadline = Date.now() + 120_000;
   for (;;) {
     try {
-      await client.workflow.getHandle(workflowId).executeUpdate(decideUpdate, { args: [{ decision: 'approve', by: 'bench' }] });
+      await client.workflow
+        .getHandle(workflowId)
+        .executeUpdate(decideUpdate, { args: [{ decision: 'approve', by: 'bench' }] });
       return;
     } catch (err) {
       if (!(err instanceof WorkflowUpdateFailedError) || Date.now() > deadline) throw err;

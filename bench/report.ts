@@ -69,8 +69,12 @@ export async function machineFacts(): Promise<Machine> {
     cpuModel,
     memoryGiB: round(totalmem() / 1024 ** 3, 1),
     node: process.version,
-    temporalCli: temporalBin && existsSync(temporalBin) ? (await run(temporalBin, ['--version'])).split('\n')[0] : 'unknown',
-    moto: motoPython && existsSync(motoPython) ? await run(motoPython, ['-c', 'import moto; print(moto.__version__)']) : 'unknown',
+    temporalCli:
+      temporalBin && existsSync(temporalBin) ? (await run(temporalBin, ['--version'])).split('\n')[0] : 'unknown',
+    moto:
+      motoPython && existsSync(motoPython)
+        ? await run(motoPython, ['-c', 'import moto; print(moto.__version__)'])
+        : 'unknown',
     loadAverage: loadavg().map((l) => round(l, 2)),
   };
 }
@@ -80,7 +84,8 @@ export async function machineFacts(): Promise<Machine> {
 const ms = (v: number) => (Number.isFinite(v) ? `${round(v)} ms` : '–');
 const sec = (v: number, digits = 2) => (Number.isFinite(v) ? `${(v / 1000).toFixed(digits)} s` : '–');
 /** `412 ms (p5 380 – p95 520)` */
-const spread = (s: Summary | undefined, f: (v: number) => string = ms) => (s && s.n ? `${f(s.median)} (p5 ${f(s.p5)} – p95 ${f(s.p95)})` : '–');
+const spread = (s: Summary | undefined, f: (v: number) => string = ms) =>
+  s && s.n ? `${f(s.median)} (p5 ${f(s.p5)} – p95 ${f(s.p95)})` : '–';
 const verdict = (met: boolean | undefined) => (met === undefined ? '' : met ? 'met' : '**missed**');
 
 interface Row {
@@ -93,11 +98,18 @@ interface Row {
 
 export function rows(r: Results): Row[] {
   const out: Row[] = [];
-  const add = (section: string, figure: string, value: string, target = '', v = '') => out.push({ section, figure, value, target, verdict: v });
+  const add = (section: string, figure: string, value: string, target = '', v = '') =>
+    out.push({ section, figure, value, target, verdict: v });
   const s = r.sections;
   if (s.recovery) {
     const x = s.recovery;
-    add('1 recovery', `notice → EIP on healthy replacement, p50 (n ${x.recorded.n})`, spread(x.recorded), '≤ 1 s', verdict(x.target.met));
+    add(
+      '1 recovery',
+      `notice → EIP on healthy replacement, p50 (n ${x.recorded.n})`,
+      spread(x.recorded),
+      '≤ 1 s',
+      verdict(x.target.met),
+    );
     add('1 recovery', 'p95', ms(x.recorded.p95), '', '');
     add('1 recovery', '  EIP answered by AWS (proxy clock)', spread(x.eipAnswered));
     for (const [k, label] of [
@@ -113,45 +125,134 @@ export function rows(r: Results): Row[] {
   }
   if (s.warning) {
     for (const c of s.warning.cases) {
-      add('2 in the warning', `${c.name}: EIP moved after (scaled 1/${s.warning.timeScale})`, spread(c.recovery), `< ${sec(c.deadlineMs, 1)}`, verdict(c.met));
-      add('2 in the warning', `  margin (scaled; ×${s.warning.timeScale} real)`, `${spread(c.margin)}; real ≈ ${sec(c.margin.median * s.warning.timeScale, 0)}`);
+      add(
+        '2 in the warning',
+        `${c.name}: EIP moved after (scaled 1/${s.warning.timeScale})`,
+        spread(c.recovery),
+        `< ${sec(c.deadlineMs, 1)}`,
+        verdict(c.met),
+      );
+      add(
+        '2 in the warning',
+        `  margin (scaled; ×${s.warning.timeScale} real)`,
+        `${spread(c.margin)}; real ≈ ${sec(c.margin.median * s.warning.timeScale, 0)}`,
+      );
     }
   }
   if (s.migration) {
     const m = s.migration;
-    add('3 migration', `Temporal, whole migration (n ${m.temporal.n})`, spread(m.temporal, (v) => sec(v)));
-    add('3 migration', 'plain sequential script, same calls', spread(m.script, (v) => sec(v)));
-    add('3 migration', 'ratio Temporal / script (paired)', `${m.ratio.median.toFixed(2)}× (p5 ${m.ratio.p5.toFixed(2)} – p95 ${m.ratio.p95.toFixed(2)})`, '≤ 1.5×', verdict(m.target.met));
+    add(
+      '3 migration',
+      `Temporal, whole migration (n ${m.temporal.n})`,
+      spread(m.temporal, (v) => sec(v)),
+    );
+    add(
+      '3 migration',
+      'plain sequential script, same calls',
+      spread(m.script, (v) => sec(v)),
+    );
+    add(
+      '3 migration',
+      'ratio Temporal / script (paired)',
+      `${m.ratio.median.toFixed(2)}× (p5 ${m.ratio.p5.toFixed(2)} – p95 ${m.ratio.p95.toFixed(2)})`,
+      '≤ 1.5×',
+      verdict(m.target.met),
+    );
     add('3 migration', `  Temporal: ${m.calls.length} activities' execution`, spread(m.breakdown.activities));
     add('3 migration', '  Temporal: between activities (workflow tasks)', spread(m.breakdown.workflowTasks));
     add('3 migration', '  Temporal: activity schedule-to-start, summed', spread(m.breakdown.activityQueue));
     add('3 migration', '  Temporal: workflow task schedule-to-start, each', spread(m.breakdown.workflowTaskWait));
-    add('3 migration', '  script: the same calls', `${spread(m.breakdown.scriptActivities)}${m.sameCalls ? '' : ' (the call lists differ!)'}`);
+    add(
+      '3 migration',
+      '  script: the same calls',
+      `${spread(m.breakdown.scriptActivities)}${m.sameCalls ? '' : ' (the call lists differ!)'}`,
+    );
   }
   if (s.fleet) {
     const f = s.fleet;
-    add('4 fleet', `${f.migrations.count} migrations at once (${f.migrations.regions} region${f.migrations.regions > 1 ? 's' : ''}): all done`, `${sec(f.migrations.wallMs, 1)}${f.migrations.failed.length ? ` (${f.migrations.failed.length} failed)` : ''}`);
-    add('4 fleet', '  per migration', spread(f.migrations.perMigration, (v) => sec(v, 1)));
-    add('4 fleet', '  worker peak RSS (idle before)', `${round(f.migrations.worker.peakMiB)} MiB (${round(f.migrations.worker.idleMiB)} MiB)`, '≤ 512 MiB', verdict(f.migrations.worker.peakMiB <= 512));
+    add(
+      '4 fleet',
+      `${f.migrations.count} migrations at once (${f.migrations.regions} region${f.migrations.regions > 1 ? 's' : ''}): all done`,
+      `${sec(f.migrations.wallMs, 1)}${f.migrations.failed.length ? ` (${f.migrations.failed.length} failed)` : ''}`,
+    );
+    add(
+      '4 fleet',
+      '  per migration',
+      spread(f.migrations.perMigration, (v) => sec(v, 1)),
+    );
+    add(
+      '4 fleet',
+      '  worker peak RSS (idle before)',
+      `${round(f.migrations.worker.peakMiB)} MiB (${round(f.migrations.worker.idleMiB)} MiB)`,
+      '≤ 512 MiB',
+      verdict(f.migrations.worker.peakMiB <= 512),
+    );
     add('4 fleet', '  activity schedule-to-start', spread(f.migrations.activityWait));
     add('4 fleet', '  workflow task schedule-to-start', spread(f.migrations.workflowTaskWait));
-    add('4 fleet', `${f.guardians.count} guardians: all tagged / router knows all`, `${sec(f.guardians.taggedMs, 1)} / ${sec(f.guardians.wallMs, 1)}`);
-    add('4 fleet', '  worker peak RSS (idle before)', `${round(f.guardians.worker.peakMiB)} MiB (${round(f.guardians.worker.idleMiB)} MiB)`, '≤ 512 MiB', verdict(f.guardians.worker.peakMiB <= 512));
-    add('4 fleet', '  tag-key DescribeInstances per poll', `${f.guardians.describePerPoll.toFixed(2)} (${f.guardians.describeCalls} calls / ${f.guardians.polls} polls)`, '1', verdict(f.guardians.describePerPoll <= 1.0001));
+    add(
+      '4 fleet',
+      `${f.guardians.count} guardians: all tagged / router knows all`,
+      `${sec(f.guardians.taggedMs, 1)} / ${sec(f.guardians.wallMs, 1)}`,
+    );
+    add(
+      '4 fleet',
+      '  worker peak RSS (idle before)',
+      `${round(f.guardians.worker.peakMiB)} MiB (${round(f.guardians.worker.idleMiB)} MiB)`,
+      '≤ 512 MiB',
+      verdict(f.guardians.worker.peakMiB <= 512),
+    );
+    add(
+      '4 fleet',
+      '  tag-key DescribeInstances per poll',
+      `${f.guardians.describePerPoll.toFixed(2)} (${f.guardians.describeCalls} calls / ${f.guardians.polls} polls)`,
+      '1',
+      verdict(f.guardians.describePerPoll <= 1.0001),
+    );
     add('4 fleet', '  one batched scan of all', spread(f.guardians.scanMs));
     add('4 fleet', '  activity schedule-to-start', spread(f.guardians.activityWait));
     add('4 fleet', '  workflow task schedule-to-start', spread(f.guardians.workflowTaskWait));
-    if (f.guardians.recovery) add('4 fleet', `  recovery with ${f.guardians.count} guarded`, spread(f.guardians.recovery));
+    if (f.guardians.recovery)
+      add('4 fleet', `  recovery with ${f.guardians.count} guarded`, spread(f.guardians.recovery));
   }
   if (s.longLife) {
     const l = s.longLife;
-    add('5 long life', `router: ${l.router.polls} polls at ${l.pollIntervalMs / 1000} s, ${l.router.pollsPerRun} per run`, `${l.router.runs} runs, ${l.router.closedRuns} continued as new, ${l.router.totalEvents} events in all`);
-    add('5 long life', '  events per poll / per queue read', `${l.router.eventsPerPoll.toFixed(1)} / ${l.router.eventsPerRead.toFixed(1)} (+ ${Math.round(l.router.eventsPerRunFixed)} per run)`);
-    add('5 long life', '  largest run (measured)', `${l.router.maxEventsPerRun} events`, '< 10,240', verdict(l.router.maxEventsPerRun < 10_240));
-    add('5 long life', `guardian: ${l.guardian.recoveries} recoveries, ${l.guardian.runs} runs`, `${spread(l.guardian.eventsPerRecoveryRun, (v) => `${round(v)}`)} events per recovery run; ${l.guardian.totalEvents} in all`);
-    add('5 long life', '  events the polls added to the guardian', String(l.guardian.eventsAddedByPolls), '0', verdict(l.guardian.eventsAddedByPolls === 0));
+    add(
+      '5 long life',
+      `router: ${l.router.polls} polls at ${l.pollIntervalMs / 1000} s, ${l.router.pollsPerRun} per run`,
+      `${l.router.runs} runs, ${l.router.closedRuns} continued as new, ${l.router.totalEvents} events in all`,
+    );
+    add(
+      '5 long life',
+      '  events per poll / per queue read',
+      `${l.router.eventsPerPoll.toFixed(1)} / ${l.router.eventsPerRead.toFixed(1)} (+ ${Math.round(l.router.eventsPerRunFixed)} per run)`,
+    );
+    add(
+      '5 long life',
+      '  largest run (measured)',
+      `${l.router.maxEventsPerRun} events`,
+      '< 10,240',
+      verdict(l.router.maxEventsPerRun < 10_240),
+    );
+    add(
+      '5 long life',
+      `guardian: ${l.guardian.recoveries} recoveries, ${l.guardian.runs} runs`,
+      `${spread(l.guardian.eventsPerRecoveryRun, (v) => `${round(v)}`)} events per recovery run; ${l.guardian.totalEvents} in all`,
+    );
+    add(
+      '5 long life',
+      '  events the polls added to the guardian',
+      String(l.guardian.eventsAddedByPolls),
+      '0',
+      verdict(l.guardian.eventsAddedByPolls === 0),
+    );
     add('5 long life', '  recovery (notice → EIP)', spread(l.guardian.recovery));
-    add('5 long life', 'a month of 5 s polls (extrapolated)', `router: ${l.month.routerRuns} runs of ≈ ${l.month.routerEventsPerRun} events (${(l.month.routerEvents / 1e6).toFixed(1)} M in all); guardian with 10 recoveries: ≈ ${l.month.guardianEvents} events in 11 runs`, 'each run < 10,240', verdict(l.month.routerEventsPerRun < 10_240));
+    add(
+      '5 long life',
+      'a month of 5 s polls (extrapolated)',
+      `router: ${l.month.routerRuns} runs of ≈ ${l.month.routerEventsPerRun} events (${(l.month.routerEvents / 1e6).toFixed(1)} M in all); guardian with 10 recoveries: ≈ ${l.month.guardianEvents} events in 11 runs`,
+      'each run < 10,240',
+      verdict(l.month.routerEventsPerRun < 10_240),
+    );
   }
   return out;
 }
@@ -161,7 +262,8 @@ export function renderTable(r: Results): string {
   const head: Row = { section: 'section', figure: 'figure', value: 'median (spread)', target: 'target', verdict: '' };
   const all = [head, ...list];
   const w = (k: keyof Row) => Math.max(...all.map((x) => x[k].length));
-  const line = (x: Row) => `${x.section.padEnd(w('section'))}  ${x.figure.padEnd(w('figure'))}  ${x.value.padEnd(w('value'))}  ${x.target.padEnd(w('target'))}  ${x.verdict.replace(/\*/g, '')}`;
+  const line = (x: Row) =>
+    `${x.section.padEnd(w('section'))}  ${x.figure.padEnd(w('figure'))}  ${x.value.padEnd(w('value'))}  ${x.target.padEnd(w('target'))}  ${x.verdict.replace(/\*/g, '')}`;
   return [line(head), '-'.repeat(line(head).length), ...list.map(line)].join('\n');
 }
 
@@ -172,38 +274,86 @@ export function renderMarkdownFigures(r: Results): string {
     '',
     '| section | figure | median (spread) | target | |',
     '|---|---|---|---|---|',
-    ...rows(r).map((x) => `| ${x.section} | ${x.figure.replace(/^ {2}/, '↳ ')} | ${x.value} | ${x.target} | ${x.verdict} |`),
+    ...rows(r).map(
+      (x) => `| ${x.section} | ${x.figure.replace(/^ {2}/, '↳ ')} | ${x.value} | ${x.target} | ${x.verdict} |`,
+    ),
   ];
   const s = r.sections;
   if (s.recovery) {
-    lines.push('', '**1 — each recovery** (ms; activity times are start → close as the server saw them):', '', '| # | notice → EIP (guardian) | pickup | launch | start | checks | EIP move | orchestration |', '|---|---|---|---|---|---|---|---|');
-    s.recovery.samples.forEach((x, i) => lines.push(`| ${i + 1} | ${round(x.recordedMs)} | ${round(x.pickupMs)} | ${round(x.launchMs)} | ${round(x.startMs)} | ${round(x.checksMs)} | ${round(x.eipMs)} | ${round(x.orchestrationMs)} |`));
+    lines.push(
+      '',
+      '**1 — each recovery** (ms; activity times are start → close as the server saw them):',
+      '',
+      '| # | notice → EIP (guardian) | pickup | launch | start | checks | EIP move | orchestration |',
+      '|---|---|---|---|---|---|---|---|',
+    );
+    s.recovery.samples.forEach((x, i) =>
+      lines.push(
+        `| ${i + 1} | ${round(x.recordedMs)} | ${round(x.pickupMs)} | ${round(x.launchMs)} | ${round(x.startMs)} | ${round(x.checksMs)} | ${round(x.eipMs)} | ${round(x.orchestrationMs)} |`,
+      ),
+    );
   }
   if (s.warning) {
     const inj = s.warning.injected;
-    lines.push('', `**2 — injected (scaled 1/${s.warning.timeScale})**: launch → running ${inj.launchToRunningMs} ms (on RunInstances), SSM agent registered ${inj.agentRegistrationMs ?? 0} ms later, new instances unknown by id for ${inj.consistencyLagMs ?? 0} ms, boot and services ${inj.bootAndServicesMs} ms (remote.start InProgress), API calls ${inj.apiMinMs}–${inj.apiMaxMs} ms, warning ${inj.warningMs} ms, rebalance lead ${inj.rebalanceLeadMs} ms, SSM polls every ${inj.ssmPollMs} ms.`);
-    for (const c of s.warning.cases) lines.push(`- ${c.name}: ${c.about}. Old instance state when the EIP moved: ${[...new Set(c.samples.map((x) => x.oldStateAtMove))].join(', ')}.`);
+    lines.push(
+      '',
+      `**2 — injected (scaled 1/${s.warning.timeScale})**: launch → running ${inj.launchToRunningMs} ms (on RunInstances), SSM agent registered ${inj.agentRegistrationMs ?? 0} ms later, new instances unknown by id for ${inj.consistencyLagMs ?? 0} ms, boot and services ${inj.bootAndServicesMs} ms (remote.start InProgress), API calls ${inj.apiMinMs}–${inj.apiMaxMs} ms, warning ${inj.warningMs} ms, rebalance lead ${inj.rebalanceLeadMs} ms, SSM polls every ${inj.ssmPollMs} ms.`,
+    );
+    for (const c of s.warning.cases)
+      lines.push(
+        `- ${c.name}: ${c.about}. Old instance state when the EIP moved: ${[...new Set(c.samples.map((x) => x.oldStateAtMove))].join(', ')}.`,
+      );
   }
   if (s.fleet) {
     const f = s.fleet;
-    const cpu = (c: Record<string, number>) => Object.entries(c).map(([k, v]) => `${k} ${v} s`).join(', ');
-    lines.push('', `**4 — CPU seconds used** while the ${f.migrations.count} migrations ran (${sec(f.migrations.wallMs, 1)} wall on ${m.cpus} cores): ${cpu(f.migrations.cpuSeconds)}.`);
-    lines.push(`While the ${f.guardians.count} guardians started (${sec(f.guardians.wallMs, 1)}): ${cpu(f.guardians.cpuSeconds)}.`);
-    const heapLine = (what: string, h?: { rssMiB: number; heapUsedMiB: number; heapTotalMiB: number; externalMiB: number }) =>
-      h ? lines.push(`Worker ${what}: RSS ${h.rssMiB} MiB, V8 heap used ${h.heapUsedMiB} of ${h.heapTotalMiB} MiB, external ${h.externalMiB} MiB; the rest of the RSS is native (the SDK's Rust core and its caches, Node itself).`) : 0;
+    const cpu = (c: Record<string, number>) =>
+      Object.entries(c)
+        .map(([k, v]) => `${k} ${v} s`)
+        .join(', ');
+    lines.push(
+      '',
+      `**4 — CPU seconds used** while the ${f.migrations.count} migrations ran (${sec(f.migrations.wallMs, 1)} wall on ${m.cpus} cores): ${cpu(f.migrations.cpuSeconds)}.`,
+    );
+    lines.push(
+      `While the ${f.guardians.count} guardians started (${sec(f.guardians.wallMs, 1)}): ${cpu(f.guardians.cpuSeconds)}.`,
+    );
+    const heapLine = (
+      what: string,
+      h?: { rssMiB: number; heapUsedMiB: number; heapTotalMiB: number; externalMiB: number },
+    ) =>
+      h
+        ? lines.push(
+            `Worker ${what}: RSS ${h.rssMiB} MiB, V8 heap used ${h.heapUsedMiB} of ${h.heapTotalMiB} MiB, external ${h.externalMiB} MiB; the rest of the RSS is native (the SDK's Rust core and its caches, Node itself).`,
+          )
+        : 0;
     heapLine(`with ${f.migrations.count} migrations, at its highest sample`, f.migrations.worker.heap);
     heapLine(`with ${f.guardians.count} guardians, at its highest sample`, f.guardians.worker.heap);
     const retried = Object.entries(f.migrations.retriedActivities ?? {});
-    lines.push(`Activities of the ${f.migrations.count} migrations that needed a retry: ${retried.length ? retried.map(([k, v]) => `${k} ${v}`).join(', ') : 'none'}${f.migrations.failed.length ? `; failed runs: ${f.migrations.failed.join('; ')}` : ''}.`);
-    lines.push('', `Phases of the ${f.migrations.count} migrations at once (median / p95 ms, runs whose phase needed a retry):`, '', '| phase | median | p95 | retried |', '|---|---|---|---|');
-    for (const [name, p] of Object.entries(f.migrations.phases)) lines.push(`| ${name} | ${round(p.duration.median)} | ${round(p.duration.p95)} | ${p.retried} |`);
+    lines.push(
+      `Activities of the ${f.migrations.count} migrations that needed a retry: ${retried.length ? retried.map(([k, v]) => `${k} ${v}`).join(', ') : 'none'}${f.migrations.failed.length ? `; failed runs: ${f.migrations.failed.join('; ')}` : ''}.`,
+    );
+    lines.push(
+      '',
+      `Phases of the ${f.migrations.count} migrations at once (median / p95 ms, runs whose phase needed a retry):`,
+      '',
+      '| phase | median | p95 | retried |',
+      '|---|---|---|---|',
+    );
+    for (const [name, p] of Object.entries(f.migrations.phases))
+      lines.push(`| ${name} | ${round(p.duration.median)} | ${round(p.duration.p95)} | ${p.retried} |`);
     for (const [i, x] of (f.guardians.recoverySamples ?? []).entries()) {
-      lines.push('', `Recovery ${i + 1} with ${f.guardians.count} guarded: ${round(x.recordedMs)} ms = pickup ${round(x.pickupMs)}, launch ${round(x.launchMs)}, start ${round(x.startMs)}, checks ${round(x.checksMs)}, EIP ${round(x.eipMs)}, orchestration ${round(x.orchestrationMs)}; slowest local-AWS calls meanwhile: ${x.slowestAws.map((c) => `${c.action} ${c.ms} ms`).join(', ')}.`);
+      lines.push(
+        '',
+        `Recovery ${i + 1} with ${f.guardians.count} guarded: ${round(x.recordedMs)} ms = pickup ${round(x.pickupMs)}, launch ${round(x.launchMs)}, start ${round(x.startMs)}, checks ${round(x.checksMs)}, EIP ${round(x.eipMs)}, orchestration ${round(x.orchestrationMs)}; slowest local-AWS calls meanwhile: ${x.slowestAws.map((c) => `${c.action} ${c.ms} ms`).join(', ')}.`,
+      );
     }
   }
   if (s.longLife) {
     const l = s.longLife;
-    lines.push('', `**5 — router runs** (events each, closed by continue-as-new): ${l.router.eventsPerClosedRun.join(', ')}; queue reads per poll here ${l.router.readsPerPoll.toFixed(2)} (moto answers an idle ${l.pollIntervalMs / 1000} s long poll after 1–2 s; SQS after exactly the wait, so at 5 s polls one read per poll is assumed). The month is ${l.month.polls.toLocaleString('en')} polls ÷ 500 per run.`);
+    lines.push(
+      '',
+      `**5 — router runs** (events each, closed by continue-as-new): ${l.router.eventsPerClosedRun.join(', ')}; queue reads per poll here ${l.router.readsPerPoll.toFixed(2)} (moto answers an idle ${l.pollIntervalMs / 1000} s long poll after 1–2 s; SQS after exactly the wait, so at 5 s polls one read per poll is assumed). The month is ${l.month.polls.toLocaleString('en')} polls ÷ 500 per run.`,
+    );
   }
   return lines.join('\n');
 }

@@ -35,11 +35,13 @@ function parseArgs(argv: string[]): Args {
     else if (a === '--only') {
       const names = (argv[++i] ?? '').split(',').filter(Boolean);
       const bad = names.filter((n) => !(SECTIONS as readonly string[]).includes(n));
-      if (bad.length || names.length === 0) throw new UsageError(`--only takes a comma-separated list of ${SECTIONS.join(', ')}; got '${argv[i] ?? ''}'`);
+      if (bad.length || names.length === 0)
+        throw new UsageError(`--only takes a comma-separated list of ${SECTIONS.join(', ')}; got '${argv[i] ?? ''}'`);
       args.only = names as Section[];
     } else if (a === '--fleet') {
       const m = /^(\d+),(\d+)$/.exec(argv[++i] ?? '');
-      if (!m || Number(m[1]) < 1 || Number(m[2]) < 1) throw new UsageError(`--fleet takes MIGRATIONS,GUARDIANS (e.g. 200,1000); got '${argv[i] ?? ''}'`);
+      if (!m || Number(m[1]) < 1 || Number(m[2]) < 1)
+        throw new UsageError(`--fleet takes MIGRATIONS,GUARDIANS (e.g. 200,1000); got '${argv[i] ?? ''}'`);
       args.fleet = [Number(m[1]), Number(m[2])];
     } else if (a === '--help') throw new UsageError('');
     else throw new UsageError(`unknown argument '${a}'`);
@@ -63,7 +65,9 @@ async function main(): Promise<void> {
     machine: await machineFacts(),
     sections: {},
   };
-  log(`bench: ${results.mode} run on ${results.machine.cpus} × ${results.machine.cpuModel}, load ${results.machine.loadAverage.join(' ')}`);
+  log(
+    `bench: ${results.mode} run on ${results.machine.cpus} × ${results.machine.cpuModel}, load ${results.machine.loadAverage.join(' ')}`,
+  );
   log('bench: starting the local stack (Temporal dev server, moto, workflow bundle)');
   const stack = await startStack();
   const closeOnSignal = () => void stack.close().finally(() => process.exit(130));
@@ -85,10 +89,20 @@ async function main(): Promise<void> {
           results.sections.migration = await benchMigration(stack, { runs: q ? 1 : 10, log });
           break;
         case 'fleet':
-          results.sections.fleet = await benchFleet(stack, { migrations: args.fleet?.[0] ?? (q ? 10 : 200), guardians: args.fleet?.[1] ?? (q ? 100 : 1000), quick: q, log });
+          results.sections.fleet = await benchFleet(stack, {
+            migrations: args.fleet?.[0] ?? (q ? 10 : 200),
+            guardians: args.fleet?.[1] ?? (q ? 100 : 1000),
+            quick: q,
+            log,
+          });
           break;
         case 'longLife':
-          results.sections.longLife = await benchLongLife(stack, { polls: q ? 20 : 300, pollsPerRun: q ? 10 : 100, recoveries: q ? 2 : 10, log });
+          results.sections.longLife = await benchLongLife(stack, {
+            polls: q ? 20 : 300,
+            pollsPerRun: q ? 10 : 100,
+            recoveries: q ? 2 : 10,
+            log,
+          });
           break;
       }
       log(`bench: ${section} took ${((Date.now() - t0) / 1000).toFixed(0)} s`);
@@ -121,7 +135,9 @@ main().then(
   () => process.exit(0),
   (err: unknown) => {
     if (err instanceof UsageError) {
-      process.stderr.write(`${err.message ? `bench: ${err.message}\n` : ''}usage: npm run bench [-- --quick] [-- --out DIR] [-- --only ${SECTIONS.join(',')}] [-- --fleet MIGRATIONS,GUARDIANS]\n`);
+      process.stderr.write(
+        `${err.message ? `bench: ${err.message}\n` : ''}usage: npm run bench [-- --quick] [-- --out DIR] [-- --only ${SECTIONS.join(',')}] [-- --fleet MIGRATIONS,GUARDIANS]\n`,
+      );
       process.exit(2);
     }
     process.stderr.write(`bench failed: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);

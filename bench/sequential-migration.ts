@@ -20,18 +20,30 @@ import type { Plan } from '../src/plan/schema';
 const endpoint = process.env.AWS_ENDPOINT_URL;
 if (!endpoint) throw new Error('AWS_ENDPOINT_URL is not set');
 const acts = createActivities({
-  aws: createAwsClients({ endpoint, credentials: { accessKeyId: 'testing', secretAccessKey: 'testing' }, maxAttempts: Number(process.env.AWS_MAX_ATTEMPTS || 3) }),
+  aws: createAwsClients({
+    endpoint,
+    credentials: { accessKeyId: 'testing', secretAccessKey: 'testing' },
+    maxAttempts: Number(process.env.AWS_MAX_ATTEMPTS || 3),
+  }),
   pollIntervalMs: Number(process.env.SSM_POLL_MS || 2000),
 });
 type Acts = typeof acts;
 
-export async function migrate(plan: Plan, workflowId: string): Promise<{ totalMs: number; calls: { name: string; ms: number }[] }> {
+export async function migrate(
+  plan: Plan,
+  workflowId: string,
+): Promise<{ totalMs: number; calls: { name: string; ms: number }[] }> {
   const calls: { name: string; ms: number }[] = [];
-  const call = async <K extends keyof Acts>(name: K, ...args: Parameters<Acts[K]>): Promise<Awaited<ReturnType<Acts[K]>>> => {
+  const call = async <K extends keyof Acts>(
+    name: K,
+    ...args: Parameters<Acts[K]>
+  ): Promise<Awaited<ReturnType<Acts[K]>>> => {
     const t = performance.now();
     const env = new MockActivityEnvironment({ activityType: name });
     const fn = acts[name] as unknown as (...a: unknown[]) => Promise<unknown>;
-    const out = (await env.run<unknown[], unknown, typeof fn>(fn, ...(args as unknown[]))) as Awaited<ReturnType<Acts[K]>>;
+    const out = (await env.run<unknown[], unknown, typeof fn>(fn, ...(args as unknown[]))) as Awaited<
+      ReturnType<Acts[K]>
+    >;
     calls.push({ name, ms: performance.now() - t });
     return out;
   };
@@ -40,11 +52,18 @@ export async function migrate(plan: Plan, workflowId: string): Promise<{ totalMs
   const stamp = new Date().toISOString().slice(0, 10);
 
   const preflight = await call('preflight', { plan });
-  const launched = await call('launchInstance', { plan, workflowId, runId: workflowId, step: 'launch', imageId: preflight.imageId });
+  const launched = await call('launchInstance', {
+    plan,
+    workflowId,
+    runId: workflowId,
+    step: 'launch',
+    imageId: preflight.imageId,
+  });
   const instanceId = launched.instanceId;
   await call('applyIngress', { plan });
   const newHost = launched.publicIp as string;
-  const remote = (label: string, commands: string[], timeoutSeconds: number) => (commands.length ? call('runRemote', { region, instanceId, label, commands, timeoutSeconds }) : undefined);
+  const remote = (label: string, commands: string[], timeoutSeconds: number) =>
+    commands.length ? call('runRemote', { region, instanceId, label, commands, timeoutSeconds }) : undefined;
   await remote('setup', plan.remote.setup, 3 * 3600);
   await call('readGpuFacts', { region, instanceId });
   await remote('source', plan.remote.deploy, 3 * 3600);
@@ -64,7 +83,10 @@ export async function migrate(plan: Plan, workflowId: string): Promise<{ totalMs
   await remote('sync before the golden image', ['sync'], 600);
   await call('createImage', { plan, workflowId, step: 'golden', instanceId, stamp });
   await call('getInstance', { region, instanceId });
-  await call('prices', { region, instanceTypes: [preflight.source.instanceType, launched.instanceType].filter(Boolean) });
+  await call('prices', {
+    region,
+    instanceTypes: [preflight.source.instanceType, launched.instanceType].filter(Boolean),
+  });
   return { totalMs: performance.now() - started, calls };
 }
 
@@ -73,7 +95,8 @@ lines.on('line', (line) => {
   const { id, plan } = JSON.parse(line) as { id: string; plan: Plan };
   migrate(plan, `script-${plan.name}`).then(
     (r) => process.stdout.write(`${JSON.stringify({ id, ...r })}\n`),
-    (err: unknown) => process.stdout.write(`${JSON.stringify({ id, error: err instanceof Error ? err.message : String(err) })}\n`),
+    (err: unknown) =>
+      process.stdout.write(`${JSON.stringify({ id, error: err instanceof Error ? err.message : String(err) })}\n`),
   );
 });
 process.stdout.write('sequential-migration ready\n');

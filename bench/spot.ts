@@ -10,13 +10,25 @@ import type { Plan } from '../src/plan/schema';
 import { guardianWorkflowId } from '../src/shared/constants';
 import { routerStatusQuery, type RouterStatus } from '../src/shared/spot';
 import type { spotGuardian } from '../src/workflows';
-import { openPlannedIngress, seedSource, tagForPlan, testPlan, type PlanOverrides, type SeededSource } from '../test/harness/seed';
+import {
+  openPlannedIngress,
+  seedSource,
+  tagForPlan,
+  testPlan,
+  type PlanOverrides,
+  type SeededSource,
+} from '../test/harness/seed';
 import { pollUntil } from '../test/harness/net';
 import { spotEvent } from '../test/harness/spot';
 import type { Account } from './stack';
 
 /** Launches `count` running Spot instances like the migration's target (in batches of 100). */
-export async function launchInstances(account: Account, seeded: SeededSource, count: number, instanceType = 'g4dn.xlarge'): Promise<string[]> {
+export async function launchInstances(
+  account: Account,
+  seeded: SeededSource,
+  count: number,
+  instanceType = 'g4dn.xlarge',
+): Promise<string[]> {
   const ids: string[] = [];
   while (ids.length < count) {
     const n = Math.min(100, count - ids.length);
@@ -28,7 +40,10 @@ export async function launchInstances(account: Account, seeded: SeededSource, co
         MaxCount: n,
         SubnetId: seeded.subnetId,
         SecurityGroupIds: [seeded.securityGroupId],
-        InstanceMarketOptions: { MarketType: 'spot', SpotOptions: { SpotInstanceType: 'one-time', InstanceInterruptionBehavior: 'terminate' } },
+        InstanceMarketOptions: {
+          MarketType: 'spot',
+          SpotOptions: { SpotInstanceType: 'one-time', InstanceInterruptionBehavior: 'terminate' },
+        },
       }),
     );
     for (const i of out.Instances ?? []) if (i.InstanceId) ids.push(i.InstanceId);
@@ -48,19 +63,37 @@ export interface GuardedService {
  * holds the Elastic IP, and a plan for it. The guardian is not started yet.
  */
 export async function guardedService(account: Account, overrides: PlanOverrides): Promise<GuardedService> {
-  const seeded = { ...(await seedSource(account.direct, { region: account.region, world: account.world })), grant: (p: Plan) => account.proxy.grantPlan(p) };
-  const plan = testPlan(seeded, account.world.ports, { ...overrides, target: { market: 'spot', ...(overrides.target ?? {}) } });
+  const seeded = {
+    ...(await seedSource(account.direct, { region: account.region, world: account.world })),
+    grant: (p: Plan) => account.proxy.grantPlan(p),
+  };
+  const plan = testPlan(seeded, account.world.ports, {
+    ...overrides,
+    target: { market: 'spot', ...(overrides.target ?? {}) },
+  });
   // As the migration would have left it: the public ports open on the target group.
   await openPlannedIngress(account.direct, plan);
   const [instanceId] = await launchInstances(account, seeded, 1);
   // As the migration's launch would have tagged it.
   await tagForPlan(account.direct, plan, [instanceId]);
-  await account.direct.ec2(account.region).send(new AssociateAddressCommand({ AllocationId: seeded.allocationId, InstanceId: instanceId, AllowReassociation: true }));
+  await account.direct.ec2(account.region).send(
+    new AssociateAddressCommand({
+      AllocationId: seeded.allocationId,
+      InstanceId: instanceId,
+      AllowReassociation: true,
+    }),
+  );
   account.world.markStarted(instanceId);
   return { seeded, plan, instanceId, guardianId: guardianWorkflowId(plan.name) };
 }
 
-export async function startGuardian(client: Client, taskQueue: string, plan: Plan, instanceId: string, goldenImageId: string): Promise<WorkflowHandle<typeof spotGuardian>> {
+export async function startGuardian(
+  client: Client,
+  taskQueue: string,
+  plan: Plan,
+  instanceId: string,
+  goldenImageId: string,
+): Promise<WorkflowHandle<typeof spotGuardian>> {
   return client.workflow.start<typeof spotGuardian>('spotGuardian', {
     taskQueue,
     workflowId: guardianWorkflowId(plan.name),
@@ -80,10 +113,18 @@ export async function nextRun(client: Client, workflowId: string, runId: string)
 }
 
 /** Puts an EventBridge event on the queue, with its `time` set to `at`. */
-export async function putSpotEvent(account: Account, queueUrl: string, kind: 'interruption' | 'rebalance', instanceId: string, at: number): Promise<void> {
+export async function putSpotEvent(
+  account: Account,
+  queueUrl: string,
+  kind: 'interruption' | 'rebalance',
+  instanceId: string,
+  at: number,
+): Promise<void> {
   const event = JSON.parse(spotEvent(kind, instanceId, account.region)) as Record<string, unknown>;
   event.time = new Date(at).toISOString();
-  await account.direct.sqs(account.region).send(new SendMessageCommand({ QueueUrl: queueUrl, MessageBody: JSON.stringify(event) }));
+  await account.direct
+    .sqs(account.region)
+    .send(new SendMessageCommand({ QueueUrl: queueUrl, MessageBody: JSON.stringify(event) }));
 }
 
 /**

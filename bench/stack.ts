@@ -38,7 +38,12 @@ export async function startStack(): Promise<Stack> {
   const dir = await mkdtemp(join(tmpdir(), 'ec2-gpu-migration-bench-'));
   const [temporal, moto, bundle] = await Promise.all([
     TestWorkflowEnvironment.createLocal({
-      server: { executable: { type: 'existing-path', path: tools.temporalBin }, ip: '127.0.0.1', namespace: 'default', ui: false },
+      server: {
+        executable: { type: 'existing-path', path: tools.temporalBin },
+        ip: '127.0.0.1',
+        namespace: 'default',
+        ui: false,
+      },
     }),
     startMoto({ python: tools.motoPython }),
     bundleWorkflowCode({ workflowsPath: require.resolve('../src/workflows'), logger: quiet }),
@@ -122,10 +127,17 @@ export interface WorkerOptions {
 }
 
 /** Starts bench/worker-process.ts for an account and resolves once it polls. */
-export async function spawnBenchWorker(stack: Stack, account: Account, options: WorkerOptions = {}): Promise<BenchWorker> {
+export async function spawnBenchWorker(
+  stack: Stack,
+  account: Account,
+  options: WorkerOptions = {},
+): Promise<BenchWorker> {
   const taskQueue = options.taskQueue ?? `bench-${randomBytes(4).toString('hex')}`;
   // The heap limit the package's worker scripts set; BENCH_WORKER_FLAGS replaces the flags.
-  const flags = process.env.BENCH_WORKER_FLAGS !== undefined ? process.env.BENCH_WORKER_FLAGS.split(' ').filter(Boolean) : [`--max-old-space-size=${WORKER_HEAP_MIB}`];
+  const flags =
+    process.env.BENCH_WORKER_FLAGS !== undefined
+      ? process.env.BENCH_WORKER_FLAGS.split(' ').filter(Boolean)
+      : [`--max-old-space-size=${WORKER_HEAP_MIB}`];
   const child = spawn(process.execPath, [...flags, '--import', 'tsx', join(__dirname, 'worker-process.ts')], {
     env: {
       ...process.env,
@@ -151,7 +163,10 @@ export async function spawnBenchWorker(stack: Stack, account: Account, options: 
   process.once('exit', killOnExit);
   void exited.then(() => process.off('exit', killOnExit));
   await new Promise<void>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`the benchmark worker did not start polling within 60 s:\n${output}`)), 60_000);
+    const timer = setTimeout(
+      () => reject(new Error(`the benchmark worker did not start polling within 60 s:\n${output}`)),
+      60_000,
+    );
     child.stdout.setEncoding('utf8').on('data', (s: string) => {
       for (const line of s.split('\n')) if (line.startsWith('memory ')) heapAnswers.shift()?.(line.slice(7));
       keep(s);
@@ -180,7 +195,12 @@ export async function spawnBenchWorker(stack: Stack, account: Account, options: 
       child.stdin.write('memory\n');
       const m = JSON.parse(await answer) as NodeJS.MemoryUsage;
       const mib = (n: number) => Math.round((n / 1024 ** 2) * 10) / 10;
-      return { heapUsedMiB: mib(m.heapUsed), heapTotalMiB: mib(m.heapTotal), externalMiB: mib(m.external), rssMiB: mib(m.rss) };
+      return {
+        heapUsedMiB: mib(m.heapUsed),
+        heapTotalMiB: mib(m.heapTotal),
+        externalMiB: mib(m.external),
+        rssMiB: mib(m.rss),
+      };
     },
     async stop() {
       if (child.exitCode !== null || child.signalCode !== null) return;
@@ -221,8 +241,13 @@ export async function cpuSeconds(pid: number): Promise<number> {
 }
 
 /** CPU seconds each process used while `work` ran. */
-export async function measureCpu<T>(pids: Record<string, number>, work: () => Promise<T>): Promise<{ result: T; cpu: Record<string, number>; wallMs: number }> {
-  const before = Object.fromEntries(await Promise.all(Object.entries(pids).map(async ([k, pid]) => [k, await cpuSeconds(pid)] as const)));
+export async function measureCpu<T>(
+  pids: Record<string, number>,
+  work: () => Promise<T>,
+): Promise<{ result: T; cpu: Record<string, number>; wallMs: number }> {
+  const before = Object.fromEntries(
+    await Promise.all(Object.entries(pids).map(async ([k, pid]) => [k, await cpuSeconds(pid)] as const)),
+  );
   const t0 = Date.now();
   const result = await work();
   const wallMs = Date.now() - t0;

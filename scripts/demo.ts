@@ -85,7 +85,14 @@ async function main(): Promise<void> {
     const temporalPort = await pickPort(7233);
     const uiPort = await pickPort(8233);
     const env = await TestWorkflowEnvironment.createLocal({
-      server: { executable: { type: 'existing-path', path: tools.temporalBin }, ip: '127.0.0.1', port: temporalPort, ui: true, uiPort, namespace: 'default' },
+      server: {
+        executable: { type: 'existing-path', path: tools.temporalBin },
+        ip: '127.0.0.1',
+        port: temporalPort,
+        ui: true,
+        uiPort,
+        namespace: 'default',
+      },
     });
     cleanups.push(() => env.teardown());
     const address = `127.0.0.1:${temporalPort}`;
@@ -101,7 +108,10 @@ async function main(): Promise<void> {
     say(`  local AWS (moto) at ${moto.endpoint}`);
 
     const planFile = resolve(root, 'examples/video-message-app.yaml');
-    const example = parseYaml(await readFile(planFile, 'utf8')) as PlanInput & { remote: Record<'setup' | 'deploy' | 'build' | 'start', string[]>; services: { name: string; port: number }[] };
+    const example = parseYaml(await readFile(planFile, 'utf8')) as PlanInput & {
+      remote: Record<'setup' | 'deploy' | 'build' | 'start', string[]>;
+      services: { name: string; port: number }[];
+    };
     const region = example.region;
     const services = await Promise.all(
       REFERENCE_SERVICES.map(async (s) => {
@@ -123,8 +133,18 @@ async function main(): Promise<void> {
         ...example,
         source: { instanceId: source.instanceId },
         elasticIp: { allocationId: source.allocationId },
-        target: { ...example.target, imageParameter: undefined, imageId: source.imageId, subnetIds: [source.subnetId], securityGroupIds: [source.securityGroupId], iamInstanceProfile: undefined },
-        remote: { ...example.remote, start: [...example.remote.start.slice(0, -1), `cd /opt/app/video-message-app && ${START_MARKER}`] },
+        target: {
+          ...example.target,
+          imageParameter: undefined,
+          imageId: source.imageId,
+          subnetIds: [source.subnetId],
+          securityGroupIds: [source.securityGroupId],
+          iamInstanceProfile: undefined,
+        },
+        remote: {
+          ...example.remote,
+          start: [...example.remote.start.slice(0, -1), `cd /opt/app/video-message-app && ${START_MARKER}`],
+        },
         services: (example.services as { name: string }[]).map((s) => ({ ...s, port: world.ports[s.name] })),
         spot: { pollInterval: '2s', interruptionQueueUrl: queueUrl },
       },
@@ -138,7 +158,12 @@ async function main(): Promise<void> {
     await writeFile(demoPlan, toYaml(plan));
 
     const connection = await NativeConnection.connect({ address });
-    const worker = await createMigrationWorker({ connection, namespace: 'default', aws: proxy.clients({ maxAttempts: 3 }), pollIntervalMs: 200 });
+    const worker = await createMigrationWorker({
+      connection,
+      namespace: 'default',
+      aws: proxy.clients({ maxAttempts: 3 }),
+      pollIntervalMs: 200,
+    });
     const running = worker.run();
     cleanups.push(async () => {
       worker.shutdown();
@@ -149,7 +174,12 @@ async function main(): Promise<void> {
 
     step(`Migrating ${plan.name}: ${source.instanceType} → ${plan.target.instanceType} (${plan.target.market})`);
     say(`  $ npm run migration -- start --plan ${demoPlan}`);
-    const code = await cli(['start', '--plan', demoPlan], { out: (s) => process.stdout.write(`  ${s}`), err: (s) => process.stderr.write(s), isTTY: false, client: async () => env.client });
+    const code = await cli(['start', '--plan', demoPlan], {
+      out: (s) => process.stdout.write(`  ${s}`),
+      err: (s) => process.stderr.write(s),
+      isTTY: false,
+      client: async () => env.client,
+    });
     if (code !== 0) throw new Error(`start exited ${code}`);
     const client = env.client;
     const workflowId = migrationWorkflowId(plan.name);
@@ -171,10 +201,16 @@ async function main(): Promise<void> {
       say(`  Every check passed; the Elastic IP is on ${prev.newInstanceId}. The old instance still runs.`);
       say(`  Approve in the Web UI: ${ui}/namespaces/default/workflows/${workflowId}`);
       say('    → "More Actions" → "Send a Signal" → approve, with the payload {"by": "your name"}');
-      say(`  or with the CLI:  TEMPORAL_ADDRESS=${address} npm run migration -- approve ${workflowId} --by "your name"`);
-      say(`  (reject:          TEMPORAL_ADDRESS=${address} npm run migration -- reject ${workflowId} --by "your name" --reason "why")`);
+      say(
+        `  or with the CLI:  TEMPORAL_ADDRESS=${address} npm run migration -- approve ${workflowId} --by "your name"`,
+      );
+      say(
+        `  (reject:          TEMPORAL_ADDRESS=${address} npm run migration -- reject ${workflowId} --by "your name" --reason "why")`,
+      );
       if (autoApprove) {
-        const d = await handle.executeUpdate(decideUpdate, { args: [{ decision: 'approve', by: 'demo (--auto-approve)', comment: 'unattended demo run' }] });
+        const d = await handle.executeUpdate(decideUpdate, {
+          args: [{ decision: 'approve', by: 'demo (--auto-approve)', comment: 'unattended demo run' }],
+        });
         say(`  ${d.decision} by ${d.by}`);
       }
     }
@@ -207,10 +243,16 @@ async function main(): Promise<void> {
         await new Promise((r) => setTimeout(r, 200));
       }
       const e = g.events[g.events.length - 1];
-      const holder = (await direct.ec2(region).send(new DescribeAddressesCommand({ AllocationIds: [plan.elasticIp.allocationId] }))).Addresses?.[0]?.InstanceId;
+      const holder = (
+        await direct.ec2(region).send(new DescribeAddressesCommand({ AllocationIds: [plan.elasticIp.allocationId] }))
+      ).Addresses?.[0]?.InstanceId;
       say(`  recovered: ${e.oldInstanceId} → ${e.newInstanceId} (${e.instanceType}, ${e.market}), ${e.outcome}`);
-      say(`  notice ${e.noticeAt} · launched ${e.launchedAt} · healthy ${e.healthyAt} · Elastic IP moved ${e.eipMovedAt}`);
-      say(`  recovery took ${((e.recoveryMs ?? 0) / 1000).toFixed(2)} s (measured, local AWS answers at once); the Elastic IP ${source.publicIp} is on ${holder}`);
+      say(
+        `  notice ${e.noticeAt} · launched ${e.launchedAt} · healthy ${e.healthyAt} · Elastic IP moved ${e.eipMovedAt}`,
+      );
+      say(
+        `  recovery took ${((e.recoveryMs ?? 0) / 1000).toFixed(2)} s (measured, local AWS answers at once); the Elastic IP ${source.publicIp} is on ${holder}`,
+      );
       const res = await fetch(`http://${source.publicIp}:${world.ports.backend}/health`);
       say(`  GET http://${source.publicIp}:${world.ports.backend}/health → ${res.status}`);
     }

@@ -48,7 +48,8 @@ async function outcome(handle: WorkflowHandle<typeof migrateToGpu>): Promise<str
 const RECORDINGS: Recording[] = [
   {
     name: 'completed-on-demand',
-    about: 'every phase succeeds on on-demand; approved through the `decide` update; the old instance is imaged and stopped',
+    about:
+      'every phase succeeds on on-demand; approved through the `decide` update; the old instance is imaged and stopped',
     scenario: { maxAttempts: 3, planOverrides: { name: 'history-completed', target: { market: 'on-demand' } } },
     async drive(handle) {
       await waitForPhase(handle, 'awaiting-approval');
@@ -69,10 +70,15 @@ const RECORDINGS: Recording[] = [
   },
   {
     name: 'failed-build',
-    about: 'remote.build exits 2 on every attempt: the build phase fails after its retries and the launch is rolled back',
+    about:
+      'remote.build exits 2 on every attempt: the build phase fails after its retries and the launch is rolled back',
     scenario: { maxAttempts: 3, planOverrides: { name: 'history-failed-build' } },
     prepare(s) {
-      s.world.scriptCommand('docker compose build', { status: 'Failed', exitCode: 2, stderr: 'failed to solve: process "/bin/sh -c pip install -r requirements.txt" did not complete successfully' });
+      s.world.scriptCommand('docker compose build', {
+        status: 'Failed',
+        exitCode: 2,
+        stderr: 'failed to solve: process "/bin/sh -c pip install -r requirements.txt" did not complete successfully',
+      });
     },
     drive: (handle) => outcome(handle),
   },

@@ -13,13 +13,18 @@ import { defaultContext, type CliContext } from './cli/context';
 import { EXIT, handleError } from './cli/errors';
 
 /** Runs the CLI on `argv` (without node and script) and returns the exit code. */
-export async function main(argv: string[], ctx: CliContext & { close?: () => Promise<void> } = defaultContext()): Promise<number> {
+export async function main(
+  argv: string[],
+  ctx: CliContext & { close?: () => Promise<void> } = defaultContext(),
+): Promise<number> {
   let code: number = EXIT.ok;
   const done = (c: number) => {
     code = c;
   };
   const program = new Command('migration')
-    .description('Move a running EC2 service onto a GPU instance with a durable Temporal workflow, and keep it alive on Spot.')
+    .description(
+      'Move a running EC2 service onto a GPU instance with a durable Temporal workflow, and keep it alive on Spot.',
+    )
     .exitOverride()
     .configureOutput({ writeOut: ctx.out, writeErr: ctx.err })
     .showHelpAfterError('(run `migration --help` for usage)');

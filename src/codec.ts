@@ -28,7 +28,9 @@ export function parseKey(content: Buffer): Buffer {
   if (/^[0-9a-fA-F]{64}$/.test(s)) return Buffer.from(s, 'hex');
   const b64 = Buffer.from(s, 'base64');
   if (b64.length === 32 && /^[A-Za-z0-9+/]+=*$/.test(s)) return b64;
-  throw new Error(`${ENV_PAYLOAD_KEY_FILE}: the key file must hold a 256-bit key (32 bytes, 64 hex digits or base64); create one with: openssl rand -hex 32 > key`);
+  throw new Error(
+    `${ENV_PAYLOAD_KEY_FILE}: the key file must hold a 256-bit key (32 bytes, 64 hex digits or base64); create one with: openssl rand -hex 32 > key`,
+  );
 }
 
 export class AesGcmPayloadCodec implements PayloadCodec {
@@ -42,11 +44,25 @@ export class AesGcmPayloadCodec implements PayloadCodec {
 
   async encode(payloads: Payload[]): Promise<Payload[]> {
     return payloads.map((p) => {
-      const plain = Buffer.from(JSON.stringify({ m: Object.fromEntries(Object.entries(p.metadata ?? {}).map(([k, v]) => [k, Buffer.from(v ?? []).toString('base64')])), d: Buffer.from(p.data ?? []).toString('base64') }));
+      const plain = Buffer.from(
+        JSON.stringify({
+          m: Object.fromEntries(
+            Object.entries(p.metadata ?? {}).map(([k, v]) => [k, Buffer.from(v ?? []).toString('base64')]),
+          ),
+          d: Buffer.from(p.data ?? []).toString('base64'),
+        }),
+      );
       const iv = randomBytes(IV_BYTES);
       const cipher = createCipheriv(CIPHER, this.key, iv);
       const sealed = Buffer.concat([cipher.update(plain), cipher.final()]);
-      return { metadata: { encoding: text(ENCRYPTED_ENCODING), 'encryption-key-id': text(this.keyId), 'encryption-cipher': text(CIPHER) }, data: Buffer.concat([iv, cipher.getAuthTag(), sealed]) };
+      return {
+        metadata: {
+          encoding: text(ENCRYPTED_ENCODING),
+          'encryption-key-id': text(this.keyId),
+          'encryption-cipher': text(CIPHER),
+        },
+        data: Buffer.concat([iv, cipher.getAuthTag(), sealed]),
+      };
     });
   }
 
@@ -54,7 +70,8 @@ export class AesGcmPayloadCodec implements PayloadCodec {
     return payloads.map((p) => {
       if (str(p.metadata?.encoding) !== ENCRYPTED_ENCODING) return p;
       const keyId = str(p.metadata?.['encryption-key-id']);
-      if (keyId !== this.keyId) throw new Error(`payload encrypted with key '${keyId}', but this process has key '${this.keyId}'`);
+      if (keyId !== this.keyId)
+        throw new Error(`payload encrypted with key '${keyId}', but this process has key '${this.keyId}'`);
       const data = Buffer.from(p.data ?? []);
       if (data.length < IV_BYTES + TAG_BYTES) throw new Error('encrypted payload is truncated');
       const decipher = createDecipheriv(CIPHER, this.key, data.subarray(0, IV_BYTES));
@@ -66,7 +83,10 @@ export class AesGcmPayloadCodec implements PayloadCodec {
         throw new Error('encrypted payload failed authentication: it was altered, or the key is wrong');
       }
       const { m, d } = JSON.parse(plain.toString('utf8')) as { m: Record<string, string>; d: string };
-      return { metadata: Object.fromEntries(Object.entries(m).map(([k, v]) => [k, Buffer.from(v, 'base64')])), data: Buffer.from(d, 'base64') };
+      return {
+        metadata: Object.fromEntries(Object.entries(m).map(([k, v]) => [k, Buffer.from(v, 'base64')])),
+        data: Buffer.from(d, 'base64'),
+      };
     });
   }
 }

@@ -17,7 +17,11 @@ export interface TemporalTarget {
  */
 export function temporalTarget(): TemporalTarget {
   const { connectionOptions, namespace } = loadClientConnectConfig({ profile: process.env.TEMPORAL_PROFILE });
-  return { connectionOptions, namespace: namespace ?? 'default', address: connectionOptions.address ?? 'localhost:7233' };
+  return {
+    connectionOptions,
+    namespace: namespace ?? 'default',
+    address: connectionOptions.address ?? 'localhost:7233',
+  };
 }
 
 /** Raised when Temporal cannot be reached; the CLI tells the person the address it tried. */
@@ -34,13 +38,20 @@ export class TemporalUnreachable extends Error {
   }
 }
 
-export async function connectClient(target = temporalTarget()): Promise<{ client: Client; close: () => Promise<void> }> {
+export async function connectClient(
+  target = temporalTarget(),
+): Promise<{ client: Client; close: () => Promise<void> }> {
   const dataConverter = dataConverterFromEnv();
   let connection: Connection;
   try {
-    connection = await Connection.connect({ ...target.connectionOptions, connectTimeout: '10s' } as Parameters<typeof Connection.connect>[0]);
+    connection = await Connection.connect({ ...target.connectionOptions, connectTimeout: '10s' } as Parameters<
+      typeof Connection.connect
+    >[0]);
   } catch (err) {
     throw new TemporalUnreachable(target.address, err);
   }
-  return { client: new Client({ connection, namespace: target.namespace, dataConverter }), close: () => connection.close() };
+  return {
+    client: new Client({ connection, namespace: target.namespace, dataConverter }),
+    close: () => connection.close(),
+  };
 }

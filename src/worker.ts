@@ -1,6 +1,13 @@
 import { getHeapStatistics } from 'node:v8';
 import type { Duration } from '@temporalio/common';
-import { DefaultLogger, NativeConnection, Runtime, Worker, type WorkflowBundleOption, type LogLevel } from '@temporalio/worker';
+import {
+  DefaultLogger,
+  NativeConnection,
+  Runtime,
+  Worker,
+  type WorkflowBundleOption,
+  type LogLevel,
+} from '@temporalio/worker';
 import { createActivities, type ActivityDeps } from './activities';
 import { createAwsClients, type AwsClients } from './aws/clients';
 import { dataConverterFromEnv } from './codec';
@@ -64,10 +71,14 @@ export async function createMigrationWorker(options: MigrationWorkerOptions): Pr
     connection: options.connection,
     namespace: options.namespace,
     taskQueue: options.taskQueue ?? TASK_QUEUE,
-    ...(options.workflowBundle ? { workflowBundle: options.workflowBundle } : { workflowsPath: require.resolve('./workflows') }),
+    ...(options.workflowBundle
+      ? { workflowBundle: options.workflowBundle }
+      : { workflowsPath: require.resolve('./workflows') }),
     activities: createActivities({ aws: options.aws, http: options.http, pollIntervalMs: options.pollIntervalMs }),
     ...(options.identity ? { identity: options.identity } : {}),
-    ...(options.stickyQueueScheduleToStartTimeout ? { stickyQueueScheduleToStartTimeout: options.stickyQueueScheduleToStartTimeout } : {}),
+    ...(options.stickyQueueScheduleToStartTimeout
+      ? { stickyQueueScheduleToStartTimeout: options.stickyQueueScheduleToStartTimeout }
+      : {}),
     maxCachedWorkflows: options.maxCachedWorkflows ?? DEFAULT_MAX_CACHED_WORKFLOWS,
     // Payload encryption when MIGRATION_PAYLOAD_KEY_FILE is set (src/codec.ts).
     dataConverter: dataConverterFromEnv(),
@@ -87,13 +98,17 @@ export interface RunWorkerOptions {
  * running activities finish (within the grace time), and closes the connection.
  */
 export async function runWorker(options: RunWorkerOptions = {}): Promise<void> {
-  const logLevel = options.logLevel ?? ((process.env.LOG_LEVEL?.toUpperCase() as LogLevel | undefined) ?? 'INFO');
+  const logLevel = options.logLevel ?? (process.env.LOG_LEVEL?.toUpperCase() as LogLevel | undefined) ?? 'INFO';
   Runtime.install({
     logger: new DefaultLogger(logLevel, (entry) => {
       const { level, message, meta } = entry;
-      process.stderr.write(`${JSON.stringify({ time: new Date(Number(entry.timestampNanos / 1_000_000n)).toISOString(), level, message, ...meta })}\n`);
+      process.stderr.write(
+        `${JSON.stringify({ time: new Date(Number(entry.timestampNanos / 1_000_000n)).toISOString(), level, message, ...meta })}\n`,
+      );
     }),
-    ...(options.metricsAddress ? { telemetryOptions: { metrics: { prometheus: { bindAddress: options.metricsAddress } } } } : {}),
+    ...(options.metricsAddress
+      ? { telemetryOptions: { metrics: { prometheus: { bindAddress: options.metricsAddress } } } }
+      : {}),
   });
   const heapWarning = heapLimitWarning();
   if (heapWarning) Runtime.instance().logger.warn(heapWarning);

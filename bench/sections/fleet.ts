@@ -93,7 +93,10 @@ export interface FleetResult {
   guardians: FleetGuardians;
 }
 
-export async function benchFleet(stack: Stack, options: { migrations: number; guardians: number; quick: boolean; log: (s: string) => void }): Promise<FleetResult> {
+export async function benchFleet(
+  stack: Stack,
+  options: { migrations: number; guardians: number; quick: boolean; log: (s: string) => void },
+): Promise<FleetResult> {
   const migrations = await fleetMigrations(stack, options.migrations, options.log);
   const guardians = await fleetGuardians(stack, options.guardians, options.quick, options.log);
   return { migrations, guardians };
@@ -106,7 +109,18 @@ export async function benchFleet(stack: Stack, options: { migrations: number; gu
  * region after each EC2 change, so one region of 400 instances would measure moto and the
  * stand-ins, not the worker.
  */
-const FLEET_REGIONS = ['eu-west-1', 'eu-west-2', 'eu-west-3', 'eu-north-1', 'eu-south-1', 'ca-central-1', 'sa-east-1', 'ap-south-1', 'ap-southeast-1', 'ap-southeast-2'];
+const FLEET_REGIONS = [
+  'eu-west-1',
+  'eu-west-2',
+  'eu-west-3',
+  'eu-north-1',
+  'eu-south-1',
+  'ca-central-1',
+  'sa-east-1',
+  'ap-south-1',
+  'ap-southeast-1',
+  'ap-southeast-2',
+];
 const MIGRATIONS_PER_REGION = 20;
 
 async function fleetMigrations(stack: Stack, count: number, log: (s: string) => void): Promise<FleetMigrations> {
@@ -121,15 +135,28 @@ async function fleetMigrations(stack: Stack, count: number, log: (s: string) => 
     // The app's stand-ins share the two cores with everything else: the reference plan's limits
     // (latency 50 ms, synthesis 2 s) would fail (and retry 10 s later) on their slowness under
     // this load, not on ours. The checks still run and must pass.
-    const limits = { checks: { latency: { service: 'backend', path: '/health', samples: 5, maxAverageMs: 2000 }, voiceClone: { maxSeconds: 30 } } };
-    const services = await mapLimit(Array.from({ length: count }, (_, i) => worlds[i % worlds.length]), 8, (world) => seededPlan(account, limits as PlanOverrides, world));
+    const limits = {
+      checks: {
+        latency: { service: 'backend', path: '/health', samples: 5, maxAverageMs: 2000 },
+        voiceClone: { maxSeconds: 30 },
+      },
+    };
+    const services = await mapLimit(
+      Array.from({ length: count }, (_, i) => worlds[i % worlds.length]),
+      8,
+      (world) => seededPlan(account, limits as PlanOverrides, world),
+    );
     worker = await spawnBenchWorker(stack, account);
     const w = worker;
     const idleMiB = (await w.memory()).rssMiB;
     log(`  starting ${count} migrations at once`);
     const heapAtPeak = sampleHeap(w);
     const failed: string[] = [];
-    const { result: runs, cpu, wallMs } = await measureCpu({ ...(await stack.processes()), worker: w.pid }, () =>
+    const {
+      result: runs,
+      cpu,
+      wallMs,
+    } = await measureCpu({ ...(await stack.processes()), worker: w.pid }, () =>
       Promise.all(
         services.map(async (s): Promise<MigrationRun | undefined> => {
           try {
@@ -143,14 +170,20 @@ async function fleetMigrations(stack: Stack, count: number, log: (s: string) => 
     );
     const memory = { ...(await w.memory()), idleMiB, heap: heapAtPeak(), heapNow: await w.heap() };
     const done = runs.filter((r): r is MigrationRun => r !== undefined);
-    log(`  ${done.length}/${count} completed in ${(wallMs / 1000).toFixed(1)} s; worker peak RSS ${Math.round(memory.peakMiB)} MiB (idle ${Math.round(idleMiB)} MiB); at the highest sample ${JSON.stringify(memory.heap)}`);
+    log(
+      `  ${done.length}/${count} completed in ${(wallMs / 1000).toFixed(1)} s; worker peak RSS ${Math.round(memory.peakMiB)} MiB (idle ${Math.round(idleMiB)} MiB); at the highest sample ${JSON.stringify(memory.heap)}`,
+    );
     const histories = await mapLimit(done, 8, (r) => fetchEvents(stack.client, r.workflowId));
     const retriedActivities: Record<string, number> = {};
-    for (const t of histories.flatMap(activityTimings)) if ((t.attempt ?? 1) > 1) retriedActivities[t.activityType] = (retriedActivities[t.activityType] ?? 0) + 1;
+    for (const t of histories.flatMap(activityTimings))
+      if ((t.attempt ?? 1) > 1) retriedActivities[t.activityType] = (retriedActivities[t.activityType] ?? 0) + 1;
     const phases: FleetMigrations['phases'] = {};
     for (const name of done[0]?.report.phases.map((p) => p.name) ?? []) {
       const recs = done.map((r) => r.report.phases.find((p) => p.name === name)).filter((p) => p !== undefined);
-      phases[name] = { duration: summarize(recs.map((p) => p.durationMs ?? NaN)), retried: recs.filter((p) => p.attempts > 1).length };
+      phases[name] = {
+        duration: summarize(recs.map((p) => p.durationMs ?? NaN)),
+        retried: recs.filter((p) => p.attempts > 1).length,
+      };
     }
     return {
       count,
@@ -174,7 +207,12 @@ async function fleetMigrations(stack: Stack, count: number, log: (s: string) => 
   }
 }
 
-async function fleetGuardians(stack: Stack, count: number, quick: boolean, log: (s: string) => void): Promise<FleetGuardians> {
+async function fleetGuardians(
+  stack: Stack,
+  count: number,
+  quick: boolean,
+  log: (s: string) => void,
+): Promise<FleetGuardians> {
   const region = 'eu-central-1';
   const pollInterval = quick ? '2s' : '5s';
   const windowPolls = quick ? 5 : 12;
@@ -189,7 +227,13 @@ async function fleetGuardians(stack: Stack, count: number, quick: boolean, log: 
     const first = await guardedService(account, overrides);
     log(`  launching ${count - 1} more Spot instances`);
     const more = await launchInstances(account, first.seeded, count - 1);
-    const guarded = [{ plan: first.plan, instanceId: first.instanceId }, ...more.map((instanceId) => ({ plan: testPlan(first.seeded, account.world.ports, { ...overrides, target: { market: 'spot' } }), instanceId }))];
+    const guarded = [
+      { plan: first.plan, instanceId: first.instanceId },
+      ...more.map((instanceId) => ({
+        plan: testPlan(first.seeded, account.world.ports, { ...overrides, target: { market: 'spot' } }),
+        instanceId,
+      })),
+    ];
     for (const g of guarded.slice(1)) await tagForPlan(account.direct, g.plan, [g.instanceId]);
     worker = await spawnBenchWorker(stack, account);
     const w = worker;
@@ -216,16 +260,19 @@ async function fleetGuardians(stack: Stack, count: number, quick: boolean, log: 
         ids.push(guardianWorkflowId(g.plan.name));
       });
       let status: RouterStatus | undefined;
-      for (const deadline = Date.now() + 600_000; ; ) {
+      for (const deadline = Date.now() + 600_000; ;) {
         if (Number.isNaN(taggedMs) && account.proxy.count('CreateTags') >= count) taggedMs = Date.now() - t0;
         status = await router.query(routerStatusQuery).catch(() => undefined);
         if (status && status.guarded >= count) break;
-        if (Date.now() > deadline) throw new Error(`the router knows ${status?.guarded ?? 0} of ${count} guarded instances after 10 minutes`);
+        if (Date.now() > deadline)
+          throw new Error(`the router knows ${status?.guarded ?? 0} of ${count} guarded instances after 10 minutes`);
         await sleep(100);
       }
     });
     if (Number.isNaN(taggedMs)) taggedMs = wallMs;
-    log(`  ${count} guardians: all tagged after ${(taggedMs / 1000).toFixed(1)} s, the router knows all after ${(wallMs / 1000).toFixed(1)} s`);
+    log(
+      `  ${count} guardians: all tagged after ${(taggedMs / 1000).toFixed(1)} s, the router knows all after ${(wallMs / 1000).toFixed(1)} s`,
+    );
 
     // A window of quiet polls: how many DescribeInstances each poll makes for the whole region.
     const routerStats = async () => (await routerStatusOf(router)).stats;
@@ -249,11 +296,15 @@ async function fleetGuardians(stack: Stack, count: number, quick: boolean, log: 
       current = r.newInstanceId;
       const x = r.sample;
       const r0 = (v: number) => Math.round(v);
-      log(`  recovery ${i + 1} with ${count} guarded: ${x.recordedMs} ms (pickup ${r0(x.pickupMs)}, launch ${r0(x.launchMs)}, start ${r0(x.startMs)}, checks ${r0(x.checksMs)}, eip ${r0(x.eipMs)}, orchestration ${r0(x.orchestrationMs)}; slowest AWS calls ${x.slowestAws.map((c) => `${c.action} ${c.ms} ms`).join(', ')})`);
+      log(
+        `  recovery ${i + 1} with ${count} guarded: ${x.recordedMs} ms (pickup ${r0(x.pickupMs)}, launch ${r0(x.launchMs)}, start ${r0(x.startMs)}, checks ${r0(x.checksMs)}, eip ${r0(x.eipMs)}, orchestration ${r0(x.orchestrationMs)}; slowest AWS calls ${x.slowestAws.map((c) => `${c.action} ${c.ms} ms`).join(', ')})`,
+      );
     }
 
     const memory = { ...(await w.memory()), idleMiB, heap: heapAtPeak(), heapNow: await w.heap() };
-    log(`  worker peak RSS ${Math.round(memory.peakMiB)} MiB (idle ${Math.round(idleMiB)} MiB); at the highest sample ${JSON.stringify(memory.heap)}`);
+    log(
+      `  worker peak RSS ${Math.round(memory.peakMiB)} MiB (idle ${Math.round(idleMiB)} MiB); at the highest sample ${JSON.stringify(memory.heap)}`,
+    );
     const histories = await mapLimit(ids, 8, (id) => fetchEvents(stack.client, id));
     return {
       count,
@@ -272,7 +323,12 @@ async function fleetGuardians(stack: Stack, count: number, quick: boolean, log: 
       cpuSeconds: cpu,
     };
   } finally {
-    await mapLimit([...ids, routerWorkflowId(region)], 16, (id) => stack.client.workflow.getHandle(id).terminate('benchmark finished').catch(() => undefined));
+    await mapLimit([...ids, routerWorkflowId(region)], 16, (id) =>
+      stack.client.workflow
+        .getHandle(id)
+        .terminate('benchmark finished')
+        .catch(() => undefined),
+    );
     await worker?.stop();
     await account.close();
   }

@@ -59,7 +59,10 @@ const REGION = 'ap-northeast-1';
 const MONTH_POLLS = (30 * 86_400) / 5;
 const DEFAULT_POLLS_PER_RUN = 500;
 
-export async function benchLongLife(stack: Stack, options: { polls: number; pollsPerRun: number; recoveries: number; log: (s: string) => void }): Promise<LongLifeResult> {
+export async function benchLongLife(
+  stack: Stack,
+  options: { polls: number; pollsPerRun: number; recoveries: number; log: (s: string) => void },
+): Promise<LongLifeResult> {
   const account = await openAccount(stack, REGION);
   const worker = await spawnBenchWorker(stack, account);
   const routerId = routerWorkflowId(REGION);
@@ -83,7 +86,7 @@ export async function benchLongLife(stack: Stack, options: { polls: number; poll
     const guardianLength = async () => (await stack.client.workflow.getHandle(guardianId).describe()).historyLength;
     const before = await guardianLength();
     const t0 = Date.now();
-    for (let polls = 0; polls < options.polls; ) {
+    for (let polls = 0; polls < options.polls;) {
       await sleep(2000);
       polls = (await routerStatusOf(router)).stats.polls;
       options.log(`  ${polls}/${options.polls} polls (${((Date.now() - t0) / 1000).toFixed(0)} s)`);
@@ -103,13 +106,19 @@ export async function benchLongLife(stack: Stack, options: { polls: number; poll
 
     // The router: runs closed by continue-as-new before the recoveries hold polls and reads only.
     const routerRuns = await runsOf(stack.client, routerId);
-    const quiet = routerRuns.filter((r) => r.status === 'CONTINUED_AS_NEW' && (r.closeTime ?? Infinity) <= recoveriesFrom);
+    const quiet = routerRuns.filter(
+      (r) => r.status === 'CONTINUED_AS_NEW' && (r.closeTime ?? Infinity) <= recoveriesFrom,
+    );
     const byCause: Record<string, number> = {};
     let reads = 0;
     for (const run of quiet) {
       const events = await fetchEvents(stack.client, routerId, run.runId);
       for (const [k, v] of Object.entries(eventsByCause(events))) byCause[k] = (byCause[k] ?? 0) + v;
-      reads += events.filter((e) => e.type === 'ACTIVITY_TASK_SCHEDULED' && e.raw.activityTaskScheduledEventAttributes?.activityType?.name === 'receiveSpotEvents').length;
+      reads += events.filter(
+        (e) =>
+          e.type === 'ACTIVITY_TASK_SCHEDULED' &&
+          e.raw.activityTaskScheduledEventAttributes?.activityType?.name === 'receiveSpotEvents',
+      ).length;
     }
     const quietPolls = quiet.length * options.pollsPerRun;
     const quietEvents = quiet.reduce((sum, r) => sum + r.historyLength, 0);
@@ -159,7 +168,11 @@ export async function benchLongLife(stack: Stack, options: { polls: number; poll
         routerEvents: Math.ceil(MONTH_POLLS / DEFAULT_POLLS_PER_RUN) * routerEventsPerRun,
         // Ten recoveries in the month: the first run (start-up and recovery 1), nine recovery
         // runs, and the run that guards now; polls add nothing to the guardian.
-        guardianEvents: Math.round((firstRun?.historyLength ?? 0) + 9 * perRecovery.median + (guardianRuns[guardianRuns.length - 1]?.historyLength ?? 0)),
+        guardianEvents: Math.round(
+          (firstRun?.historyLength ?? 0) +
+            9 * perRecovery.median +
+            (guardianRuns[guardianRuns.length - 1]?.historyLength ?? 0),
+        ),
       },
     };
   } finally {

@@ -53,7 +53,10 @@ export interface MigrationResult {
 
 const REGION = 'us-east-1';
 
-export async function benchMigration(stack: Stack, options: { runs: number; log: (s: string) => void }): Promise<MigrationResult> {
+export async function benchMigration(
+  stack: Stack,
+  options: { runs: number; log: (s: string) => void },
+): Promise<MigrationResult> {
   const account = await openAccount(stack, REGION);
   const worker = await spawnBenchWorker(stack, account);
   const script = await spawnScript(account);
@@ -96,7 +99,8 @@ export async function benchMigration(stack: Stack, options: { runs: number; log:
       }
       const started = t.events[0]?.at ?? NaN;
       const completed = t.events[t.events.length - 1]?.at ?? NaN;
-      gaps += (acts[0]?.scheduledAt ?? started) - started + (completed - (acts[acts.length - 1]?.closedAt ?? completed));
+      gaps +=
+        (acts[0]?.scheduledAt ?? started) - started + (completed - (acts[acts.length - 1]?.closedAt ?? completed));
       const activitiesMs = acts.reduce((sum, x) => sum + ((x.closedAt ?? NaN) - (x.startedAt ?? NaN)), 0);
       const activityQueueMs = acts.reduce((sum, x) => sum + ((x.startedAt ?? NaN) - x.scheduledAt), 0);
       const round: MigrationRound = {
@@ -110,12 +114,16 @@ export async function benchMigration(stack: Stack, options: { runs: number; log:
         scriptActivitiesMs: s.calls.reduce((sum, c) => sum + c.ms, 0),
       };
       if (i === 0) {
-        options.log(`  warm-up: Temporal ${round.temporalMs} ms, script ${Math.round(round.scriptMs)} ms (not counted)`);
+        options.log(
+          `  warm-up: Temporal ${round.temporalMs} ms, script ${Math.round(round.scriptMs)} ms (not counted)`,
+        );
         continue;
       }
       rounds.push(round);
       wftWaits.push(...workflowTaskWaits(t.events));
-      options.log(`  round ${i}/${options.runs}: Temporal ${round.temporalMs} ms, script ${Math.round(round.scriptMs)} ms, ratio ${round.ratio.toFixed(2)}`);
+      options.log(
+        `  round ${i}/${options.runs}: Temporal ${round.temporalMs} ms, script ${Math.round(round.scriptMs)} ms, ratio ${round.ratio.toFixed(2)}`,
+      );
     }
     const pick = (f: (r: MigrationRound) => number) => summarize(rounds.map(f));
     const ratio = pick((r) => r.ratio);
@@ -150,19 +158,31 @@ interface ScriptProcess {
 }
 
 async function spawnScript(account: Account): Promise<ScriptProcess> {
-  const child: ChildProcessWithoutNullStreams = spawn(process.execPath, ['--import', 'tsx', join(__dirname, '..', 'sequential-migration.ts')], {
-    env: { ...process.env, AWS_ENDPOINT_URL: account.proxy.endpoint, SSM_POLL_MS: '2000' },
-    stdio: ['pipe', 'pipe', 'pipe'],
-  });
+  const child: ChildProcessWithoutNullStreams = spawn(
+    process.execPath,
+    ['--import', 'tsx', join(__dirname, '..', 'sequential-migration.ts')],
+    {
+      env: { ...process.env, AWS_ENDPOINT_URL: account.proxy.endpoint, SSM_POLL_MS: '2000' },
+      stdio: ['pipe', 'pipe', 'pipe'],
+    },
+  );
   let errors = '';
   child.stderr.setEncoding('utf8').on('data', (s: string) => (errors = (errors + s).slice(-10_000)));
-  const pending = new Map<string, (r: { totalMs: number; calls: { name: string; ms: number }[]; error?: string }) => void>();
+  const pending = new Map<
+    string,
+    (r: { totalMs: number; calls: { name: string; ms: number }[]; error?: string }) => void
+  >();
   const lines = createInterface({ input: child.stdout });
   const ready = new Promise<void>((resolve, reject) => {
     child.once('exit', () => reject(new Error(`the sequential script exited:\n${errors}`)));
     lines.on('line', (line) => {
       if (line.startsWith('sequential-migration ready')) return resolve();
-      const msg = JSON.parse(line) as { id: string; totalMs: number; calls: { name: string; ms: number }[]; error?: string };
+      const msg = JSON.parse(line) as {
+        id: string;
+        totalMs: number;
+        calls: { name: string; ms: number }[];
+        error?: string;
+      };
       pending.get(msg.id)?.(msg);
       pending.delete(msg.id);
     });
@@ -175,7 +195,9 @@ async function spawnScript(account: Account): Promise<ScriptProcess> {
   return {
     async migrate(plan) {
       const id = migrationWorkflowId(plan.name);
-      const answer = new Promise<{ totalMs: number; calls: { name: string; ms: number }[]; error?: string }>((resolve) => pending.set(id, resolve));
+      const answer = new Promise<{ totalMs: number; calls: { name: string; ms: number }[]; error?: string }>(
+        (resolve) => pending.set(id, resolve),
+      );
       child.stdin.write(`${JSON.stringify({ id, plan })}\n`);
       const r = await answer;
       if (r.error) throw new Error(`the sequential script failed: ${r.error}`);

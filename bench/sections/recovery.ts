@@ -45,7 +45,10 @@ export interface RecoveryResult {
 
 const REGION = 'us-east-2';
 
-export async function benchRecovery(stack: Stack, options: { recoveries: number; pollInterval?: string; log: (s: string) => void }): Promise<RecoveryResult> {
+export async function benchRecovery(
+  stack: Stack,
+  options: { recoveries: number; pollInterval?: string; log: (s: string) => void },
+): Promise<RecoveryResult> {
   const pollInterval = options.pollInterval ?? '5s';
   const account = await openAccount(stack, REGION);
   const worker = await spawnBenchWorker(stack, account);
@@ -65,7 +68,9 @@ export async function benchRecovery(stack: Stack, options: { recoveries: number;
       await sleep(200 + Math.random() * 1000);
       const r = await recoverOnce(stack, account, guardianId, queueUrl, current);
       samples.push(r.sample);
-      options.log(`  recovery ${i + 1}/${options.recoveries}: ${r.sample.recordedMs} ms (pickup ${r.sample.pickupMs} ms)`);
+      options.log(
+        `  recovery ${i + 1}/${options.recoveries}: ${r.sample.recordedMs} ms (pickup ${r.sample.pickupMs} ms)`,
+      );
       current = r.newInstanceId;
     }
     const pick = (f: (s: RecoverySample) => number) => summarize(samples.map(f));
@@ -98,7 +103,13 @@ export async function benchRecovery(stack: Stack, options: { recoveries: number;
  * guardian's run that replaced it continued as new: the guardian's record, the proxy's view of
  * the pickup and the EIP move, and the replaced run's activity timings.
  */
-export async function recoverOnce(stack: Stack, account: Account, guardianId: string, queueUrl: string, instanceId: string): Promise<{ sample: RecoverySample; newInstanceId: string }> {
+export async function recoverOnce(
+  stack: Stack,
+  account: Account,
+  guardianId: string,
+  queueUrl: string,
+  instanceId: string,
+): Promise<{ sample: RecoverySample; newInstanceId: string }> {
   let pickupAt = 0;
   let eipAt = 0;
   const off = [
@@ -111,13 +122,23 @@ export async function recoverOnce(stack: Stack, account: Account, guardianId: st
   ];
   try {
     const runId = await currentRunId(stack.client, guardianId);
-    const replacements = (await patientQuery('the guardian status', () => stack.client.workflow.getHandle(guardianId, runId).query(guardianStatusQuery))).replacements;
+    const replacements = (
+      await patientQuery('the guardian status', () =>
+        stack.client.workflow.getHandle(guardianId, runId).query(guardianStatusQuery),
+      )
+    ).replacements;
     const noticeAt = Date.now();
     await putSpotEvent(account, queueUrl, 'interruption', instanceId, noticeAt);
     const newRun = await nextRun(stack.client, guardianId, runId);
-    const status = await waitForGuardian(stack.client.workflow.getHandle(guardianId, newRun), 'the replacement', (s) => s.replacements === replacements + 1, 120_000);
+    const status = await waitForGuardian(
+      stack.client.workflow.getHandle(guardianId, newRun),
+      'the replacement',
+      (s) => s.replacements === replacements + 1,
+      120_000,
+    );
     const event = status.events[status.events.length - 1];
-    if (event.outcome !== 'replaced' || !event.newInstanceId || event.recoveryMs === undefined) throw new Error(`no replacement: ${JSON.stringify(event)}`);
+    if (event.outcome !== 'replaced' || !event.newInstanceId || event.recoveryMs === undefined)
+      throw new Error(`no replacement: ${JSON.stringify(event)}`);
     const acts = activityTimings(await fetchEvents(stack.client, guardianId, runId));
     const until = noticeAt + event.recoveryMs;
     const slowestAws = account.proxy
@@ -125,14 +146,24 @@ export async function recoverOnce(stack: Stack, account: Account, guardianId: st
       .sort((a, b) => b.durationMs - a.durationMs)
       .slice(0, 3)
       .map((c) => ({ action: c.action, ms: c.durationMs }));
-    return { sample: { ...sample(noticeAt, pickupAt, eipAt, event.recoveryMs, acts), slowestAws }, newInstanceId: event.newInstanceId };
+    return {
+      sample: { ...sample(noticeAt, pickupAt, eipAt, event.recoveryMs, acts), slowestAws },
+      newInstanceId: event.newInstanceId,
+    };
   } finally {
     off.forEach((f) => f());
   }
 }
 
-function sample(noticeAt: number, pickupAt: number, eipAt: number, recordedMs: number, acts: ActivityTiming[]): Omit<RecoverySample, 'slowestAws'> {
-  const exec = (t?: ActivityTiming) => (t?.startedAt !== undefined && t.closedAt !== undefined ? t.closedAt - t.startedAt : NaN);
+function sample(
+  noticeAt: number,
+  pickupAt: number,
+  eipAt: number,
+  recordedMs: number,
+  acts: ActivityTiming[],
+): Omit<RecoverySample, 'slowestAws'> {
+  const exec = (t?: ActivityTiming) =>
+    t?.startedAt !== undefined && t.closedAt !== undefined ? t.closedAt - t.startedAt : NaN;
   const first = (type: string) => acts.find((a) => a.activityType === type);
   const launch = exec(first('launchInstance'));
   const start = acts.filter((a) => a.activityType === 'runRemote').reduce((sum, a) => sum + exec(a), 0);
@@ -149,11 +180,20 @@ function sample(noticeAt: number, pickupAt: number, eipAt: number, recordedMs: n
     checksMs: checks,
     eipMs: eip,
     orchestrationMs: recordedMs - pickupMs - launch - start - checks - eip,
-    activities: acts.map((a) => ({ type: a.activityType, queueMs: (a.startedAt ?? NaN) - a.scheduledAt, execMs: exec(a) })),
+    activities: acts.map((a) => ({
+      type: a.activityType,
+      queueMs: (a.startedAt ?? NaN) - a.scheduledAt,
+      execMs: exec(a),
+    })),
   };
 }
 
-export async function waitRouterKnows(stack: Stack, count: number, region = REGION, timeoutMs = 120_000): Promise<void> {
+export async function waitRouterKnows(
+  stack: Stack,
+  count: number,
+  region = REGION,
+  timeoutMs = 120_000,
+): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
     const s = await stack.client.workflow
@@ -161,7 +201,10 @@ export async function waitRouterKnows(stack: Stack, count: number, region = REGI
       .query(routerStatusQuery)
       .catch(() => undefined);
     if (s && s.guarded >= count) return;
-    if (Date.now() > deadline) throw new Error(`the router of ${region} knows ${s?.guarded ?? 0} of ${count} guarded instances after ${timeoutMs} ms`);
+    if (Date.now() > deadline)
+      throw new Error(
+        `the router of ${region} knows ${s?.guarded ?? 0} of ${count} guarded instances after ${timeoutMs} ms`,
+      );
     await sleep(200);
   }
 }

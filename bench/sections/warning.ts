@@ -68,7 +68,10 @@ export interface WarningResult {
 
 const REGION = 'us-west-1';
 
-export async function benchWarning(stack: Stack, options: { repeats: number; log: (s: string) => void }): Promise<WarningResult> {
+export async function benchWarning(
+  stack: Stack,
+  options: { repeats: number; log: (s: string) => void },
+): Promise<WarningResult> {
   const account = await openAccount(stack, REGION);
   const worker = await spawnBenchWorker(stack, account, { ssmPollMs: scaled(REAL.ssmPollMs) });
   let guardianId = '';
@@ -91,8 +94,16 @@ export async function benchWarning(stack: Stack, options: { repeats: number; log
     });
 
     const cases: { name: string; about: string; leadMs: number }[] = [
-      { name: 'rebalance first', about: `a rebalance recommendation, then the interruption warning ${REAL.rebalanceLeadMs / 1000} s later (assumed lead), then the interruption 2 min after the warning`, leadMs: scaled(REAL.rebalanceLeadMs) },
-      { name: 'interruption only', about: 'the interruption warning alone, then the interruption 2 min later', leadMs: 0 },
+      {
+        name: 'rebalance first',
+        about: `a rebalance recommendation, then the interruption warning ${REAL.rebalanceLeadMs / 1000} s later (assumed lead), then the interruption 2 min after the warning`,
+        leadMs: scaled(REAL.rebalanceLeadMs),
+      },
+      {
+        name: 'interruption only',
+        about: 'the interruption warning alone, then the interruption 2 min later',
+        leadMs: 0,
+      },
     ];
     const out: WarningCase[] = [];
     let current = svc.instanceId;
@@ -108,7 +119,8 @@ export async function benchWarning(stack: Stack, options: { repeats: number; log
         const noticeAt = Date.now();
         const deadline = noticeAt + c.leadMs + scaled(REAL.warningMs);
         const timers: NodeJS.Timeout[] = [];
-        const later = (at: number, what: () => Promise<unknown>) => timers.push(setTimeout(() => void what().catch(() => undefined), at - Date.now()));
+        const later = (at: number, what: () => Promise<unknown>) =>
+          timers.push(setTimeout(() => void what().catch(() => undefined), at - Date.now()));
         if (c.leadMs > 0) {
           await putSpotEvent(account, queueUrl, 'rebalance', old, noticeAt);
           later(noticeAt + c.leadMs, () => putSpotEvent(account, queueUrl, 'interruption', old, noticeAt + c.leadMs));
@@ -118,10 +130,16 @@ export async function benchWarning(stack: Stack, options: { repeats: number; log
         // AWS takes the instance at the end of the warning, whatever happened meanwhile.
         later(deadline, () => account.direct.ec2(REGION).send(new TerminateInstancesCommand({ InstanceIds: [old] })));
         const newRun = await nextRun(stack.client, guardianId, runId);
-        const status = await waitForGuardian(stack.client.workflow.getHandle(guardianId, newRun), 'the replacement', (s) => s.replacements === done + 1, 120_000);
+        const status = await waitForGuardian(
+          stack.client.workflow.getHandle(guardianId, newRun),
+          'the replacement',
+          (s) => s.replacements === done + 1,
+          120_000,
+        );
         done++;
         const event = status.events[status.events.length - 1];
-        if (event.outcome !== 'replaced' || !event.newInstanceId) throw new Error(`${c.name}: no replacement: ${JSON.stringify(event)}`);
+        if (event.outcome !== 'replaced' || !event.newInstanceId)
+          throw new Error(`${c.name}: no replacement: ${JSON.stringify(event)}`);
         // Let the deadline pass before the next round, so every round starts alike.
         await sleep(Math.max(0, deadline - Date.now()) + 300);
         timers.forEach(clearTimeout);
@@ -132,7 +150,9 @@ export async function benchWarning(stack: Stack, options: { repeats: number; log
           recordedMs: event.recoveryMs ?? NaN,
         };
         samples.push(sample);
-        options.log(`  ${c.name} ${i + 1}/${options.repeats}: EIP moved after ${sample.recoveryMs} ms, margin ${sample.marginMs} ms (scaled), old instance ${sample.oldStateAtMove}`);
+        options.log(
+          `  ${c.name} ${i + 1}/${options.repeats}: EIP moved after ${sample.recoveryMs} ms, margin ${sample.marginMs} ms (scaled), old instance ${sample.oldStateAtMove}`,
+        );
         current = event.newInstanceId;
       }
       out.push({
@@ -177,7 +197,11 @@ function injectRealisticAws(account: Account): void {
   account.proxy.setTiming({
     agentRegistrationMs: scaled(REAL.agentRegistrationMs),
     consistencyLagMs: scaled(REAL.consistencyLagMs),
-    commandPreludeMs: [scaled(REAL.commandPreludeMs[0]), scaled(REAL.commandPreludeMs[1]), scaled(REAL.commandPreludeMs[2])],
+    commandPreludeMs: [
+      scaled(REAL.commandPreludeMs[0]),
+      scaled(REAL.commandPreludeMs[1]),
+      scaled(REAL.commandPreludeMs[2]),
+    ],
   });
   account.proxy.onAfter('*', () => sleep(scaled(REAL.apiMinMs) + random() * scaled(REAL.apiMaxMs - REAL.apiMinMs)));
   account.proxy.latency({ action: 'RunInstances', ms: scaled(REAL.launchToRunningMs) });
@@ -186,7 +210,11 @@ function injectRealisticAws(account: Account): void {
       if (!cmd.commands.some((c) => c.includes(START_MARKER))) return undefined;
       setTimeout(() => {
         account.world.markStarted(cmd.instanceId);
-        account.proxy.setCommandResult(cmd.commandId, cmd.instanceId, { status: 'Success', exitCode: 0, durationMs: scaled(REAL.bootAndServicesMs) });
+        account.proxy.setCommandResult(cmd.commandId, cmd.instanceId, {
+          status: 'Success',
+          exitCode: 0,
+          durationMs: scaled(REAL.bootAndServicesMs),
+        });
       }, scaled(REAL.bootAndServicesMs));
       return { status: 'InProgress' };
     },
@@ -195,6 +223,8 @@ function injectRealisticAws(account: Account): void {
 }
 
 async function instanceState(account: Account, instanceId: string): Promise<string> {
-  const out = await account.direct.ec2(account.region).send(new DescribeInstancesCommand({ InstanceIds: [instanceId] }));
+  const out = await account.direct
+    .ec2(account.region)
+    .send(new DescribeInstancesCommand({ InstanceIds: [instanceId] }));
   return out.Reservations?.[0]?.Instances?.[0]?.State?.Name ?? 'unknown';
 }

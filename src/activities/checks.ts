@@ -76,7 +76,11 @@ export function parseGpuFacts(stdout: string): GpuFacts {
 }
 
 export function createCheckActivities(remote: Remote, http: Fetch) {
-  async function timedRequest(url: string, init: RequestInit, timeoutSeconds: number): Promise<{ status: number; ms: number; bytes: number }> {
+  async function timedRequest(
+    url: string,
+    init: RequestInit,
+    timeoutSeconds: number,
+  ): Promise<{ status: number; ms: number; bytes: number }> {
     const started = performance.now();
     const res = await http(url, { ...init, signal: AbortSignal.timeout(timeoutSeconds * 1000) });
     const body = await res.arrayBuffer();
@@ -86,7 +90,11 @@ export function createCheckActivities(remote: Remote, http: Fetch) {
   async function checkPublic(plan: Plan, host: string, s: ServiceSpec): Promise<ServiceCheck> {
     const base = { service: s.name, port: s.port, public: true, via: 'http' as const };
     try {
-      const r = await timedRequest(`http://${host}:${s.port}${s.healthPath}`, { method: 'GET' }, plan.checks.requestTimeoutSeconds);
+      const r = await timedRequest(
+        `http://${host}:${s.port}${s.healthPath}`,
+        { method: 'GET' },
+        plan.checks.requestTimeoutSeconds,
+      );
       return { ...base, ok: r.status >= 200 && r.status < 400, status: r.status, ms: r.ms };
     } catch (err) {
       const cause = (err as { cause?: { code?: string } }).cause?.code;
@@ -106,7 +114,13 @@ export function createCheckActivities(remote: Remote, http: Fetch) {
     });
     const status = Number(out.stdoutTail.trim());
     const ok = out.exitCode === 0 && status >= 200 && status < 400;
-    return { ...base, ok, status: Number.isFinite(status) && status > 0 ? status : undefined, ms: out.durationMs, error: ok ? undefined : out.stderrTail || `exit code ${out.exitCode}` };
+    return {
+      ...base,
+      ok,
+      status: Number.isFinite(status) && status > 0 ? status : undefined,
+      ms: out.durationMs,
+      error: ok ? undefined : out.stderrTail || `exit code ${out.exitCode}`,
+    };
   }
 
   /** Phases 5 and 8: every service answers (public ones over HTTP, private ones via SSM). */
@@ -130,7 +144,13 @@ export function createCheckActivities(remote: Remote, http: Fetch) {
   /** Phase 2's facts: GPU name, memory, driver and CUDA version, never failing the phase. */
   async function readGpuFacts(input: { region: string; instanceId: string }): Promise<GpuFacts & { raw: string }> {
     try {
-      const out = await remote.run({ ...input, label: 'read GPU facts', commands: [GPU_FACTS_COMMAND], timeoutSeconds: 60, agentWaitSeconds: 60 });
+      const out = await remote.run({
+        ...input,
+        label: 'read GPU facts',
+        commands: [GPU_FACTS_COMMAND],
+        timeoutSeconds: 60,
+        agentWaitSeconds: 60,
+      });
       return { ...parseGpuFacts(out.stdoutTail), raw: out.stdoutTail };
     } catch (err) {
       return { ...parseGpuFacts(''), raw: `(could not read: ${(err as Error).message})` };
@@ -140,19 +160,35 @@ export function createCheckActivities(remote: Remote, http: Fetch) {
   /** Phase 6: the configured synthesis request, timed; over its limit fails (retryably). */
   async function voiceCloneTest(input: { plan: Plan; host: string }): Promise<SynthesisResult> {
     const check = input.plan.checks.voiceClone;
-    if (!check) throw ApplicationFailure.create({ type: 'NotConfigured', message: 'checks.voiceClone is not set', nonRetryable: true });
+    if (!check)
+      throw ApplicationFailure.create({
+        type: 'NotConfigured',
+        message: 'checks.voiceClone is not set',
+        nonRetryable: true,
+      });
     const port = input.plan.services.find((s) => s.name === check.service)?.port;
     const init: RequestInit = { method: check.method, headers: { 'content-type': 'application/json' } };
     if (check.method !== 'GET') init.body = JSON.stringify(check.body ?? {});
     let r: { status: number; ms: number; bytes: number };
     try {
-      r = await timedRequest(`http://${input.host}:${port}${check.path}`, init, Math.max(check.maxSeconds * 5, input.plan.checks.requestTimeoutSeconds));
+      r = await timedRequest(
+        `http://${input.host}:${port}${check.path}`,
+        init,
+        Math.max(check.maxSeconds * 5, input.plan.checks.requestTimeoutSeconds),
+      );
     } catch (err) {
-      throw ApplicationFailure.create({ type: ErrorType.ServiceCheckFailed, message: `synthesis request to ${input.host}:${port}${check.path} failed: ${(err as Error).message}` });
+      throw ApplicationFailure.create({
+        type: ErrorType.ServiceCheckFailed,
+        message: `synthesis request to ${input.host}:${port}${check.path} failed: ${(err as Error).message}`,
+      });
     }
     const seconds = r.ms / 1000;
     if (r.status < 200 || r.status >= 300) {
-      throw ApplicationFailure.create({ type: ErrorType.ServiceCheckFailed, message: `synthesis answered HTTP ${r.status}`, details: [{ seconds, status: r.status }] });
+      throw ApplicationFailure.create({
+        type: ErrorType.ServiceCheckFailed,
+        message: `synthesis answered HTTP ${r.status}`,
+        details: [{ seconds, status: r.status }],
+      });
     }
     if (seconds > check.maxSeconds) {
       throw ApplicationFailure.create({
@@ -167,17 +203,33 @@ export function createCheckActivities(remote: Remote, http: Fetch) {
   /** Phase 10: latency samples against the plan's limits. */
   async function latencyTest(input: { plan: Plan; host: string }): Promise<LatencyResult> {
     const check = input.plan.checks.latency;
-    if (!check) throw ApplicationFailure.create({ type: 'NotConfigured', message: 'checks.latency is not set', nonRetryable: true });
+    if (!check)
+      throw ApplicationFailure.create({
+        type: 'NotConfigured',
+        message: 'checks.latency is not set',
+        nonRetryable: true,
+      });
     const port = input.plan.services.find((s) => s.name === check.service)?.port;
     const samples: number[] = [];
     for (let i = 0; i < check.samples; i++) {
       let r: { status: number; ms: number };
       try {
-        r = await timedRequest(`http://${input.host}:${port}${check.path}`, { method: 'GET' }, input.plan.checks.requestTimeoutSeconds);
+        r = await timedRequest(
+          `http://${input.host}:${port}${check.path}`,
+          { method: 'GET' },
+          input.plan.checks.requestTimeoutSeconds,
+        );
       } catch (err) {
-        throw ApplicationFailure.create({ type: ErrorType.ServiceCheckFailed, message: `latency sample ${i + 1} to ${input.host}:${port}${check.path} failed: ${(err as Error).message}` });
+        throw ApplicationFailure.create({
+          type: ErrorType.ServiceCheckFailed,
+          message: `latency sample ${i + 1} to ${input.host}:${port}${check.path} failed: ${(err as Error).message}`,
+        });
       }
-      if (r.status < 200 || r.status >= 400) throw ApplicationFailure.create({ type: ErrorType.ServiceCheckFailed, message: `latency sample ${i + 1} answered HTTP ${r.status}` });
+      if (r.status < 200 || r.status >= 400)
+        throw ApplicationFailure.create({
+          type: ErrorType.ServiceCheckFailed,
+          message: `latency sample ${i + 1} answered HTTP ${r.status}`,
+        });
       samples.push(Math.round(r.ms * 100) / 100);
     }
     const sorted = [...samples].sort((a, b) => a - b);
@@ -193,9 +245,14 @@ export function createCheckActivities(remote: Remote, http: Fetch) {
     };
     const over: string[] = [];
     if (average > check.maxAverageMs) over.push(`average ${round(average)} ms > ${check.maxAverageMs} ms`);
-    if (check.maxP95Ms !== undefined && percentile(sorted, 95) > check.maxP95Ms) over.push(`p95 ${round(percentile(sorted, 95))} ms > ${check.maxP95Ms} ms`);
+    if (check.maxP95Ms !== undefined && percentile(sorted, 95) > check.maxP95Ms)
+      over.push(`p95 ${round(percentile(sorted, 95))} ms > ${check.maxP95Ms} ms`);
     if (over.length > 0) {
-      throw ApplicationFailure.create({ type: ErrorType.LimitExceeded, message: `latency over the plan's limits: ${over.join(', ')}`, details: [{ samples, figures }] });
+      throw ApplicationFailure.create({
+        type: ErrorType.LimitExceeded,
+        message: `latency over the plan's limits: ${over.join(', ')}`,
+        details: [{ samples, figures }],
+      });
     }
     return { samples, figures, attempt: attempt() };
   }

@@ -48,7 +48,8 @@ export async function findLeftovers(clients: AwsClients, plan: Plan, options: Cl
   const out: Leftover[] = [];
   const planFilter = { Name: `tag:${TAG_PLAN}`, Values: [plan.name] };
 
-  const address = (await ec2.send(new DescribeAddressesCommand({ AllocationIds: [plan.elasticIp.allocationId] }))).Addresses?.[0];
+  const address = (await ec2.send(new DescribeAddressesCommand({ AllocationIds: [plan.elasticIp.allocationId] })))
+    .Addresses?.[0];
   const serving = address?.InstanceId;
   const instances = await describeInstances(ec2, `list the instances of ${plan.name}`, {
     Filters: [planFilter, { Name: 'instance-state-name', Values: ['pending', 'running', 'stopping', 'stopped'] }],
@@ -58,41 +59,70 @@ export async function findLeftovers(clients: AwsClients, plan: Plan, options: Cl
     if (id === plan.source.instanceId || id === serving) continue;
     const age = now.getTime() - (i.LaunchTime?.getTime() ?? now.getTime());
     if (age < options.olderThanMs) continue;
-    out.push({ kind: 'instance', id, why: `${i.State?.Name} ${i.InstanceType} from step ${stepOf(i.Tags) ?? '?'}, not behind the Elastic IP` });
+    out.push({
+      kind: 'instance',
+      id,
+      why: `${i.State?.Name} ${i.InstanceType} from step ${stepOf(i.Tags) ?? '?'}, not behind the Elastic IP`,
+    });
   }
 
   const images = (await ec2.send(new DescribeImagesCommand({ Owners: ['self'], Filters: [planFilter] }))).Images ?? [];
-  const golden = images.filter((i) => stepOf(i.Tags) === 'golden' && i.State !== 'failed').sort((a, b) => (b.CreationDate ?? '').localeCompare(a.CreationDate ?? ''));
+  const golden = images
+    .filter((i) => stepOf(i.Tags) === 'golden' && i.State !== 'failed')
+    .sort((a, b) => (b.CreationDate ?? '').localeCompare(a.CreationDate ?? ''));
   const keep = plan.spot.keepGoldenImages ?? 3;
   const kept: Image[] = [];
   for (const image of images) {
     const step = stepOf(image.Tags);
     const rank = golden.indexOf(image);
-    if (image.State === 'failed') out.push({ kind: 'image', id: image.ImageId ?? '', why: `a failed ${step ?? ''} image` });
-    else if (step === 'golden' && rank >= keep) out.push({ kind: 'image', id: image.ImageId ?? '', why: `golden image ${rank + 1} of ${golden.length} (spot.keepGoldenImages: ${keep})` });
+    if (image.State === 'failed')
+      out.push({ kind: 'image', id: image.ImageId ?? '', why: `a failed ${step ?? ''} image` });
+    else if (step === 'golden' && rank >= keep)
+      out.push({
+        kind: 'image',
+        id: image.ImageId ?? '',
+        why: `golden image ${rank + 1} of ${golden.length} (spot.keepGoldenImages: ${keep})`,
+      });
     else kept.push(image);
   }
   const used = new Set(kept.flatMap((i) => (i.BlockDeviceMappings ?? []).map((m) => m.Ebs?.SnapshotId)));
-  const snapshots = (await ec2.send(new DescribeSnapshotsCommand({ OwnerIds: ['self'], Filters: [planFilter] }))).Snapshots ?? [];
+  const snapshots =
+    (await ec2.send(new DescribeSnapshotsCommand({ OwnerIds: ['self'], Filters: [planFilter] }))).Snapshots ?? [];
   for (const snap of snapshots) {
     if (!snap.SnapshotId || used.has(snap.SnapshotId)) continue;
-    out.push({ kind: 'snapshot', id: snap.SnapshotId, why: `${snap.VolumeSize ?? '?'} GiB snapshot of a ${stepOf(snap.Tags) ?? ''} image that is gone or goes` });
+    out.push({
+      kind: 'snapshot',
+      id: snap.SnapshotId,
+      why: `${snap.VolumeSize ?? '?'} GiB snapshot of a ${stepOf(snap.Tags) ?? ''} image that is gone or goes`,
+    });
   }
 
   // The plan's rules serve an instance of the plan behind the Elastic IP; with none there, they are left over.
-  const planServes = serving !== undefined && instances.some((i) => i.InstanceId === serving) && serving !== plan.source.instanceId;
+  const planServes =
+    serving !== undefined && instances.some((i) => i.InstanceId === serving) && serving !== plan.source.instanceId;
   if (!planServes) {
     const groupId = plan.target.securityGroupIds[0];
     const group = (await ec2.send(new DescribeSecurityGroupsCommand({ GroupIds: [groupId] }))).SecurityGroups?.[0];
     for (const rule of rulesOf(group?.IpPermissions).filter((r) => r.description === ruleDescription(plan))) {
-      out.push({ kind: 'rule', id: `${groupId} ${rule.protocol}/${rule.fromPort} from ${rule.cidr}`, why: 'added for the plan, and no instance of the plan serves', groupId, rule });
+      out.push({
+        kind: 'rule',
+        id: `${groupId} ${rule.protocol}/${rule.fromPort} from ${rule.cidr}`,
+        why: 'added for the plan, and no instance of the plan serves',
+        groupId,
+        rule,
+      });
     }
   }
   return out;
 }
 
 /** Removes what `findLeftovers` found, instances first (their volumes go with them). */
-export async function removeLeftovers(clients: AwsClients, plan: Plan, leftovers: Leftover[], report: (line: string) => void): Promise<void> {
+export async function removeLeftovers(
+  clients: AwsClients,
+  plan: Plan,
+  leftovers: Leftover[],
+  report: (line: string) => void,
+): Promise<void> {
   const ec2 = clients.ec2(plan.region);
   const of = (kind: LeftoverKind) => leftovers.filter((l) => l.kind === kind);
   const instances = of('instance').map((l) => l.id);
@@ -105,7 +135,11 @@ export async function removeLeftovers(clients: AwsClients, plan: Plan, leftovers
     report(`deregistered ${l.id}`);
   }
   // The snapshots of the images just deregistered are free now: list them again.
-  const again = of('image').length ? (await findLeftovers(clients, plan, { olderThanMs: Number.POSITIVE_INFINITY })).filter((l) => l.kind === 'snapshot') : [];
+  const again = of('image').length
+    ? (await findLeftovers(clients, plan, { olderThanMs: Number.POSITIVE_INFINITY })).filter(
+        (l) => l.kind === 'snapshot',
+      )
+    : [];
   const snapshots = [...new Set([...of('snapshot'), ...again].map((l) => l.id))];
   for (const id of snapshots) {
     await ec2.send(new DeleteSnapshotCommand({ SnapshotId: id }));
@@ -116,7 +150,14 @@ export async function removeLeftovers(clients: AwsClients, plan: Plan, leftovers
     await ec2.send(
       new RevokeSecurityGroupIngressCommand({
         GroupId: l.groupId,
-        IpPermissions: [{ IpProtocol: l.rule.protocol, FromPort: l.rule.fromPort, ToPort: l.rule.toPort, IpRanges: [{ CidrIp: l.rule.cidr }] }],
+        IpPermissions: [
+          {
+            IpProtocol: l.rule.protocol,
+            FromPort: l.rule.fromPort,
+            ToPort: l.rule.toPort,
+            IpRanges: [{ CidrIp: l.rule.cidr }],
+          },
+        ],
       }),
     );
     report(`revoked ${l.id}`);

@@ -29,7 +29,13 @@ export interface ImageResult {
  * The CreateImage request of a step: the image and its snapshots tagged alike (the snapshots
  * are what is billed, and what `cleanup` finds again). Preflight DryRuns the same request.
  */
-export function imageRequest(plan: Plan, workflowId: string, step: string, instanceId: string, name: string): CreateImageCommandInput {
+export function imageRequest(
+  plan: Plan,
+  workflowId: string,
+  step: string,
+  instanceId: string,
+  name: string,
+): CreateImageCommandInput {
   const tags = [...resourceTags(plan, workflowId, step), { Key: 'source-instance', Value: instanceId }];
   return {
     InstanceId: instanceId,
@@ -50,7 +56,12 @@ const taggedFor = (plan: Plan, step: string) => [
 ];
 
 export function createImageActivities(clients: AwsClients) {
-  async function findImage(plan: Plan, workflowId: string, step: string, sourceInstanceId: string): Promise<Image | undefined> {
+  async function findImage(
+    plan: Plan,
+    workflowId: string,
+    step: string,
+    sourceInstanceId: string,
+  ): Promise<Image | undefined> {
     const out = await aws('look for an image an earlier attempt made', () =>
       clients.ec2(plan.region).send(
         new DescribeImagesCommand({
@@ -63,7 +74,12 @@ export function createImageActivities(clients: AwsClients) {
         }),
       ),
     );
-    return (out.Images ?? []).find((i) => i.State !== 'failed' && i.State !== 'deregistered' && (i.Tags ?? []).some((t) => t.Key === 'source-instance' && t.Value === sourceInstanceId));
+    return (out.Images ?? []).find(
+      (i) =>
+        i.State !== 'failed' &&
+        i.State !== 'deregistered' &&
+        (i.Tags ?? []).some((t) => t.Key === 'source-instance' && t.Value === sourceInstanceId),
+    );
   }
 
   /**
@@ -72,28 +88,55 @@ export function createImageActivities(clients: AwsClients) {
    * waits until it is available. NoReboot: the new instance keeps serving while it is taken
    * (the workflow runs `sync` on it first); the stopped one needs no reboot.
    */
-  async function createImage(input: { plan: Plan; workflowId: string; step: 'backup' | 'golden'; instanceId: string; stamp: string }): Promise<ImageResult> {
+  async function createImage(input: {
+    plan: Plan;
+    workflowId: string;
+    step: 'backup' | 'golden';
+    instanceId: string;
+    stamp: string;
+  }): Promise<ImageResult> {
     const { plan, workflowId, step, instanceId } = input;
     const ec2 = clients.ec2(plan.region);
     let image = await findImage(plan, workflowId, step, instanceId);
     // A retry after a failed image gets a name of its own: AWS may keep the failed one's name.
     const n = attempt();
-    const name = `${plan.name}-${step}-${instanceId}-${input.stamp}${n > 1 ? `-a${n}` : ''}`.replace(/[^A-Za-z0-9()[\]./\-'@_]/g, '-').slice(0, 128);
+    const name = `${plan.name}-${step}-${instanceId}-${input.stamp}${n > 1 ? `-a${n}` : ''}`
+      .replace(/[^A-Za-z0-9()[\]./\-'@_]/g, '-')
+      .slice(0, 128);
     const reused = Boolean(image);
     if (!image) {
-      const out = await aws(`make the ${step} image of ${instanceId}`, () => ec2.send(new CreateImageCommand(imageRequest(plan, workflowId, step, instanceId, name))));
-      if (!out.ImageId) throw ApplicationFailure.create({ type: 'CreateImageFailed', message: 'CreateImage returned no image id' });
+      const out = await aws(`make the ${step} image of ${instanceId}`, () =>
+        ec2.send(new CreateImageCommand(imageRequest(plan, workflowId, step, instanceId, name))),
+      );
+      if (!out.ImageId)
+        throw ApplicationFailure.create({ type: 'CreateImageFailed', message: 'CreateImage returned no image id' });
       image = { ImageId: out.ImageId, Name: name, State: 'pending' };
     }
     const imageId = image.ImageId as string;
     await withHeartbeat(
       () =>
         aws(`wait for image ${imageId}`, () =>
-          waitUntilImageAvailable({ client: ec2, maxWaitTime: 3600, minDelay: 5, maxDelay: 30, abortSignal: Context.current().cancellationSignal }, { ImageIds: [imageId] }),
+          waitUntilImageAvailable(
+            {
+              client: ec2,
+              maxWaitTime: 3600,
+              minDelay: 5,
+              maxDelay: 30,
+              abortSignal: Context.current().cancellationSignal,
+            },
+            { ImageIds: [imageId] },
+          ),
         ),
       () => ({ imageId }),
     );
-    return { imageId, name: image.Name ?? name, state: 'available', sourceInstanceId: instanceId, reused, attempt: attempt() };
+    return {
+      imageId,
+      name: image.Name ?? name,
+      state: 'available',
+      sourceInstanceId: instanceId,
+      reused,
+      attempt: attempt(),
+    };
   }
 
   /** The plan's images of one step (`golden`, `backup`), newest first. */
@@ -111,7 +154,9 @@ export function createImageActivities(clients: AwsClients) {
 
   /** Snapshots tagged with the plan (and step) that no image of the account uses any more. */
   async function orphanSnapshots(plan: Plan, step: string, images: Image[]): Promise<string[]> {
-    const used = new Set(images.flatMap((i) => (i.BlockDeviceMappings ?? []).map((m) => m.Ebs?.SnapshotId).filter(Boolean)));
+    const used = new Set(
+      images.flatMap((i) => (i.BlockDeviceMappings ?? []).map((m) => m.Ebs?.SnapshotId).filter(Boolean)),
+    );
     const out = await aws(`list the ${step} snapshots of ${plan.name}`, () =>
       clients.ec2(plan.region).send(
         new DescribeSnapshotsCommand({
@@ -129,16 +174,24 @@ export function createImageActivities(clients: AwsClients) {
     try {
       await aws(`deregister ${image.ImageId}`, () => ec2.send(new DeregisterImageCommand({ ImageId: image.ImageId })));
     } catch (err) {
-      if (!(err instanceof ApplicationFailure && (err.type === 'InvalidAMIID.NotFound' || err.type === 'InvalidAMIID.Unavailable'))) throw err;
+      if (!(
+        err instanceof ApplicationFailure &&
+        (err.type === 'InvalidAMIID.NotFound' || err.type === 'InvalidAMIID.Unavailable')
+      ))
+        throw err;
     }
-    const snapshots = (image.BlockDeviceMappings ?? []).map((m) => m.Ebs?.SnapshotId).filter((id): id is string => Boolean(id));
+    const snapshots = (image.BlockDeviceMappings ?? [])
+      .map((m) => m.Ebs?.SnapshotId)
+      .filter((id): id is string => Boolean(id));
     for (const id of snapshots) await deleteSnapshot(region, id);
     return snapshots;
   }
 
   async function deleteSnapshot(region: string, snapshotId: string): Promise<void> {
     try {
-      await aws(`delete snapshot ${snapshotId}`, () => clients.ec2(region).send(new DeleteSnapshotCommand({ SnapshotId: snapshotId })));
+      await aws(`delete snapshot ${snapshotId}`, () =>
+        clients.ec2(region).send(new DeleteSnapshotCommand({ SnapshotId: snapshotId })),
+      );
     } catch (err) {
       if (!(err instanceof ApplicationFailure && err.type === 'InvalidSnapshot.NotFound')) throw err;
     }
@@ -149,7 +202,11 @@ export function createImageActivities(clients: AwsClients) {
    * others and deletes their snapshots, and any golden snapshot no image uses any more (left by
    * a crash between the two). Idempotent.
    */
-  async function pruneGoldenImages(input: { plan: Plan; keep: number; inUse?: string }): Promise<{ kept: string[]; deregistered: string[]; snapshotsDeleted: string[] }> {
+  async function pruneGoldenImages(input: {
+    plan: Plan;
+    keep: number;
+    inUse?: string;
+  }): Promise<{ kept: string[]; deregistered: string[]; snapshotsDeleted: string[] }> {
     const { plan } = input;
     const images = await imagesOf(plan, 'golden');
     const kept = images.filter((i, n) => n < input.keep || i.ImageId === input.inUse);

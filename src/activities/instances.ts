@@ -109,7 +109,11 @@ export function resourceTags(plan: Plan, workflowId: string, step: string, extra
   return Object.entries(tags).map(([Key, Value]) => ({ Key, Value }));
 }
 
-export async function describeInstances(ec2: EC2Client, what: string, input: { InstanceIds?: string[]; Filters?: Filter[] }): Promise<Instance[]> {
+export async function describeInstances(
+  ec2: EC2Client,
+  what: string,
+  input: { InstanceIds?: string[]; Filters?: Filter[] },
+): Promise<Instance[]> {
   const out: Instance[] = [];
   let NextToken: string | undefined;
   do {
@@ -123,13 +127,22 @@ export async function describeInstances(ec2: EC2Client, what: string, input: { I
 export async function describeInstance(ec2: EC2Client, instanceId: string): Promise<Instance> {
   const [instance] = await describeInstances(ec2, `describe instance ${instanceId}`, { InstanceIds: [instanceId] });
   if (!instance) {
-    throw ApplicationFailure.create({ type: 'InvalidInstanceID.NotFound', message: `instance ${instanceId} does not exist`, nonRetryable: true });
+    throw ApplicationFailure.create({
+      type: 'InvalidInstanceID.NotFound',
+      message: `instance ${instanceId} does not exist`,
+      nonRetryable: true,
+    });
   }
   return instance;
 }
 
 /** The instance a run launched for `step`, if any is still alive (with `runId`: that run's only). */
-export async function findLaunched(ec2: EC2Client, workflowId: string, step: string, runId?: string): Promise<Instance | undefined> {
+export async function findLaunched(
+  ec2: EC2Client,
+  workflowId: string,
+  step: string,
+  runId?: string,
+): Promise<Instance | undefined> {
   const found = await describeInstances(ec2, 'look for an instance an earlier attempt launched', {
     Filters: [
       { Name: `tag:${TAG_WORKFLOW}`, Values: [workflowId] },
@@ -189,7 +202,11 @@ export async function resolveImageId(clients: AwsClients, plan: Plan): Promise<s
   );
   const value = out.Parameter?.Value;
   if (!value || !/^ami-[0-9a-f]+$/.test(value)) {
-    throw ApplicationFailure.create({ type: ErrorType.PreflightFailed, message: `SSM parameter ${name} holds '${value ?? ''}', not an AMI id`, nonRetryable: true });
+    throw ApplicationFailure.create({
+      type: ErrorType.PreflightFailed,
+      message: `SSM parameter ${name} holds '${value ?? ''}', not an AMI id`,
+      nonRetryable: true,
+    });
   }
   return value;
 }
@@ -208,9 +225,16 @@ export function rootOf(image: Image): ImageRoot {
 }
 
 export async function imageRoot(ec2: EC2Client, imageId: string): Promise<ImageRoot> {
-  const out = await aws(`describe image ${imageId}`, () => ec2.send(new DescribeImagesCommand({ ImageIds: [imageId] })));
+  const out = await aws(`describe image ${imageId}`, () =>
+    ec2.send(new DescribeImagesCommand({ ImageIds: [imageId] })),
+  );
   const image = out.Images?.[0];
-  if (!image) throw ApplicationFailure.create({ type: 'InvalidAMIID.NotFound', message: `image ${imageId} does not exist`, nonRetryable: true });
+  if (!image)
+    throw ApplicationFailure.create({
+      type: 'InvalidAMIID.NotFound',
+      message: `image ${imageId} does not exist`,
+      nonRetryable: true,
+    });
   return rootOf(image);
 }
 
@@ -218,7 +242,12 @@ export async function imageRoot(ec2: EC2Client, imageId: string): Promise<ImageR
  * The RunInstances request for one choice: the launch and preflight's DryRun are built here, so
  * the DryRun proves the request as it will be sent (tags, market, volumes, metadata options).
  */
-export function launchRequest(input: LaunchInput, choice: LaunchChoice, root: { deviceName: string }, clientToken?: string): RunInstancesCommandInput {
+export function launchRequest(
+  input: LaunchInput,
+  choice: LaunchChoice,
+  root: { deviceName: string },
+  clientToken?: string,
+): RunInstancesCommandInput {
   const { plan, workflowId, step } = input;
   const runTag: Record<string, string> = input.runId ? { [TAG_RUN]: input.runId } : {};
   return {
@@ -229,7 +258,13 @@ export function launchRequest(input: LaunchInput, choice: LaunchChoice, root: { 
     // A subnet that does not assign public IPv4 addresses by itself still gives this instance
     // one when the checks need it (checks.host: auto); the groups go with the interface.
     NetworkInterfaces: [
-      { DeviceIndex: 0, SubnetId: choice.subnetId, Groups: plan.target.securityGroupIds, DeleteOnTermination: true, ...(plan.checks.host === 'auto' ? { AssociatePublicIpAddress: true } : {}) },
+      {
+        DeviceIndex: 0,
+        SubnetId: choice.subnetId,
+        Groups: plan.target.securityGroupIds,
+        DeleteOnTermination: true,
+        ...(plan.checks.host === 'auto' ? { AssociatePublicIpAddress: true } : {}),
+      },
     ],
     ...(clientToken ? { ClientToken: clientToken } : {}),
     BlockDeviceMappings: [
@@ -254,20 +289,31 @@ export function launchRequest(input: LaunchInput, choice: LaunchChoice, root: { 
     ...(plan.target.iamInstanceProfile ? { IamInstanceProfile: { Name: plan.target.iamInstanceProfile } } : {}),
     ...(plan.target.keyName ? { KeyName: plan.target.keyName } : {}),
     ...(choice.market === 'spot'
-      ? { InstanceMarketOptions: { MarketType: 'spot', SpotOptions: { SpotInstanceType: 'one-time', InstanceInterruptionBehavior: 'terminate' } } }
+      ? {
+          InstanceMarketOptions: {
+            MarketType: 'spot',
+            SpotOptions: { SpotInstanceType: 'one-time', InstanceInterruptionBehavior: 'terminate' },
+          },
+        }
       : {}),
   };
 }
 
 /** Errors that mean "not this choice": try the next type, subnet or market at once. */
-const SKIP_CHOICE_CODES: ReadonlySet<string> = new Set([...CAPACITY_CODES, 'Unsupported', 'InsufficientFreeAddressesInSubnet']);
+const SKIP_CHOICE_CODES: ReadonlySet<string> = new Set([
+  ...CAPACITY_CODES,
+  'Unsupported',
+  'InsufficientFreeAddressesInSubnet',
+]);
 
 /** Every (type, subnet, market) to try, best first: types, then subnets, then on-demand. */
 export function launchChoices(plan: Plan): LaunchChoice[] {
   const types = [plan.target.instanceType, ...plan.target.fallbackInstanceTypes];
   const markets: Market[] = plan.target.market === 'spot' ? ['spot', 'on-demand'] : ['on-demand'];
   const out: LaunchChoice[] = [];
-  for (const market of markets) for (const instanceType of types) for (const subnetId of plan.target.subnetIds) out.push({ instanceType, subnetId, market });
+  for (const market of markets)
+    for (const instanceType of types)
+      for (const subnetId of plan.target.subnetIds) out.push({ instanceType, subnetId, market });
   return out;
 }
 
@@ -287,7 +333,11 @@ export function createInstanceActivities(clients: AwsClients) {
     const adopt = async (instance: Instance): Promise<LaunchResult | undefined> => {
       if (!instance.InstanceId || deathOf(instance)) return undefined;
       if (instance.InstanceId === plan.source.instanceId) {
-        throw ApplicationFailure.create({ type: 'LaunchFailed', message: `the instance found for ${step} is the source instance ${plan.source.instanceId}; refusing to use it as the new one`, nonRetryable: true });
+        throw ApplicationFailure.create({
+          type: 'LaunchFailed',
+          message: `the instance found for ${step} is the source instance ${plan.source.instanceId}; refusing to use it as the new one`,
+          nonRetryable: true,
+        });
       }
       const running = instance.State?.Name === 'running' ? instance : await waitRunning(ec2, instance.InstanceId);
       return { ...instanceInfo(running), reused: true, skipped: progress.skipped ?? [], attempt: attempt() };
@@ -295,7 +345,9 @@ export function createInstanceActivities(clients: AwsClients) {
 
     // What an earlier attempt launched: the instance id it heartbeat, else its tags.
     if (progress.instanceId) {
-      const [earlier] = await describeInstances(ec2, `look at ${progress.instanceId}, launched by an earlier attempt`, { InstanceIds: [progress.instanceId] }).catch(() => []);
+      const [earlier] = await describeInstances(ec2, `look at ${progress.instanceId}, launched by an earlier attempt`, {
+        InstanceIds: [progress.instanceId],
+      }).catch(() => []);
       const found = earlier ? await adopt(earlier) : undefined;
       if (found) return found;
     }
@@ -319,15 +371,25 @@ export function createInstanceActivities(clients: AwsClients) {
     // its heartbeat (throttled by the SDK) carried the instance id; from the first choice again,
     // one that has capacity by now would launch a second instance.
     const skipped: LaunchAttempt[] = [...(progress.skipped ?? [])];
-    const tried = (c: LaunchChoice) => skipped.some((x) => x.instanceType === c.instanceType && x.subnetId === c.subnetId && x.market === c.market);
+    const tried = (c: LaunchChoice) =>
+      skipped.some((x) => x.instanceType === c.instanceType && x.subnetId === c.subnetId && x.market === c.market);
     for (const choice of launchChoices(plan)) {
       if (tried(choice)) continue;
-      const token = clientToken(workflowId, input.runId ?? '', step, String(round), choice.instanceType, choice.subnetId, choice.market);
+      const token = clientToken(
+        workflowId,
+        input.runId ?? '',
+        step,
+        String(round),
+        choice.instanceType,
+        choice.subnetId,
+        choice.market,
+      );
       const what = `launch ${choice.instanceType} (${choice.market}) in ${choice.subnetId}`;
       try {
         const out = await aws(what, () => ec2.send(new RunInstancesCommand(launchRequest(input, choice, root, token))));
         const instanceId = out.Instances?.[0]?.InstanceId;
-        if (!instanceId) throw ApplicationFailure.create({ type: 'LaunchFailed', message: 'RunInstances returned no instance' });
+        if (!instanceId)
+          throw ApplicationFailure.create({ type: 'LaunchFailed', message: 'RunInstances returned no instance' });
         progress.instanceId = instanceId;
         beat();
         const running = await waitRunningOrDead(ec2, instanceId);
@@ -361,17 +423,32 @@ export function createInstanceActivities(clients: AwsClients) {
   }
 
   /** Compensation and clean-up: terminates an instance (gone already is fine). */
-  async function terminateInstance(input: { region: string; instanceId: string }): Promise<{ instanceId: string; state: string }> {
+  async function terminateInstance(input: {
+    region: string;
+    instanceId: string;
+  }): Promise<{ instanceId: string; state: string }> {
     const ec2 = clients.ec2(input.region);
     try {
-      await aws(`terminate ${input.instanceId}`, () => ec2.send(new TerminateInstancesCommand({ InstanceIds: [input.instanceId] })));
+      await aws(`terminate ${input.instanceId}`, () =>
+        ec2.send(new TerminateInstancesCommand({ InstanceIds: [input.instanceId] })),
+      );
     } catch (err) {
-      if (err instanceof ApplicationFailure && err.type === 'InvalidInstanceID.NotFound') return { instanceId: input.instanceId, state: 'gone' };
+      if (err instanceof ApplicationFailure && err.type === 'InvalidInstanceID.NotFound')
+        return { instanceId: input.instanceId, state: 'gone' };
       throw err;
     }
     await withHeartbeat(() =>
       aws(`wait for ${input.instanceId} to terminate`, () =>
-        waitUntilInstanceTerminated({ client: ec2, maxWaitTime: 900, minDelay: 2, maxDelay: 15, abortSignal: Context.current().cancellationSignal }, { InstanceIds: [input.instanceId] }),
+        waitUntilInstanceTerminated(
+          {
+            client: ec2,
+            maxWaitTime: 900,
+            minDelay: 2,
+            maxDelay: 15,
+            abortSignal: Context.current().cancellationSignal,
+          },
+          { InstanceIds: [input.instanceId] },
+        ),
       ),
     );
     return { instanceId: input.instanceId, state: 'terminated' };
@@ -380,24 +457,42 @@ export function createInstanceActivities(clients: AwsClients) {
   /** Compensation of stop-old: starts the old instance again and waits until it runs. */
   async function startInstance(input: { region: string; instanceId: string }): Promise<InstanceInfo> {
     const ec2 = clients.ec2(input.region);
-    await aws(`start ${input.instanceId}`, () => ec2.send(new StartInstancesCommand({ InstanceIds: [input.instanceId] })));
+    await aws(`start ${input.instanceId}`, () =>
+      ec2.send(new StartInstancesCommand({ InstanceIds: [input.instanceId] })),
+    );
     return instanceInfo(await waitRunning(ec2, input.instanceId));
   }
 
   /** Stops an instance (never terminates it) and waits until it is stopped. */
   async function stopInstance(input: { region: string; instanceId: string }): Promise<InstanceInfo> {
     const ec2 = clients.ec2(input.region);
-    await aws(`stop ${input.instanceId}`, () => ec2.send(new StopInstancesCommand({ InstanceIds: [input.instanceId] })));
+    await aws(`stop ${input.instanceId}`, () =>
+      ec2.send(new StopInstancesCommand({ InstanceIds: [input.instanceId] })),
+    );
     await withHeartbeat(() =>
       aws(`wait for ${input.instanceId} to stop`, () =>
-        waitUntilInstanceStopped({ client: ec2, maxWaitTime: 1800, minDelay: 2, maxDelay: 15, abortSignal: Context.current().cancellationSignal }, { InstanceIds: [input.instanceId] }),
+        waitUntilInstanceStopped(
+          {
+            client: ec2,
+            maxWaitTime: 1800,
+            minDelay: 2,
+            maxDelay: 15,
+            abortSignal: Context.current().cancellationSignal,
+          },
+          { InstanceIds: [input.instanceId] },
+        ),
       ),
     );
     return instanceInfo(await describeInstance(ec2, input.instanceId));
   }
 
   /** Rollback of a launch: terminates whatever this run launched for `step` (found by tags). */
-  async function terminateLaunched(input: { region: string; workflowId: string; step: string; runId?: string }): Promise<{ terminated: string[] }> {
+  async function terminateLaunched(input: {
+    region: string;
+    workflowId: string;
+    step: string;
+    runId?: string;
+  }): Promise<{ terminated: string[] }> {
     const ec2 = clients.ec2(input.region);
     const terminated: string[] = [];
     for (;;) {
@@ -416,5 +511,13 @@ export function createInstanceActivities(clients: AwsClients) {
     return instanceInfo(await describeInstance(clients.ec2(input.region), input.instanceId));
   }
 
-  return { launchInstance, terminateInstance, terminateLaunched, startInstance, stopInstance, getInstance, resolveImage };
+  return {
+    launchInstance,
+    terminateInstance,
+    terminateLaunched,
+    startInstance,
+    stopInstance,
+    getInstance,
+    resolveImage,
+  };
 }

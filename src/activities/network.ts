@@ -61,7 +61,8 @@ export function rulesOf(perms: IpPermission[] | undefined): Rule[] {
       ...(p.Ipv6Ranges ?? []).map((r) => ({ cidr: r.CidrIpv6 ?? '', description: r.Description })),
       ...(p.PrefixListIds ?? []).map((r) => ({ cidr: r.PrefixListId ?? '', description: r.Description })),
     ];
-    for (const source of sources) out.push({ ...base, cidr: source.cidr, ...(source.description ? { description: source.description } : {}) });
+    for (const source of sources)
+      out.push({ ...base, cidr: source.cidr, ...(source.description ? { description: source.description } : {}) });
   }
   return out;
 }
@@ -83,14 +84,21 @@ export function createNetworkActivities(clients: AwsClients) {
       clients.ec2(region).send(new DescribeSecurityGroupsCommand({ GroupIds: [groupId] })),
     );
     const group = out.SecurityGroups?.[0];
-    if (!group) throw ApplicationFailure.create({ type: 'InvalidGroup.NotFound', message: `security group ${groupId} does not exist`, nonRetryable: true });
+    if (!group)
+      throw ApplicationFailure.create({
+        type: 'InvalidGroup.NotFound',
+        message: `security group ${groupId} does not exist`,
+        nonRetryable: true,
+      });
     return rulesOf(group.IpPermissions);
   }
 
   async function authorize(region: string, groupId: string, rule: Rule): Promise<void> {
     try {
       await aws(`open ${key(rule)} on ${groupId}`, () =>
-        clients.ec2(region).send(new AuthorizeSecurityGroupIngressCommand({ GroupId: groupId, IpPermissions: [permission(rule)] })),
+        clients
+          .ec2(region)
+          .send(new AuthorizeSecurityGroupIngressCommand({ GroupId: groupId, IpPermissions: [permission(rule)] })),
       );
     } catch (err) {
       // Added by a concurrent or earlier attempt: the rule is there, which is what we want.
@@ -106,7 +114,9 @@ export function createNetworkActivities(clients: AwsClients) {
   async function revoke(region: string, groupId: string, rule: Rule): Promise<void> {
     try {
       await aws(`close ${key(rule)} on ${groupId}`, () =>
-        clients.ec2(region).send(new RevokeSecurityGroupIngressCommand({ GroupId: groupId, IpPermissions: [permission(rule, false)] })),
+        clients
+          .ec2(region)
+          .send(new RevokeSecurityGroupIngressCommand({ GroupId: groupId, IpPermissions: [permission(rule, false)] })),
       );
     } catch (err) {
       if (!(err instanceof ApplicationFailure && err.type === 'InvalidPermission.NotFound')) throw err;
@@ -119,7 +129,10 @@ export function createNetworkActivities(clients: AwsClients) {
     const still = new Set(after.map(key));
     const left = rules.filter((r) => still.has(key(r)));
     if (left.length > 0) {
-      throw ApplicationFailure.create({ type: 'RevokeNotVerified', message: `security group ${groupId} still allows ${left.map(key).join(', ')} after revoking it` });
+      throw ApplicationFailure.create({
+        type: 'RevokeNotVerified',
+        message: `security group ${groupId} still allows ${left.map(key).join(', ')} after revoking it`,
+      });
     }
     return after;
   }
@@ -132,7 +145,13 @@ export function createNetworkActivities(clients: AwsClients) {
     const { plan } = input;
     const groupId = plan.target.securityGroupIds[0];
     const description = ruleDescription(plan);
-    const planned: Rule[] = plannedIngress(plan).map((r) => ({ protocol: 'tcp', fromPort: r.port, toPort: r.port, cidr: r.cidr, description }));
+    const planned: Rule[] = plannedIngress(plan).map((r) => ({
+      protocol: 'tcp',
+      fromPort: r.port,
+      toPort: r.port,
+      cidr: r.cidr,
+      description,
+    }));
     const before = await describeGroup(plan.region, groupId);
     const present = new Map(before.map((r) => [key(r), r]));
     const wanted = new Set(planned.map(key));
@@ -146,7 +165,9 @@ export function createNetworkActivities(clients: AwsClients) {
         revoked.push(rule);
       }
     }
-    const final = plan.ingress.revokeUnplanned ? await verifyGone(plan.region, groupId, revoked) : await describeGroup(plan.region, groupId);
+    const final = plan.ingress.revokeUnplanned
+      ? await verifyGone(plan.region, groupId, revoked)
+      : await describeGroup(plan.region, groupId);
     const added = final.filter((r) => r.description === description && wanted.has(key(r)));
     return { groupId, planned, added, unplanned, revoked, final, attempt: attempt() };
   }
@@ -167,8 +188,18 @@ export function createNetworkActivities(clients: AwsClients) {
       clients.ec2(input.region).send(new DescribeAddressesCommand({ AllocationIds: [input.allocationId] })),
     );
     const a = out.Addresses?.[0];
-    if (!a?.PublicIp) throw ApplicationFailure.create({ type: 'InvalidAllocationID.NotFound', message: `Elastic IP ${input.allocationId} does not exist`, nonRetryable: true });
-    return { allocationId: input.allocationId, publicIp: a.PublicIp, instanceId: a.InstanceId, associationId: a.AssociationId };
+    if (!a?.PublicIp)
+      throw ApplicationFailure.create({
+        type: 'InvalidAllocationID.NotFound',
+        message: `Elastic IP ${input.allocationId} does not exist`,
+        nonRetryable: true,
+      });
+    return {
+      allocationId: input.allocationId,
+      publicIp: a.PublicIp,
+      instanceId: a.InstanceId,
+      associationId: a.AssociationId,
+    };
   }
 
   /**
@@ -176,21 +207,38 @@ export function createNetworkActivities(clients: AwsClients) {
    * AllowReassociation (moto and older APIs refuse to move an associated address without it),
    * then reads it back to verify.
    */
-  async function associateAddress(input: { region: string; allocationId: string; instanceId: string }): Promise<AddressInfo & { previousInstanceId?: string; attempt: number }> {
+  async function associateAddress(input: {
+    region: string;
+    allocationId: string;
+    instanceId: string;
+  }): Promise<AddressInfo & { previousInstanceId?: string; attempt: number }> {
     const before = await describeAddress(input);
     if (before.instanceId !== input.instanceId) {
       await aws(`move Elastic IP ${before.publicIp} to ${input.instanceId}`, () =>
         clients.ec2(input.region).send(
-          new AssociateAddressCommand({ AllocationId: input.allocationId, InstanceId: input.instanceId, AllowReassociation: true }),
+          new AssociateAddressCommand({
+            AllocationId: input.allocationId,
+            InstanceId: input.instanceId,
+            AllowReassociation: true,
+          }),
         ),
       );
     }
     const after = await describeAddress(input);
     if (after.instanceId !== input.instanceId) {
-      throw ApplicationFailure.create({ type: 'AssociationNotVerified', message: `Elastic IP ${after.publicIp} is on ${after.instanceId ?? 'nothing'}, not ${input.instanceId}` });
+      throw ApplicationFailure.create({
+        type: 'AssociationNotVerified',
+        message: `Elastic IP ${after.publicIp} is on ${after.instanceId ?? 'nothing'}, not ${input.instanceId}`,
+      });
     }
     return { ...after, previousInstanceId: before.instanceId, attempt: attempt() };
   }
 
-  return { applyIngress, undoIngress, describeAddress, associateAddress, describeSecurityGroupRules: (i: { region: string; groupId: string }) => describeGroup(i.region, i.groupId) };
+  return {
+    applyIngress,
+    undoIngress,
+    describeAddress,
+    associateAddress,
+    describeSecurityGroupRules: (i: { region: string; groupId: string }) => describeGroup(i.region, i.groupId),
+  };
 }

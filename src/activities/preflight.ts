@@ -69,42 +69,70 @@ export function createPreflight(clients: AwsClients, network: Network) {
     };
 
     const [sourceInstance] =
-      (await collect('source.instanceId', () => describeInstances(ec2, 'describe the source instance', { InstanceIds: [plan.source.instanceId] }))) ?? [];
+      (await collect('source.instanceId', () =>
+        describeInstances(ec2, 'describe the source instance', { InstanceIds: [plan.source.instanceId] }),
+      )) ?? [];
     if (sourceInstance && sourceInstance.State?.Name !== 'running') {
-      problems.push(`source.instanceId: ${plan.source.instanceId} is ${sourceInstance.State?.Name}, expected running (the old instance must be serving)`);
+      problems.push(
+        `source.instanceId: ${plan.source.instanceId} is ${sourceInstance.State?.Name}, expected running (the old instance must be serving)`,
+      );
     }
-    const address = await collect('elasticIp.allocationId', () => network.describeAddress({ region: plan.region, allocationId: plan.elasticIp.allocationId }));
+    const address = await collect('elasticIp.allocationId', () =>
+      network.describeAddress({ region: plan.region, allocationId: plan.elasticIp.allocationId }),
+    );
     if (address && address.instanceId !== plan.source.instanceId) {
-      warnings.push(`the Elastic IP ${address.publicIp} is on ${address.instanceId ?? 'no instance'}, not on the source instance ${plan.source.instanceId}`);
+      warnings.push(
+        `the Elastic IP ${address.publicIp} is on ${address.instanceId ?? 'no instance'}, not on the source instance ${plan.source.instanceId}`,
+      );
     }
     const subnetsOut = await collect('target.subnetIds', () =>
-      aws('describe the target subnets', () => ec2.send(new DescribeSubnetsCommand({ SubnetIds: plan.target.subnetIds }))),
+      aws('describe the target subnets', () =>
+        ec2.send(new DescribeSubnetsCommand({ SubnetIds: plan.target.subnetIds })),
+      ),
     );
     await collect('target.securityGroupIds', () =>
-      aws('describe the target security groups', () => ec2.send(new DescribeSecurityGroupsCommand({ GroupIds: plan.target.securityGroupIds }))),
+      aws('describe the target security groups', () =>
+        ec2.send(new DescribeSecurityGroupsCommand({ GroupIds: plan.target.securityGroupIds })),
+      ),
     );
-    const imageId = await collect(plan.target.imageId ? 'target.imageId' : 'target.imageParameter', () => resolveImageId(clients, plan));
+    const imageId = await collect(plan.target.imageId ? 'target.imageId' : 'target.imageParameter', () =>
+      resolveImageId(clients, plan),
+    );
     let imageName: string | undefined;
     let imageInfo: Image | undefined;
     if (imageId) {
-      const images = await collect('target.imageId', () => aws(`describe image ${imageId}`, () => ec2.send(new DescribeImagesCommand({ ImageIds: [imageId] }))));
+      const images = await collect('target.imageId', () =>
+        aws(`describe image ${imageId}`, () => ec2.send(new DescribeImagesCommand({ ImageIds: [imageId] }))),
+      );
       const image = images?.Images?.[0];
       if (images && !image) problems.push(`target.imageId: image ${imageId} does not exist`);
-      else if (image && image.State !== 'available') problems.push(`target.imageId: image ${imageId} is ${image.State}, expected available`);
+      else if (image && image.State !== 'available')
+        problems.push(`target.imageId: image ${imageId} is ${image.State}, expected available`);
       imageName = image?.Name;
       imageInfo = image;
     }
-    const types = [...new Set([plan.target.instanceType, ...plan.target.fallbackInstanceTypes, ...(sourceInstance?.InstanceType ? [sourceInstance.InstanceType] : [])])];
+    const types = [
+      ...new Set([
+        plan.target.instanceType,
+        ...plan.target.fallbackInstanceTypes,
+        ...(sourceInstance?.InstanceType ? [sourceInstance.InstanceType] : []),
+      ]),
+    ];
     const typesOut = await collect('target.instanceType', () =>
-      aws('describe the target instance types', () => ec2.send(new DescribeInstanceTypesCommand({ InstanceTypes: types as _InstanceType[] }))),
+      aws('describe the target instance types', () =>
+        ec2.send(new DescribeInstanceTypesCommand({ InstanceTypes: types as _InstanceType[] })),
+      ),
     );
     const instanceTypes: InstanceTypeFacts[] = (typesOut?.InstanceTypes ?? []).map((t) => ({
       instanceType: t.InstanceType ?? '',
       vcpus: t.VCpuInfo?.DefaultVCpus,
       memoryMiB: t.MemoryInfo?.SizeInMiB,
-      gpus: t.GpuInfo?.Gpus?.map((g) => `${g.Count ?? 1}× ${g.Manufacturer ?? ''} ${g.Name ?? ''}`.replace(/\s+/g, ' ').trim()).join(', '),
+      gpus: t.GpuInfo?.Gpus?.map((g) =>
+        `${g.Count ?? 1}× ${g.Manufacturer ?? ''} ${g.Name ?? ''}`.replace(/\s+/g, ' ').trim(),
+      ).join(', '),
     }));
-    for (const t of instanceTypes) if (!t.gpus && t.instanceType !== sourceInstance?.InstanceType) warnings.push(`${t.instanceType} has no GPU`);
+    for (const t of instanceTypes)
+      if (!t.gpus && t.instanceType !== sourceInstance?.InstanceType) warnings.push(`${t.instanceType} has no GPU`);
 
     // The public checks (connectivity, the Elastic IP switch, performance) are made from the worker.
     if (plan.services.some((x) => x.public) && !plan.ingress.publicCidrs.includes('0.0.0.0/0')) {
@@ -116,11 +144,15 @@ export function createPreflight(clients: AwsClients, network: Network) {
     // The root volume cannot be smaller than the image's root snapshot (InvalidBlockDeviceMapping).
     const root = imageInfo ? rootOf(imageInfo) : undefined;
     if (root?.snapshotGiB !== undefined && plan.target.rootVolume.sizeGiB < root.snapshotGiB) {
-      problems.push(`target.rootVolume.sizeGiB: ${plan.target.rootVolume.sizeGiB} GiB is smaller than the root snapshot of ${imageId} (${root.snapshotGiB} GiB); set it to at least ${root.snapshotGiB}`);
+      problems.push(
+        `target.rootVolume.sizeGiB: ${plan.target.rootVolume.sizeGiB} GiB is smaller than the root snapshot of ${imageId} (${root.snapshotGiB} GiB); set it to at least ${root.snapshotGiB}`,
+      );
     }
 
     // Each planned type must be offered in one of the planned zones; a zone without it is skipped.
-    const zones = [...new Set((subnetsOut?.Subnets ?? []).map((x) => x.AvailabilityZone).filter((z): z is string => Boolean(z)))];
+    const zones = [
+      ...new Set((subnetsOut?.Subnets ?? []).map((x) => x.AvailabilityZone).filter((z): z is string => Boolean(z))),
+    ];
     const planned = [plan.target.instanceType, ...plan.target.fallbackInstanceTypes];
     let offered: Set<string> | undefined;
     if (zones.length > 0) {
@@ -143,16 +175,26 @@ export function createPreflight(clients: AwsClients, network: Network) {
         for (const [i, type] of planned.entries()) {
           const where = zones.filter((z) => known.has(`${type}@${z}`));
           const field = i === 0 ? 'target.instanceType' : `target.fallbackInstanceTypes[${i - 1}]`;
-          if (where.length === 0) problems.push(`${field}: ${type} is not offered in any planned zone (${zones.join(', ')}); choose subnets in zones that offer it`);
-          else if (where.length < zones.length) warnings.push(`${type} is not offered in ${zones.filter((z) => !where.includes(z)).join(', ')}: launches skip those subnets for it`);
+          if (where.length === 0)
+            problems.push(
+              `${field}: ${type} is not offered in any planned zone (${zones.join(', ')}); choose subnets in zones that offer it`,
+            );
+          else if (where.length < zones.length)
+            warnings.push(
+              `${type} is not offered in ${zones.filter((z) => !where.includes(z)).join(', ')}: launches skip those subnets for it`,
+            );
         }
       }
     }
 
     // The family's vCPU quota must hold the target (and, on Spot, one replacement beside it)
     // on top of what already runs; over it, the launch fails after all the checks said yes.
-    const vcpusOf = new Map(instanceTypes.filter((t) => t.vcpus !== undefined).map((t) => [t.instanceType, t.vcpus as number]));
-    const quota = await collect('target.instanceType', () => checkVcpuQuota(clients, plan.region, plan.target.instanceType, plan.target.market, vcpusOf));
+    const vcpusOf = new Map(
+      instanceTypes.filter((t) => t.vcpus !== undefined).map((t) => [t.instanceType, t.vcpus as number]),
+    );
+    const quota = await collect('target.instanceType', () =>
+      checkVcpuQuota(clients, plan.region, plan.target.instanceType, plan.target.market, vcpusOf),
+    );
     if (quota && quota.inUse + quota.needed > quota.limit) {
       const want = quota.inUse + quota.needed;
       problems.push(
@@ -160,9 +202,17 @@ export function createPreflight(clients: AwsClients, network: Network) {
           `and ${quota.inUse} of its ${quota.limit} are in use; ask for ${want}: aws service-quotas request-service-quota-increase --region ${plan.region} --service-code ec2 --quota-code ${quota.quota.code} --desired-value ${want}`,
       );
     } else if (quota) {
-      const largest = Math.max(...plan.target.fallbackInstanceTypes.filter((t) => quotaOf(t, plan.target.market)?.code === quota.quota.code).map((t) => vcpusOf.get(t) ?? 0), 0);
+      const largest = Math.max(
+        ...plan.target.fallbackInstanceTypes
+          .filter((t) => quotaOf(t, plan.target.market)?.code === quota.quota.code)
+          .map((t) => vcpusOf.get(t) ?? 0),
+        0,
+      );
       const needed = largest * (plan.target.market === 'spot' ? 2 : 1);
-      if (quota.inUse + needed > quota.limit) warnings.push(`the quota ${quota.quota.code} (${quota.limit} vCPUs, ${quota.inUse} in use) does not hold the largest fallback type: a launch that falls back to it can fail`);
+      if (quota.inUse + needed > quota.limit)
+        warnings.push(
+          `the quota ${quota.quota.code} (${quota.limit} vCPUs, ${quota.inUse} in use) does not hold the largest fallback type: a launch that falls back to it can fail`,
+        );
     }
 
     // The interruption queue: there, and readable by the worker. A receive that hides nothing
@@ -171,13 +221,25 @@ export function createPreflight(clients: AwsClients, network: Network) {
     if (plan.target.market === 'spot' && queueUrl) {
       await collect('spot.interruptionQueueUrl', () =>
         aws(`read the interruption queue ${queueUrl}`, () =>
-          clients.sqs(plan.region).send(new ReceiveMessageCommand({ QueueUrl: queueUrl, MaxNumberOfMessages: 1, VisibilityTimeout: 0, WaitTimeSeconds: 0 })),
+          clients.sqs(plan.region).send(
+            new ReceiveMessageCommand({
+              QueueUrl: queueUrl,
+              MaxNumberOfMessages: 1,
+              VisibilityTimeout: 0,
+              WaitTimeSeconds: 0,
+            }),
+          ),
         ),
       );
     }
 
     if (problems.length > 0) {
-      throw ApplicationFailure.create({ type: ErrorType.PreflightFailed, message: `the plan does not match AWS:\n- ${problems.join('\n- ')}`, nonRetryable: true, details: [problems] });
+      throw ApplicationFailure.create({
+        type: ErrorType.PreflightFailed,
+        message: `the plan does not match AWS:\n- ${problems.join('\n- ')}`,
+        nonRetryable: true,
+        details: [problems],
+      });
     }
 
     // Permission, without side effects: DryRun answers DryRunOperation when we may act.
@@ -190,7 +252,8 @@ export function createPreflight(clients: AwsClients, network: Network) {
         const code = (err as Error).name;
         if (code === 'DryRunOperation') permissions.push(what);
         else if (code === 'UnauthorizedOperation') problems.push(`IAM: not allowed to ${what}`);
-        else if (isPermanentAwsError(code, (err as Error).message)) problems.push(`${what}: DryRun answered ${code}: ${(err as Error).message}`);
+        else if (isPermanentAwsError(code, (err as Error).message))
+          problems.push(`${what}: DryRun answered ${code}: ${(err as Error).message}`);
         else warnings.push(`${what}: DryRun answered ${code}`);
       }
     };
@@ -198,16 +261,31 @@ export function createPreflight(clients: AwsClients, network: Network) {
     // options): DryRun evaluates IAM and SCP conditions on what is sent.
     // The first subnet whose zone offers the type, as the launch would reach it.
     const zoneOf = new Map((subnetsOut?.Subnets ?? []).map((x) => [x.SubnetId ?? '', x.AvailabilityZone ?? '']));
-    const subnetId = plan.target.subnetIds.find((id) => !offered || offered.has(`${plan.target.instanceType}@${zoneOf.get(id)}`)) ?? plan.target.subnetIds[0];
+    const subnetId =
+      plan.target.subnetIds.find((id) => !offered || offered.has(`${plan.target.instanceType}@${zoneOf.get(id)}`)) ??
+      plan.target.subnetIds[0];
     const firstChoice = { instanceType: plan.target.instanceType, subnetId, market: plan.target.market };
     const workflowId = migrationWorkflowId(plan.name);
-    const request = launchRequest({ plan, workflowId, step: 'launch', imageId: imageId ?? '' }, firstChoice, root ?? { deviceName: '/dev/xvda' });
-    await dryRun(`ec2:RunInstances (${plan.target.market})`, () => ec2.send(new RunInstancesCommand({ ...request, DryRun: true })));
-    await dryRun('ec2:StopInstances (source)', () => ec2.send(new StopInstancesCommand({ DryRun: true, InstanceIds: [plan.source.instanceId] })));
+    const request = launchRequest(
+      { plan, workflowId, step: 'launch', imageId: imageId ?? '' },
+      firstChoice,
+      root ?? { deviceName: '/dev/xvda' },
+    );
+    await dryRun(`ec2:RunInstances (${plan.target.market})`, () =>
+      ec2.send(new RunInstancesCommand({ ...request, DryRun: true })),
+    );
+    await dryRun('ec2:StopInstances (source)', () =>
+      ec2.send(new StopInstancesCommand({ DryRun: true, InstanceIds: [plan.source.instanceId] })),
+    );
     // The backup image, tagged as stop-old tags it: a missing ec2:CreateImage would otherwise
     // show only after a person approved.
     await dryRun('ec2:CreateImage (backup of the source)', () =>
-      ec2.send(new CreateImageCommand({ ...imageRequest(plan, workflowId, 'backup', plan.source.instanceId, `${plan.name}-backup-preflight`), DryRun: true })),
+      ec2.send(
+        new CreateImageCommand({
+          ...imageRequest(plan, workflowId, 'backup', plan.source.instanceId, `${plan.name}-backup-preflight`),
+          DryRun: true,
+        }),
+      ),
     );
     const [firstRule] = plannedIngress(plan);
     if (firstRule) {
@@ -216,13 +294,28 @@ export function createPreflight(clients: AwsClients, network: Network) {
           new AuthorizeSecurityGroupIngressCommand({
             DryRun: true,
             GroupId: plan.target.securityGroupIds[0],
-            IpPermissions: [permission({ protocol: 'tcp', fromPort: firstRule.port, toPort: firstRule.port, cidr: firstRule.cidr, description: ruleDescription(plan) })],
+            IpPermissions: [
+              permission({
+                protocol: 'tcp',
+                fromPort: firstRule.port,
+                toPort: firstRule.port,
+                cidr: firstRule.cidr,
+                description: ruleDescription(plan),
+              }),
+            ],
           }),
         ),
       );
     }
     await dryRun('ec2:AssociateAddress', () =>
-      ec2.send(new AssociateAddressCommand({ DryRun: true, AllocationId: plan.elasticIp.allocationId, InstanceId: plan.source.instanceId, AllowReassociation: true })),
+      ec2.send(
+        new AssociateAddressCommand({
+          DryRun: true,
+          AllocationId: plan.elasticIp.allocationId,
+          InstanceId: plan.source.instanceId,
+          AllowReassociation: true,
+        }),
+      ),
     );
     if (problems.length > 0) {
       const unauthorized = problems.every((p) => p.startsWith('IAM:'));
@@ -239,7 +332,10 @@ export function createPreflight(clients: AwsClients, network: Network) {
       address: address!,
       imageId: imageId!,
       imageName,
-      subnets: (subnetsOut?.Subnets ?? []).map((s) => ({ subnetId: s.SubnetId ?? '', availabilityZone: s.AvailabilityZone })),
+      subnets: (subnetsOut?.Subnets ?? []).map((s) => ({
+        subnetId: s.SubnetId ?? '',
+        availabilityZone: s.AvailabilityZone,
+      })),
       instanceTypes,
       permissions,
       warnings,

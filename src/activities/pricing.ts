@@ -27,13 +27,22 @@ export function createPricingActivities(clients: AwsClients) {
    * On-demand from the dated table in the repo; Spot from DescribeSpotPriceHistory: the lowest
    * current price among `availabilityZones` (the zones the plan can launch in), else the region's.
    */
-  async function prices(input: { region: string; instanceTypes: string[]; availabilityZones?: string[] }): Promise<PriceFacts[]> {
+  async function prices(input: {
+    region: string;
+    instanceTypes: string[];
+    availabilityZones?: string[];
+  }): Promise<PriceFacts[]> {
     const zones = new Set(input.availabilityZones ?? []);
     const out: PriceFacts[] = [];
     for (const instanceType of [...new Set(input.instanceTypes)]) {
       const history = await aws(`read Spot prices of ${instanceType}`, () =>
         clients.ec2(input.region).send(
-          new DescribeSpotPriceHistoryCommand({ InstanceTypes: [instanceType as _InstanceType], ProductDescriptions: ['Linux/UNIX'], StartTime: new Date(), MaxResults: 100 }),
+          new DescribeSpotPriceHistoryCommand({
+            InstanceTypes: [instanceType as _InstanceType],
+            ProductDescriptions: ['Linux/UNIX'],
+            StartTime: new Date(),
+            MaxResults: 100,
+          }),
         ),
       );
       const latest = new Map<string, { price: number; at?: Date }>();
@@ -42,13 +51,16 @@ export function createPricingActivities(clients: AwsClients) {
         // A zone the plan cannot launch in has a price the service will never pay.
         if (zones.size > 0 && !zones.has(az)) continue;
         const seen = latest.get(az);
-        if (!seen || (h.Timestamp && seen.at && h.Timestamp > seen.at)) latest.set(az, { price: Number(h.SpotPrice), at: h.Timestamp });
+        if (!seen || (h.Timestamp && seen.at && h.Timestamp > seen.at))
+          latest.set(az, { price: Number(h.SpotPrice), at: h.Timestamp });
       }
       const cheapest = [...latest.entries()].sort((a, b) => a[1].price - b[1].price)[0];
       out.push({
         instanceType,
         onDemandPerHour: onDemandPrice(input.region, instanceType),
-        spotPerHour: cheapest ? { value: cheapest[1].price, unit: 'USD/h', source: 'measured' } : { value: null, unit: 'USD/h', source: 'measured' },
+        spotPerHour: cheapest
+          ? { value: cheapest[1].price, unit: 'USD/h', source: 'measured' }
+          : { value: null, unit: 'USD/h', source: 'measured' },
         spotAvailabilityZone: cheapest?.[0],
         spotTimestamp: cheapest?.[1].at?.toISOString(),
       });

@@ -25,12 +25,20 @@ export const VCPU_QUOTAS: Readonly<Record<'on-demand' | 'spot', readonly VcpuQuo
   'on-demand': [
     { code: 'L-DB2E81BA', name: 'Running On-Demand G and VT instances', family: /^(g|vt)\d/ },
     { code: 'L-417A185B', name: 'Running On-Demand P instances', family: /^p\d/ },
-    { code: 'L-1216C47A', name: 'Running On-Demand Standard (A, C, D, H, I, M, R, T, Z) instances', family: /^[acdhimrtz]\d/ },
+    {
+      code: 'L-1216C47A',
+      name: 'Running On-Demand Standard (A, C, D, H, I, M, R, T, Z) instances',
+      family: /^[acdhimrtz]\d/,
+    },
   ],
   spot: [
     { code: 'L-3819A6DF', name: 'All G and VT Spot Instance Requests', family: /^(g|vt)\d/ },
     { code: 'L-7212CCBC', name: 'All P Spot Instance Requests', family: /^p\d/ },
-    { code: 'L-34B43A08', name: 'All Standard (A, C, D, H, I, M, R, T, Z) Spot Instance Requests', family: /^[acdhimrtz]\d/ },
+    {
+      code: 'L-34B43A08',
+      name: 'All Standard (A, C, D, H, I, M, R, T, Z) Spot Instance Requests',
+      family: /^[acdhimrtz]\d/,
+    },
   ],
 };
 
@@ -62,12 +70,16 @@ export async function checkVcpuQuota(
   const quota = quotaOf(instanceType, market);
   const vcpus = vcpusOf.get(instanceType);
   if (!quota || vcpus === undefined) return undefined;
-  const out = await aws(`read the quota ${quota.code} (${quota.name})`, () => clients.servicequotas(region).send(new GetServiceQuotaCommand({ ServiceCode: 'ec2', QuotaCode: quota.code })));
+  const out = await aws(`read the quota ${quota.code} (${quota.name})`, () =>
+    clients.servicequotas(region).send(new GetServiceQuotaCommand({ ServiceCode: 'ec2', QuotaCode: quota.code })),
+  );
   const limit = out.Quota?.Value ?? 0;
   const ec2 = clients.ec2(region);
-  const running = (await describeInstances(ec2, 'count the vCPUs running against the quota', { Filters: [{ Name: 'instance-state-name', Values: ['pending', 'running'] }] })).filter(
-    (i) => quota.family.test(i.InstanceType ?? '') && (i.InstanceLifecycle === 'spot') === (market === 'spot'),
-  );
+  const running = (
+    await describeInstances(ec2, 'count the vCPUs running against the quota', {
+      Filters: [{ Name: 'instance-state-name', Values: ['pending', 'running'] }],
+    })
+  ).filter((i) => quota.family.test(i.InstanceType ?? '') && (i.InstanceLifecycle === 'spot') === (market === 'spot'));
   const inUse = await sumVcpus(ec2, running, vcpusOf);
   return { quota, limit, inUse, needed: vcpus * (market === 'spot' ? 2 : 1) };
 }
@@ -76,8 +88,11 @@ async function sumVcpus(ec2: EC2Client, instances: Instance[], known: ReadonlyMa
   const vcpus = new Map(known);
   const unknown = [...new Set(instances.map((i) => i.InstanceType ?? ''))].filter((t) => t && !vcpus.has(t));
   if (unknown.length > 0) {
-    const out = await aws('describe the instance types running against the quota', () => ec2.send(new DescribeInstanceTypesCommand({ InstanceTypes: unknown as _InstanceType[] })));
-    for (const t of out.InstanceTypes ?? []) if (t.InstanceType) vcpus.set(t.InstanceType, t.VCpuInfo?.DefaultVCpus ?? 0);
+    const out = await aws('describe the instance types running against the quota', () =>
+      ec2.send(new DescribeInstanceTypesCommand({ InstanceTypes: unknown as _InstanceType[] })),
+    );
+    for (const t of out.InstanceTypes ?? [])
+      if (t.InstanceType) vcpus.set(t.InstanceType, t.VCpuInfo?.DefaultVCpus ?? 0);
   }
   return instances.reduce((sum, i) => sum + (vcpus.get(i.InstanceType ?? '') ?? 0), 0);
 }

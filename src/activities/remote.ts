@@ -60,16 +60,33 @@ export function executionTimeout(seconds: number): string {
 /** Says which streams SSM cut to their head (the end of the step's output, often the error, is lost). */
 export function outputCut(stdout: string | undefined, stderr: string | undefined): string | undefined {
   const cut = [
-    (stdout?.length ?? 0) >= SSM_KEEPS.stdout ? `stdout (SSM keeps its first ${SSM_KEEPS.stdout.toLocaleString('en-US')} characters)` : undefined,
-    (stderr?.length ?? 0) >= SSM_KEEPS.stderr ? `stderr (SSM keeps its first ${SSM_KEEPS.stderr.toLocaleString('en-US')} characters)` : undefined,
+    (stdout?.length ?? 0) >= SSM_KEEPS.stdout
+      ? `stdout (SSM keeps its first ${SSM_KEEPS.stdout.toLocaleString('en-US')} characters)`
+      : undefined,
+    (stderr?.length ?? 0) >= SSM_KEEPS.stderr
+      ? `stderr (SSM keeps its first ${SSM_KEEPS.stderr.toLocaleString('en-US')} characters)`
+      : undefined,
   ].filter(Boolean);
-  return cut.length ? `the output was cut by SSM: ${cut.join(', ')}; the end of the step's output is not in it` : undefined;
+  return cut.length
+    ? `the output was cut by SSM: ${cut.join(', ')}; the end of the step's output is not in it`
+    : undefined;
 }
 
 /** Polls of a command between two looks at its instance's state. */
 const INSTANCE_CHECK_EVERY = 5;
 
-const FINAL = new Set(['Success', 'Failed', 'Cancelled', 'TimedOut', 'Undeliverable', 'Terminated', 'InvalidPlatform', 'AccessDenied', 'DeliveryTimedOut', 'ExecutionTimedOut']);
+const FINAL = new Set([
+  'Success',
+  'Failed',
+  'Cancelled',
+  'TimedOut',
+  'Undeliverable',
+  'Terminated',
+  'InvalidPlatform',
+  'AccessDenied',
+  'DeliveryTimedOut',
+  'ExecutionTimedOut',
+]);
 
 export interface RemoteOptions {
   /** Between polls of a running command and of an agent that has not registered yet. */
@@ -82,8 +99,13 @@ export interface RemoteOptions {
  * attempt finds its command in ListCommands even when the worker died before the command id
  * reached a heartbeat.
  */
-export function stepMark(run: { workflowId: string; runId: string; activityId: string }, input: Pick<RemoteInput, 'label' | 'instanceId'>): string {
-  const hash = createHash('sha256').update([run.workflowId, run.runId, run.activityId, input.label, input.instanceId].join('\n')).digest('hex');
+export function stepMark(
+  run: { workflowId: string; runId: string; activityId: string },
+  input: Pick<RemoteInput, 'label' | 'instanceId'>,
+): string {
+  const hash = createHash('sha256')
+    .update([run.workflowId, run.runId, run.activityId, input.label, input.instanceId].join('\n'))
+    .digest('hex');
   return `step-${hash.slice(0, 16)}`;
 }
 
@@ -108,7 +130,9 @@ export function createRemoteRunner(clients: AwsClients, options: RemoteOptions) 
     const ssm = clients.ssm(input.region);
     for (let wait = Math.min(250, options.pollIntervalMs); ; wait = Math.min(wait * 2, options.pollIntervalMs * 5)) {
       const out = await aws(`ask SSM whether the agent on ${input.instanceId} is online`, () =>
-        ssm.send(new DescribeInstanceInformationCommand({ Filters: [{ Key: 'InstanceIds', Values: [input.instanceId] }] })),
+        ssm.send(
+          new DescribeInstanceInformationCommand({ Filters: [{ Key: 'InstanceIds', Values: [input.instanceId] }] }),
+        ),
       );
       if (out.InstanceInformationList?.some((i) => i.InstanceId === input.instanceId && i.PingStatus === 'Online')) {
         online.add(key);
@@ -131,13 +155,17 @@ export function createRemoteRunner(clients: AwsClients, options: RemoteOptions) 
               DocumentName: 'AWS-RunShellScript',
               InstanceIds: [input.instanceId],
               Comment: `ec2-gpu-migration ${mark} ${input.label}`.slice(0, 100),
-              Parameters: { commands: shellScript(input.commands), executionTimeout: [executionTimeout(input.timeoutSeconds ?? 3600)] },
+              Parameters: {
+                commands: shellScript(input.commands),
+                executionTimeout: [executionTimeout(input.timeoutSeconds ?? 3600)],
+              },
               TimeoutSeconds: Math.min(2_592_000, Math.max(30, input.agentWaitSeconds ?? 600)),
             }),
           ),
         );
         const commandId = out.Command?.CommandId;
-        if (!commandId) throw ApplicationFailure.create({ type: 'SendCommandFailed', message: 'SendCommand returned no command id' });
+        if (!commandId)
+          throw ApplicationFailure.create({ type: 'SendCommandFailed', message: 'SendCommand returned no command id' });
         return commandId;
       } catch (err) {
         // The agent has not registered with SSM yet (a fresh instance takes a minute or two).
@@ -156,7 +184,9 @@ export function createRemoteRunner(clients: AwsClients, options: RemoteOptions) 
     let latest: Command | undefined;
     let NextToken: string | undefined;
     do {
-      const page = await aws(`look for the '${input.label}' command on ${input.instanceId}`, () => ssm.send(new ListCommandsCommand({ InstanceId: input.instanceId, NextToken })));
+      const page = await aws(`look for the '${input.label}' command on ${input.instanceId}`, () =>
+        ssm.send(new ListCommandsCommand({ InstanceId: input.instanceId, NextToken })),
+      );
       for (const c of page.Commands ?? []) {
         if (!c.Comment?.split(' ').includes(mark)) continue;
         if (!latest || (c.RequestedDateTime?.getTime() ?? 0) > (latest.RequestedDateTime?.getTime() ?? 0)) latest = c;
@@ -166,10 +196,15 @@ export function createRemoteRunner(clients: AwsClients, options: RemoteOptions) 
     return latest?.CommandId;
   }
 
-  async function readInvocation(input: RemoteInput, commandId: string): Promise<GetCommandInvocationCommandOutput | undefined> {
+  async function readInvocation(
+    input: RemoteInput,
+    commandId: string,
+  ): Promise<GetCommandInvocationCommandOutput | undefined> {
     try {
       return await aws(`read the result of '${input.label}' on ${input.instanceId}`, () =>
-        clients.ssm(input.region).send(new GetCommandInvocationCommand({ CommandId: commandId, InstanceId: input.instanceId })),
+        clients
+          .ssm(input.region)
+          .send(new GetCommandInvocationCommand({ CommandId: commandId, InstanceId: input.instanceId })),
       );
     } catch (err) {
       // Right after SendCommand the invocation may not exist yet.
@@ -187,15 +222,25 @@ export function createRemoteRunner(clients: AwsClients, options: RemoteOptions) 
     // (details without a label come from a worker that ran one command per activity).
     const beat = (id: string) => ({ commandId: id, label: input.label, instanceId: input.instanceId });
     const earlierBeat = ctx.info.heartbeatDetails as Partial<ReturnType<typeof beat>> | undefined;
-    const sameStep = (earlierBeat?.label ?? input.label) === input.label && (earlierBeat?.instanceId ?? input.instanceId) === input.instanceId;
+    const sameStep =
+      (earlierBeat?.label ?? input.label) === input.label &&
+      (earlierBeat?.instanceId ?? input.instanceId) === input.instanceId;
     const resume = input.resume !== false;
-    const mark = stepMark({ workflowId: ctx.info.workflowExecution?.workflowId ?? '', runId: ctx.info.workflowExecution?.runId ?? ctx.info.activityRunId ?? '', activityId: ctx.info.activityId }, input);
+    const mark = stepMark(
+      {
+        workflowId: ctx.info.workflowExecution?.workflowId ?? '',
+        runId: ctx.info.workflowExecution?.runId ?? ctx.info.activityRunId ?? '',
+        activityId: ctx.info.activityId,
+      },
+      input,
+    );
     let commandId = resume && sameStep ? earlierBeat?.commandId : undefined;
     // The worker may have died between SendCommand and the heartbeat that would have told us.
     if (resume && !commandId && ctx.info.attempt > 1) commandId = await findSent(input, mark);
     if (commandId) {
       const earlier = await readInvocation(input, commandId);
-      if (earlier?.Status && FINAL.has(earlier.Status) && (earlier.Status !== 'Success' || earlier.ResponseCode !== 0)) commandId = undefined;
+      if (earlier?.Status && FINAL.has(earlier.Status) && (earlier.Status !== 'Success' || earlier.ResponseCode !== 0))
+        commandId = undefined;
     }
     commandId ??= await send(input, mark);
     ctx.heartbeat(beat(commandId));
@@ -225,11 +270,16 @@ export function createRemoteRunner(clients: AwsClients, options: RemoteOptions) 
   async function stillRunning(input: RemoteInput, commandId: string): Promise<void> {
     let state: string | undefined;
     try {
-      const out = await clients.ec2(input.region).send(new DescribeInstancesCommand({ InstanceIds: [input.instanceId] }));
+      const out = await clients
+        .ec2(input.region)
+        .send(new DescribeInstancesCommand({ InstanceIds: [input.instanceId] }));
       state = out.Reservations?.[0]?.Instances?.[0]?.State?.Name;
     } catch (err) {
       // Not an answer about the instance (throttling, EC2's lag behind a launch): ask again later.
-      Context.current().log.warn('could not read the instance state', { instanceId: input.instanceId, error: (err as Error).message });
+      Context.current().log.warn('could not read the instance state', {
+        instanceId: input.instanceId,
+        error: (err as Error).message,
+      });
       return;
     }
     if (state === undefined || state === 'running') return;

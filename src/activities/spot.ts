@@ -16,8 +16,7 @@ export interface GuardedInstance {
 }
 
 export type ParsedEvent =
-  | { ok: true; instanceId: string; kind: NoticeKind; detailType: string; time?: string }
-  | { ok: false; reason: string };
+  { ok: true; instanceId: string; kind: NoticeKind; detailType: string; time?: string } | { ok: false; reason: string };
 
 export interface QueueMessage {
   messageId: string;
@@ -48,13 +47,15 @@ export function parseSpotEvent(body: string): ParsedEvent {
     } catch {
       return { ok: false, reason: 'an SNS notification whose Message is not JSON' };
     }
-    if (!event || typeof event !== 'object') return { ok: false, reason: 'an SNS notification whose Message is not an EventBridge event object' };
+    if (!event || typeof event !== 'object')
+      return { ok: false, reason: 'an SNS notification whose Message is not an EventBridge event object' };
   }
   const e = event as { 'detail-type'?: unknown; source?: unknown; detail?: Record<string, unknown>; time?: unknown };
   const detailType = typeof e['detail-type'] === 'string' ? e['detail-type'] : undefined;
   const instanceId = typeof e.detail?.['instance-id'] === 'string' ? (e.detail['instance-id'] as string) : undefined;
   if (!detailType) return { ok: false, reason: 'no detail-type' };
-  if (!instanceId || !/^i-[0-9a-f]{8,17}$/.test(instanceId)) return { ok: false, reason: `${detailType}: no valid detail.instance-id` };
+  if (!instanceId || !/^i-[0-9a-f]{8,17}$/.test(instanceId))
+    return { ok: false, reason: `${detailType}: no valid detail.instance-id` };
   const time = typeof e.time === 'string' ? e.time : undefined;
   switch (detailType) {
     case 'EC2 Spot Instance Interruption Warning':
@@ -63,7 +64,8 @@ export function parseSpotEvent(body: string): ParsedEvent {
       return { ok: true, instanceId, kind: 'rebalance', detailType, time };
     case 'EC2 Instance State-change Notification': {
       const state = e.detail?.state;
-      if (typeof state === 'string' && STOPPING_STATES.has(state)) return { ok: true, instanceId, kind: 'stopped', detailType, time };
+      if (typeof state === 'string' && STOPPING_STATES.has(state))
+        return { ok: true, instanceId, kind: 'stopped', detailType, time };
       return { ok: false, reason: `state change to ${String(state)} needs no action` };
     }
     default:
@@ -84,13 +86,20 @@ export function createSpotActivities(clients: AwsClients) {
   /** Marks an instance as guarded by `guardianId`; the router finds guarded instances by this tag. */
   async function markGuarded(input: { region: string; instanceId: string; guardianId: string }): Promise<void> {
     await aws(`tag ${input.instanceId} as guarded`, () =>
-      clients.ec2(input.region).send(new CreateTagsCommand({ Resources: [input.instanceId], Tags: [{ Key: TAG_GUARDED, Value: input.guardianId }] })),
+      clients.ec2(input.region).send(
+        new CreateTagsCommand({
+          Resources: [input.instanceId],
+          Tags: [{ Key: TAG_GUARDED, Value: input.guardianId }],
+        }),
+      ),
     );
   }
 
   /** Every guarded instance of the region, in one (paginated) DescribeInstances. */
   async function scanGuarded(input: { region: string }): Promise<GuardedInstance[]> {
-    const found = await describeInstances(clients.ec2(input.region), 'list guarded instances', { Filters: [{ Name: 'tag-key', Values: [TAG_GUARDED] }] });
+    const found = await describeInstances(clients.ec2(input.region), 'list guarded instances', {
+      Filters: [{ Name: 'tag-key', Values: [TAG_GUARDED] }],
+    });
     return found.map(guardedOf);
   }
 
@@ -134,34 +143,62 @@ export function createSpotActivities(clients: AwsClients) {
    * follow only drain what is already there. A waiting read heartbeats every second (so a worker
    * that died in the middle of one is noticed at once) and ends when the activity is cancelled.
    */
-  async function receiveSpotEvents(input: { region: string; queueUrl: string; max?: number; waitSeconds?: number }): Promise<QueueMessage[]> {
+  async function receiveSpotEvents(input: {
+    region: string;
+    queueUrl: string;
+    max?: number;
+    waitSeconds?: number;
+  }): Promise<QueueMessage[]> {
     const out: QueueMessage[] = [];
     const max = input.max ?? 100;
     let wait = Math.max(0, Math.min(20, Math.floor(input.waitSeconds ?? 0)));
     while (out.length < max) {
-      const command = new ReceiveMessageCommand({ QueueUrl: input.queueUrl, MaxNumberOfMessages: Math.min(10, max - out.length), WaitTimeSeconds: wait, VisibilityTimeout: 120 });
+      const command = new ReceiveMessageCommand({
+        QueueUrl: input.queueUrl,
+        MaxNumberOfMessages: Math.min(10, max - out.length),
+        WaitTimeSeconds: wait,
+        VisibilityTimeout: 120,
+      });
       const res =
         wait > 0
-          ? await withHeartbeat(() => aws(`read ${input.queueUrl}`, () => clients.sqs(input.region).send(command, { abortSignal: Context.current().cancellationSignal })), undefined, 1_000)
+          ? await withHeartbeat(
+              () =>
+                aws(`read ${input.queueUrl}`, () =>
+                  clients.sqs(input.region).send(command, { abortSignal: Context.current().cancellationSignal }),
+                ),
+              undefined,
+              1_000,
+            )
           : await aws(`read ${input.queueUrl}`, () => clients.sqs(input.region).send(command));
       wait = 0;
       const messages = res.Messages ?? [];
       for (const m of messages) {
-        out.push({ messageId: m.MessageId ?? '', receiptHandle: m.ReceiptHandle ?? '', event: parseSpotEvent(m.Body ?? '') });
+        out.push({
+          messageId: m.MessageId ?? '',
+          receiptHandle: m.ReceiptHandle ?? '',
+          event: parseSpotEvent(m.Body ?? ''),
+        });
       }
       if (messages.length === 0) break;
     }
     return out;
   }
 
-  async function deleteSpotEvents(input: { region: string; queueUrl: string; receiptHandles: string[] }): Promise<{ deleted: number; failed: string[] }> {
+  async function deleteSpotEvents(input: {
+    region: string;
+    queueUrl: string;
+    receiptHandles: string[];
+  }): Promise<{ deleted: number; failed: string[] }> {
     let deleted = 0;
     const failed: string[] = [];
     for (let i = 0; i < input.receiptHandles.length; i += 10) {
       const batch = input.receiptHandles.slice(i, i + 10);
       const res = await aws(`delete ${batch.length} message(s) from ${input.queueUrl}`, () =>
         clients.sqs(input.region).send(
-          new DeleteMessageBatchCommand({ QueueUrl: input.queueUrl, Entries: batch.map((ReceiptHandle, n) => ({ Id: String(n), ReceiptHandle })) }),
+          new DeleteMessageBatchCommand({
+            QueueUrl: input.queueUrl,
+            Entries: batch.map((ReceiptHandle, n) => ({ Id: String(n), ReceiptHandle })),
+          }),
         ),
       );
       deleted += res.Successful?.length ?? 0;

@@ -9,7 +9,10 @@ export interface AwsError extends Error {
 }
 
 export function isAwsError(err: unknown, ...codes: string[]): err is AwsError {
-  return err instanceof Error && (codes.length === 0 || codes.includes(err.name) || codes.includes((err as AwsError).Code ?? ''));
+  return (
+    err instanceof Error &&
+    (codes.length === 0 || codes.includes(err.name) || codes.includes((err as AwsError).Code ?? ''))
+  );
 }
 
 /**

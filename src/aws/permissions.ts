@@ -47,14 +47,14 @@ export const WORKER_PERMISSIONS: readonly PermissionGroup[] = [
     // Spot uses RunInstances' market options; no spot-request API is called. The first Spot
     // launch of an account creates the service-linked role AWSServiceRoleForEC2Spot, which needs
     // iam:CreateServiceLinkedRole (else AuthFailure.ServiceLinkedRoleCreationNotPermitted).
-    why: 'launch: start the GPU instance (and the guardian\'s replacements), tag it, pass its instance profile role, let EC2 make its Spot service-linked role',
+    why: "launch: start the GPU instance (and the guardian's replacements), tag it, pass its instance profile role, let EC2 make its Spot service-linked role",
     actions: ['ec2:RunInstances', 'ec2:CreateTags', 'iam:PassRole', 'iam:CreateServiceLinkedRole'],
   },
   {
     sid: 'RemoteSteps',
     // setup, source, build, start and the private-service checks run through Run Command; a
     // step retried after a worker crash looks its command up (ListCommands) before sending again.
-    why: 'setup … start: wait for the SSM agent, run the remote steps and private-service checks through SSM Run Command, read their results, find a crashed attempt\'s command',
+    why: "setup … start: wait for the SSM agent, run the remote steps and private-service checks through SSM Run Command, read their results, find a crashed attempt's command",
     actions: ['ssm:DescribeInstanceInformation', 'ssm:SendCommand', 'ssm:GetCommandInvocation', 'ssm:ListCommands'],
   },
   {
@@ -116,7 +116,11 @@ export function workerActions(): string[] {
  * except for batch calls, which IAM authorises with the single action.
  */
 export function iamActionOf(service: string, action: string): string {
-  const batch: Record<string, string> = { 'sqs:DeleteMessageBatch': 'sqs:DeleteMessage', 'sqs:SendMessageBatch': 'sqs:SendMessage', 'sqs:ChangeMessageVisibilityBatch': 'sqs:ChangeMessageVisibility' };
+  const batch: Record<string, string> = {
+    'sqs:DeleteMessageBatch': 'sqs:DeleteMessage',
+    'sqs:SendMessageBatch': 'sqs:SendMessage',
+    'sqs:ChangeMessageVisibilityBatch': 'sqs:ChangeMessageVisibility',
+  };
   const name = `${service}:${action}`;
   return batch[name] ?? name;
 }
@@ -149,15 +153,36 @@ export function queueArn(url: string, region: string): string {
 export function iamPolicy(plan?: Plan): PolicyDocument {
   const inRegion = plan ? { StringEquals: { 'aws:RequestedRegion': plan.region } } : undefined;
   const statements: PolicyStatement[] = [];
-  const push = (sid: string, actions: readonly string[], resource: string | string[], condition?: PolicyStatement['Condition']) => {
-    statements.push({ Sid: sid, Effect: 'Allow', Action: [...actions], Resource: resource, ...(condition ? { Condition: condition } : {}) });
+  const push = (
+    sid: string,
+    actions: readonly string[],
+    resource: string | string[],
+    condition?: PolicyStatement['Condition'],
+  ) => {
+    statements.push({
+      Sid: sid,
+      Effect: 'Allow',
+      Action: [...actions],
+      Resource: resource,
+      ...(condition ? { Condition: condition } : {}),
+    });
   };
   for (const g of WORKER_PERMISSIONS) {
     if (!plan) {
       const iam = new Set(['iam:PassRole', 'iam:CreateServiceLinkedRole']);
-      push(g.sid, g.actions.filter((a) => !iam.has(a)), '*');
-      if (g.actions.includes('iam:PassRole')) push(`${g.sid}PassRole`, ['iam:PassRole'], '*', { StringEquals: { 'iam:PassedToService': 'ec2.amazonaws.com' } });
-      if (g.actions.includes('iam:CreateServiceLinkedRole')) push(`${g.sid}SpotRole`, ['iam:CreateServiceLinkedRole'], SPOT_ROLE_ARN, { StringEquals: { 'iam:AWSServiceName': 'spot.amazonaws.com' } });
+      push(
+        g.sid,
+        g.actions.filter((a) => !iam.has(a)),
+        '*',
+      );
+      if (g.actions.includes('iam:PassRole'))
+        push(`${g.sid}PassRole`, ['iam:PassRole'], '*', {
+          StringEquals: { 'iam:PassedToService': 'ec2.amazonaws.com' },
+        });
+      if (g.actions.includes('iam:CreateServiceLinkedRole'))
+        push(`${g.sid}SpotRole`, ['iam:CreateServiceLinkedRole'], SPOT_ROLE_ARN, {
+          StringEquals: { 'iam:AWSServiceName': 'spot.amazonaws.com' },
+        });
       continue;
     }
     const region = plan.region;
@@ -165,33 +190,65 @@ export function iamPolicy(plan?: Plan): PolicyDocument {
       case 'ImageParameter': {
         const name = plan.target.imageParameter;
         // Public parameters (/aws/service/…) have no account in their ARN.
-        const arn = name ? `arn:aws:ssm:${region}:${name.startsWith('/aws/') ? '' : '*'}:parameter${name}` : `arn:aws:ssm:${region}:*:parameter/*`;
+        const arn = name
+          ? `arn:aws:ssm:${region}:${name.startsWith('/aws/') ? '' : '*'}:parameter${name}`
+          : `arn:aws:ssm:${region}:*:parameter/*`;
         push(g.sid, g.actions, arn);
         break;
       }
       case 'Launch':
         push(g.sid, ['ec2:RunInstances'], '*', inRegion);
-        push(`${g.sid}TagOnCreate`, ['ec2:CreateTags'], '*', { StringEquals: { 'aws:RequestedRegion': region, 'ec2:CreateAction': ['RunInstances', 'CreateImage'] } });
+        push(`${g.sid}TagOnCreate`, ['ec2:CreateTags'], '*', {
+          StringEquals: { 'aws:RequestedRegion': region, 'ec2:CreateAction': ['RunInstances', 'CreateImage'] },
+        });
         // The guardian marks the instance it guards; only instances of this plan.
-        push(`${g.sid}TagOwnInstances`, ['ec2:CreateTags'], `arn:aws:ec2:${region}:*:instance/*`, { StringEquals: { [`aws:ResourceTag/${TAG_PLAN}`]: plan.name } });
-        push(`${g.sid}PassRole`, ['iam:PassRole'], '*', { StringEquals: { 'iam:PassedToService': 'ec2.amazonaws.com' } });
-        push(`${g.sid}SpotRole`, ['iam:CreateServiceLinkedRole'], SPOT_ROLE_ARN, { StringEquals: { 'iam:AWSServiceName': 'spot.amazonaws.com' } });
+        push(`${g.sid}TagOwnInstances`, ['ec2:CreateTags'], `arn:aws:ec2:${region}:*:instance/*`, {
+          StringEquals: { [`aws:ResourceTag/${TAG_PLAN}`]: plan.name },
+        });
+        push(`${g.sid}PassRole`, ['iam:PassRole'], '*', {
+          StringEquals: { 'iam:PassedToService': 'ec2.amazonaws.com' },
+        });
+        push(`${g.sid}SpotRole`, ['iam:CreateServiceLinkedRole'], SPOT_ROLE_ARN, {
+          StringEquals: { 'iam:AWSServiceName': 'spot.amazonaws.com' },
+        });
         break;
       case 'RemoteSteps':
-        push(g.sid, ['ssm:SendCommand'], [`arn:aws:ssm:${region}::document/AWS-RunShellScript`, `arn:aws:ec2:${region}:*:instance/*`]);
-        push(`${g.sid}Results`, ['ssm:DescribeInstanceInformation', 'ssm:GetCommandInvocation', 'ssm:ListCommands'], '*', inRegion);
+        push(
+          g.sid,
+          ['ssm:SendCommand'],
+          [`arn:aws:ssm:${region}::document/AWS-RunShellScript`, `arn:aws:ec2:${region}:*:instance/*`],
+        );
+        push(
+          `${g.sid}Results`,
+          ['ssm:DescribeInstanceInformation', 'ssm:GetCommandInvocation', 'ssm:ListCommands'],
+          '*',
+          inRegion,
+        );
         break;
       case 'ImageCleanup':
         push(g.sid, ['ec2:DescribeSnapshots'], '*', inRegion);
-        push(`${g.sid}Delete`, ['ec2:DeregisterImage', 'ec2:DeleteSnapshot'], [`arn:aws:ec2:${region}::image/*`, `arn:aws:ec2:${region}::snapshot/*`], {
+        push(
+          `${g.sid}Delete`,
+          ['ec2:DeregisterImage', 'ec2:DeleteSnapshot'],
+          [`arn:aws:ec2:${region}::image/*`, `arn:aws:ec2:${region}::snapshot/*`],
+          {
+            StringEquals: { [`aws:ResourceTag/${TAG_PLAN}`]: plan.name },
+          },
+        );
+        break;
+      case 'Terminate':
+        push(g.sid, g.actions, `arn:aws:ec2:${region}:*:instance/*`, {
           StringEquals: { [`aws:ResourceTag/${TAG_PLAN}`]: plan.name },
         });
         break;
-      case 'Terminate':
-        push(g.sid, g.actions, `arn:aws:ec2:${region}:*:instance/*`, { StringEquals: { [`aws:ResourceTag/${TAG_PLAN}`]: plan.name } });
-        break;
       case 'SpotEvents':
-        push(g.sid, g.actions, plan.spot.interruptionQueueUrl ? queueArn(plan.spot.interruptionQueueUrl, region) : `arn:aws:sqs:${region}:*:*`);
+        push(
+          g.sid,
+          g.actions,
+          plan.spot.interruptionQueueUrl
+            ? queueArn(plan.spot.interruptionQueueUrl, region)
+            : `arn:aws:sqs:${region}:*:*`,
+        );
         break;
       default:
         push(g.sid, g.actions, '*', inRegion);
@@ -201,13 +258,21 @@ export function iamPolicy(plan?: Plan): PolicyDocument {
   // starting the old instance again if its volumes use it). Without these, the instance goes
   // from pending to terminated with Client.InternalError.
   if (plan?.target.kmsKeyArn) {
-    push('EbsKmsKey', KMS_FOR_EBS, plan.target.kmsKeyArn, { StringEquals: { 'kms:ViaService': `ec2.${plan.region}.amazonaws.com` } });
+    push('EbsKmsKey', KMS_FOR_EBS, plan.target.kmsKeyArn, {
+      StringEquals: { 'kms:ViaService': `ec2.${plan.region}.amazonaws.com` },
+    });
   }
   return { Version: '2012-10-17', Statement: statements };
 }
 
 /** What EC2 needs of a customer-managed KMS key to create and attach encrypted volumes for the caller. */
-export const KMS_FOR_EBS = ['kms:CreateGrant', 'kms:Decrypt', 'kms:DescribeKey', 'kms:GenerateDataKeyWithoutPlaintext', 'kms:ReEncrypt*'] as const;
+export const KMS_FOR_EBS = [
+  'kms:CreateGrant',
+  'kms:Decrypt',
+  'kms:DescribeKey',
+  'kms:GenerateDataKeyWithoutPlaintext',
+  'kms:ReEncrypt*',
+] as const;
 
 /** Every action a policy allows. */
 export function policyActions(policy: PolicyDocument): string[] {

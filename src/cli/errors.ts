@@ -24,7 +24,9 @@ export class RefusedError extends Error {
 /** The one place errors become messages and exit codes. */
 export function handleError(err: unknown, write: (s: string) => void = (s) => process.stderr.write(s)): number {
   if (err instanceof PlanError) {
-    write(`error: ${err.message}\nNothing was started. Fix the fields above; \`migration plan FILE\` checks a plan without touching AWS.\n`);
+    write(
+      `error: ${err.message}\nNothing was started. Fix the fields above; \`migration plan FILE\` checks a plan without touching AWS.\n`,
+    );
     return EXIT.badInput;
   }
   if (err instanceof UsageError) {
@@ -52,7 +54,9 @@ export function handleError(err: unknown, write: (s: string) => void = (s) => pr
     return EXIT.failed;
   }
   if (err instanceof Error && /credential/i.test(err.name + err.message)) {
-    write(`error: AWS credentials: ${err.message}\nThey are looked up through the AWS SDK's default chain: AWS_PROFILE, AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, ~/.aws, SSO, or an instance role.\n`);
+    write(
+      `error: AWS credentials: ${err.message}\nThey are looked up through the AWS SDK's default chain: AWS_PROFILE, AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, ~/.aws, SSO, or an instance role.\n`,
+    );
     return EXIT.failed;
   }
   write(`error: ${err instanceof Error ? err.message : String(err)}\n`);

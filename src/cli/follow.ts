@@ -12,15 +12,27 @@ function keyFigure(p: PhaseRecord): string {
   return first ? `${first[0]}=${formatFigure(first[1])}` : '';
 }
 
-const MARK: Record<string, string> = { pending: ' ', running: '…', succeeded: '✔', failed: '✘', skipped: '-', compensated: '↺' };
+const MARK: Record<string, string> = {
+  pending: ' ',
+  running: '…',
+  succeeded: '✔',
+  failed: '✘',
+  skipped: '-',
+  compensated: '↺',
+};
 
 /** The live view on a terminal: one line a phase, redrawn in place. */
 export function renderLive(s: MigrationStatus, now = Date.now()): string {
   const lines = [`${s.workflowId}: ${s.phase}${s.newInstanceId ? ` · new ${s.newInstanceId}` : ''}`];
   for (const p of s.phases) {
-    lines.push(`  ${MARK[p.state] ?? '?'} ${p.title.padEnd(24)} ${p.state.padEnd(11)} ${p.attempts > 1 ? `attempt ${p.attempts} ` : ''}${elapsed(p, now).padStart(8)}  ${keyFigure(p)}${p.lastError ? `  ${p.lastError.split('\n')[0].slice(0, 100)}` : ''}`);
+    lines.push(
+      `  ${MARK[p.state] ?? '?'} ${p.title.padEnd(24)} ${p.state.padEnd(11)} ${p.attempts > 1 ? `attempt ${p.attempts} ` : ''}${elapsed(p, now).padStart(8)}  ${keyFigure(p)}${p.lastError ? `  ${p.lastError.split('\n')[0].slice(0, 100)}` : ''}`,
+    );
   }
-  if (s.phase === 'awaiting-approval') lines.push(`  waiting for approval: migration approve ${s.workflowId} --by NAME   (or "Send a Signal" → approve in the Web UI)`);
+  if (s.phase === 'awaiting-approval')
+    lines.push(
+      `  waiting for approval: migration approve ${s.workflowId} --by NAME   (or "Send a Signal" → approve in the Web UI)`,
+    );
   for (const c of s.compensations) lines.push(`  rollback: ${c.name}: ${c.state}`);
   return lines.join('\n');
 }
@@ -33,10 +45,14 @@ export function plainChanges(prev: MigrationStatus | undefined, s: MigrationStat
     const before = prev?.phases[i];
     if (before && before.state === p.state && before.attempts === p.attempts) return;
     if (!before && p.state === 'pending') return;
-    out.push(`${t} ${p.name} ${p.state}${p.attempts ? ` attempts=${p.attempts}` : ''}${p.durationMs !== undefined ? ` time=${(p.durationMs / 1000).toFixed(1)}s` : ''}${keyFigure(p) ? ` ${keyFigure(p)}` : ''}${p.lastError && p.state === 'failed' ? ` error="${p.lastError.split('\n')[0].slice(0, 200)}"` : ''}`);
+    out.push(
+      `${t} ${p.name} ${p.state}${p.attempts ? ` attempts=${p.attempts}` : ''}${p.durationMs !== undefined ? ` time=${(p.durationMs / 1000).toFixed(1)}s` : ''}${keyFigure(p) ? ` ${keyFigure(p)}` : ''}${p.lastError && p.state === 'failed' ? ` error="${p.lastError.split('\n')[0].slice(0, 200)}"` : ''}`,
+    );
   });
   if (prev?.phase !== s.phase) out.push(`${t} status ${s.phase}`);
-  s.compensations.slice(prev?.compensations.length ?? 0).forEach((c) => out.push(`${t} rollback ${c.name}: ${c.state}`));
+  s.compensations
+    .slice(prev?.compensations.length ?? 0)
+    .forEach((c) => out.push(`${t} rollback ${c.name}: ${c.state}`));
   return out;
 }
 
@@ -45,8 +61,9 @@ export function phaseSummary(s: MigrationStatus): string[] {
   const width = Math.max(...s.phases.map((p) => p.name.length));
   return [
     `phases of ${s.workflowId} (${s.phase}):`,
-    ...s.phases.map((p, i) =>
-      `  ${String(i).padStart(2)} ${p.name.padEnd(width)} ${p.state}${p.attempts ? ` attempts=${p.attempts}` : ''}${p.durationMs !== undefined ? ` time=${(p.durationMs / 1000).toFixed(1)}s` : ''}`,
+    ...s.phases.map(
+      (p, i) =>
+        `  ${String(i).padStart(2)} ${p.name.padEnd(width)} ${p.state}${p.attempts ? ` attempts=${p.attempts}` : ''}${p.durationMs !== undefined ? ` time=${(p.durationMs / 1000).toFixed(1)}s` : ''}`,
     ),
   ];
 }
@@ -60,7 +77,10 @@ export interface FollowOptions {
 }
 
 /** Follows a migration until it closes; returns its last status. */
-export async function followMigration(handle: WorkflowHandle, options: FollowOptions = {}): Promise<MigrationStatus | undefined> {
+export async function followMigration(
+  handle: WorkflowHandle,
+  options: FollowOptions = {},
+): Promise<MigrationStatus | undefined> {
   const write = options.write ?? ((s: string) => process.stdout.write(s));
   const tty = options.tty ?? Boolean(process.stdout.isTTY);
   const interval = options.intervalMs ?? 1000;

@@ -28,15 +28,23 @@ export async function queryWorkflow<T>(client: Client, workflowId: string, query
   const taskQueue = described.taskQueue;
   const hint = `start one with: migration worker --task-queue ${taskQueue}`;
   const queue = await client.workflowService
-    .describeTaskQueue({ namespace: client.options.namespace, taskQueue: { name: taskQueue }, taskQueueType: WORKFLOW_TASK_QUEUE })
+    .describeTaskQueue({
+      namespace: client.options.namespace,
+      taskQueue: { name: taskQueue },
+      taskQueueType: WORKFLOW_TASK_QUEUE,
+    })
     .catch(() => undefined);
   if (queue && (queue.pollers ?? []).length === 0) {
-    throw new NoAnswerError(`no worker polls task queue ${taskQueue}, so nobody can answer for ${workflowId} (${described.status.name.toLowerCase()}); ${hint}`);
+    throw new NoAnswerError(
+      `no worker polls task queue ${taskQueue}, so nobody can answer for ${workflowId} (${described.status.name.toLowerCase()}); ${hint}`,
+    );
   }
   try {
     return await handle.query(query);
   } catch (err) {
     if (err instanceof WorkflowNotFoundError) throw err;
-    throw new NoAnswerError(`${workflowId} (${described.status.name.toLowerCase()}) did not answer its status query: ${(err as Error).message}; a worker on task queue ${taskQueue} answers it (${hint})`);
+    throw new NoAnswerError(
+      `${workflowId} (${described.status.name.toLowerCase()}) did not answer its status query: ${(err as Error).message}; a worker on task queue ${taskQueue} answers it (${hint})`,
+    );
   }
 }

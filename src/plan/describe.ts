@@ -20,7 +20,14 @@ export interface IngressRule {
 export const SSH_PORT = 22;
 
 /** Blocks that no one on the internet can come from. */
-const NON_PUBLIC_BLOCKS = ['10.0.0.0/8', '172.16.0.0/12', '192.168.0.0/16', '100.64.0.0/10', '127.0.0.0/8', '169.254.0.0/16'].map(parseCidr);
+const NON_PUBLIC_BLOCKS = [
+  '10.0.0.0/8',
+  '172.16.0.0/12',
+  '192.168.0.0/16',
+  '100.64.0.0/10',
+  '127.0.0.0/8',
+  '169.254.0.0/16',
+].map(parseCidr);
 
 /** Whether any address of the block is reachable from the public internet. */
 export function facesInternet(cidr: string): boolean {
@@ -41,7 +48,13 @@ export function plannedIngress(plan: Plan): IngressRule[] {
   for (const service of plan.services) {
     if (!service.public) continue;
     for (const cidr of plan.ingress.publicCidrs) {
-      rules.push({ protocol: 'tcp', port: service.port, cidr, service: service.name, facesInternet: facesInternet(cidr) });
+      rules.push({
+        protocol: 'tcp',
+        port: service.port,
+        cidr,
+        service: service.name,
+        facesInternet: facesInternet(cidr),
+      });
     }
   }
   for (const cidr of plan.ingress.adminCidrs) {
@@ -66,7 +79,14 @@ const list = (items: readonly string[]): string => items.join(', ');
 
 function table(rows: string[][], indent: string): string[] {
   const widths = rows[0]?.map((_, c) => Math.max(...rows.map((r) => r[c].length))) ?? [];
-  return rows.map((r) => indent + r.map((cell, c) => (c === r.length - 1 ? cell : cell.padEnd(widths[c]))).join('  ').trimEnd());
+  return rows.map(
+    (r) =>
+      indent +
+      r
+        .map((cell, c) => (c === r.length - 1 ? cell : cell.padEnd(widths[c])))
+        .join('  ')
+        .trimEnd(),
+  );
 }
 
 function commandLines(commands: readonly string[], indent: string): string[] {
@@ -93,7 +113,9 @@ export function describePlan(plan: Plan): string {
   const out: string[] = [];
   const line = (text = '') => out.push(text);
 
-  line(`Plan ${plan.name}: move the service on ${old} to a new ${target.instanceType} in ${plan.region}, keeping Elastic IP ${eip}.`);
+  line(
+    `Plan ${plan.name}: move the service on ${old} to a new ${target.instanceType} in ${plan.region}, keeping Elastic IP ${eip}.`,
+  );
   line(`Workflow id ${migrationWorkflowId(plan.name)}. Printing this plan changes nothing.`);
   line();
 
@@ -102,15 +124,22 @@ export function describePlan(plan: Plan): string {
   line(`   - Elastic IP ${eip} exists`);
   line(`   - subnets exist: ${list(target.subnetIds)}`);
   line(`   - security groups exist: ${list(target.securityGroupIds)}`);
-  line(`   - image: ${target.imageId ? `AMI ${target.imageId} exists` : `SSM parameter ${target.imageParameter} resolves to an AMI`}`);
-  if (target.iamInstanceProfile) line(`   - instance profile ${target.iamInstanceProfile} exists and may be passed (part of the DryRun)`);
+  line(
+    `   - image: ${target.imageId ? `AMI ${target.imageId} exists` : `SSM parameter ${target.imageParameter} resolves to an AMI`}`,
+  );
+  if (target.iamInstanceProfile)
+    line(`   - instance profile ${target.iamInstanceProfile} exists and may be passed (part of the DryRun)`);
   line('   - permission to launch, checked with a DryRun RunInstances');
   line();
 
   line('1. Launch GPU instance');
   const types = [target.instanceType, ...target.fallbackInstanceTypes];
-  line(`   - instance type: ${target.instanceType}${target.fallbackInstanceTypes.length ? `; without capacity, then ${list(target.fallbackInstanceTypes)}` : ' (no fallback types)'}`);
-  line(`   - market: ${spotMarket ? `Spot; if no Spot capacity in any type or subnet, on-demand (${list(types)})` : 'on-demand'}`);
+  line(
+    `   - instance type: ${target.instanceType}${target.fallbackInstanceTypes.length ? `; without capacity, then ${list(target.fallbackInstanceTypes)}` : ' (no fallback types)'}`,
+  );
+  line(
+    `   - market: ${spotMarket ? `Spot; if no Spot capacity in any type or subnet, on-demand (${list(types)})` : 'on-demand'}`,
+  );
   line(`   - subnets, tried in order: ${list(target.subnetIds)}`);
   line(`   - image: ${image}`);
   line(`   - root volume: ${target.rootVolume.sizeGiB} GiB ${target.rootVolume.type}`);
@@ -152,25 +181,35 @@ export function describePlan(plan: Plan): string {
   if (checks.voiceClone) {
     const vc = checks.voiceClone;
     const port = plan.services.find((s) => s.name === vc.service)?.port;
-    line(`   ${vc.method} http://${host}:${port}${vc.path} (${vc.service}) with the configured body, timed; fails over ${vc.maxSeconds} s`);
+    line(
+      `   ${vc.method} http://${host}:${port}${vc.path} (${vc.service}) with the configured body, timed; fails over ${vc.maxSeconds} s`,
+    );
   } else {
     line('   skipped: checks.voiceClone is not set');
   }
   line();
 
   line('7. Security group');
-  line(`   Ingress added to ${target.securityGroupIds[0]} (the first of target.securityGroupIds), if not already there:`);
+  line(
+    `   Ingress added to ${target.securityGroupIds[0]} (the first of target.securityGroupIds), if not already there:`,
+  );
   if (rules.length === 0) line('     (none)');
   out.push(
     ...table(
-      rules.map((r) => [`tcp ${r.port}`, `from ${r.cidr}`, r.service === 'ssh' ? 'SSH' : r.service, r.facesInternet ? 'faces the internet' : 'private network']),
+      rules.map((r) => [
+        `tcp ${r.port}`,
+        `from ${r.cidr}`,
+        r.service === 'ssh' ? 'SSH' : r.service,
+        r.facesInternet ? 'faces the internet' : 'private network',
+      ]),
       '     ',
     ),
   );
   if (privateServices.length) {
     line(`   Private services get no rule: ${list(privateServices.map((s) => `${s.name} (port ${s.port})`))}.`);
   }
-  if (ingress.adminCidrs.length === 0) line('   SSH (port 22) gets no rule: ingress.adminCidrs is empty; use SSM Session Manager.');
+  if (ingress.adminCidrs.length === 0)
+    line('   SSH (port 22) gets no rule: ingress.adminCidrs is empty; use SSM Session Manager.');
   line(
     ingress.revokeUnplanned
       ? '   Other rules on the group are revoked (ingress.revokeUnplanned: true).'
@@ -180,8 +219,12 @@ export function describePlan(plan: Plan): string {
   line(`   Rules that face the internet: ${facing.length}`);
   for (const r of facing) line(`     - ${ruleText(r)}`);
   if (rules.some((r) => r.service === 'ssh' && r.cidr === '0.0.0.0/0')) {
-    line('   WARNING: SSH (port 22) WILL BE OPEN TO THE WHOLE INTERNET (0.0.0.0/0), because ingress.allowSshFromAnywhere is true.');
-    line('   WARNING: list your own address in ingress.adminCidrs instead, or use SSM Session Manager and no SSH rule at all.');
+    line(
+      '   WARNING: SSH (port 22) WILL BE OPEN TO THE WHOLE INTERNET (0.0.0.0/0), because ingress.allowSshFromAnywhere is true.',
+    );
+    line(
+      '   WARNING: list your own address in ingress.adminCidrs instead, or use SSM Session Manager and no SSH rule at all.',
+    );
   }
   if (ingress.adminCidrs.length > 0 && !target.keyName) {
     line('   Note: SSH is opened but target.keyName is not set, so no key pair is installed by the launch.');
@@ -191,11 +234,14 @@ export function describePlan(plan: Plan): string {
 
   line('8. External connectivity');
   if (publicServices.length === 0) line('   no public services: nothing to check from outside');
-  for (const s of publicServices) line(`   - ${s.name}: GET http://<new instance public address>:${s.port}${s.healthPath} from outside`);
+  for (const s of publicServices)
+    line(`   - ${s.name}: GET http://<new instance public address>:${s.port}${s.healthPath} from outside`);
   line();
 
   line('9. Elastic IP switch');
-  line(`   ${eip} moves from ${old} to the new instance (AssociateAddress with AllowReassociation), then is verified from outside.`);
+  line(
+    `   ${eip} moves from ${old} to the new instance (AssociateAddress with AllowReassociation), then is verified from outside.`,
+  );
   line(`   undo: associate it with ${old} again`);
   line();
 
@@ -203,8 +249,13 @@ export function describePlan(plan: Plan): string {
   if (checks.latency) {
     const l = checks.latency;
     const port = plan.services.find((s) => s.name === l.service)?.port;
-    const limits = [`average <= ${l.maxAverageMs} ms`, ...(l.maxP95Ms !== undefined ? [`p95 <= ${l.maxP95Ms} ms`] : [])];
-    line(`   ${l.samples} x GET http://${host}:${port}${l.path} (${l.service}): avg, p50, p95, max; limits: ${list(limits)}`);
+    const limits = [
+      `average <= ${l.maxAverageMs} ms`,
+      ...(l.maxP95Ms !== undefined ? [`p95 <= ${l.maxP95Ms} ms`] : []),
+    ];
+    line(
+      `   ${l.samples} x GET http://${host}:${port}${l.path} (${l.service}): avg, p50, p95, max; limits: ${list(limits)}`,
+    );
   } else {
     line('   latency: skipped, checks.latency is not set');
   }
@@ -213,7 +264,9 @@ export function describePlan(plan: Plan): string {
   line();
 
   line('Approval');
-  line(`   waits up to ${humanDuration(approval.timeout)} for a person: signal approve/reject in the Temporal UI, or migration approve/reject`);
+  line(
+    `   waits up to ${humanDuration(approval.timeout)} for a person: signal approve/reject in the Temporal UI, or migration approve/reject`,
+  );
   line(`   who may approve: ${approval.approvers.length ? list(approval.approvers) : 'anyone'}`);
   line(`   rejected: roll back (Elastic IP to ${old}, new instance terminated); ${old} keeps serving`);
   line(`   timed out: nothing is stopped; ${old} keeps running and the Elastic IP stays on the new instance`);
@@ -233,9 +286,14 @@ export function describePlan(plan: Plan): string {
         ? `   ${routerWorkflowId(plan.region)} reads Spot events from ${spot.interruptionQueueUrl} and polls instance state every ${humanDuration(spot.pollInterval)}.`
         : `   ${routerWorkflowId(plan.region)} polls instance state every ${humanDuration(spot.pollInterval)}; no event queue, since spot.interruptionQueueUrl is null.`,
     );
-    if (durationMs(spot.pollInterval) > 60_000) line('   Note: a poll interval over 1m leaves little of the two-minute interruption warning.');
-    line(`   On an interruption or rebalance notice: replacement from the golden AMI (${list(types)}, then on-demand),`);
-    line('   remote.start, every service checked, Elastic IP moved, checked from outside, old Spot instance terminated.');
+    if (durationMs(spot.pollInterval) > 60_000)
+      line('   Note: a poll interval over 1m leaves little of the two-minute interruption warning.');
+    line(
+      `   On an interruption or rebalance notice: replacement from the golden AMI (${list(types)}, then on-demand),`,
+    );
+    line(
+      '   remote.start, every service checked, Elastic IP moved, checked from outside, old Spot instance terminated.',
+    );
     line();
   }
 

@@ -15,7 +15,11 @@ const obj = (value: unknown): JsonObject => value as JsonObject;
 export const PLAN_JSON_SCHEMA_PATH = 'schema/plan.schema.json';
 
 export function planJsonSchema(): JsonObject {
-  const generated = z.toJSONSchema(planSchema, { io: 'input', target: 'draft-07', unrepresentable: 'throw' }) as JsonObject;
+  const generated = z.toJSONSchema(planSchema, {
+    io: 'input',
+    target: 'draft-07',
+    unrepresentable: 'throw',
+  }) as JsonObject;
   const { $schema, ...rest } = generated;
   const schema: JsonObject = { $schema, title: 'ec2-gpu-migration plan', ...rest };
   const props = obj(schema.properties);
@@ -29,7 +33,10 @@ export function planJsonSchema(): JsonObject {
   obj(obj(ingress.properties).publicCidrs).uniqueItems = true;
   obj(obj(ingress.properties).adminCidrs).uniqueItems = true;
   // SSH open to the whole internet only on purpose.
-  ingress.if = { properties: { adminCidrs: { type: 'array', contains: { const: '0.0.0.0/0' } } }, required: ['adminCidrs'] };
+  ingress.if = {
+    properties: { adminCidrs: { type: 'array', contains: { const: '0.0.0.0/0' } } },
+    required: ['adminCidrs'],
+  };
   ingress.then = { properties: { allowSshFromAnywhere: { const: true } }, required: ['allowSshFromAnywhere'] };
 
   return schema;

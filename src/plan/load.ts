@@ -118,7 +118,13 @@ const planErrorMap: z.core.$ZodErrorMap = (iss) => {
 // ---------------------------------------------------------------------------------------------
 // Unknown keys: name the key, and suggest the one that was probably meant.
 
-type SchemaDef = { type: string; innerType?: z.core.$ZodType; in?: z.core.$ZodType; shape?: Record<string, z.core.$ZodType>; element?: z.core.$ZodType };
+type SchemaDef = {
+  type: string;
+  innerType?: z.core.$ZodType;
+  in?: z.core.$ZodType;
+  shape?: Record<string, z.core.$ZodType>;
+  element?: z.core.$ZodType;
+};
 const WRAPPERS = new Set(['optional', 'default', 'prefault', 'nullable', 'nonoptional', 'readonly', 'catch']);
 
 function unwrap(schema: z.core.$ZodType): SchemaDef {
@@ -185,7 +191,9 @@ function gotSuffix(issue: z.core.$ZodIssue): string {
   const input = issue.input;
   switch (issue.code) {
     case 'invalid_type':
-      return issue.expected === 'int' && typeof input === 'number' ? `, got ${shown(input)}` : `, got ${typeName(input)}`;
+      return issue.expected === 'int' && typeof input === 'number'
+        ? `, got ${shown(input)}`
+        : `, got ${typeName(input)}`;
     case 'too_small':
     case 'too_big':
       if (Array.isArray(input)) return `, got ${input.length} item(s)`;
@@ -242,9 +250,14 @@ function duplicateKeys(doc: Document, lines: LineCounter): PlanProblem[] {
       for (const pair of node.items) {
         const keyNode = pair.key;
         const key = isScalar(keyNode) ? String(keyNode.value) : undefined;
-        const line = keyNode && (keyNode as YamlNode).range ? lines.linePos((keyNode as YamlNode).range![0]).line : undefined;
+        const line =
+          keyNode && (keyNode as YamlNode).range ? lines.linePos((keyNode as YamlNode).range![0]).line : undefined;
         if (key === undefined) {
-          problems.push({ field: fieldPath(path), expected: 'plain keys (a mapping or list cannot be a key)', ...(line ? { line } : {}) });
+          problems.push({
+            field: fieldPath(path),
+            expected: 'plain keys (a mapping or list cannot be a key)',
+            ...(line ? { line } : {}),
+          });
           continue;
         }
         const earlier = first.get(key);
@@ -291,7 +304,9 @@ export function parsePlanText(text: string, source = 'plan'): Plan {
   }
   if (data === null || data === undefined || typeof data !== 'object' || Array.isArray(data)) {
     const got = data === null || data === undefined ? 'an empty document' : typeName(data);
-    throw new PlanError(source, [{ field: '(plan)', expected: `a mapping of plan keys (name, region, source, …), got ${got}` }]);
+    throw new PlanError(source, [
+      { field: '(plan)', expected: `a mapping of plan keys (name, region, source, …), got ${got}` },
+    ]);
   }
   try {
     return validatePlan(data, source);

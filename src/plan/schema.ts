@@ -52,7 +52,10 @@ const cidr = z
 /** Positive durations as the plan writes them: 500ms, 5s, 10m, 2h, 7d. */
 const POSITIVE_DURATION = /^[1-9]\d*(?:ms|s|m|h|d)$/;
 const duration = (description: string) =>
-  z.string().regex(POSITIVE_DURATION, 'a duration such as 5s, 10m, 2h or 7d (a whole number > 0 and a unit ms, s, m, h or d)').describe(description);
+  z
+    .string()
+    .regex(POSITIVE_DURATION, 'a duration such as 5s, 10m, 2h or 7d (a whole number > 0 and a unit ms, s, m, h or d)')
+    .describe(description);
 
 const command = z.string().regex(/\S/, 'a non-empty shell command');
 const commands = (description: string) => z.array(command).describe(description).default([]);
@@ -131,8 +134,13 @@ export const targetSchema = z
       .optional(),
     kmsKeyArn: z
       .string()
-      .regex(/^arn:aws[\w-]*:kms:[a-z0-9-]+:\d{12}:key\/[\w-]+$/, 'a KMS key ARN like arn:aws:kms:<region>:<account>:key/<id>')
-      .describe('Customer-managed KMS key for the EBS volumes (default: the account\'s EBS default key); the IAM policy then grants its use through EC2')
+      .regex(
+        /^arn:aws[\w-]*:kms:[a-z0-9-]+:\d{12}:key\/[\w-]+$/,
+        'a KMS key ARN like arn:aws:kms:<region>:<account>:key/<id>',
+      )
+      .describe(
+        "Customer-managed KMS key for the EBS volumes (default: the account's EBS default key); the IAM policy then grants its use through EC2",
+      )
       .optional(),
     keyName: z
       .string()
@@ -170,10 +178,7 @@ const ingressSchema = z
   .strictObject({
     publicCidrs: z.array(cidr).describe('Who may reach the public services').default(['0.0.0.0/0']),
     adminCidrs: z.array(cidr).describe('Who may reach SSH (port 22); default none: use SSM').default([]),
-    allowSshFromAnywhere: z
-      .boolean()
-      .describe('Must be true to list 0.0.0.0/0 in adminCidrs')
-      .default(false),
+    allowSshFromAnywhere: z.boolean().describe('Must be true to list 0.0.0.0/0 in adminCidrs').default(false),
     revokeUnplanned: z
       .boolean()
       .describe('Revoke ingress rules of the security groups that this plan does not list')
@@ -230,8 +235,16 @@ const checksSchema = z
           .max(1000, 'from 1 to 1000 samples')
           .describe('Number of requests to time')
           .default(5),
-        maxAverageMs: z.number().positive('a number of milliseconds greater than 0').describe('Limit on the average').default(50),
-        maxP95Ms: z.number().positive('a number of milliseconds greater than 0').describe('Limit on the 95th percentile').optional(),
+        maxAverageMs: z
+          .number()
+          .positive('a number of milliseconds greater than 0')
+          .describe('Limit on the average')
+          .default(50),
+        maxP95Ms: z
+          .number()
+          .positive('a number of milliseconds greater than 0')
+          .describe('Limit on the 95th percentile')
+          .optional(),
       })
       .describe('Latency samples (phase 10)')
       .optional(),
@@ -254,16 +267,23 @@ const spotSchema = z
   .strictObject({
     pollInterval: duration('How often the instance state is polled, from 1s to 2m').default('5s'),
     interruptionQueueUrl: z
-      .url({ protocol: /^https?$/, error: 'an SQS queue URL such as https://sqs.ap-northeast-1.amazonaws.com/123456789012/spot-events' })
+      .url({
+        protocol: /^https?$/,
+        error: 'an SQS queue URL such as https://sqs.ap-northeast-1.amazonaws.com/123456789012/spot-events',
+      })
       .nullable()
-      .describe('SQS queue that EventBridge feeds with Spot interruption, rebalance and state-change events; null: polling only')
+      .describe(
+        'SQS queue that EventBridge feeds with Spot interruption, rebalance and state-change events; null: polling only',
+      )
       .default(null),
     keepGoldenImages: z
       .number({ error: 'a whole number of golden images from 1 to 100' })
       .int('a whole number of golden images from 1 to 100')
       .min(1, 'a whole number of golden images from 1 to 100')
       .max(100, 'a whole number of golden images from 1 to 100')
-      .describe('Golden images of this plan kept (newest first, the one in use always); older ones are deregistered with their snapshots')
+      .describe(
+        'Golden images of this plan kept (newest first, the one in use always); older ones are deregistered with their snapshots',
+      )
       .default(3),
   })
   .describe('Spot guarding, when target.market is spot')
@@ -278,7 +298,10 @@ const planShape = z
       .string()
       .min(1, { message: 'a plan name of lowercase letters, digits and - (1 to 63 characters)', abort: true })
       .max(63, { message: 'a plan name of at most 63 characters', abort: true })
-      .regex(/^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$/, 'a plan name of lowercase letters, digits and -, not starting or ending with -')
+      .regex(
+        /^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$/,
+        'a plan name of lowercase letters, digits and -, not starting or ending with -',
+      )
       .describe('Plan name: gives the workflow ids migrate-<name> and spot-guardian-<name>'),
     region: z
       .string()
@@ -288,7 +311,9 @@ const planShape = z
       .strictObject({ instanceId: awsId('i', 'an instance id', 'The instance that serves the app now') })
       .describe('The instance to migrate from'),
     elasticIp: z
-      .strictObject({ allocationId: awsId('eipalloc', 'an Elastic IP allocation id', 'The Elastic IP the app is reached at') })
+      .strictObject({
+        allocationId: awsId('eipalloc', 'an Elastic IP allocation id', 'The Elastic IP the app is reached at'),
+      })
       .describe('The Elastic IP that moves to the new instance'),
     target: targetSchema,
     remote: remoteSchema,
@@ -321,15 +346,23 @@ function crossFieldIssues(plan: Record<string, unknown>): Issue[] {
     if (!isRecord(s)) return;
     if (typeof s.name === 'string') {
       const first = names.get(s.name);
-      if (first !== undefined) issues.push({ path: ['services', i, 'name'], message: `a unique service name ('${s.name}' is also services[${first}])` });
+      if (first !== undefined)
+        issues.push({
+          path: ['services', i, 'name'],
+          message: `a unique service name ('${s.name}' is also services[${first}])`,
+        });
       else names.set(s.name, i);
     }
     if (typeof s.port === 'number') {
       const first = ports.get(s.port);
-      if (first !== undefined) issues.push({ path: ['services', i, 'port'], message: `a unique port (${s.port} is also services[${first}])` });
+      if (first !== undefined)
+        issues.push({ path: ['services', i, 'port'], message: `a unique port (${s.port} is also services[${first}])` });
       else ports.set(s.port, i);
       if (s.port === 22 && s.public === true) {
-        issues.push({ path: ['services', i, 'port'], message: 'a port other than 22 for a public service (SSH is opened only by ingress.adminCidrs)' });
+        issues.push({
+          path: ['services', i, 'port'],
+          message: 'a port other than 22 for a public service (SSH is opened only by ingress.adminCidrs)',
+        });
       }
     }
   });
@@ -341,9 +374,15 @@ function crossFieldIssues(plan: Record<string, unknown>): Issue[] {
     const svc = services.find((s) => s.name === check.service);
     if (!svc) {
       const known = services.map((s) => s.name).filter((n) => typeof n === 'string');
-      issues.push({ path: ['checks', key, 'service'], message: `the name of a service in services (${known.join(', ') || 'none'}); got '${check.service}'` });
+      issues.push({
+        path: ['checks', key, 'service'],
+        message: `the name of a service in services (${known.join(', ') || 'none'}); got '${check.service}'`,
+      });
     } else if (svc.public === false || svc.public === undefined) {
-      issues.push({ path: ['checks', key, 'service'], message: `a public service ('${check.service}' is private: it cannot be reached from outside)` });
+      issues.push({
+        path: ['checks', key, 'service'],
+        message: `a public service ('${check.service}' is private: it cannot be reached from outside)`,
+      });
     }
   }
 
@@ -352,7 +391,8 @@ function crossFieldIssues(plan: Record<string, unknown>): Issue[] {
     const seen = new Map<unknown, number>();
     asArray(ingress[key]).forEach((c, i) => {
       const first = seen.get(c);
-      if (first !== undefined) issues.push({ path: ['ingress', key, i], message: `each CIDR once (${String(c)} is also ${key}[${first}])` });
+      if (first !== undefined)
+        issues.push({ path: ['ingress', key, i], message: `each CIDR once (${String(c)} is also ${key}[${first}])` });
       else seen.set(c, i);
     });
   }
@@ -360,7 +400,8 @@ function crossFieldIssues(plan: Record<string, unknown>): Issue[] {
     if (c === '0.0.0.0/0' && ingress.allowSshFromAnywhere !== true) {
       issues.push({
         path: ['ingress', 'adminCidrs', i],
-        message: 'a CIDR narrower than 0.0.0.0/0 for SSH (set ingress.allowSshFromAnywhere: true to open SSH to the whole internet on purpose)',
+        message:
+          'a CIDR narrower than 0.0.0.0/0 for SSH (set ingress.allowSshFromAnywhere: true to open SSH to the whole internet on purpose)',
       });
     }
   });
@@ -370,16 +411,30 @@ function crossFieldIssues(plan: Record<string, unknown>): Issue[] {
     const hasId = t.imageId !== undefined;
     const hasParam = t.imageParameter !== undefined;
     if (!hasId && !hasParam) {
-      issues.push({ path: ['target', 'imageId'], message: 'an AMI id in imageId, or an SSM parameter name in imageParameter (neither is set)' });
+      issues.push({
+        path: ['target', 'imageId'],
+        message: 'an AMI id in imageId, or an SSM parameter name in imageParameter (neither is set)',
+      });
     } else if (hasId && hasParam) {
-      issues.push({ path: ['target', 'imageParameter'], message: 'only one of imageId and imageParameter (both are set)' });
+      issues.push({
+        path: ['target', 'imageParameter'],
+        message: 'only one of imageId and imageParameter (both are set)',
+      });
     }
     const seen = new Map<unknown, number | 'main'>();
     if (typeof t.instanceType === 'string') seen.set(t.instanceType, 'main');
     asArray(t.fallbackInstanceTypes).forEach((type, i) => {
       const first = seen.get(type);
-      if (first === 'main') issues.push({ path: ['target', 'fallbackInstanceTypes', i], message: `an instance type other than target.instanceType (${String(type)})` });
-      else if (first !== undefined) issues.push({ path: ['target', 'fallbackInstanceTypes', i], message: `each instance type once (${String(type)} is also fallbackInstanceTypes[${first}])` });
+      if (first === 'main')
+        issues.push({
+          path: ['target', 'fallbackInstanceTypes', i],
+          message: `an instance type other than target.instanceType (${String(type)})`,
+        });
+      else if (first !== undefined)
+        issues.push({
+          path: ['target', 'fallbackInstanceTypes', i],
+          message: `each instance type once (${String(type)} is also fallbackInstanceTypes[${first}])`,
+        });
       else seen.set(type, i);
     });
   }
@@ -388,13 +443,19 @@ function crossFieldIssues(plan: Record<string, unknown>): Issue[] {
   if (typeof spot.pollInterval === 'string' && POSITIVE_DURATION.test(spot.pollInterval)) {
     const ms = durationMs(spot.pollInterval);
     if (ms < 1000 || ms > 120_000) {
-      issues.push({ path: ['spot', 'pollInterval'], message: `a poll interval from 1s to 2m (a Spot interruption gives two minutes' notice); got ${spot.pollInterval}` });
+      issues.push({
+        path: ['spot', 'pollInterval'],
+        message: `a poll interval from 1s to 2m (a Spot interruption gives two minutes' notice); got ${spot.pollInterval}`,
+      });
     }
   }
   if (typeof spot.interruptionQueueUrl === 'string' && typeof plan.region === 'string') {
     const m = /^https?:\/\/sqs\.([a-z0-9-]+)\.amazonaws\.com(?:\.cn)?\//.exec(spot.interruptionQueueUrl);
     if (m && m[1] !== plan.region) {
-      issues.push({ path: ['spot', 'interruptionQueueUrl'], message: `a queue in the plan's region ${plan.region} (this one is in ${m[1]})` });
+      issues.push({
+        path: ['spot', 'interruptionQueueUrl'],
+        message: `a queue in the plan's region ${plan.region} (this one is in ${m[1]})`,
+      });
     }
   }
   return issues;

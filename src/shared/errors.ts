@@ -94,4 +94,8 @@ export const ErrorType = {
 } as const;
 
 /** Our own types that no retry can fix (the remote steps and checks get a few tries first). */
-export const NON_RETRYABLE_OWN_TYPES: readonly string[] = [ErrorType.PreflightFailed, ErrorType.NoCapacity, ErrorType.InstanceNotRunning];
+export const NON_RETRYABLE_OWN_TYPES: readonly string[] = [
+  ErrorType.PreflightFailed,
+  ErrorType.NoCapacity,
+  ErrorType.InstanceNotRunning,
+];

@@ -115,7 +115,8 @@ const TIMEOUT_RANGES: Record<(typeof TIMEOUT_KEYS)[number], number> = { heartbea
 /** What is wrong with `timeouts` of a MigrationInput, or undefined when it is usable. */
 export function timeoutsProblem(timeouts: unknown): string | undefined {
   if (timeouts === undefined) return undefined;
-  if (typeof timeouts !== 'object' || timeouts === null || Array.isArray(timeouts)) return 'timeouts: expected a mapping such as {"heartbeatSeconds": 30}';
+  if (typeof timeouts !== 'object' || timeouts === null || Array.isArray(timeouts))
+    return 'timeouts: expected a mapping such as {"heartbeatSeconds": 30}';
   const unknown = Object.keys(timeouts).filter((k) => !(TIMEOUT_KEYS as readonly string[]).includes(k));
   if (unknown.length > 0) return `timeouts.${unknown[0]}: expected a known key (${TIMEOUT_KEYS.join(', ')})`;
   for (const key of TIMEOUT_KEYS) {
@@ -144,6 +145,8 @@ export const decideUpdate = defineUpdate<ApprovalRecord, [Decision]>('decide');
 export const statusQuery = defineQuery<MigrationStatus>('status');
 
 export const SIGNAL_DESCRIPTIONS = {
-  approve: 'Approve the cut-over: stop the old instance (after an AMI backup). Payload: {"by": "your name", "comment": "optional"}',
-  reject: 'Reject the cut-over: roll back (Elastic IP to the old instance, terminate the new one). Payload: {"by": "your name", "reason": "why"}',
+  approve:
+    'Approve the cut-over: stop the old instance (after an AMI backup). Payload: {"by": "your name", "comment": "optional"}',
+  reject:
+    'Reject the cut-over: roll back (Elastic IP to the old instance, terminate the new one). Payload: {"by": "your name", "reason": "why"}',
 } as const;

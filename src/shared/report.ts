@@ -58,14 +58,24 @@ export interface MigrationReport {
 }
 
 export function formatFigure(f: Figure | undefined): string {
-  if (!f || f.value === null || f.value === undefined) return f?.source === 'not reported by the instance' ? 'not reported by the instance' : '–';
-  const value = typeof f.value === 'number' ? (Number.isInteger(f.value) ? String(f.value) : f.value.toFixed(f.value < 0.01 ? 5 : 2)) : f.value;
+  if (!f || f.value === null || f.value === undefined)
+    return f?.source === 'not reported by the instance' ? 'not reported by the instance' : '–';
+  const value =
+    typeof f.value === 'number'
+      ? Number.isInteger(f.value)
+        ? String(f.value)
+        : f.value.toFixed(f.value < 0.01 ? 5 : 2)
+      : f.value;
   return `${value}${f.unit ? ` ${f.unit}` : ''} (${f.source})`;
 }
 
 function table(header: string[], rows: string[][]): string {
   const esc = (s: string) => s.replace(/\|/g, '\\|').replace(/\n/g, ' ');
-  return [`| ${header.join(' | ')} |`, `|${header.map(() => '---').join('|')}|`, ...rows.map((r) => `| ${r.map(esc).join(' | ')} |`)].join('\n');
+  return [
+    `| ${header.join(' | ')} |`,
+    `|${header.map(() => '---').join('|')}|`,
+    ...rows.map((r) => `| ${r.map(esc).join(' | ')} |`),
+  ].join('\n');
 }
 
 function seconds(ms: number | undefined): string {
@@ -78,7 +88,15 @@ export function renderPhaseTable(phases: PhaseRecord[]): string {
     ['#', 'phase', 'state', 'attempts', 'time', 'key figure', 'last error'],
     phases.map((p, i) => {
       const key = Object.entries(p.figures)[0];
-      return [String(i), p.title, p.state, p.attempts ? String(p.attempts) : '–', seconds(p.durationMs), key ? `${key[0]}: ${formatFigure(key[1])}` : '', p.lastError ? p.lastError.slice(0, 160) : ''];
+      return [
+        String(i),
+        p.title,
+        p.state,
+        p.attempts ? String(p.attempts) : '–',
+        seconds(p.durationMs),
+        key ? `${key[0]}: ${formatFigure(key[1])}` : '',
+        p.lastError ? p.lastError.slice(0, 160) : '',
+      ];
     }),
   );
 }
@@ -95,7 +113,11 @@ export function renderReportMarkdown(r: MigrationReport): string {
   out.push('');
   out.push('## Before and after');
   out.push('');
-  const row = (label: string, pick: (m: MachineFacts) => string | number | undefined) => [label, String(pick(r.before) ?? '–'), String(pick(r.after) ?? '–')];
+  const row = (label: string, pick: (m: MachineFacts) => string | number | undefined) => [
+    label,
+    String(pick(r.before) ?? '–'),
+    String(pick(r.after) ?? '–'),
+  ];
   out.push(
     table(
       ['', 'before', 'after'],
@@ -120,16 +142,31 @@ export function renderReportMarkdown(r: MigrationReport): string {
   out.push('');
   out.push('## Measured performance');
   out.push('');
-  if (r.synthesis) out.push(`- Speech synthesis (voice clone request): ${formatFigure(r.synthesis.seconds)}; limit ${formatFigure(r.synthesis.limit)}`);
+  if (r.synthesis)
+    out.push(
+      `- Speech synthesis (voice clone request): ${formatFigure(r.synthesis.seconds)}; limit ${formatFigure(r.synthesis.limit)}`,
+    );
   if (r.latency) {
     out.push('');
-    out.push(table(['latency', 'value', 'limit'], Object.entries(r.latency).map(([k, f]) => [k, formatFigure(f), formatFigure(r.latencyLimits?.[k])])));
+    out.push(
+      table(
+        ['latency', 'value', 'limit'],
+        Object.entries(r.latency).map(([k, f]) => [k, formatFigure(f), formatFigure(r.latencyLimits?.[k])]),
+      ),
+    );
   }
-  if (!r.synthesis && !r.latency) out.push('Not measured (the run ended before the performance test, or the plan sets no checks).');
+  if (!r.synthesis && !r.latency)
+    out.push('Not measured (the run ended before the performance test, or the plan sets no checks).');
   out.push('');
   out.push('## GPU');
   out.push('');
-  if (r.gpu) out.push(table(['fact', 'value'], Object.entries(r.gpu).map(([k, f]) => [k, formatFigure(f)])));
+  if (r.gpu)
+    out.push(
+      table(
+        ['fact', 'value'],
+        Object.entries(r.gpu).map(([k, f]) => [k, formatFigure(f)]),
+      ),
+    );
   else out.push('Not read (the run ended before environment setup).');
   out.push('');
   out.push('## Security group');
@@ -137,19 +174,38 @@ export function renderReportMarkdown(r: MigrationReport): string {
   if (r.securityGroup) {
     out.push(`Ingress of \`${r.securityGroup.groupId}\` after the run:`);
     out.push('');
-    out.push(table(['protocol', 'ports', 'from', 'note'], r.securityGroup.rules.map((x) => [x.protocol, x.fromPort === x.toPort ? String(x.fromPort) : `${x.fromPort}-${x.toPort}`, x.cidr, x.note])));
+    out.push(
+      table(
+        ['protocol', 'ports', 'from', 'note'],
+        r.securityGroup.rules.map((x) => [
+          x.protocol,
+          x.fromPort === x.toPort ? String(x.fromPort) : `${x.fromPort}-${x.toPort}`,
+          x.cidr,
+          x.note,
+        ]),
+      ),
+    );
   } else out.push('Not changed.');
   out.push('');
   out.push('## Cost per month');
   out.push('');
-  out.push(table(['', 'type', 'market', 'per hour', `per month (${r.cost.hoursPerMonth} h)`], r.cost.rows.map((c) => [c.label, c.instanceType, c.market, formatFigure(c.perHour), formatFigure(c.perMonth)])));
+  out.push(
+    table(
+      ['', 'type', 'market', 'per hour', `per month (${r.cost.hoursPerMonth} h)`],
+      r.cost.rows.map((c) => [c.label, c.instanceType, c.market, formatFigure(c.perHour), formatFigure(c.perMonth)]),
+    ),
+  );
   out.push('');
-  out.push(`On-demand prices come from the price table dated ${r.cost.priceTableDate}; Spot prices are the lowest current price from DescribeSpotPriceHistory.`);
+  out.push(
+    `On-demand prices come from the price table dated ${r.cost.priceTableDate}; Spot prices are the lowest current price from DescribeSpotPriceHistory.`,
+  );
   out.push('');
   out.push('## Approval');
   out.push('');
   if (r.approval) {
-    out.push(`- Decision: **${r.approval.decision}**${r.approval.by ? ` by ${r.approval.by}` : ''} at ${r.approval.at}${r.approval.via ? ` (${r.approval.via})` : ''}`);
+    out.push(
+      `- Decision: **${r.approval.decision}**${r.approval.by ? ` by ${r.approval.by}` : ''} at ${r.approval.at}${r.approval.via ? ` (${r.approval.via})` : ''}`,
+    );
     if (r.approval.comment) out.push(`- Comment: ${r.approval.comment}`);
   } else out.push('No decision was asked for.');
   if (r.images.backup || r.images.golden) {
@@ -158,7 +214,10 @@ export function renderReportMarkdown(r: MigrationReport): string {
     out.push('');
     if (r.images.backup) out.push(`- Backup of the old instance: \`${r.images.backup}\``);
     if (r.images.golden) out.push(`- Golden image of the new instance: \`${r.images.golden}\``);
-    if (r.images.deregistered?.length) out.push(`- Older golden images deregistered with their snapshots: ${r.images.deregistered.map((id) => `\`${id}\``).join(', ')}`);
+    if (r.images.deregistered?.length)
+      out.push(
+        `- Older golden images deregistered with their snapshots: ${r.images.deregistered.map((id) => `\`${id}\``).join(', ')}`,
+      );
   }
   if (r.guardianWorkflowId) {
     out.push('');

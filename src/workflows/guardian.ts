@@ -35,12 +35,24 @@ const NON_RETRYABLE = [...NON_RETRYABLE_AWS_CODES, ErrorType.PreflightFailed, 'N
 /** Replacement races a two-minute warning: short timeouts, quick retries. */
 const QUICK: ActivityOptions = {
   startToCloseTimeout: '1 minute',
-  retry: { initialInterval: '500ms', backoffCoefficient: 2, maximumInterval: '10s', maximumAttempts: 10, nonRetryableErrorTypes: NON_RETRYABLE },
+  retry: {
+    initialInterval: '500ms',
+    backoffCoefficient: 2,
+    maximumInterval: '10s',
+    maximumAttempts: 10,
+    nonRetryableErrorTypes: NON_RETRYABLE,
+  },
 };
 const LONG: ActivityOptions = {
   startToCloseTimeout: '30 minutes',
   heartbeatTimeout: '1 minute',
-  retry: { initialInterval: '1s', backoffCoefficient: 2, maximumInterval: '30s', maximumAttempts: 6, nonRetryableErrorTypes: NON_RETRYABLE },
+  retry: {
+    initialInterval: '1s',
+    backoffCoefficient: 2,
+    maximumInterval: '30s',
+    maximumAttempts: 6,
+    nonRetryableErrorTypes: NON_RETRYABLE,
+  },
 };
 const quick = proxyActivities<Activities>(QUICK);
 const long = proxyActivities<Activities>(LONG);
@@ -59,7 +71,14 @@ export async function spotGuardian(input: GuardianInput): Promise<GuardianStatus
   const { plan } = input;
   const info = workflowInfo();
   const guardianId = info.workflowId;
-  const carried: GuardianCarried = input.carried ?? { replacements: 0, events: [], pending: [], ignored: [], runs: 0, routerReady: false };
+  const carried: GuardianCarried = input.carried ?? {
+    replacements: 0,
+    events: [],
+    pending: [],
+    ignored: [],
+    runs: 0,
+    routerReady: false,
+  };
   let instanceId = input.instanceId;
   /** Replacements start from it; the migration sends it once made (until then: the plan's image). */
   let goldenImageId = input.goldenImageId;
@@ -86,7 +105,10 @@ export async function spotGuardian(input: GuardianInput): Promise<GuardianStatus
       `**${plan.name}** on \`${instanceId}\`: ${status().state}, ${carried.replacements} replacement(s)\n\n` +
         (recent.length
           ? `| notice | kind | old | new | outcome | recovery |\n|---|---|---|---|---|---|\n${recent
-              .map((e) => `| ${e.noticeAt} | ${e.kind} | ${e.oldInstanceId} | ${e.newInstanceId ?? '–'} | ${e.outcome} | ${e.recoveryMs !== undefined ? `${(e.recoveryMs / 1000).toFixed(1)} s` : '–'} |`)
+              .map(
+                (e) =>
+                  `| ${e.noticeAt} | ${e.kind} | ${e.oldInstanceId} | ${e.newInstanceId ?? '–'} | ${e.outcome} | ${e.recoveryMs !== undefined ? `${(e.recoveryMs / 1000).toFixed(1)} s` : '–'} |`,
+              )
               .join('\n')}`
           : 'No interruption yet.'),
     );
@@ -101,12 +123,19 @@ export async function spotGuardian(input: GuardianInput): Promise<GuardianStatus
   setHandler(
     interruptionSignal,
     (notice) => {
-      if (!notice || typeof notice !== 'object' || typeof notice.instanceId !== 'string' || !NOTICE_KINDS.includes(notice.kind)) {
+      if (
+        !notice ||
+        typeof notice !== 'object' ||
+        typeof notice.instanceId !== 'string' ||
+        !NOTICE_KINDS.includes(notice.kind)
+      ) {
         ignore(`invalid payload: expected {"instanceId": "i-…", "kind": one of ${NOTICE_KINDS.join(', ')}}`, notice);
         return;
       }
-      if (notice.instanceId !== instanceId) return ignore(`${notice.instanceId} is not the guarded instance (${instanceId})`, notice);
-      if (replacing || pending.some((p) => p.instanceId === notice.instanceId)) return ignore(`duplicate notice for ${notice.instanceId}: already being replaced`, notice);
+      if (notice.instanceId !== instanceId)
+        return ignore(`${notice.instanceId} is not the guarded instance (${instanceId})`, notice);
+      if (replacing || pending.some((p) => p.instanceId === notice.instanceId))
+        return ignore(`duplicate notice for ${notice.instanceId}: already being replaced`, notice);
       pending.push({ ...notice, at: notice.at ?? new Date().toISOString() });
     },
     { description: GUARDIAN_SIGNAL_DESCRIPTIONS.interruption },
@@ -115,7 +144,8 @@ export async function spotGuardian(input: GuardianInput): Promise<GuardianStatus
     goldenImageSignal,
     (payload) => {
       const imageId = (payload as { imageId?: unknown } | undefined)?.imageId;
-      if (typeof imageId !== 'string' || !/^ami-[0-9a-f]+$/.test(imageId)) return ignore('invalid golden-image payload: expected {"imageId": "ami-…"}', payload);
+      if (typeof imageId !== 'string' || !/^ami-[0-9a-f]+$/.test(imageId))
+        return ignore('invalid golden-image payload: expected {"imageId": "ami-…"}', payload);
       goldenImageId = imageId;
       refreshDetails();
     },
@@ -132,7 +162,9 @@ export async function spotGuardian(input: GuardianInput): Promise<GuardianStatus
   if (!carried.routerReady) {
     // The golden images of the plan beyond spot.keepGoldenImages go (never the one in use).
     if (input.goldenImageId && patched('prune-golden-images')) {
-      await quick.pruneGoldenImages({ plan, keep: plan.spot.keepGoldenImages ?? 3, inUse: input.goldenImageId }).catch((err: Error) => log.warn('could not prune golden images', { error: err.message }));
+      await quick
+        .pruneGoldenImages({ plan, keep: plan.spot.keepGoldenImages ?? 3, inUse: input.goldenImageId })
+        .catch((err: Error) => log.warn('could not prune golden images', { error: err.message }));
     }
     await quick.markGuarded({ region: plan.region, instanceId, guardianId });
     await joinRouter();
@@ -190,7 +222,13 @@ export async function spotGuardian(input: GuardianInput): Promise<GuardianStatus
       if (perLaunch) carried.launches = (carried.launches ?? carried.replacements) + 1;
       const step = perLaunch ? `replace-${carried.launches}` : `replace-${carried.replacements + 1}-try-${attempt}`;
       const runId = perLaunch ? info.firstExecutionRunId : undefined;
-      const event: GuardEvent = { kind: notice.kind, source: notice.source, oldInstanceId, noticeAt, outcome: 'failed' };
+      const event: GuardEvent = {
+        kind: notice.kind,
+        source: notice.source,
+        oldInstanceId,
+        noticeAt,
+        outcome: 'failed',
+      };
       try {
         const launched = await long.launchInstance({
           plan,
@@ -200,21 +238,48 @@ export async function spotGuardian(input: GuardianInput): Promise<GuardianStatus
           imageId: goldenImageId ?? (await quick.resolveImage({ plan })),
           tags: { [TAG_GUARDED]: guardianId },
         });
-        Object.assign(event, { newInstanceId: launched.instanceId, instanceType: launched.instanceType, market: launched.market, launchedAt: new Date().toISOString() });
+        Object.assign(event, {
+          newInstanceId: launched.instanceId,
+          instanceType: launched.instanceType,
+          market: launched.market,
+          launchedAt: new Date().toISOString(),
+        });
         const host = plan.checks.host === 'auto' ? launched.publicIp : plan.checks.host;
-        if (!host) throw ApplicationFailure.nonRetryable(`replacement ${launched.instanceId} has no public address`, 'NoPublicAddress');
+        if (!host)
+          throw ApplicationFailure.nonRetryable(
+            `replacement ${launched.instanceId} has no public address`,
+            'NoPublicAddress',
+          );
         // Without a golden image the replacement is a bare image: every remote step runs.
-        const steps = goldenImageId ? [plan.remote.start] : [plan.remote.setup, plan.remote.deploy, plan.remote.build, plan.remote.start];
+        const steps = goldenImageId
+          ? [plan.remote.start]
+          : [plan.remote.setup, plan.remote.deploy, plan.remote.build, plan.remote.start];
         for (const commands of steps) {
-          if (commands.length) await long.runRemote({ region: plan.region, instanceId: launched.instanceId, label: 'start', commands, timeoutSeconds: 3600 });
+          if (commands.length)
+            await long.runRemote({
+              region: plan.region,
+              instanceId: launched.instanceId,
+              label: 'start',
+              commands,
+              timeoutSeconds: 3600,
+            });
         }
         await checksProxy().checkServices({ plan, instanceId: launched.instanceId, host, scope: 'all' });
         event.healthyAt = new Date().toISOString();
-        const moved = await quick.associateAddress({ region: plan.region, allocationId: plan.elasticIp.allocationId, instanceId: launched.instanceId });
+        const moved = await quick.associateAddress({
+          region: plan.region,
+          allocationId: plan.elasticIp.allocationId,
+          instanceId: launched.instanceId,
+        });
         event.eipMovedAt = new Date().toISOString();
         instanceId = launched.instanceId;
         carried.replacements++;
-        await checksProxy().checkServices({ plan, instanceId: launched.instanceId, host: plan.checks.host === 'auto' ? moved.publicIp : plan.checks.host, scope: 'public' });
+        await checksProxy().checkServices({
+          plan,
+          instanceId: launched.instanceId,
+          host: plan.checks.host === 'auto' ? moved.publicIp : plan.checks.host,
+          scope: 'public',
+        });
         event.recoveryMs = Date.parse(event.eipMovedAt) - Date.parse(noticeAt);
         try {
           await long.terminateInstance({ region: plan.region, instanceId: oldInstanceId });
@@ -229,7 +294,10 @@ export async function spotGuardian(input: GuardianInput): Promise<GuardianStatus
         log.error('replacement failed', { attempt, error: lastError });
         // Never leave a half-made replacement running; the EIP stays where it is (moved only
         // once a replacement is healthy).
-        if (instanceId === oldInstanceId) await quick.terminateLaunched({ region: plan.region, workflowId: guardianId, runId, step }).catch(() => undefined);
+        if (instanceId === oldInstanceId)
+          await quick
+            .terminateLaunched({ region: plan.region, workflowId: guardianId, runId, step })
+            .catch(() => undefined);
         else return { ...event, outcome: 'replaced', error: `verification after the move failed: ${lastError}` };
         if (attempt < REPLACEMENT_TRIES) await sleep(durationMs(plan.checks.interval));
       }
@@ -240,7 +308,12 @@ export async function spotGuardian(input: GuardianInput): Promise<GuardianStatus
   function checksProxy() {
     return proxyActivities<Activities>({
       startToCloseTimeout: '5 minutes',
-      retry: { initialInterval: durationMs(plan.checks.interval), backoffCoefficient: 1, maximumAttempts: plan.checks.attempts, nonRetryableErrorTypes: NON_RETRYABLE },
+      retry: {
+        initialInterval: durationMs(plan.checks.interval),
+        backoffCoefficient: 1,
+        maximumAttempts: plan.checks.attempts,
+        nonRetryableErrorTypes: NON_RETRYABLE,
+      },
     });
   }
 }

@@ -38,12 +38,22 @@ import {
  * registers with the one that runs.
  */
 export async function joinSpotRouter(plan: Plan, ownerId: string): Promise<void> {
-  const registration = { guardianId: ownerId, queueUrl: plan.spot.interruptionQueueUrl, pollIntervalMs: durationMs(plan.spot.pollInterval) };
+  const registration = {
+    guardianId: ownerId,
+    queueUrl: plan.spot.interruptionQueueUrl,
+    pollIntervalMs: durationMs(plan.spot.pollInterval),
+  };
   try {
     await startChild(spotEventRouter, {
       workflowId: routerWorkflowId(plan.region),
       parentClosePolicy: ParentClosePolicy.ABANDON,
-      args: [{ region: plan.region, queueUrls: registration.queueUrl ? [registration.queueUrl] : [], pollIntervalMs: registration.pollIntervalMs }],
+      args: [
+        {
+          region: plan.region,
+          queueUrls: registration.queueUrl ? [registration.queueUrl] : [],
+          pollIntervalMs: registration.pollIntervalMs,
+        },
+      ],
     });
   } catch (err) {
     if (!(err instanceof WorkflowExecutionAlreadyStartedError)) throw err;
@@ -51,10 +61,19 @@ export async function joinSpotRouter(plan: Plan, ownerId: string): Promise<void>
   }
 }
 
-const RETRY: RetryPolicy = { initialInterval: '1s', backoffCoefficient: 2, maximumInterval: '30s', nonRetryableErrorTypes: [...NON_RETRYABLE_AWS_CODES] };
+const RETRY: RetryPolicy = {
+  initialInterval: '1s',
+  backoffCoefficient: 2,
+  maximumInterval: '30s',
+  nonRetryableErrorTypes: [...NON_RETRYABLE_AWS_CODES],
+};
 const acts = proxyActivities<Activities>({ startToCloseTimeout: '1 minute', retry: RETRY });
 /** A queue read waits up to 20 s and heartbeats: a worker that dies in one is noticed within seconds. */
-const reads = proxyActivities<Activities>({ startToCloseTimeout: '1 minute', heartbeatTimeout: '5 seconds', retry: RETRY });
+const reads = proxyActivities<Activities>({
+  startToCloseTimeout: '1 minute',
+  heartbeatTimeout: '5 seconds',
+  retry: RETRY,
+});
 
 /** Polls per run before continuing as new (each poll is a handful of events). */
 const POLLS_PER_RUN = 500;
@@ -82,14 +101,22 @@ export async function spotEventRouter(input: RouterInput): Promise<RouterStatus>
   const known = new Map(Object.entries(carried.known));
   const stats = carried.stats;
 
-  const status = (): RouterStatus => ({ region, queueUrls: [...queueUrls], pollIntervalMs, guarded: known.size, run: carried.runs + 1, stats });
+  const status = (): RouterStatus => ({
+    region,
+    queueUrls: [...queueUrls],
+    pollIntervalMs,
+    guarded: known.size,
+    run: carried.runs + 1,
+    stats,
+  });
   setHandler(routerStatusQuery, status, { description: 'Queues, poll interval, guarded instances and counters.' });
   setHandler(
     registerGuardianSignal,
     (r) => {
       if (!r || typeof r !== 'object') return;
       if (typeof r.queueUrl === 'string' && r.queueUrl) queueUrls.add(r.queueUrl);
-      if (typeof r.pollIntervalMs === 'number' && r.pollIntervalMs >= 1000) pollIntervalMs = Math.min(pollIntervalMs, r.pollIntervalMs);
+      if (typeof r.pollIntervalMs === 'number' && r.pollIntervalMs >= 1000)
+        pollIntervalMs = Math.min(pollIntervalMs, r.pollIntervalMs);
     },
     { description: 'A guardian joins: {"guardianId", "queueUrl", "pollIntervalMs"}.' },
   );
@@ -107,7 +134,11 @@ export async function spotEventRouter(input: RouterInput): Promise<RouterStatus>
       return true;
     } catch (err) {
       // The guardian is gone (stopped, or its service was retired): nothing to deliver to.
-      log.warn('could not signal the guardian', { guardianId, instanceId: notice.instanceId, error: (err as Error).message });
+      log.warn('could not signal the guardian', {
+        guardianId,
+        instanceId: notice.instanceId,
+        error: (err as Error).message,
+      });
       return false;
     }
   }
@@ -134,7 +165,9 @@ export async function spotEventRouter(input: RouterInput): Promise<RouterStatus>
     carried: { known: Object.fromEntries(known), runs: carried.runs + 1, stats },
   });
   const showDetails = () =>
-    setCurrentDetails(`Spot events for **${region}**: ${known.size} guarded instance(s), ${queueUrls.size} queue(s), every ${pollIntervalMs / 1000} s.\n\n${JSON.stringify(stats)}`);
+    setCurrentDetails(
+      `Spot events for **${region}**: ${known.size} guarded instance(s), ${queueUrls.size} queue(s), every ${pollIntervalMs / 1000} s.\n\n${JSON.stringify(stats)}`,
+    );
 
   // Guarded instance → its guardian, as the last scan saw them (dead ones included).
   let owner = new Map<string, string>();
@@ -158,7 +191,9 @@ export async function spotEventRouter(input: RouterInput): Promise<RouterStatus>
         // no proof of its death. Ask for it by id first (runs that began before keep theirs).
         const missing = deaths.filter(([id]) => !owner.has(id)).map(([id]) => id);
         if (missing.length > 0 && patched('confirm-missing-by-id')) {
-          const living = new Set((await acts.confirmInstances({ region, instanceIds: missing })).filter(isAlive).map((g) => g.instanceId));
+          const living = new Set(
+            (await acts.confirmInstances({ region, instanceIds: missing })).filter(isAlive).map((g) => g.instanceId),
+          );
           stats.missedByScan = (stats.missedByScan ?? 0) + living.size;
           deaths = deaths.filter(([id]) => !living.has(id));
         }
@@ -167,7 +202,12 @@ export async function spotEventRouter(input: RouterInput): Promise<RouterStatus>
         await Promise.all(
           deaths.map(async ([instanceId, guardianId]) => {
             stats.pollNotices++;
-            await deliver(instanceId, guardianId, { instanceId, kind: 'stopped', source: 'poll', at: new Date().toISOString() });
+            await deliver(instanceId, guardianId, {
+              instanceId,
+              kind: 'stopped',
+              source: 'poll',
+              at: new Date().toISOString(),
+            });
           }),
         );
       } finally {
@@ -189,7 +229,11 @@ export async function spotEventRouter(input: RouterInput): Promise<RouterStatus>
     while (!stop && !winding) {
       let messages: QueueMessage[];
       try {
-        messages = await reads.receiveSpotEvents({ region, queueUrl, waitSeconds: Math.min(20, Math.max(1, Math.ceil(pollIntervalMs / 1000))) });
+        messages = await reads.receiveSpotEvents({
+          region,
+          queueUrl,
+          waitSeconds: Math.min(20, Math.max(1, Math.ceil(pollIntervalMs / 1000))),
+        });
       } catch (err) {
         log.error('could not read the queue', { queueUrl, error: (err as Error).message });
         await condition(() => stop || winding, pollIntervalMs);
@@ -214,25 +258,38 @@ export async function spotEventRouter(input: RouterInput): Promise<RouterStatus>
   }
 
   async function route(queueUrl: string, messages: QueueMessage[]): Promise<void> {
-    const unknown = [...new Set(messages.flatMap((m) => (m.event.ok && !owner.has(m.event.instanceId) ? [m.event.instanceId] : [])))];
+    const unknown = [
+      ...new Set(messages.flatMap((m) => (m.event.ok && !owner.has(m.event.instanceId) ? [m.event.instanceId] : []))),
+    ];
     if (unknown.length) await lookUp(unknown);
     const done: string[] = [];
     await Promise.all(
       messages.map(async (m) => {
         if (!m.event.ok) {
-          log.warn('dropped a message that is no Spot event for us', { messageId: m.messageId, reason: m.event.reason });
+          log.warn('dropped a message that is no Spot event for us', {
+            messageId: m.messageId,
+            reason: m.event.reason,
+          });
           stats.messagesDropped++;
           done.push(m.receiptHandle);
           return;
         }
         const guardianId = owner.get(m.event.instanceId);
         if (!guardianId) {
-          log.info('dropped an event about an instance nobody guards', { messageId: m.messageId, instanceId: m.event.instanceId });
+          log.info('dropped an event about an instance nobody guards', {
+            messageId: m.messageId,
+            instanceId: m.event.instanceId,
+          });
           stats.messagesDropped++;
           done.push(m.receiptHandle);
           return;
         }
-        await deliver(m.event.instanceId, guardianId, { instanceId: m.event.instanceId, kind: m.event.kind, source: 'queue', at: m.event.time ?? new Date().toISOString() });
+        await deliver(m.event.instanceId, guardianId, {
+          instanceId: m.event.instanceId,
+          kind: m.event.kind,
+          source: 'queue',
+          at: m.event.time ?? new Date().toISOString(),
+        });
         stats.messagesRouted++;
         done.push(m.receiptHandle);
       }),
@@ -241,7 +298,7 @@ export async function spotEventRouter(input: RouterInput): Promise<RouterStatus>
   }
 
   startReaders();
-  for (let polls = 0; !stop; ) {
+  for (let polls = 0; !stop;) {
     await scan();
     stats.polls++;
     polls++;

@@ -16,7 +16,15 @@
  */
 import { setMaxListeners } from 'node:events';
 import { randomInt, randomUUID } from 'node:crypto';
-import { createServer, request as httpRequest, Agent, type IncomingHttpHeaders, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import {
+  createServer,
+  request as httpRequest,
+  Agent,
+  type IncomingHttpHeaders,
+  type IncomingMessage,
+  type Server,
+  type ServerResponse,
+} from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { setTimeout as delay } from 'node:timers/promises';
 import { createAwsClients, type AwsClients } from '../../src/aws/clients';
@@ -126,7 +134,9 @@ export interface CommandInvocation {
   region?: string;
 }
 
-export type CommandHandler = (cmd: CommandInvocation) => ScriptedResult | undefined | Promise<ScriptedResult | undefined>;
+export type CommandHandler = (
+  cmd: CommandInvocation,
+) => ScriptedResult | undefined | Promise<ScriptedResult | undefined>;
 
 export interface AfterEvent {
   call: CallRecord;
@@ -172,7 +182,11 @@ export interface ProxyTiming {
 }
 
 /** Short in tests, so every test meets them without waiting long; benchmarks set realistic ones. */
-export const PROXY_TIMING: ProxyTiming = { consistencyLagMs: 300, agentRegistrationMs: 600, commandPreludeMs: [60, 120, 180] };
+export const PROXY_TIMING: ProxyTiming = {
+  consistencyLagMs: 300,
+  agentRegistrationMs: 600,
+  commandPreludeMs: [60, 120, 180],
+};
 
 export interface ProxyClientOptions {
   /** SDK attempts per call; default 1, so a test sees every injected error. */
@@ -306,7 +320,9 @@ export class AwsProxy {
     const accountId = options.accountId ?? randomAccountId();
     if (!/^\d{12}$/.test(accountId)) throw new Error(`accountId must be 12 digits, got '${accountId}'`);
     const servers = [createServer(), createServer()];
-    await Promise.all(servers.map((s) => new Promise<void>((ok, fail) => s.once('error', fail).listen(0, '127.0.0.1', () => ok()))));
+    await Promise.all(
+      servers.map((s) => new Promise<void>((ok, fail) => s.once('error', fail).listen(0, '127.0.0.1', () => ok()))),
+    );
     const proxy = new AwsProxy(servers, options, accountId);
     servers[0].on('request', (req, res) => void proxy.handle(req, res, false));
     servers[1].on('request', (req, res) => void proxy.handle(req, res, true));
@@ -363,8 +379,17 @@ export class AwsProxy {
   serverError(action: string | readonly string[], options: RepeatOptions & { status?: 500 | 503 } = {}): RuleHandle {
     const status = options.status ?? 500;
     return this.addFault({ action, ...options, code: 'ServerError' }, (req) => {
-      if (status === 503) return { code: req.service === 'ec2' ? 'Unavailable' : 'ServiceUnavailable', status, message: 'The server is overloaded and can not handle the request.' };
-      return { code: req.service === 'ssm' ? 'InternalServerError' : 'InternalError', status, message: 'An internal error has occurred.' };
+      if (status === 503)
+        return {
+          code: req.service === 'ec2' ? 'Unavailable' : 'ServiceUnavailable',
+          status,
+          message: 'The server is overloaded and can not handle the request.',
+        };
+      return {
+        code: req.service === 'ssm' ? 'InternalServerError' : 'InternalError',
+        status,
+        message: 'An internal error has occurred.',
+      };
     });
   }
 
@@ -494,7 +519,12 @@ export class AwsProxy {
 
   /** Every SendCommand that went through, oldest first. */
   sentCommands(): { commandId: string; instanceIds: string[]; commands: string[]; at: Date }[] {
-    return [...this.sent.values()].map(({ commandId, instanceIds, commands, at }) => ({ commandId, instanceIds, commands, at }));
+    return [...this.sent.values()].map(({ commandId, instanceIds, commands, at }) => ({
+      commandId,
+      instanceIds,
+      commands,
+      at,
+    }));
   }
 
   // --- hooks --------------------------------------------------------------------------------
@@ -535,7 +565,8 @@ export class AwsProxy {
   // --- internals ----------------------------------------------------------------------------
 
   private addFault(spec: FaultRule, error: ActiveFault['error']): RuleHandle {
-    if (spec.rate !== undefined && !(spec.rate >= 0 && spec.rate <= 1)) throw new Error(`rate must be within 0..1, got ${spec.rate}`);
+    if (spec.rate !== undefined && !(spec.rate >= 0 && spec.rate <= 1))
+      throw new Error(`rate must be within 0..1, got ${spec.rate}`);
     const active: ActiveFault = {
       spec,
       remaining: spec.times,
@@ -566,10 +597,19 @@ export class AwsProxy {
         res.destroy();
         return;
       }
-      reply = { status: 502, headers: { 'content-type': 'text/plain' }, body: Buffer.from(`aws proxy: ${String(err)}`) };
+      reply = {
+        status: 502,
+        headers: { 'content-type': 'text/plain' },
+        body: Buffer.from(`aws proxy: ${String(err)}`),
+      };
     }
 
-    if (request?.service === 'ec2' && reply.status === 200 && !reply.injected && !/^(Describe|Get|List)/.test(request.action)) {
+    if (
+      request?.service === 'ec2' &&
+      reply.status === 200 &&
+      !reply.injected &&
+      !/^(Describe|Get|List)/.test(request.action)
+    ) {
       for (const listener of [...this.ec2ChangeListeners]) listener(request.action);
     }
     if (!bypass && request) {
@@ -589,7 +629,11 @@ export class AwsProxy {
         try {
           await hook({ call, request, responseBody });
         } catch (err) {
-          reply = { status: 500, headers: { 'content-type': 'text/plain' }, body: Buffer.from(`aws proxy: onAfter(${action}) hook failed: ${String(err)}`) };
+          reply = {
+            status: 500,
+            headers: { 'content-type': 'text/plain' },
+            body: Buffer.from(`aws proxy: onAfter(${action}) hook failed: ${String(err)}`),
+          };
           call.status = 500;
         }
       }
@@ -618,13 +662,15 @@ export class AwsProxy {
     if (fault) return errorReply(request, fault);
     const lagging = this.notThereYet(request);
     if (lagging) return errorReply(request, lagging);
-    if (request.service === 'ssm' && request.action === 'DescribeInstanceInformation') return this.describeInstanceInformation(req, request);
+    if (request.service === 'ssm' && request.action === 'DescribeInstanceInformation')
+      return this.describeInstanceInformation(req, request);
     if (request.service === 'servicequotas') return this.serviceQuota(request);
     const invalid = invalidParameters(request);
     if (invalid) return errorReply(request, { code: 'InvalidParameters', status: 400, message: invalid });
     if (request.service === 'ec2' && request.action === 'RunInstances') return this.runInstances(req, body, request);
     if (request.service === 'ec2' && request.action === 'CreateImage') return this.createImage(req, request);
-    if (request.service === 'ec2' && request.action === 'RevokeSecurityGroupIngress') return this.revokeIngress(req, body, request);
+    if (request.service === 'ec2' && request.action === 'RevokeSecurityGroupIngress')
+      return this.revokeIngress(req, body, request);
 
     if (request.service === 'ssm' && request.action === 'GetCommandInvocation') {
       const answered = this.answerInvocation(request);
@@ -632,12 +678,20 @@ export class AwsProxy {
     }
     const reply = await this.forward(req, body, request);
     const young = this.youngInstances(this.timing.consistencyLagMs);
-    if (request.service === 'ec2' && request.action === 'DescribeInstances' && reply.status === 200 && (young.length > 0 || this.omissions.some((o) => o.remaining > 0))) {
-      const listing = Object.keys(request.params).some((k) => k.startsWith('Filter.')) && !Object.keys(request.params).some((k) => k.startsWith('InstanceId.'));
+    if (
+      request.service === 'ec2' &&
+      request.action === 'DescribeInstances' &&
+      reply.status === 200 &&
+      (young.length > 0 || this.omissions.some((o) => o.remaining > 0))
+    ) {
+      const listing =
+        Object.keys(request.params).some((k) => k.startsWith('Filter.')) &&
+        !Object.keys(request.params).some((k) => k.startsWith('InstanceId.'));
       if (listing) {
         let xml = reply.body.toString('utf8');
         // A listing does not show an instance launched a moment ago (eventual consistency).
-        for (const id of young) if (xml.includes(`<instanceId>${id}</instanceId>`)) xml = withoutInstance(xml, id, { sharedOk: true });
+        for (const id of young)
+          if (xml.includes(`<instanceId>${id}</instanceId>`)) xml = withoutInstance(xml, id, { sharedOk: true });
         for (const rule of this.omissions) {
           if (rule.remaining <= 0 || !xml.includes(`<instanceId>${rule.instanceId}</instanceId>`)) continue;
           xml = withoutInstance(xml, rule.instanceId);
@@ -710,10 +764,20 @@ export class AwsProxy {
     if (this.rewriteIps && request.service === 'ec2' && upstream.status === 200) {
       responseBody = Buffer.from(toLoopbackAddresses(responseBody.toString('utf8')), 'utf8');
     }
-    if (request.service === 'ec2' && upstream.status === 200 && request.action === 'DescribeInstances' && this.deadOnLaunch.size > 0) {
+    if (
+      request.service === 'ec2' &&
+      upstream.status === 200 &&
+      request.action === 'DescribeInstances' &&
+      this.deadOnLaunch.size > 0
+    ) {
       responseBody = Buffer.from(withStateReasons(responseBody.toString('utf8'), this.deadOnLaunch), 'utf8');
     }
-    if (request.service === 'ec2' && upstream.status === 200 && request.action === 'DescribeSpotPriceHistory' && this.spotPrices.size > 0) {
+    if (
+      request.service === 'ec2' &&
+      upstream.status === 200 &&
+      request.action === 'DescribeSpotPriceHistory' &&
+      this.spotPrices.size > 0
+    ) {
       responseBody = Buffer.from(
         responseBody
           .toString('utf8')
@@ -721,13 +785,20 @@ export class AwsProxy {
           .map((item) => {
             const key = `${/<instanceType>([^<]+)</.exec(item)?.[1]}@${/<availabilityZone>([^<]+)</.exec(item)?.[1]}`;
             const price = this.spotPrices.get(key);
-            return price === undefined ? item : item.replace(/<spotPrice>[^<]*<\/spotPrice>/, `<spotPrice>${price}</spotPrice>`);
+            return price === undefined
+              ? item
+              : item.replace(/<spotPrice>[^<]*<\/spotPrice>/, `<spotPrice>${price}</spotPrice>`);
           })
           .join('<item>'),
         'utf8',
       );
     }
-    if (request.service === 'ec2' && upstream.status === 200 && request.action === 'DescribeImages' && this.imageRootGiB.size > 0) {
+    if (
+      request.service === 'ec2' &&
+      upstream.status === 200 &&
+      request.action === 'DescribeImages' &&
+      this.imageRootGiB.size > 0
+    ) {
       responseBody = Buffer.from(withRootSizes(responseBody.toString('utf8'), this.imageRootGiB), 'utf8');
     }
     return { ...upstream, body: responseBody };
@@ -781,11 +852,19 @@ export class AwsProxy {
     const { params } = request;
     const dryRun = String(params.DryRun) === 'true';
     const token = typeof params.ClientToken === 'string' && params.ClientToken !== '' ? params.ClientToken : undefined;
-    const asked = JSON.stringify(Object.entries(params).filter(([k]) => k !== 'ClientToken' && k !== 'DryRun').sort(([a], [b]) => a.localeCompare(b)));
+    const asked = JSON.stringify(
+      Object.entries(params)
+        .filter(([k]) => k !== 'ClientToken' && k !== 'DryRun')
+        .sort(([a], [b]) => a.localeCompare(b)),
+    );
     if (token && !dryRun) {
       const earlier = this.launchesByToken.get(token);
       if (earlier && earlier.params !== asked) {
-        return errorReply(request, { code: 'IdempotentParameterMismatch', status: 400, message: 'Arguments on this idempotent request are inconsistent with arguments used in previous request(s).' });
+        return errorReply(request, {
+          code: 'IdempotentParameterMismatch',
+          status: 400,
+          message: 'Arguments on this idempotent request are inconsistent with arguments used in previous request(s).',
+        });
       }
       if (earlier) return earlier.reply;
     }
@@ -799,10 +878,21 @@ export class AwsProxy {
     // EC2 uses a customer-managed key for the volumes as the caller: without the key's grants
     // the instance dies in pending (the launch itself was accepted, DryRun included).
     const kmsDenied = firstDenied(this.currentPolicies(), kmsAuthorizations(request));
-    const death = kmsDenied ? { code: 'Client.InternalError', message: 'Client.InternalError: Client error on launch' } : this.matchDeath(request);
+    const death = kmsDenied
+      ? { code: 'Client.InternalError', message: 'Client.InternalError: Client error on launch' }
+      : this.matchDeath(request);
     if (death && ids.length > 0) {
-      await this.ec2Side(req, { Action: 'TerminateInstances', ...Object.fromEntries(ids.map((id, i) => [`InstanceId.${i + 1}`, id])) });
-      for (const id of ids) this.deadOnLaunch.set(id, { code: death.code, message: death.message ?? `${death.code}: ${STATE_REASON_MESSAGES[death.code] ?? 'the instance terminated during launch'}` });
+      await this.ec2Side(req, {
+        Action: 'TerminateInstances',
+        ...Object.fromEntries(ids.map((id, i) => [`InstanceId.${i + 1}`, id])),
+      });
+      for (const id of ids)
+        this.deadOnLaunch.set(id, {
+          code: death.code,
+          message:
+            death.message ??
+            `${death.code}: ${STATE_REASON_MESSAGES[death.code] ?? 'the instance terminated during launch'}`,
+        });
     }
     if (token) this.launchesByToken.set(token, { params: asked, reply });
     return reply;
@@ -827,7 +917,9 @@ export class AwsProxy {
     }
     let n = 0;
     for (const spec of specs.values()) {
-      const tags = Object.entries(spec).filter(([k]) => /^Tag\.\d+\.Key$/.test(k)).map(([k, key]) => [key, spec[k.replace(/Key$/, 'Value')] ?? ''] as const);
+      const tags = Object.entries(spec)
+        .filter(([k]) => /^Tag\.\d+\.Key$/.test(k))
+        .map(([k, key]) => [key, spec[k.replace(/Key$/, 'Value')] ?? ''] as const);
       if (spec.ResourceType === 'snapshot') {
         for (const [key, value] of tags) snapshotTags[key] = value;
         continue;
@@ -842,8 +934,12 @@ export class AwsProxy {
     const reply = await this.forward(req, Buffer.from(form.toString(), 'utf8'), request);
     const imageId = /<imageId>(ami-[0-9a-f]+)<\/imageId>/.exec(reply.body.toString('utf8'))?.[1];
     if (reply.status !== 200 || !imageId || Object.keys(snapshotTags).length === 0) return reply;
-    const described = (await this.ec2Side(req, { Action: 'DescribeImages', 'ImageId.1': imageId })).body.toString('utf8');
-    const snapshots = [...new Set([...described.matchAll(/<snapshotId>(snap-[0-9a-f]+)<\/snapshotId>/g)].map((m) => m[1]))];
+    const described = (await this.ec2Side(req, { Action: 'DescribeImages', 'ImageId.1': imageId })).body.toString(
+      'utf8',
+    );
+    const snapshots = [
+      ...new Set([...described.matchAll(/<snapshotId>(snap-[0-9a-f]+)<\/snapshotId>/g)].map((m) => m[1])),
+    ];
     if (snapshots.length > 0) {
       const tagForm: Record<string, string> = { Action: 'CreateTags' };
       snapshots.forEach((id, i) => (tagForm[`ResourceId.${i + 1}`] = id));
@@ -864,17 +960,29 @@ export class AwsProxy {
   private async revokeIngress(req: IncomingMessage, body: Buffer, request: ProxyRequest): Promise<Reply> {
     const reply = await this.forward(req, body, request);
     if (reply.status !== 400 || !reply.body.toString('utf8').includes('InvalidPermission.NotFound')) return reply;
-    const group = (await this.ec2Side(req, { Action: 'DescribeSecurityGroups', 'GroupId.1': String(request.params.GroupId ?? '') })).body.toString('utf8');
+    const group = (
+      await this.ec2Side(req, { Action: 'DescribeSecurityGroups', 'GroupId.1': String(request.params.GroupId ?? '') })
+    ).body.toString('utf8');
     const vpcId = /<vpcId>([^<]+)<\/vpcId>/.exec(group)?.[1];
-    const vpc = vpcId ? (await this.ec2Side(req, { Action: 'DescribeVpcs', 'VpcId.1': vpcId })).body.toString('utf8') : '';
+    const vpc = vpcId
+      ? (await this.ec2Side(req, { Action: 'DescribeVpcs', 'VpcId.1': vpcId })).body.toString('utf8')
+      : '';
     if (!/<isDefault>true<\/isDefault>/.test(vpc)) return reply;
     const p = request.params;
     const items: string[] = [];
     for (let i = 1; p[`IpPermissions.${i}.IpProtocol`] !== undefined; i++) {
       const v = (k: string) => escapeXml(String(p[`IpPermissions.${i}.${k}`] ?? ''));
-      const v4 = p[`IpPermissions.${i}.IpRanges.1.CidrIp`] !== undefined ? `<ipRanges><item><cidrIp>${v('IpRanges.1.CidrIp')}</cidrIp></item></ipRanges>` : '<ipRanges/>';
-      const v6 = p[`IpPermissions.${i}.Ipv6Ranges.1.CidrIpv6`] !== undefined ? `<ipv6Ranges><item><cidrIpv6>${v('Ipv6Ranges.1.CidrIpv6')}</cidrIpv6></item></ipv6Ranges>` : '<ipv6Ranges/>';
-      items.push(`<item><ipProtocol>${v('IpProtocol')}</ipProtocol><fromPort>${v('FromPort')}</fromPort><toPort>${v('ToPort')}</toPort><groups/>${v4}${v6}<prefixListIds/></item>`);
+      const v4 =
+        p[`IpPermissions.${i}.IpRanges.1.CidrIp`] !== undefined
+          ? `<ipRanges><item><cidrIp>${v('IpRanges.1.CidrIp')}</cidrIp></item></ipRanges>`
+          : '<ipRanges/>';
+      const v6 =
+        p[`IpPermissions.${i}.Ipv6Ranges.1.CidrIpv6`] !== undefined
+          ? `<ipv6Ranges><item><cidrIpv6>${v('Ipv6Ranges.1.CidrIpv6')}</cidrIpv6></item></ipv6Ranges>`
+          : '<ipv6Ranges/>';
+      items.push(
+        `<item><ipProtocol>${v('IpProtocol')}</ipProtocol><fromPort>${v('FromPort')}</fromPort><toPort>${v('ToPort')}</toPort><groups/>${v4}${v6}<prefixListIds/></item>`,
+      );
     }
     const xml = `<?xml version="1.0" encoding="UTF-8"?>\n<RevokeSecurityGroupIngressResponse xmlns="http://ec2.amazonaws.com/doc/2016-11-15/"><requestId>${randomUUID()}</requestId><return>true</return><unknownIpPermissionSet>${items.join('')}</unknownIpPermissionSet></RevokeSecurityGroupIngressResponse>`;
     return { status: 200, headers: { 'content-type': 'text/xml;charset=UTF-8' }, body: Buffer.from(xml, 'utf8') };
@@ -886,33 +994,62 @@ export class AwsProxy {
    * AccessDeniedException; a first Spot launch that may not make the service-linked role gets
    * AuthFailure.ServiceLinkedRoleCreationNotPermitted.
    */
-  private async authorize(req: IncomingMessage, request: ProxyRequest): Promise<{ code: string; status: number; message: string } | undefined> {
+  private async authorize(
+    req: IncomingMessage,
+    request: ProxyRequest,
+  ): Promise<{ code: string; status: number; message: string } | undefined> {
     const asks = await authorizations(request, {
       accountId: this.accountId,
       spotRoleExists: this.spotRole,
       tagsOf: async (id) => {
-        const xml = (await this.ec2Side(req, { Action: 'DescribeTags', 'Filter.1.Name': 'resource-id', 'Filter.1.Value.1': id })).body.toString('utf8');
+        const xml = (
+          await this.ec2Side(req, { Action: 'DescribeTags', 'Filter.1.Name': 'resource-id', 'Filter.1.Value.1': id })
+        ).body.toString('utf8');
         const items = [...xml.matchAll(/<item>([\s\S]*?)<\/item>/g)].map((m) => m[1]);
-        return Object.fromEntries(items.map((item) => [unescapeXml(/<key>([^<]*)<\/key>/.exec(item)?.[1] ?? ''), unescapeXml(/<value>([^<]*)<\/value>/.exec(item)?.[1] ?? '')]));
+        return Object.fromEntries(
+          items.map((item) => [
+            unescapeXml(/<key>([^<]*)<\/key>/.exec(item)?.[1] ?? ''),
+            unescapeXml(/<value>([^<]*)<\/value>/.exec(item)?.[1] ?? ''),
+          ]),
+        );
       },
     });
     const denied = firstDenied(this.currentPolicies(), asks);
     if (!denied) return undefined;
     if (denied.action === 'iam:CreateServiceLinkedRole') {
-      return { code: 'AuthFailure.ServiceLinkedRoleCreationNotPermitted', status: 403, message: 'The provided credentials do not have permission to create the service-linked role for EC2 Spot Instances.' };
+      return {
+        code: 'AuthFailure.ServiceLinkedRoleCreationNotPermitted',
+        status: 403,
+        message:
+          'The provided credentials do not have permission to create the service-linked role for EC2 Spot Instances.',
+      };
     }
     const message = notAuthorized(this.accountId, denied);
-    if (request.service === 'ec2') return { code: 'UnauthorizedOperation', status: 403, message: `You are not authorized to perform this operation. ${message}` };
+    if (request.service === 'ec2')
+      return {
+        code: 'UnauthorizedOperation',
+        status: 403,
+        message: `You are not authorized to perform this operation. ${message}`,
+      };
     return { code: 'AccessDeniedException', status: 400, message };
   }
 
   /** Service Quotas' GetServiceQuota for EC2's quotas (every other call of the service: UnknownOperationException). */
   private serviceQuota(request: ProxyRequest): Reply {
     const { ServiceCode, QuotaCode } = request.params as { ServiceCode?: string; QuotaCode?: string };
-    if (request.action !== 'GetServiceQuota') return errorReply(request, { code: 'UnknownOperationException', status: 400, message: `the test world does not serve servicequotas:${request.action}` });
+    if (request.action !== 'GetServiceQuota')
+      return errorReply(request, {
+        code: 'UnknownOperationException',
+        status: 400,
+        message: `the test world does not serve servicequotas:${request.action}`,
+      });
     const name = EC2_QUOTA_NAMES.get(QuotaCode ?? '');
     if (ServiceCode !== 'ec2' || !name) {
-      return errorReply(request, { code: 'NoSuchResourceException', status: 400, message: `The request failed because the specified service quota ${ServiceCode}/${QuotaCode} does not exist.` });
+      return errorReply(request, {
+        code: 'NoSuchResourceException',
+        status: 400,
+        message: `The request failed because the specified service quota ${ServiceCode}/${QuotaCode} does not exist.`,
+      });
     }
     const quota = {
       ServiceCode: 'ec2',
@@ -925,7 +1062,11 @@ export class AwsProxy {
       Adjustable: true,
       GlobalQuota: false,
     };
-    return { status: 200, headers: { 'content-type': jsonContentType(request), 'x-amzn-requestid': randomUUID() }, body: Buffer.from(JSON.stringify({ Quota: quota })) };
+    return {
+      status: 200,
+      headers: { 'content-type': jsonContentType(request), 'x-amzn-requestid': randomUUID() },
+      body: Buffer.from(JSON.stringify({ Quota: quota })),
+    };
   }
 
   /** Instances launched less than `ms` ago. */
@@ -937,7 +1078,10 @@ export class AwsProxy {
   /** The answers AWS gives about an instance it has only just launched. */
   private notThereYet(request: ProxyRequest): { code: string; status: number; message: string } | undefined {
     const { params } = request;
-    const listed = (prefix: string) => Object.entries(params).filter(([k]) => k.startsWith(prefix)).map(([, v]) => String(v));
+    const listed = (prefix: string) =>
+      Object.entries(params)
+        .filter(([k]) => k.startsWith(prefix))
+        .map(([, v]) => String(v));
     if (request.service === 'ec2') {
       const young = new Set(this.youngInstances(this.timing.consistencyLagMs));
       if (young.size === 0) return undefined;
@@ -950,12 +1094,20 @@ export class AwsProxy {
               ? [String(params.InstanceId ?? '')]
               : [];
       const hit = ids.find((id) => young.has(id));
-      return hit ? { code: 'InvalidInstanceID.NotFound', status: 400, message: `The instance ID '${hit}' does not exist` } : undefined;
+      return hit
+        ? { code: 'InvalidInstanceID.NotFound', status: 400, message: `The instance ID '${hit}' does not exist` }
+        : undefined;
     }
     if (request.service === 'ssm' && request.action === 'SendCommand') {
       const unregistered = new Set(this.youngInstances(this.timing.agentRegistrationMs));
       const hit = stringArray(params.InstanceIds).find((id) => unregistered.has(id));
-      return hit ? { code: 'InvalidInstanceId', status: 400, message: `Instances [[${hit}]] not in a valid state for account ${this.accountId}` } : undefined;
+      return hit
+        ? {
+            code: 'InvalidInstanceId',
+            status: 400,
+            message: `Instances [[${hit}]] not in a valid state for account ${this.accountId}`,
+          }
+        : undefined;
     }
     return undefined;
   }
@@ -967,12 +1119,21 @@ export class AwsProxy {
   private async describeInstanceInformation(req: IncomingMessage, request: ProxyRequest): Promise<Reply> {
     const { params } = request;
     const wanted = new Map<string, string[]>();
-    for (const f of [...(Array.isArray(params.Filters) ? params.Filters : []), ...(Array.isArray(params.InstanceInformationFilterList) ? params.InstanceInformationFilterList : [])]) {
+    for (const f of [
+      ...(Array.isArray(params.Filters) ? params.Filters : []),
+      ...(Array.isArray(params.InstanceInformationFilterList) ? params.InstanceInformationFilterList : []),
+    ]) {
       if (!isRecord(f)) continue;
       const key = String(f.Key ?? f.key ?? '');
       wanted.set(key, stringArray(f.Values ?? f.valueSet));
     }
-    const xml = (await this.ec2Side(req, { Action: 'DescribeInstances', 'Filter.1.Name': 'instance-state-name', 'Filter.1.Value.1': 'running' })).body.toString('utf8');
+    const xml = (
+      await this.ec2Side(req, {
+        Action: 'DescribeInstances',
+        'Filter.1.Name': 'instance-state-name',
+        'Filter.1.Value.1': 'running',
+      })
+    ).body.toString('utf8');
     const unregistered = new Set(this.youngInstances(this.timing.agentRegistrationMs));
     const list: Record<string, unknown>[] = [];
     for (const m of xml.matchAll(/<instanceId>(i-[0-9a-f]+)<\/instanceId>/g)) {
@@ -992,7 +1153,11 @@ export class AwsProxy {
         ResourceType: 'EC2Instance',
       });
     }
-    return { status: 200, headers: { 'content-type': jsonContentType(request), 'x-amzn-requestid': randomUUID() }, body: Buffer.from(JSON.stringify({ InstanceInformationList: list }), 'utf8') };
+    return {
+      status: 200,
+      headers: { 'content-type': jsonContentType(request), 'x-amzn-requestid': randomUUID() },
+      body: Buffer.from(JSON.stringify({ InstanceInformationList: list }), 'utf8'),
+    };
   }
 
   private matchDeath(request: ProxyRequest): LaunchDeath | undefined {
@@ -1007,7 +1172,10 @@ export class AwsProxy {
   }
 
   /** Unsupported (type not offered in the subnet's AZ) and InvalidBlockDeviceMapping (root smaller than the snapshot). */
-  private async refuseLaunch(req: IncomingMessage, request: ProxyRequest): Promise<{ code: string; status: number; message: string } | undefined> {
+  private async refuseLaunch(
+    req: IncomingMessage,
+    request: ProxyRequest,
+  ): Promise<{ code: string; status: number; message: string } | undefined> {
     const { params } = request;
     const type = String(params.InstanceType ?? 'm1.small');
     const subnetId = String(params.SubnetId ?? params['NetworkInterface.1.SubnetId'] ?? '');
@@ -1018,7 +1186,12 @@ export class AwsProxy {
         return {
           code: 'Unsupported',
           status: 400,
-          message: `Your requested instance type (${type}) is not supported in your requested Availability Zone (${az}). Please retry your request by not specifying an Availability Zone or choosing ${[...offered].filter((o) => o.startsWith(`${type}@`)).map((o) => o.split('@')[1]).join(', ')}.`,
+          message: `Your requested instance type (${type}) is not supported in your requested Availability Zone (${az}). Please retry your request by not specifying an Availability Zone or choosing ${[
+            ...offered,
+          ]
+            .filter((o) => o.startsWith(`${type}@`))
+            .map((o) => o.split('@')[1])
+            .join(', ')}.`,
         };
       }
     }
@@ -1028,7 +1201,11 @@ export class AwsProxy {
       for (let i = 1; params[`BlockDeviceMapping.${i}.DeviceName`] !== undefined; i++) {
         const size = Number(params[`BlockDeviceMapping.${i}.Ebs.VolumeSize`]);
         if (Number.isFinite(size) && size < snapshotGiB) {
-          return { code: 'InvalidBlockDeviceMapping', status: 400, message: `Volume of size ${size}GB is smaller than snapshot of image ${imageId}, expect size >= ${snapshotGiB}GB` };
+          return {
+            code: 'InvalidBlockDeviceMapping',
+            status: 400,
+            message: `Volume of size ${size}GB is smaller than snapshot of image ${imageId}, expect size >= ${snapshotGiB}GB`,
+          };
         }
       }
     }
@@ -1036,12 +1213,21 @@ export class AwsProxy {
   }
 
   /** moto's instance type offerings per AZ (read once) and the AZ of `subnetId` (read again for a subnet not seen yet). */
-  private async placementFacts(req: IncomingMessage, subnetId: string): Promise<{ offered: Set<string>; azOfSubnet: Map<string, string> }> {
+  private async placementFacts(
+    req: IncomingMessage,
+    subnetId: string,
+  ): Promise<{ offered: Set<string>; azOfSubnet: Map<string, string> }> {
     this.placement ??= (async () => {
       const offered = new Set<string>();
       let next: string | undefined;
       do {
-        const page = (await this.ec2Side(req, { Action: 'DescribeInstanceTypeOfferings', LocationType: 'availability-zone', ...(next ? { NextToken: next } : {}) })).body.toString('utf8');
+        const page = (
+          await this.ec2Side(req, {
+            Action: 'DescribeInstanceTypeOfferings',
+            LocationType: 'availability-zone',
+            ...(next ? { NextToken: next } : {}),
+          })
+        ).body.toString('utf8');
         for (const item of page.split('<item>').slice(1)) {
           const type = /<instanceType>([^<]+)<\/instanceType>/.exec(item)?.[1];
           const location = /<location>([^<]+)<\/location>/.exec(item)?.[1];
@@ -1068,9 +1254,16 @@ export class AwsProxy {
     // moto routes by the signature's service: an EC2 call made on behalf of an SSM request is signed for ec2.
     const { 'x-amz-target': _target, ...headers } = req.headers;
     void _target;
-    const authorization = String(headers.authorization ?? '').replace(/(Credential=[^/,]+\/\d{8}\/[^/]+\/)[^/]+(\/aws4_request)/, '$1ec2$2');
+    const authorization = String(headers.authorization ?? '').replace(
+      /(Credential=[^/,]+\/\d{8}\/[^/]+\/)[^/]+(\/aws4_request)/,
+      '$1ec2$2',
+    );
     return this.send(
-      { method: 'POST', url: '/', headers: { ...headers, authorization, 'content-type': 'application/x-www-form-urlencoded; charset=utf-8' } },
+      {
+        method: 'POST',
+        url: '/',
+        headers: { ...headers, authorization, 'content-type': 'application/x-www-form-urlencoded; charset=utf-8' },
+      },
       Buffer.from(new URLSearchParams({ Version: '2016-11-15', ...form }).toString(), 'utf8'),
     );
   }
@@ -1089,11 +1282,20 @@ export class AwsProxy {
     if (!allocationId && !publicIp) return;
     const ec2Call = (form: Record<string, string>) =>
       this.send(
-        { method: 'POST', url: '/', headers: { ...req.headers, 'content-type': 'application/x-www-form-urlencoded; charset=utf-8' } },
-        Buffer.from(new URLSearchParams({ ...form, Version: String(params.Version ?? '2016-11-15') }).toString(), 'utf8'),
+        {
+          method: 'POST',
+          url: '/',
+          headers: { ...req.headers, 'content-type': 'application/x-www-form-urlencoded; charset=utf-8' },
+        },
+        Buffer.from(
+          new URLSearchParams({ ...form, Version: String(params.Version ?? '2016-11-15') }).toString(),
+          'utf8',
+        ),
       );
     const described = await ec2Call(
-      allocationId ? { Action: 'DescribeAddresses', 'AllocationId.1': allocationId } : { Action: 'DescribeAddresses', 'PublicIp.1': publicIp ?? '' },
+      allocationId
+        ? { Action: 'DescribeAddresses', 'AllocationId.1': allocationId }
+        : { Action: 'DescribeAddresses', 'PublicIp.1': publicIp ?? '' },
     );
     if (described.status !== 200) return;
     const xml = described.body.toString('utf8');
@@ -1103,7 +1305,10 @@ export class AwsProxy {
       eni: /<networkInterfaceId>([^<]+)<\/networkInterfaceId>/.exec(xml)?.[1],
     };
     if (!associationId) return;
-    const same = params.InstanceId !== undefined ? current.instanceId === params.InstanceId : current.eni === params.NetworkInterfaceId;
+    const same =
+      params.InstanceId !== undefined
+        ? current.instanceId === params.InstanceId
+        : current.eni === params.NetworkInterfaceId;
     if (same) return;
     await ec2Call({ Action: 'DisassociateAddress', AssociationId: associationId });
   }
@@ -1118,7 +1323,15 @@ export class AwsProxy {
     const parameters = isRecord(request.params.Parameters) ? request.params.Parameters : {};
     const commands = stringArray(parameters.commands);
     const documentName = typeof request.params.DocumentName === 'string' ? request.params.DocumentName : undefined;
-    const sent: SentCommand = { commandId, instanceIds, commands, documentName, at: new Date(), results: new Map(), reads: new Map() };
+    const sent: SentCommand = {
+      commandId,
+      instanceIds,
+      commands,
+      documentName,
+      at: new Date(),
+      results: new Map(),
+      reads: new Map(),
+    };
     this.sent.set(commandId, sent);
     for (const instanceId of instanceIds) {
       for (const handler of [...this.commandHandlers]) {
@@ -1152,12 +1365,23 @@ export class AwsProxy {
     // for a while after SendCommand, and at least for the first read).
     const elapsed = Date.now() - sent.at.getTime();
     const [visible, picked, ran] = this.timing.commandPreludeMs;
-    const early = reads === 1 || elapsed < visible ? 'InvocationDoesNotExist' : elapsed < picked ? 'Pending' : elapsed < ran ? 'InProgress' : undefined;
+    const early =
+      reads === 1 || elapsed < visible
+        ? 'InvocationDoesNotExist'
+        : elapsed < picked
+          ? 'Pending'
+          : elapsed < ran
+            ? 'InProgress'
+            : undefined;
     const final: CommandStatus = result.status ?? (result.exitCode && result.exitCode !== 0 ? 'Failed' : 'Success');
     // A command never delivered (its instance stopped running) stays Pending after the first read.
     const prelude = final === 'Pending' && reads > 1 ? undefined : early;
     if (prelude === 'InvocationDoesNotExist') {
-      return errorReply(request, { code: 'InvocationDoesNotExist', status: 400, message: 'An error occurred (InvocationDoesNotExist) when calling the GetCommandInvocation operation' });
+      return errorReply(request, {
+        code: 'InvocationDoesNotExist',
+        status: 400,
+        message: 'An error occurred (InvocationDoesNotExist) when calling the GetCommandInvocation operation',
+      });
     }
     const status: string = prelude ?? final;
     const done = status !== 'InProgress' && status !== 'Pending';
@@ -1253,7 +1477,8 @@ export function withRootSizes(xml: string, sizes: ReadonlyMap<string, number>): 
     const previousImage = out.lastIndexOf('<imageId>', at - 1);
     const nextImage = out.indexOf('<imageId>', at + 1);
     const after = out.indexOf('<blockDeviceMapping>', at);
-    const mapping = before >= 0 && before > previousImage ? before : after >= 0 && (nextImage < 0 || after < nextImage) ? after : -1;
+    const mapping =
+      before >= 0 && before > previousImage ? before : after >= 0 && (nextImage < 0 || after < nextImage) ? after : -1;
     if (mapping < 0) continue;
     const volume = out.indexOf('<volumeSize>', mapping);
     const end = out.indexOf('</volumeSize>', volume);
@@ -1269,16 +1494,32 @@ function notAuthorized(accountId: string, denied: Authorization): string {
 }
 
 function invalidParameters(request: ProxyRequest): string | undefined {
-  if (request.service !== 'ssm' || request.action !== 'SendCommand' || request.params.DocumentName !== 'AWS-RunShellScript') return undefined;
+  if (
+    request.service !== 'ssm' ||
+    request.action !== 'SendCommand' ||
+    request.params.DocumentName !== 'AWS-RunShellScript'
+  )
+    return undefined;
   const parameters = isRecord(request.params.Parameters) ? request.params.Parameters : {};
   for (const value of stringArray(parameters.executionTimeout)) {
-    if (!EXECUTION_TIMEOUT.test(value)) return `Parameter "executionTimeout" "${value}" failed to satisfy constraint: it must be an integer from 1 to 172800.`;
+    if (!EXECUTION_TIMEOUT.test(value))
+      return `Parameter "executionTimeout" "${value}" failed to satisfy constraint: it must be an integer from 1 to 172800.`;
   }
   if (stringArray(parameters.commands).length === 0) return 'Parameter "commands" is required.';
   return undefined;
 }
 
-const HOP_HEADERS = new Set(['connection', 'keep-alive', 'transfer-encoding', 'upgrade', 'proxy-connection', 'accept-encoding', 'te', 'trailer', 'x-moto-account-id']);
+const HOP_HEADERS = new Set([
+  'connection',
+  'keep-alive',
+  'transfer-encoding',
+  'upgrade',
+  'proxy-connection',
+  'accept-encoding',
+  'te',
+  'trailer',
+  'x-moto-account-id',
+]);
 
 function randomAccountId(): string {
   return String(randomInt(100_000_000_000, 1_000_000_000_000));
@@ -1367,7 +1608,12 @@ export function errorReply(req: ProxyRequest, error: { code: string; status: num
     if (req.headers['x-amzn-query-mode'] === 'true') {
       headers['x-amzn-query-error'] = `${error.code};${error.status >= 500 ? 'Receiver' : 'Sender'}`;
     }
-    return { status: error.status, headers, body: Buffer.from(JSON.stringify({ __type: error.code, message: error.message })), injected: error.code };
+    return {
+      status: error.status,
+      headers,
+      body: Buffer.from(JSON.stringify({ __type: error.code, message: error.message })),
+      injected: error.code,
+    };
   }
   const code = escapeXml(error.code);
   const message = escapeXml(error.message);
@@ -1375,11 +1621,21 @@ export function errorReply(req: ProxyRequest, error: { code: string; status: num
     req.service === 'ec2'
       ? `<?xml version="1.0" encoding="UTF-8"?>\n<Response><Errors><Error><Code>${code}</Code><Message>${message}</Message></Error></Errors><RequestID>${requestId}</RequestID></Response>`
       : `<?xml version="1.0"?><ErrorResponse><Error><Type>${error.status >= 500 ? 'Receiver' : 'Sender'}</Type><Code>${code}</Code><Message>${message}</Message><Detail/></Error><RequestId>${requestId}</RequestId></ErrorResponse>`;
-  return { status: error.status, headers: { 'content-type': 'text/xml;charset=UTF-8' }, body: Buffer.from(xml, 'utf8'), injected: error.code };
+  return {
+    status: error.status,
+    headers: { 'content-type': 'text/xml;charset=UTF-8' },
+    body: Buffer.from(xml, 'utf8'),
+    injected: error.code,
+  };
 }
 
 function unescapeXml(s: string): string {
-  return s.replace(/&lt;/g, '<').replace(/&gt;/g, '>').replace(/&quot;/g, '"').replace(/&apos;/g, "'").replace(/&amp;/g, '&');
+  return s
+    .replace(/&lt;/g, '<')
+    .replace(/&gt;/g, '>')
+    .replace(/&quot;/g, '"')
+    .replace(/&apos;/g, "'")
+    .replace(/&amp;/g, '&');
 }
 
 function escapeXml(s: string): string {
@@ -1388,7 +1644,9 @@ function escapeXml(s: string): string {
 
 /** moto's automatic instance addresses (54.214.x.y) moved onto loopback (127.214.x.y). */
 export function toLoopbackAddresses(text: string): string {
-  return text.replace(/\b54\.214\.(\d{1,3})\.(\d{1,3})\b/g, '127.214.$1.$2').replace(/\bec2-54-214-(\d{1,3})-(\d{1,3})\b/g, 'ec2-127-214-$1-$2');
+  return text
+    .replace(/\b54\.214\.(\d{1,3})\.(\d{1,3})\b/g, '127.214.$1.$2')
+    .replace(/\bec2-54-214-(\d{1,3})-(\d{1,3})\b/g, 'ec2-127-214-$1-$2');
 }
 
 /** In an EC2 `ip-address` filter, adds moto's own form of each loopback-mapped address. */

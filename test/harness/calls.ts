@@ -16,14 +16,23 @@ export async function rejectionOf(promise: Promise<unknown>): Promise<AwsError> 
 }
 
 /** Sends a command and reads its invocation until it is no longer Pending (or, with `untilDone`, InProgress). */
-export async function runCommand(ssm: SSMClient, instanceId: string, commands: string[], options: { untilDone?: boolean } = {}) {
-  const sent = await ssm.send(new SendCommandCommand({ DocumentName: 'AWS-RunShellScript', InstanceIds: [instanceId], Parameters: { commands } }));
+export async function runCommand(
+  ssm: SSMClient,
+  instanceId: string,
+  commands: string[],
+  options: { untilDone?: boolean } = {},
+) {
+  const sent = await ssm.send(
+    new SendCommandCommand({ DocumentName: 'AWS-RunShellScript', InstanceIds: [instanceId], Parameters: { commands } }),
+  );
   const commandId = sent.Command?.CommandId;
   if (!commandId) throw new Error('SendCommand returned no CommandId');
   const waiting = new Set(options.untilDone === false ? ['Pending'] : ['Pending', 'InProgress']);
   for (let read = 1; ; read++) {
     try {
-      const invocation = await ssm.send(new GetCommandInvocationCommand({ CommandId: commandId, InstanceId: instanceId }));
+      const invocation = await ssm.send(
+        new GetCommandInvocationCommand({ CommandId: commandId, InstanceId: instanceId }),
+      );
       if (!waiting.has(invocation.Status ?? '')) return { commandId, invocation, reads: read };
     } catch (err) {
       // Right after SendCommand the invocation does not exist yet, as on SSM.
@@ -36,7 +45,10 @@ export async function runCommand(ssm: SSMClient, instanceId: string, commands: s
 }
 
 /** One HTTP request; resolves with the status, or 'dropped' when the connection was destroyed. */
-export async function httpGet(url: string, init: RequestInit = {}): Promise<{ status: number | 'dropped'; body: string; servedBy?: string }> {
+export async function httpGet(
+  url: string,
+  init: RequestInit = {},
+): Promise<{ status: number | 'dropped'; body: string; servedBy?: string }> {
   try {
     const res = await fetch(url, { ...init, signal: AbortSignal.timeout(10_000) });
     return { status: res.status, body: await res.text(), servedBy: res.headers.get('x-served-by') ?? undefined };

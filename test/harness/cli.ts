@@ -26,7 +26,10 @@ export interface InProcessResult extends CliResult {
  * TEMPORAL_ADDRESS, …), so set the environment first (see `setEnv`). Output is not a TTY;
  * `onOut` sees the output so far each time the command writes (for long-running commands).
  */
-export async function runCli(args: string[], options: { onOut?: (soFar: string) => void } = {}): Promise<InProcessResult> {
+export async function runCli(
+  args: string[],
+  options: { onOut?: (soFar: string) => void } = {},
+): Promise<InProcessResult> {
   let stdout = '';
   let stderr = '';
   let connected = false;
@@ -70,7 +73,11 @@ export interface SpawnedResult extends CliResult {
  * Runs `migration <args>` as its own process from the sources, with this process's environment
  * changed by `env` (undefined removes a variable). Fails if it has not exited after `timeoutMs`.
  */
-export function spawnCli(args: string[], env: Record<string, string | undefined> = {}, timeoutMs = 60_000): Promise<SpawnedResult> {
+export function spawnCli(
+  args: string[],
+  env: Record<string, string | undefined> = {},
+  timeoutMs = 60_000,
+): Promise<SpawnedResult> {
   const childEnv: NodeJS.ProcessEnv = { ...process.env };
   for (const [k, v] of Object.entries(env)) {
     if (v === undefined) delete childEnv[k];
@@ -88,7 +95,11 @@ export function spawnCli(args: string[], env: Record<string, string | undefined>
     child.stderr.setEncoding('utf8').on('data', (s: string) => (stderr += s));
     const timer = setTimeout(() => {
       child.kill('SIGKILL');
-      reject(new Error(`migration ${args.join(' ')} did not exit within ${timeoutMs} ms\nstdout: ${stdout}\nstderr: ${stderr}`));
+      reject(
+        new Error(
+          `migration ${args.join(' ')} did not exit within ${timeoutMs} ms\nstdout: ${stdout}\nstderr: ${stderr}`,
+        ),
+      );
     }, timeoutMs);
     child.once('error', (err) => {
       clearTimeout(timer);

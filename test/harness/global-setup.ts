@@ -6,7 +6,13 @@
 import { TestWorkflowEnvironment } from '@temporalio/testing';
 import { startMoto, type MotoServer } from './moto';
 import { toolPaths } from './tools';
-import { ENV_MOTO_ENDPOINT, ENV_TEMPORAL_ADDRESS, ENV_TEMPORAL_NAMESPACE, ENV_TEMPORAL_UI_URL, WORKER_NAMESPACES } from './env';
+import {
+  ENV_MOTO_ENDPOINT,
+  ENV_TEMPORAL_ADDRESS,
+  ENV_TEMPORAL_NAMESPACE,
+  ENV_TEMPORAL_UI_URL,
+  WORKER_NAMESPACES,
+} from './env';
 import { freePort } from './net';
 
 export interface HarnessServers {

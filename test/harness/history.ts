@@ -21,7 +21,9 @@ interface ProtoJson {
 type Lookup = { lookupType(name: string): unknown };
 
 const protojson = createRequire(require.resolve('@temporalio/proto'))('protobufjs/ext/protojson') as ProtoJson;
-const historyType = (patchProtobufRoot(proto as unknown as Record<string, unknown>) as unknown as Lookup).lookupType('temporal.api.history.v1.History');
+const historyType = (patchProtobufRoot(proto as unknown as Record<string, unknown>) as unknown as Lookup).lookupType(
+  'temporal.api.history.v1.History',
+);
 const HistoryMessage = proto.temporal.api.history.v1.History;
 
 /** A fetched History as proto3 JSON data (ready for JSON.stringify). */

@@ -14,13 +14,18 @@ import type { PolicyDocument, PolicyStatement } from '../../src/aws/permissions'
 import { iamActionOf } from '../../src/aws/permissions';
 
 /** Every action on every resource: for tests of the world's other rules, which make calls no worker makes. */
-export const ALLOW_ALL: PolicyDocument = { Version: '2012-10-17', Statement: [{ Sid: 'All', Effect: 'Allow', Action: ['*'], Resource: '*' }] };
+export const ALLOW_ALL: PolicyDocument = {
+  Version: '2012-10-17',
+  Statement: [{ Sid: 'All', Effect: 'Allow', Action: ['*'], Resource: '*' }],
+};
 
 /** `policy` with one action taken out of every statement (statements left with none go). */
 export function withoutAction(policy: PolicyDocument, action: string): PolicyDocument {
   return {
     ...policy,
-    Statement: policy.Statement.map((st) => ({ ...st, Action: st.Action.filter((a) => a !== action) })).filter((st) => st.Action.length > 0),
+    Statement: policy.Statement.map((st) => ({ ...st, Action: st.Action.filter((a) => a !== action) })).filter(
+      (st) => st.Action.length > 0,
+    ),
   };
 }
 
@@ -33,7 +38,10 @@ export interface Authorization {
 }
 
 /** IAM's answer for one request: allowed, or the first authorization no statement allows. */
-export function firstDenied(policies: readonly PolicyDocument[], asks: readonly Authorization[]): Authorization | undefined {
+export function firstDenied(
+  policies: readonly PolicyDocument[],
+  asks: readonly Authorization[],
+): Authorization | undefined {
   const statements = policies.flatMap((p) => p.Statement);
   return asks.find((ask) => !statements.some((st) => allows(st, ask)));
 }
@@ -58,7 +66,12 @@ function allows(st: PolicyStatement, ask: Authorization): boolean {
 function glob(pattern: string, value: string): boolean {
   let re = GLOBS.get(pattern);
   if (!re) {
-    re = new RegExp(`^${pattern.replace(/[.+^${}()|[\]\\]/g, '\\$&').replace(/\*/g, '.*').replace(/\?/g, '.')}$`);
+    re = new RegExp(
+      `^${pattern
+        .replace(/[.+^${}()|[\]\\]/g, '\\$&')
+        .replace(/\*/g, '.*')
+        .replace(/\?/g, '.')}$`,
+    );
     GLOBS.set(pattern, re);
   }
   return re.test(value);
@@ -72,9 +85,17 @@ const GLOBS = new Map<string, RegExp>();
  */
 export function kmsAuthorizations(request: AuthRequest): Authorization[] {
   const region = request.region ?? 'us-east-1';
-  const keys = new Set(Object.entries(request.params).filter(([k]) => /^BlockDeviceMapping\.\d+\.Ebs\.KmsKeyId$/.test(k)).map(([, v]) => String(v)));
+  const keys = new Set(
+    Object.entries(request.params)
+      .filter(([k]) => /^BlockDeviceMapping\.\d+\.Ebs\.KmsKeyId$/.test(k))
+      .map(([, v]) => String(v)),
+  );
   return [...keys].flatMap((key) =>
-    ['kms:CreateGrant', 'kms:GenerateDataKeyWithoutPlaintext', 'kms:Decrypt', 'kms:DescribeKey'].map((action) => ({ action, resource: key, context: { 'kms:ViaService': `ec2.${region}.amazonaws.com` } })),
+    ['kms:CreateGrant', 'kms:GenerateDataKeyWithoutPlaintext', 'kms:Decrypt', 'kms:DescribeKey'].map((action) => ({
+      action,
+      resource: key,
+      context: { 'kms:ViaService': `ec2.${region}.amazonaws.com` },
+    })),
   );
 }
 
@@ -101,10 +122,17 @@ export async function authorizations(request: AuthRequest, facts: ResourceFacts)
   const base = { 'aws:RequestedRegion': region };
   const p = request.params;
   const action = iamActionOf(request.service, request.action);
-  const listed = (prefix: RegExp) => Object.entries(p).filter(([k]) => prefix.test(k)).map(([, v]) => String(v));
+  const listed = (prefix: RegExp) =>
+    Object.entries(p)
+      .filter(([k]) => prefix.test(k))
+      .map(([, v]) => String(v));
   const tagged = async (arn: string, id: string): Promise<Authorization> => {
     const tags = await facts.tagsOf(id);
-    return { action, resource: arn, context: { ...base, ...Object.fromEntries(Object.entries(tags).map(([k, v]) => [`aws:ResourceTag/${k}`, v])) } };
+    return {
+      action,
+      resource: arn,
+      context: { ...base, ...Object.fromEntries(Object.entries(tags).map(([k, v]) => [`aws:ResourceTag/${k}`, v])) },
+    };
   };
   const ec2Arn = (id: string) => {
     if (id.startsWith('i-')) return `arn:aws:ec2:${region}:${account}:instance/${id}`;
@@ -117,13 +145,24 @@ export async function authorizations(request: AuthRequest, facts: ResourceFacts)
   if (request.service === 'ec2') {
     switch (request.action) {
       case 'RunInstances': {
-        const asks: Authorization[] = [{ action, resource: `arn:aws:ec2:${region}:${account}:instance/*`, context: base }];
+        const asks: Authorization[] = [
+          { action, resource: `arn:aws:ec2:${region}:${account}:instance/*`, context: base },
+        ];
         const types = new Set(listed(/^TagSpecification\.\d+\.ResourceType$/));
-        for (const type of types) asks.push({ action: 'ec2:CreateTags', resource: `arn:aws:ec2:${region}:${account}:${type}/*`, context: { ...base, 'ec2:CreateAction': 'RunInstances' } });
+        for (const type of types)
+          asks.push({
+            action: 'ec2:CreateTags',
+            resource: `arn:aws:ec2:${region}:${account}:${type}/*`,
+            context: { ...base, 'ec2:CreateAction': 'RunInstances' },
+          });
         const profile = p['IamInstanceProfile.Name'] ?? p['IamInstanceProfile.Arn'];
         if (profile !== undefined) {
           const name = String(profile).split('/').pop();
-          asks.push({ action: 'iam:PassRole', resource: `arn:aws:iam::${account}:role/${name}`, context: { 'iam:PassedToService': 'ec2.amazonaws.com' } });
+          asks.push({
+            action: 'iam:PassRole',
+            resource: `arn:aws:iam::${account}:role/${name}`,
+            context: { 'iam:PassedToService': 'ec2.amazonaws.com' },
+          });
         }
         if (String(p['InstanceMarketOptions.MarketType']) === 'spot' && !facts.spotRoleExists) {
           asks.push({
@@ -137,7 +176,11 @@ export async function authorizations(request: AuthRequest, facts: ResourceFacts)
       case 'CreateImage': {
         const asks: Authorization[] = [{ action, resource: `arn:aws:ec2:${region}::image/*`, context: base }];
         for (const type of new Set(listed(/^TagSpecification\.\d+\.ResourceType$/))) {
-          asks.push({ action: 'ec2:CreateTags', resource: `arn:aws:ec2:${region}:${type === 'image' || type === 'snapshot' ? '' : account}:${type}/*`, context: { ...base, 'ec2:CreateAction': 'CreateImage' } });
+          asks.push({
+            action: 'ec2:CreateTags',
+            resource: `arn:aws:ec2:${region}:${type === 'image' || type === 'snapshot' ? '' : account}:${type}/*`,
+            context: { ...base, 'ec2:CreateAction': 'CreateImage' },
+          });
         }
         return asks;
       }
@@ -161,12 +204,23 @@ export async function authorizations(request: AuthRequest, facts: ResourceFacts)
       const owned = document.startsWith('AWS-') ? '' : account;
       return [
         { action, resource: `arn:aws:ssm:${region}:${owned}:document/${document}`, context: base },
-        ...(Array.isArray(p.InstanceIds) ? p.InstanceIds : []).map((id) => ({ action, resource: `arn:aws:ec2:${region}:${account}:instance/${String(id)}`, context: base })),
+        ...(Array.isArray(p.InstanceIds) ? p.InstanceIds : []).map((id) => ({
+          action,
+          resource: `arn:aws:ec2:${region}:${account}:instance/${String(id)}`,
+          context: base,
+        })),
       ];
     }
     if (request.action === 'GetParameter' || request.action === 'GetParameters') {
-      const names = request.action === 'GetParameter' ? [String(p.Name ?? '')] : (Array.isArray(p.Names) ? p.Names : []).map(String);
-      return names.map((name) => ({ action, resource: `arn:aws:ssm:${region}:${name.startsWith('/aws/') ? '' : account}:parameter${name.startsWith('/') ? name : `/${name}`}`, context: base }));
+      const names =
+        request.action === 'GetParameter'
+          ? [String(p.Name ?? '')]
+          : (Array.isArray(p.Names) ? p.Names : []).map(String);
+      return names.map((name) => ({
+        action,
+        resource: `arn:aws:ssm:${region}:${name.startsWith('/aws/') ? '' : account}:parameter${name.startsWith('/') ? name : `/${name}`}`,
+        context: base,
+      }));
     }
     return [{ action, resource: '*', context: base }];
   }

@@ -2,17 +2,33 @@
  * Driving a whole migration in a test: start it on a test worker, wait for a phase, decide,
  * and look at what is in (emulated) AWS afterwards.
  */
-import { DescribeAddressesCommand, DescribeImagesCommand, DescribeInstancesCommand, DescribeSecurityGroupsCommand, type Instance } from '@aws-sdk/client-ec2';
+import {
+  DescribeAddressesCommand,
+  DescribeImagesCommand,
+  DescribeInstancesCommand,
+  DescribeSecurityGroupsCommand,
+  type Instance,
+} from '@aws-sdk/client-ec2';
 import type { Client, WorkflowHandle } from '@temporalio/client';
 import type { AwsClients } from '../../src/aws/clients';
 import type { Plan } from '../../src/plan/schema';
 import { TAG_PLAN } from '../../src/shared/constants';
 import { migrationWorkflowId } from '../../src/shared/constants';
-import { statusQuery, type MigrationInput, type MigrationPhase, type MigrationStatus } from '../../src/shared/migration';
+import {
+  statusQuery,
+  type MigrationInput,
+  type MigrationPhase,
+  type MigrationStatus,
+} from '../../src/shared/migration';
 import type { migrateToGpu } from '../../src/workflows';
 import { pollUntil } from './net';
 
-export async function startMigration(client: Client, taskQueue: string, plan: Plan, extra: Omit<MigrationInput, 'plan'> = {}): Promise<WorkflowHandle<typeof migrateToGpu>> {
+export async function startMigration(
+  client: Client,
+  taskQueue: string,
+  plan: Plan,
+  extra: Omit<MigrationInput, 'plan'> = {},
+): Promise<WorkflowHandle<typeof migrateToGpu>> {
   return client.workflow.start<typeof migrateToGpu>('migrateToGpu', {
     taskQueue,
     workflowId: migrationWorkflowId(plan.name),
@@ -22,7 +38,11 @@ export async function startMigration(client: Client, taskQueue: string, plan: Pl
 }
 
 /** Waits until the status query reports `phase` (or one of them); fails if the run closes first. */
-export async function waitForPhase(handle: WorkflowHandle, phase: MigrationPhase | MigrationPhase[], timeoutMs = 90_000): Promise<MigrationStatus> {
+export async function waitForPhase(
+  handle: WorkflowHandle,
+  phase: MigrationPhase | MigrationPhase[],
+  timeoutMs = 90_000,
+): Promise<MigrationStatus> {
   const wanted = Array.isArray(phase) ? phase : [phase];
   let last: MigrationStatus | undefined;
   return pollUntil(
@@ -30,7 +50,8 @@ export async function waitForPhase(handle: WorkflowHandle, phase: MigrationPhase
     async () => {
       last = await handle.query(statusQuery);
       if (wanted.includes(last.phase)) return last;
-      if (['completed', 'rolled-back', 'failed'].includes(last.phase)) throw new Error(`ended in ${last.phase}: ${JSON.stringify(last.error)}`);
+      if (['completed', 'rolled-back', 'failed'].includes(last.phase))
+        throw new Error(`ended in ${last.phase}: ${JSON.stringify(last.error)}`);
       return undefined;
     },
     { timeoutMs, intervalMs: 100 },
@@ -38,7 +59,9 @@ export async function waitForPhase(handle: WorkflowHandle, phase: MigrationPhase
 }
 
 export async function instancesOfPlan(clients: AwsClients, plan: Plan): Promise<Instance[]> {
-  const out = await clients.ec2(plan.region).send(new DescribeInstancesCommand({ Filters: [{ Name: `tag:${TAG_PLAN}`, Values: [plan.name] }] }));
+  const out = await clients
+    .ec2(plan.region)
+    .send(new DescribeInstancesCommand({ Filters: [{ Name: `tag:${TAG_PLAN}`, Values: [plan.name] }] }));
   return (out.Reservations ?? []).flatMap((r) => r.Instances ?? []);
 }
 
@@ -50,12 +73,16 @@ export async function instance(clients: AwsClients, region: string, instanceId: 
 }
 
 export async function addressHolder(clients: AwsClients, plan: Plan): Promise<string | undefined> {
-  const out = await clients.ec2(plan.region).send(new DescribeAddressesCommand({ AllocationIds: [plan.elasticIp.allocationId] }));
+  const out = await clients
+    .ec2(plan.region)
+    .send(new DescribeAddressesCommand({ AllocationIds: [plan.elasticIp.allocationId] }));
   return out.Addresses?.[0]?.InstanceId;
 }
 
 export async function imagesOfPlan(clients: AwsClients, plan: Plan) {
-  const out = await clients.ec2(plan.region).send(new DescribeImagesCommand({ Owners: ['self'], Filters: [{ Name: `tag:${TAG_PLAN}`, Values: [plan.name] }] }));
+  const out = await clients
+    .ec2(plan.region)
+    .send(new DescribeImagesCommand({ Owners: ['self'], Filters: [{ Name: `tag:${TAG_PLAN}`, Values: [plan.name] }] }));
   return out.Images ?? [];
 }
 
@@ -67,9 +94,12 @@ export async function ingressOf(clients: AwsClients, region: string, groupId: st
     .sort();
 }
 
-export const tagsOf = (i: Instance): Record<string, string> => Object.fromEntries((i.Tags ?? []).map((t) => [t.Key ?? '', t.Value ?? '']));
+export const tagsOf = (i: Instance): Record<string, string> =>
+  Object.fromEntries((i.Tags ?? []).map((t) => [t.Key ?? '', t.Value ?? '']));
 
 /** Instances of the plan that are not terminated. */
 export async function aliveInstancesOfPlan(clients: AwsClients, plan: Plan): Promise<Instance[]> {
-  return (await instancesOfPlan(clients, plan)).filter((i) => i.State?.Name !== 'terminated' && i.State?.Name !== 'shutting-down');
+  return (await instancesOfPlan(clients, plan)).filter(
+    (i) => i.State?.Name !== 'terminated' && i.State?.Name !== 'shutting-down',
+  );
 }

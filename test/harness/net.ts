@@ -25,7 +25,11 @@ export function freePort(host = '127.0.0.1'): Promise<number> {
 export async function pollUntil<T>(
   what: string,
   probe: () => Promise<T | undefined>,
-  { timeoutMs = 20_000, intervalMs = 50, abort }: { timeoutMs?: number; intervalMs?: number; abort?: () => string | undefined } = {},
+  {
+    timeoutMs = 20_000,
+    intervalMs = 50,
+    abort,
+  }: { timeoutMs?: number; intervalMs?: number; abort?: () => string | undefined } = {},
 ): Promise<T> {
   const deadline = Date.now() + timeoutMs;
   let last: unknown;

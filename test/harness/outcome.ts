@@ -24,9 +24,11 @@ export async function failureOf(handle: WorkflowHandle): Promise<MigrationFailur
   } catch (err) {
     if (!(err instanceof WorkflowFailedError)) throw err;
     const failure = err.cause;
-    if (!(failure instanceof ApplicationFailure)) throw new Error(`${handle.workflowId} failed with ${String(failure)}, not an ApplicationFailure`, { cause: err });
+    if (!(failure instanceof ApplicationFailure))
+      throw new Error(`${handle.workflowId} failed with ${String(failure)}, not an ApplicationFailure`, { cause: err });
     const report = (failure.details ?? [])[0] as MigrationReport | undefined;
-    if (!report || typeof report !== 'object' || !('outcome' in report)) throw new Error(`${handle.workflowId} failed without a report in its details`, { cause: err });
+    if (!report || typeof report !== 'object' || !('outcome' in report))
+      throw new Error(`${handle.workflowId} failed without a report in its details`, { cause: err });
     return { error: err, failure, report };
   }
   throw new Error(`expected ${handle.workflowId} to fail; it completed with ${JSON.stringify(result)?.slice(0, 300)}`);

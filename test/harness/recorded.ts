@@ -9,10 +9,12 @@ type History = Awaited<ReturnType<WorkflowHandle['fetchHistory']>>;
 /** The history of every run of `workflowId` (continued-as-new runs included), oldest first. */
 export async function historiesOf(client: Client, workflowId: string): Promise<{ runId: string; history: History }[]> {
   const runs: { runId: string; startTime: Date }[] = [];
-  for await (const wf of client.workflow.list({ query: `WorkflowId = '${workflowId}'` })) runs.push({ runId: wf.runId, startTime: wf.startTime });
+  for await (const wf of client.workflow.list({ query: `WorkflowId = '${workflowId}'` }))
+    runs.push({ runId: wf.runId, startTime: wf.startTime });
   runs.sort((a, b) => a.startTime.getTime() - b.startTime.getTime());
   const out: { runId: string; history: History }[] = [];
-  for (const r of runs) out.push({ runId: r.runId, history: await client.workflow.getHandle(workflowId, r.runId).fetchHistory() });
+  for (const r of runs)
+    out.push({ runId: r.runId, history: await client.workflow.getHandle(workflowId, r.runId).fetchHistory() });
   return out;
 }
 
@@ -34,7 +36,11 @@ export function textsOf(value: unknown, out: string[] = [], seen = new Set<unkno
 }
 
 /** Every payload (`{ metadata, data }`) in a history. */
-export function payloadsOf(value: unknown, out: { metadata: Record<string, Uint8Array>; data: Uint8Array }[] = [], seen = new Set<unknown>()): typeof out {
+export function payloadsOf(
+  value: unknown,
+  out: { metadata: Record<string, Uint8Array>; data: Uint8Array }[] = [],
+  seen = new Set<unknown>(),
+): typeof out {
   if (!value || typeof value !== 'object' || seen.has(value) || value instanceof Uint8Array) return out;
   seen.add(value);
   const v = value as { metadata?: unknown; data?: unknown };

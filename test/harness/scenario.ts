@@ -38,11 +38,19 @@ export async function startScenario(options: ScenarioOptions = {}): Promise<Scen
   const proxy = await AwsProxy.start({ target: motoEndpoint() });
   let world: AppWorld | undefined;
   try {
-    world = await AppWorld.start({ proxy, region: options.seed?.region, services: options.services, startMarker: options.startMarker });
+    world = await AppWorld.start({
+      proxy,
+      region: options.seed?.region,
+      services: options.services,
+      startMarker: options.startMarker,
+    });
     const direct = proxy.clients({ bypass: true, maxAttempts: 3 });
     // The worker's calls are authorised by the policy `migration iam-policy --plan` prints for
     // each plan the test makes for this source.
-    const source = { ...(await seedSource(direct, { ...options.seed, world })), grant: (p: Plan) => proxy.grantPlan(p) };
+    const source = {
+      ...(await seedSource(direct, { ...options.seed, world })),
+      grant: (p: Plan) => proxy.grantPlan(p),
+    };
     const plan = testPlan(source, world.ports, options.planOverrides);
     const opened = world;
     return {

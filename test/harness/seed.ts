@@ -73,7 +73,8 @@ export async function bundledImageId(clients: AwsClients, region = 'us-east-1'):
   const imageId = param.Parameter?.Value;
   if (!imageId) throw new Error(`${AMI_PARAMETER} has no value`);
   const images = await clients.ec2(region).send(new DescribeImagesCommand({ ImageIds: [imageId] }));
-  if (images.Images?.[0]?.ImageId !== imageId) throw new Error(`${imageId} (from ${AMI_PARAMETER}) is not a known image`);
+  if (images.Images?.[0]?.ImageId !== imageId)
+    throw new Error(`${imageId} (from ${AMI_PARAMETER}) is not a known image`);
   return imageId;
 }
 
@@ -88,9 +89,16 @@ export async function seedSource(clients: AwsClients, options: SeedOptions = {})
   const vpcId = vpcs.Vpcs?.[0]?.VpcId;
   if (!vpcId) throw new Error(`no default VPC in ${region}`);
   const subnets = await ec2.send(
-    new DescribeSubnetsCommand({ Filters: [{ Name: 'vpc-id', Values: [vpcId] }, { Name: 'default-for-az', Values: ['true'] }] }),
+    new DescribeSubnetsCommand({
+      Filters: [
+        { Name: 'vpc-id', Values: [vpcId] },
+        { Name: 'default-for-az', Values: ['true'] },
+      ],
+    }),
   );
-  const sorted = (subnets.Subnets ?? []).filter((s) => s.SubnetId).sort((a, b) => (a.AvailabilityZone ?? '').localeCompare(b.AvailabilityZone ?? ''));
+  const sorted = (subnets.Subnets ?? [])
+    .filter((s) => s.SubnetId)
+    .sort((a, b) => (a.AvailabilityZone ?? '').localeCompare(b.AvailabilityZone ?? ''));
   const subnet = sorted[0];
   if (!subnet?.SubnetId) throw new Error(`no default subnet in ${vpcId}`);
 
@@ -108,7 +116,12 @@ export async function seedSource(clients: AwsClients, options: SeedOptions = {})
       await ec2.send(
         new AuthorizeSecurityGroupIngressCommand({
           GroupId: group.GroupId,
-          IpPermissions: ports.map((port) => ({ IpProtocol: 'tcp', FromPort: port, ToPort: port, IpRanges: [{ CidrIp: '0.0.0.0/0' }] })),
+          IpPermissions: ports.map((port) => ({
+            IpProtocol: 'tcp',
+            FromPort: port,
+            ToPort: port,
+            IpRanges: [{ CidrIp: '0.0.0.0/0' }],
+          })),
         }),
       );
     }
@@ -133,15 +146,22 @@ export async function seedSource(clients: AwsClients, options: SeedOptions = {})
   if (!instanceId) throw new Error('RunInstances returned no instance');
 
   const eip = await ec2.send(
-    new AllocateAddressCommand({ Domain: 'vpc', TagSpecifications: [{ ResourceType: 'elastic-ip', Tags: [{ Key: 'Name', Value: name }] }] }),
+    new AllocateAddressCommand({
+      Domain: 'vpc',
+      TagSpecifications: [{ ResourceType: 'elastic-ip', Tags: [{ Key: 'Name', Value: name }] }],
+    }),
   );
   if (!eip.AllocationId || !eip.PublicIp) throw new Error('AllocateAddress returned no allocation');
-  const assoc = await ec2.send(new AssociateAddressCommand({ AllocationId: eip.AllocationId, InstanceId: instanceId, AllowReassociation: true }));
+  const assoc = await ec2.send(
+    new AssociateAddressCommand({ AllocationId: eip.AllocationId, InstanceId: instanceId, AllowReassociation: true }),
+  );
 
   const described = await ec2.send(new DescribeInstancesCommand({ InstanceIds: [instanceId] }));
   const instance = described.Reservations?.[0]?.Instances?.[0];
   if (instance?.PublicIpAddress !== eip.PublicIp) {
-    throw new Error(`instance ${instanceId} shows public address ${instance?.PublicIpAddress}, expected the Elastic IP ${eip.PublicIp}`);
+    throw new Error(
+      `instance ${instanceId} shows public address ${instance?.PublicIpAddress}, expected the Elastic IP ${eip.PublicIp}`,
+    );
   }
   options.world?.markStarted(instanceId);
   return {
@@ -173,7 +193,9 @@ export async function openPlannedIngress(clients: AwsClients, plan: Plan): Promi
       await ec2.send(
         new AuthorizeSecurityGroupIngressCommand({
           GroupId: plan.target.securityGroupIds[0],
-          IpPermissions: [{ IpProtocol: rule.protocol, FromPort: rule.port, ToPort: rule.port, IpRanges: [{ CidrIp: rule.cidr }] }],
+          IpPermissions: [
+            { IpProtocol: rule.protocol, FromPort: rule.port, ToPort: rule.port, IpRanges: [{ CidrIp: rule.cidr }] },
+          ],
         }),
       );
     } catch (err) {
@@ -197,7 +219,9 @@ const REFERENCE_PORTS = ['backend', 'frontend', 'openvoice', 'voicevox'] as cons
  */
 export async function tagForPlan(clients: AwsClients, plan: Plan, instanceIds: string[]): Promise<void> {
   if (instanceIds.length === 0) return;
-  await clients.ec2(plan.region).send(new CreateTagsCommand({ Resources: instanceIds, Tags: [{ Key: TAG_PLAN, Value: plan.name }] }));
+  await clients
+    .ec2(plan.region)
+    .send(new CreateTagsCommand({ Resources: instanceIds, Tags: [{ Key: TAG_PLAN, Value: plan.name }] }));
 }
 
 /**
@@ -222,8 +246,14 @@ export function testPlan(seeded: SeededSource, ports: ServicePorts, overrides: P
       rootVolume: { sizeGiB: 30, type: 'gp3' },
     },
     remote: {
-      setup: ['nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader', 'docker --version', 'docker compose version'],
-      deploy: ['mkdir -p /opt/app && cd /opt/app && (git -C video-message-app pull --ff-only || git clone --depth 1 https://example.com/org/video-message-app.git)'],
+      setup: [
+        'nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader',
+        'docker --version',
+        'docker compose version',
+      ],
+      deploy: [
+        'mkdir -p /opt/app && cd /opt/app && (git -C video-message-app pull --ff-only || git clone --depth 1 https://example.com/org/video-message-app.git)',
+      ],
       build: ['cd /opt/app/video-message-app && docker compose build'],
       start: [`cd /opt/app/video-message-app && ${START_MARKER}`],
     },
@@ -236,7 +266,13 @@ export function testPlan(seeded: SeededSource, ports: ServicePorts, overrides: P
     ingress: { publicCidrs: ['0.0.0.0/0'], adminCidrs: [] },
     checks: {
       host: 'auto',
-      voiceClone: { service: 'backend', method: 'POST', path: '/api/voice/synthesize', body: { text: 'こんにちは', speaker: 1 }, maxSeconds: 2 },
+      voiceClone: {
+        service: 'backend',
+        method: 'POST',
+        path: '/api/voice/synthesize',
+        body: { text: 'こんにちは', speaker: 1 },
+        maxSeconds: 2,
+      },
       latency: { service: 'backend', path: '/health', samples: 5, maxAverageMs: 50 },
     },
     approval: { timeout: '7d', approvers: [] },

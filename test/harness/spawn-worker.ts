@@ -89,7 +89,15 @@ export async function spawnWorkerProcess(options: WorkerProcessOptions): Promise
   let output = '';
   const exited = new Promise<Exit>((resolve) => child.once('exit', (code, signal) => resolve({ code, signal })));
   const ready = new Promise<void>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`worker process ${identity} did not poll within ${options.readyTimeoutMs ?? 30_000} ms:\n${output}`)), options.readyTimeoutMs ?? 30_000);
+    const timer = setTimeout(
+      () =>
+        reject(
+          new Error(
+            `worker process ${identity} did not poll within ${options.readyTimeoutMs ?? 30_000} ms:\n${output}`,
+          ),
+        ),
+      options.readyTimeoutMs ?? 30_000,
+    );
     child.stdout.setEncoding('utf8').on('data', (s: string) => {
       output += s;
       if (output.includes(READY)) {

@@ -8,7 +8,9 @@ import { guardianStatusQuery, routerStatusQuery, type GuardianStatus, type Route
 import { pollUntil } from './net';
 
 export async function createQueue(clients: AwsClients, region: string): Promise<string> {
-  const out = await clients.sqs(region).send(new CreateQueueCommand({ QueueName: `spot-events-${randomBytes(4).toString('hex')}` }));
+  const out = await clients
+    .sqs(region)
+    .send(new CreateQueueCommand({ QueueName: `spot-events-${randomBytes(4).toString('hex')}` }));
   if (!out.QueueUrl) throw new Error('CreateQueue returned no URL');
   return out.QueueUrl;
 }
@@ -20,7 +22,12 @@ const DETAIL_TYPES = {
 } as const;
 
 /** An event as the EventBridge rule puts it on the queue. */
-export function spotEvent(kind: keyof typeof DETAIL_TYPES, instanceId: string, region: string, extra: Record<string, unknown> = {}): string {
+export function spotEvent(
+  kind: keyof typeof DETAIL_TYPES,
+  instanceId: string,
+  region: string,
+  extra: Record<string, unknown> = {},
+): string {
   const detail: Record<string, unknown> = { 'instance-id': instanceId, ...extra };
   if (kind === 'interruption') detail['instance-action'] = 'terminate';
   return JSON.stringify({
@@ -40,7 +47,12 @@ export async function putMessage(clients: AwsClients, region: string, queueUrl: 
   await clients.sqs(region).send(new SendMessageCommand({ QueueUrl: queueUrl, MessageBody: body }));
 }
 
-export async function waitForGuardian(handle: WorkflowHandle, what: string, ok: (s: GuardianStatus) => boolean, timeoutMs = 60_000): Promise<GuardianStatus> {
+export async function waitForGuardian(
+  handle: WorkflowHandle,
+  what: string,
+  ok: (s: GuardianStatus) => boolean,
+  timeoutMs = 60_000,
+): Promise<GuardianStatus> {
   return pollUntil(
     `${handle.workflowId}: ${what}`,
     async () => {

@@ -15,7 +15,11 @@ export interface ToolPaths {
   motoPython: string;
 }
 
-const VARS = { temporalBin: 'TEMPORAL_BIN', testServerBin: 'TEMPORAL_TEST_SERVER_BIN', motoPython: 'MOTO_PYTHON' } as const;
+const VARS = {
+  temporalBin: 'TEMPORAL_BIN',
+  testServerBin: 'TEMPORAL_TEST_SERVER_BIN',
+  motoPython: 'MOTO_PYTHON',
+} as const;
 
 export function toolsCacheDir(env: NodeJS.ProcessEnv = process.env): string {
   return env.EC2_GPU_MIGRATION_CACHE || join(homedir(), '.cache', 'ec2-gpu-migration');

@@ -33,9 +33,12 @@ async function run(): Promise<void> {
   const identity = process.env.WORKER_IDENTITY || `worker-process-${process.pid}`;
   const bundlePath = process.env.WORKFLOW_BUNDLE_PATH;
   Runtime.install({
-    logger: new DefaultLogger((process.env.TEST_LOG_LEVEL as LogLevel | undefined) ?? 'WARN', ({ level, message, meta }) => {
-      process.stderr.write(`[${identity}] ${level} ${message}${meta ? ` ${JSON.stringify(meta)}` : ''}\n`);
-    }),
+    logger: new DefaultLogger(
+      (process.env.TEST_LOG_LEVEL as LogLevel | undefined) ?? 'WARN',
+      ({ level, message, meta }) => {
+        process.stderr.write(`[${identity}] ${level} ${message}${meta ? ` ${JSON.stringify(meta)}` : ''}\n`);
+      },
+    ),
   });
   const target = temporalTarget();
   const connection = await NativeConnection.connect(target.connectionOptions);
@@ -46,7 +49,10 @@ async function run(): Promise<void> {
       taskQueue,
       aws: createAwsClients({
         endpoint,
-        credentials: { accessKeyId: process.env.AWS_ACCESS_KEY_ID || 'testing', secretAccessKey: process.env.AWS_SECRET_ACCESS_KEY || 'testing' },
+        credentials: {
+          accessKeyId: process.env.AWS_ACCESS_KEY_ID || 'testing',
+          secretAccessKey: process.env.AWS_SECRET_ACCESS_KEY || 'testing',
+        },
         maxAttempts: Number(process.env.AWS_MAX_ATTEMPTS || 3),
       }),
       pollIntervalMs: Number(process.env.POLL_INTERVAL_MS || 50),

@@ -5,7 +5,15 @@
  */
 import { randomBytes } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
-import { DefaultLogger, Runtime, bundleWorkflowCode, type LogLevel, type NativeConnection, type Worker, type WorkflowBundleWithSourceMap } from '@temporalio/worker';
+import {
+  DefaultLogger,
+  Runtime,
+  bundleWorkflowCode,
+  type LogLevel,
+  type NativeConnection,
+  type Worker,
+  type WorkflowBundleWithSourceMap,
+} from '@temporalio/worker';
 import type { AwsClients } from '../../src/aws/clients';
 import { createMigrationWorker } from '../../src/worker';
 import { connectWorker, temporalNamespace } from './env';
@@ -38,7 +46,12 @@ export interface TestWorker {
   stop(): Promise<void>;
 }
 
-export async function startWorker(options: { clients: AwsClients; taskQueue?: string; pollIntervalMs?: number; identity?: string }): Promise<TestWorker> {
+export async function startWorker(options: {
+  clients: AwsClients;
+  taskQueue?: string;
+  pollIntervalMs?: number;
+  identity?: string;
+}): Promise<TestWorker> {
   const connection: NativeConnection = await connectWorker();
   const taskQueue = options.taskQueue ?? `test-${randomBytes(6).toString('hex')}`;
   let worker: Worker;

@@ -10,7 +10,12 @@
  * host. Private services are reached only from "inside" the instance: through SSM Run Command,
  * which the world scripts (curl to 127.0.0.1:<port>, nvidia-smi, the start command).
  */
-import { DescribeAddressesCommand, paginateDescribeInstances, paginateDescribeSecurityGroups, type Instance } from '@aws-sdk/client-ec2';
+import {
+  DescribeAddressesCommand,
+  paginateDescribeInstances,
+  paginateDescribeSecurityGroups,
+  type Instance,
+} from '@aws-sdk/client-ec2';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { setTimeout as delay } from 'node:timers/promises';
@@ -195,7 +200,12 @@ export class AppWorld {
 
   /** Services in the plan's shape. */
   planServices(): { name: string; port: number; healthPath: string; public: boolean }[] {
-    return this.services.map(({ name, port, healthPath, public: isPublic }) => ({ name, port, healthPath, public: isPublic }));
+    return this.services.map(({ name, port, healthPath, public: isPublic }) => ({
+      name,
+      port,
+      healthPath,
+      public: isPublic,
+    }));
   }
 
   configure(rule: BehaviourRule): void {
@@ -270,7 +280,8 @@ export class AppWorld {
 
   private service(name: string): WorldService {
     const svc = this.services.find((s) => s.name === name);
-    if (!svc) throw new Error(`the world has no service '${name}' (has ${this.services.map((s) => s.name).join(', ')})`);
+    if (!svc)
+      throw new Error(`the world has no service '${name}' (has ${this.services.map((s) => s.name).join(', ')})`);
     return svc;
   }
 
@@ -289,7 +300,16 @@ export class AppWorld {
   private async serve(svc: WorldService, req: IncomingMessage, res: ServerResponse): Promise<void> {
     const started = Date.now();
     const address = (req.socket.localAddress ?? '').replace(/^::ffff:/, '');
-    const record: ServedRequest = { service: svc.name, port: svc.port, address, method: req.method ?? 'GET', path: req.url ?? '/', outcome: 'dropped', at: new Date(started), durationMs: 0 };
+    const record: ServedRequest = {
+      service: svc.name,
+      port: svc.port,
+      address,
+      method: req.method ?? 'GET',
+      path: req.url ?? '/',
+      outcome: 'dropped',
+      at: new Date(started),
+      durationMs: 0,
+    };
     this.served.push(record);
     const drop = (reason: string) => {
       record.outcome = 'dropped';
@@ -308,7 +328,9 @@ export class AppWorld {
       // client waits until it gives up, as on AWS).
       const caller = (req.socket.remoteAddress ?? '').replace(/^::ffff:/, '');
       if (!(await this.ingressAllows(owner, svc.port, caller))) {
-        return drop(`no security group of ${owner.instanceId} (${owner.groupIds.join(', ') || 'none'}) allows tcp/${svc.port} from ${caller}`);
+        return drop(
+          `no security group of ${owner.instanceId} (${owner.groupIds.join(', ') || 'none'}) allows tcp/${svc.port} from ${caller}`,
+        );
       }
       if (!this.started.has(owner.instanceId)) return drop(`the app is not started on ${owner.instanceId}`);
 
@@ -317,7 +339,11 @@ export class AppWorld {
       if (behaviour.delayMs) await delay(behaviour.delayMs, undefined, { signal: this.closing.signal });
       const answer =
         behaviour.fail !== undefined && behaviour.fail !== false
-          ? { status: behaviour.fail === true ? 500 : behaviour.fail, type: 'application/json', body: JSON.stringify({ detail: 'Internal Server Error' }) }
+          ? {
+              status: behaviour.fail === true ? 500 : behaviour.fail,
+              type: 'application/json',
+              body: JSON.stringify({ detail: 'Internal Server Error' }),
+            }
           : await this.answer(svc, req, body, owner);
       if (res.destroyed) return drop('client went away');
       res.writeHead(answer.status, { 'content-type': answer.type, 'x-served-by': owner.instanceId });
@@ -331,15 +357,26 @@ export class AppWorld {
     }
   }
 
-  private async answer(svc: WorldService, req: IncomingMessage, body: string, owner: InstanceView): Promise<{ status: number; type: string; body: string }> {
+  private async answer(
+    svc: WorldService,
+    req: IncomingMessage,
+    body: string,
+    owner: InstanceView,
+  ): Promise<{ status: number; type: string; body: string }> {
     const path = (req.url ?? '/').split('?')[0];
-    const json = (status: number, value: unknown) => ({ status, type: 'application/json', body: JSON.stringify(value) });
+    const json = (status: number, value: unknown) => ({
+      status,
+      type: 'application/json',
+      body: JSON.stringify(value),
+    });
     const gpu = hasGpu(owner.instanceType);
     switch (svc.name) {
       case 'backend':
         if (req.method === 'GET' && path === svc.healthPath) return json(200, { status: 'ok' });
         if (req.method === 'POST' && path === '/api/voice/synthesize') {
-          const down = ['openvoice', 'voicevox'].find((name) => this.services.some((s) => s.name === name) && !this.privateHealthy(name, owner));
+          const down = ['openvoice', 'voicevox'].find(
+            (name) => this.services.some((s) => s.name === name) && !this.privateHealthy(name, owner),
+          );
           if (down) return json(503, { detail: `${down} is unavailable` });
           const behaviour = this.behaviour(svc.name, owner.instanceId);
           const ms = behaviour.synthesisDelayMs ?? (gpu ? 30 : 300);
@@ -351,12 +388,20 @@ export class AppWorld {
           } catch {
             return json(422, { detail: 'body is not JSON' });
           }
-          return json(200, { audio: Buffer.from(`RIFF-fake-wav:${text}`).toString('base64'), device: gpu ? 'cuda' : 'cpu', synthesisMs: ms });
+          return json(200, {
+            audio: Buffer.from(`RIFF-fake-wav:${text}`).toString('base64'),
+            device: gpu ? 'cuda' : 'cpu',
+            synthesisMs: ms,
+          });
         }
         return json(404, { detail: 'Not Found' });
       case 'frontend':
         if (req.method === 'GET' && (path === svc.healthPath || path === '/index.html')) {
-          return { status: 200, type: 'text/html', body: '<!doctype html><html><head><title>Video Message App</title></head><body><div id="root"></div></body></html>' };
+          return {
+            status: 200,
+            type: 'text/html',
+            body: '<!doctype html><html><head><title>Video Message App</title></head><body><div id="root"></div></body></html>',
+          };
         }
         return { status: 404, type: 'text/html', body: '<html><body><h1>404 Not Found</h1></body></html>' };
       case 'openvoice':
@@ -381,7 +426,10 @@ export class AppWorld {
     const { ingress } = await this.state();
     return owner.groupIds.some((id) =>
       (ingress.get(id) ?? []).some(
-        (p) => (p.protocol === '-1' || ((p.protocol === 'tcp' || p.protocol === '6') && p.fromPort <= port && port <= p.toPort)) && p.cidrs.some((c) => cidrContains(c, caller)),
+        (p) =>
+          (p.protocol === '-1' ||
+            ((p.protocol === 'tcp' || p.protocol === '6') && p.fromPort <= port && port <= p.toPort)) &&
+          p.cidrs.some((c) => cidrContains(c, caller)),
       ),
     );
   }
@@ -408,7 +456,12 @@ export class AppWorld {
           for (const g of page.SecurityGroups ?? []) {
             ingress.set(
               g.GroupId ?? '',
-              (g.IpPermissions ?? []).map((p) => ({ protocol: p.IpProtocol ?? '-1', fromPort: p.FromPort ?? -1, toPort: p.ToPort ?? -1, cidrs: (p.IpRanges ?? []).map((r) => r.CidrIp ?? '') })),
+              (g.IpPermissions ?? []).map((p) => ({
+                protocol: p.IpProtocol ?? '-1',
+                fromPort: p.FromPort ?? -1,
+                toPort: p.ToPort ?? -1,
+                cidrs: (p.IpRanges ?? []).map((r) => r.CidrIp ?? ''),
+              })),
             );
           }
         }
@@ -426,7 +479,11 @@ export class AppWorld {
       if (eip.PublicIp && owner) byAddress.set(eip.PublicIp, owner);
     }
     for (const i of instances) {
-      if (i.PublicIpAddress && !byAddress.has(i.PublicIpAddress) && !addresses.Addresses?.some((a) => a.PublicIp === i.PublicIpAddress)) {
+      if (
+        i.PublicIpAddress &&
+        !byAddress.has(i.PublicIpAddress) &&
+        !addresses.Addresses?.some((a) => a.PublicIp === i.PublicIpAddress)
+      ) {
         byAddress.set(i.PublicIpAddress, view(i));
       }
     }
@@ -474,14 +531,23 @@ export class AppWorld {
       last = step.exitCode ?? (step.status === 'Failed' ? 1 : 0);
       if (last !== 0 && errexit) break;
     }
-    return { status: last === 0 ? 'Success' : 'Failed', exitCode: last, stdout: joinLines(stdout), stderr: joinLines(stderr) };
+    return {
+      status: last === 0 ? 'Success' : 'Failed',
+      exitCode: last,
+      stdout: joinLines(stdout),
+      stderr: joinLines(stderr),
+    };
   }
 
   /** One line of the script: its output and exit code. */
   private executeLine(line: string, instance: InstanceView): ScriptedResult {
     const rule = [...this.commandRules]
       .reverse()
-      .find((r) => (r.instanceId === undefined || r.instanceId === instance.instanceId) && (typeof r.match === 'string' ? line.includes(r.match) : r.match.test(line)));
+      .find(
+        (r) =>
+          (r.instanceId === undefined || r.instanceId === instance.instanceId) &&
+          (typeof r.match === 'string' ? line.includes(r.match) : r.match.test(line)),
+      );
     if (rule) return rule.result;
     if (line.includes(this.startMarker)) {
       this.started.add(instance.instanceId);
@@ -499,7 +565,11 @@ export class AppWorld {
       : { exitCode: 9, stderr: NO_DRIVER };
     for (const rule of this.gpuRules) {
       if (rule.instanceId !== undefined && rule.instanceId !== instance.instanceId) continue;
-      out = { exitCode: rule.exitCode ?? 0, stdout: rule.stdout ?? '', stderr: rule.stderr ?? (rule.exitCode ? NO_DRIVER : '') };
+      out = {
+        exitCode: rule.exitCode ?? 0,
+        stdout: rule.stdout ?? '',
+        stderr: rule.stderr ?? (rule.exitCode ? NO_DRIVER : ''),
+      };
     }
     return out;
   }
@@ -521,9 +591,20 @@ export class AppWorld {
           stderr: `curl: (7) Failed to connect to 127.0.0.1 port ${port} after 0 ms: Couldn't connect to server`,
         };
       }
-      const status = behaviour.fail === true ? 500 : typeof behaviour.fail === 'number' ? behaviour.fail : path.split('?')[0] === svc.healthPath ? 200 : 404;
+      const status =
+        behaviour.fail === true
+          ? 500
+          : typeof behaviour.fail === 'number'
+            ? behaviour.fail
+            : path.split('?')[0] === svc.healthPath
+              ? 200
+              : 404;
       if (status >= 400 && failFlag) {
-        return { exitCode: 22, stdout: joinLines(codes), stderr: `curl: (22) The requested URL returned error: ${status}` };
+        return {
+          exitCode: 22,
+          stdout: joinLines(codes),
+          stderr: `curl: (22) The requested URL returned error: ${status}`,
+        };
       }
       codes.push(String(status));
     }
@@ -532,7 +613,10 @@ export class AppWorld {
 }
 
 function view(instance: Instance): InstanceView {
-  const groups = [...(instance.SecurityGroups ?? []), ...(instance.NetworkInterfaces ?? []).flatMap((n) => n.Groups ?? [])];
+  const groups = [
+    ...(instance.SecurityGroups ?? []),
+    ...(instance.NetworkInterfaces ?? []).flatMap((n) => n.Groups ?? []),
+  ];
   return {
     instanceId: instance.InstanceId ?? '',
     state: instance.State?.Name ?? 'unknown',

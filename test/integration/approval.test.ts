@@ -6,9 +6,25 @@
  */
 import { WorkflowUpdateFailedError, type WorkflowHandle } from '@temporalio/client';
 import { ErrorType } from '../../src/shared/errors';
-import { approveSignal, decideUpdate, rejectSignal, statusQuery, SIGNAL_DESCRIPTIONS, type Decision, type MigrationStatus } from '../../src/shared/migration';
+import {
+  approveSignal,
+  decideUpdate,
+  rejectSignal,
+  statusQuery,
+  SIGNAL_DESCRIPTIONS,
+  type Decision,
+  type MigrationStatus,
+} from '../../src/shared/migration';
 import { useIntegration } from '../harness/lifecycle';
-import { addressHolder, aliveInstancesOfPlan, imagesOfPlan, ingressOf, instance, startMigration, waitForPhase } from '../harness/migration';
+import {
+  addressHolder,
+  aliveInstancesOfPlan,
+  imagesOfPlan,
+  ingressOf,
+  instance,
+  startMigration,
+  waitForPhase,
+} from '../harness/migration';
 import { pollUntil } from '../harness/net';
 import { failureOf, gate, whoServes } from '../harness/outcome';
 import type { Scenario } from '../harness/scenario';
@@ -17,7 +33,13 @@ const t = useIntegration();
 
 /** Ends a run the test leaves waiting, so nothing of it outlives the test. */
 function terminateAfterTest(handle: WorkflowHandle): void {
-  t.track({ close: () => handle.terminate('test over').then(() => undefined, () => undefined) });
+  t.track({
+    close: () =>
+      handle.terminate('test over').then(
+        () => undefined,
+        () => undefined,
+      ),
+  });
 }
 
 const phaseState = (status: MigrationStatus, name: string) => status.phases.find((p) => p.name === name)?.state;
@@ -46,7 +68,11 @@ function ignoredCount(handle: WorkflowHandle, n: number): Promise<MigrationStatu
   );
 }
 
-const COMPENSATIONS = (s: Scenario) => [`move the Elastic IP back to ${s.source.instanceId}`, 'undo the security-group changes', 'terminate the new instance'];
+const COMPENSATIONS = (s: Scenario) => [
+  `move the Elastic IP back to ${s.source.instanceId}`,
+  'undo the security-group changes',
+  'terminate the new instance',
+];
 
 describe('waiting for approval', () => {
   test('the old instance keeps running while the new one holds the Elastic IP, and the UI lists the messages', async () => {
@@ -69,7 +95,10 @@ describe('waiting for approval', () => {
 
     // The Web UI reads this: "Send a Signal" lists the signals with their descriptions.
     const meta = await handle.query<{
-      definition: { signalDefinitions: { name: string; description?: string }[]; updateDefinitions: { name: string; description?: string }[] };
+      definition: {
+        signalDefinitions: { name: string; description?: string }[];
+        updateDefinitions: { name: string; description?: string }[];
+      };
       currentDetails: string;
     }>('__temporal_workflow_metadata');
     expect(meta.definition.signalDefinitions).toEqual(
@@ -91,7 +120,9 @@ describe.each(['signal', 'update'] as const)('a rejection by %s', (via) => {
     const waiting = await waitForPhase(handle, 'awaiting-approval');
     const newId = waiting.newInstanceId as string;
     const { backend, frontend } = s.world.ports;
-    expect(await ingressOf(s.direct, s.plan.region, s.source.securityGroupId)).toEqual([`tcp/${backend}/0.0.0.0/0`, `tcp/${frontend}/0.0.0.0/0`].sort());
+    expect(await ingressOf(s.direct, s.plan.region, s.source.securityGroupId)).toEqual(
+      [`tcp/${backend}/0.0.0.0/0`, `tcp/${frontend}/0.0.0.0/0`].sort(),
+    );
 
     const reason = 'synthesis sounds robotic on the T4';
     if (via === 'signal') {
@@ -114,7 +145,11 @@ describe.each(['signal', 'update'] as const)('a rejection by %s', (via) => {
     expect(status.phase).toBe('rolled-back');
     expect(status.approval).toMatchObject({ decision: 'rejected', by: 'bob', via });
     expect(status.ignoredMessages).toEqual([]);
-    expect(['launch', 'security-group', 'eip-switch'].map((p) => phaseState(status, p))).toEqual(['compensated', 'compensated', 'compensated']);
+    expect(['launch', 'security-group', 'eip-switch'].map((p) => phaseState(status, p))).toEqual([
+      'compensated',
+      'compensated',
+      'compensated',
+    ]);
     expect(phaseState(status, 'stop-old')).toBe('pending');
 
     expect(await addressHolder(s.direct, s.plan)).toBe(s.source.instanceId);
@@ -168,7 +203,12 @@ describe('signals with an invalid payload', () => {
     await handle.signal(approveSignal, { by: 'carol', comment: 'numbers look right' });
     const report = await handle.result();
     expect(report.outcome).toBe('completed');
-    expect(report.approval).toMatchObject({ decision: 'approved', by: 'carol', comment: 'numbers look right', via: 'signal' });
+    expect(report.approval).toMatchObject({
+      decision: 'approved',
+      by: 'carol',
+      comment: 'numbers look right',
+      via: 'signal',
+    });
     expect((await instance(s.direct, s.plan.region, s.source.instanceId)).State?.Name).toBe('stopped');
     expect(await addressHolder(s.direct, s.plan)).toBe(newId);
     const done = await handle.query(statusQuery);
@@ -206,7 +246,9 @@ describe('the decide update', () => {
     terminateAfterTest(handle);
 
     await inSecurityGroup.promise;
-    expect(await refusalOf(decide({ decision: 'approve', by: 'alice' }))).toMatch(/no decision is awaited now \(phase: security-group\)/);
+    expect(await refusalOf(decide({ decision: 'approve', by: 'alice' }))).toMatch(
+      /no decision is awaited now \(phase: security-group\)/,
+    );
     // The same decision by signal, too early: recorded and ignored.
     await handle.signal(approveSignal, { by: 'alice' });
     await ignoredCount(handle, 1);
@@ -231,18 +273,25 @@ describe('the decide update', () => {
     expect(after.approval).toBeUndefined();
     // A refused update is answered to its caller, not recorded as an ignored signal: only the
     // early signal is there.
-    expect(after.ignoredMessages).toEqual([{ name: 'approve', at: expect.any(String), reason: 'no decision is awaited now (phase: security-group)' }]);
+    expect(after.ignoredMessages).toEqual([
+      { name: 'approve', at: expect.any(String), reason: 'no decision is awaited now (phase: security-group)' },
+    ]);
     expect((await instance(s.direct, s.plan.region, s.source.instanceId)).State?.Name).toBe('running');
 
     const accepted = await decide({ decision: 'approve', by: 'alice', comment: 'go' });
     expect(accepted).toMatchObject({ decision: 'approved', by: 'alice', comment: 'go', via: 'update' });
 
     await inStopOld.promise;
-    expect(await refusalOf(decide({ decision: 'reject', by: 'alice', reason: 'changed my mind' }))).toMatch(/no decision is awaited now \(phase: stop-old\)|already decided/);
+    expect(await refusalOf(decide({ decision: 'reject', by: 'alice', reason: 'changed my mind' }))).toMatch(
+      /no decision is awaited now \(phase: stop-old\)|already decided/,
+    );
     // A late rejection by signal is recorded and ignored as well.
     await handle.signal(rejectSignal, { by: 'bob', reason: 'too late' });
     const late = (await ignoredCount(handle, 2)).ignoredMessages[1];
-    expect(late).toMatchObject({ name: 'reject', reason: expect.stringMatching(/no decision is awaited now \(phase: stop-old\)|already decided/) });
+    expect(late).toMatchObject({
+      name: 'reject',
+      reason: expect.stringMatching(/no decision is awaited now \(phase: stop-old\)|already decided/),
+    });
     expect((await handle.query(statusQuery)).approval).toMatchObject({ decision: 'approved', by: 'alice' });
     releaseStopOld.open();
 
@@ -292,7 +341,9 @@ describe('--keep-failed', () => {
     const waiting = await waitForPhase(handle, 'awaiting-approval');
     const newId = waiting.newInstanceId as string;
 
-    await handle.executeUpdate(decideUpdate, { args: [{ decision: 'reject', by: 'bob', reason: 'need to look at the logs' }] });
+    await handle.executeUpdate(decideUpdate, {
+      args: [{ decision: 'reject', by: 'bob', reason: 'need to look at the logs' }],
+    });
     const { failure, report } = await failureOf(handle);
     expect(failure.type).toBe(ErrorType.Rejected);
     expect(report.outcome).toBe('rolled back');

@@ -85,7 +85,9 @@ test('a launch EC2 terminates in pending for lack of capacity moves on to the ne
   const waiting = await waitForPhase(handle, 'awaiting-approval');
   expect(died.fired).toBe(1);
   const launch = waiting.phases.find((p) => p.name === 'launch');
-  expect(launch?.figures.skipped?.value).toMatch(/g4dn\.xlarge\/on-demand: Server\.InsufficientInstanceCapacity \(i-\w+ terminated while pending\)/);
+  expect(launch?.figures.skipped?.value).toMatch(
+    /g4dn\.xlarge\/on-demand: Server\.InsufficientInstanceCapacity \(i-\w+ terminated while pending\)/,
+  );
   expect(launch?.figures.instanceType?.value).toBe('g4dn.2xlarge');
   expect(launch?.attempts).toBe(1);
   await handle.executeUpdate(decideUpdate, { args: [{ decision: 'reject', by: 'ops', reason: 'test over' }] });
@@ -110,18 +112,26 @@ test('a customer-managed key for the volumes (target.kmsKeyArn): the policy gran
   const plan = testPlan(s.source, s.world.ports, { target: { kmsKeyArn } });
   const handle = await startMigration(t.client, w.taskQueue, plan);
   const waiting = await waitForPhase(handle, 'awaiting-approval');
-  const volumes = await s.direct.ec2(plan.region).send(new DescribeVolumesCommand({ Filters: [{ Name: 'attachment.instance-id', Values: [waiting.newInstanceId as string] }] }));
+  const volumes = await s.direct.ec2(plan.region).send(
+    new DescribeVolumesCommand({
+      Filters: [{ Name: 'attachment.instance-id', Values: [waiting.newInstanceId as string] }],
+    }),
+  );
   expect(volumes.Volumes?.map((v) => [v.Encrypted, v.KmsKeyId])).toEqual([[true, kmsKeyArn]]);
   await handle.executeUpdate(decideUpdate, { args: [{ decision: 'reject', by: 'ops', reason: 'test over' }] });
   await failureOf(handle);
 
   // The same plan under a policy without the key's statement: EC2 cannot use the key.
   const again = testPlan(s.source, s.world.ports, { target: { kmsKeyArn } });
-  s.proxy.setPolicies([{ ...iamPolicy(again), Statement: iamPolicy(again).Statement.filter((st) => st.Sid !== 'EbsKmsKey') }]);
+  s.proxy.setPolicies([
+    { ...iamPolicy(again), Statement: iamPolicy(again).Statement.filter((st) => st.Sid !== 'EbsKmsKey') },
+  ]);
   const refused = await startMigration(t.client, w.taskQueue, again);
   const { failure, report } = await failureOf(refused);
   expect(failure.type).toBe('LaunchTerminated');
-  expect(report.error?.message).toMatch(/terminated i-\w+ while it was pending: Client\.InternalError: Client\.InternalError: Client error on launch \(often a KMS key for the EBS volumes that the caller may not use\)/);
+  expect(report.error?.message).toMatch(
+    /terminated i-\w+ while it was pending: Client\.InternalError: Client\.InternalError: Client error on launch \(often a KMS key for the EBS volumes that the caller may not use\)/,
+  );
   expect(report.phases.find((p) => p.name === 'launch')).toMatchObject({ state: 'failed', attempts: 1 });
   expect(await aliveInstancesOfPlan(s.direct, again)).toEqual([]);
 });
@@ -130,19 +140,25 @@ test('Unsupported in the first subnet’s zone skips to the next subnet', async 
   // us-east-1e offers no g4dn or g5 (moto's offerings, as in AWS).
   const { s, w } = await t.setup();
   const zoneE = s.source.defaultSubnetIds[4];
-  const plan = testPlan(s.source, s.world.ports, { target: { subnetIds: [zoneE, s.source.subnetId], fallbackInstanceTypes: [] } });
+  const plan = testPlan(s.source, s.world.ports, {
+    target: { subnetIds: [zoneE, s.source.subnetId], fallbackInstanceTypes: [] },
+  });
   const handle = await startMigration(t.client, w.taskQueue, plan);
   const waiting = await waitForPhase(handle, 'awaiting-approval');
   const launched = await instance(s.direct, plan.region, waiting.newInstanceId as string);
   expect(launched.SubnetId).toBe(s.source.subnetId);
-  expect(waiting.phases.find((p) => p.name === 'launch')?.figures.skipped?.value).toBe('g4dn.xlarge/on-demand: Unsupported');
+  expect(waiting.phases.find((p) => p.name === 'launch')?.figures.skipped?.value).toBe(
+    'g4dn.xlarge/on-demand: Unsupported',
+  );
   await handle.executeUpdate(decideUpdate, { args: [{ decision: 'reject', by: 'ops', reason: 'test over' }] });
   const { report } = await failureOf(handle);
   expect(report.warnings.join('\n')).toMatch(/g4dn\.xlarge is not offered in us-east-1e/);
 });
 
 test('remote steps fail when any line fails: a missing GPU fails setup even though later lines succeed', async () => {
-  const { s, w } = await t.setup({ planOverrides: { target: { instanceType: 'm5.xlarge', fallbackInstanceTypes: [] } } });
+  const { s, w } = await t.setup({
+    planOverrides: { target: { instanceType: 'm5.xlarge', fallbackInstanceTypes: [] } },
+  });
   const handle = await startMigration(t.client, w.taskQueue, s.plan);
   const { failure, report } = await failureOf(handle);
   expect(failure.type).toBe(ErrorType.RemoteCommandFailed);
@@ -172,7 +188,11 @@ test('a remote step on an instance that stopped running fails at once, naming it
   const { failure, report } = await failureOf(handle);
   expect(failure.type).toBe(ErrorType.InstanceNotRunning);
   expect(report.phases.find((p) => p.name === 'build')).toMatchObject({ state: 'failed', attempts: 1 });
-  expect(report.error?.message).toMatch(new RegExp(`'build' on ${building}: the instance is (shutting-down|terminated), so command [0-9a-f-]+ can never finish`));
+  expect(report.error?.message).toMatch(
+    new RegExp(
+      `'build' on ${building}: the instance is (shutting-down|terminated), so command [0-9a-f-]+ can never finish`,
+    ),
+  );
 });
 
 test('the first remote step waits for the SSM agent with DescribeInstanceInformation, not with SendCommands that fail', async () => {
@@ -191,7 +211,13 @@ test('the first remote step waits for the SSM agent with DescribeInstanceInforma
 
 test('a subnet that does not assign public addresses still gives the new instance one', async () => {
   const { s, w } = await t.setup();
-  const subnet = await s.direct.ec2(s.plan.region).send(new CreateSubnetCommand({ VpcId: s.source.vpcId, CidrBlock: '172.31.200.0/24', AvailabilityZone: s.source.availabilityZone }));
+  const subnet = await s.direct.ec2(s.plan.region).send(
+    new CreateSubnetCommand({
+      VpcId: s.source.vpcId,
+      CidrBlock: '172.31.200.0/24',
+      AvailabilityZone: s.source.availabilityZone,
+    }),
+  );
   const subnetId = subnet.Subnet?.SubnetId as string;
   expect(subnet.Subnet?.MapPublicIpOnLaunch).toBe(false);
   const plan = testPlan(s.source, s.world.ports, { target: { subnetIds: [subnetId] } });
@@ -206,7 +232,11 @@ test('a subnet that does not assign public addresses still gives the new instanc
 test('preflight refuses a root volume smaller than the image’s root snapshot, and launches nothing', async () => {
   const { s, w } = await t.setup();
   const registered = await s.direct.ec2(s.plan.region).send(
-    new RegisterImageCommand({ Name: `dlami-${s.plan.name}`, RootDeviceName: '/dev/sda1', BlockDeviceMappings: [{ DeviceName: '/dev/sda1', Ebs: { VolumeSize: 75, SnapshotId: 'snap-0123456789abcdef0' } }] }),
+    new RegisterImageCommand({
+      Name: `dlami-${s.plan.name}`,
+      RootDeviceName: '/dev/sda1',
+      BlockDeviceMappings: [{ DeviceName: '/dev/sda1', Ebs: { VolumeSize: 75, SnapshotId: 'snap-0123456789abcdef0' } }],
+    }),
   );
   const imageId = registered.ImageId as string;
   s.proxy.setImageRootSize(imageId, 75);
@@ -214,7 +244,9 @@ test('preflight refuses a root volume smaller than the image’s root snapshot, 
   const handle = await startMigration(t.client, w.taskQueue, plan);
   const { failure, report } = await failureOf(handle);
   expect(failure.type).toBe(ErrorType.PreflightFailed);
-  expect(report.error?.message).toMatch(/target\.rootVolume\.sizeGiB: 30 GiB is smaller than the root snapshot of ami-\w+ \(75 GiB\); set it to at least 75/);
+  expect(report.error?.message).toMatch(
+    /target\.rootVolume\.sizeGiB: 30 GiB is smaller than the root snapshot of ami-\w+ \(75 GiB\); set it to at least 75/,
+  );
   expect(launches(s).filter((c) => c.status === 200)).toEqual([]);
   expect(await instancesOfPlan(s.direct, plan)).toEqual([]);
 });
@@ -223,8 +255,13 @@ test('the new instance lets containers reach instance metadata (IMDSv2 hop limit
   const { s, w } = await t.setup();
   const handle = await startMigration(t.client, w.taskQueue, s.plan);
   const waiting = await waitForPhase(handle, 'awaiting-approval');
-  const out = await s.direct.ec2(s.plan.region).send(new DescribeInstancesCommand({ InstanceIds: [waiting.newInstanceId as string] }));
-  expect(out.Reservations?.[0]?.Instances?.[0]?.MetadataOptions).toMatchObject({ HttpTokens: 'required', HttpPutResponseHopLimit: 2 });
+  const out = await s.direct
+    .ec2(s.plan.region)
+    .send(new DescribeInstancesCommand({ InstanceIds: [waiting.newInstanceId as string] }));
+  expect(out.Reservations?.[0]?.Instances?.[0]?.MetadataOptions).toMatchObject({
+    HttpTokens: 'required',
+    HttpPutResponseHopLimit: 2,
+  });
   await handle.executeUpdate(decideUpdate, { args: [{ decision: 'reject', by: 'ops', reason: 'test over' }] });
   await failureOf(handle);
 });
@@ -235,9 +272,14 @@ async function createInstanceProfile(s: Scenario, name: string): Promise<void> {
     method: 'POST',
     headers: {
       'content-type': 'application/x-www-form-urlencoded; charset=utf-8',
-      authorization: 'AWS4-HMAC-SHA256 Credential=testing/20260101/us-east-1/iam/aws4_request, SignedHeaders=host, Signature=0',
+      authorization:
+        'AWS4-HMAC-SHA256 Credential=testing/20260101/us-east-1/iam/aws4_request, SignedHeaders=host, Signature=0',
     },
-    body: new URLSearchParams({ Action: 'CreateInstanceProfile', Version: '2010-05-08', InstanceProfileName: name }).toString(),
+    body: new URLSearchParams({
+      Action: 'CreateInstanceProfile',
+      Version: '2010-05-08',
+      InstanceProfileName: name,
+    }).toString(),
   });
   if (res.status !== 200) throw new Error(`CreateInstanceProfile answered ${res.status}: ${await res.text()}`);
 }
@@ -266,7 +308,12 @@ test('a new instance profile EC2 does not know yet is retried until IAM has caug
 
 test('a permanent EC2 error fails the launch at once: IdempotentParameterMismatch is not retried', async () => {
   const { s, w } = await t.setup();
-  const rule = s.proxy.fail({ action: 'RunInstances', code: 'IdempotentParameterMismatch', message: 'Arguments on this idempotent request are inconsistent with arguments used in previous request(s).', when: forReal });
+  const rule = s.proxy.fail({
+    action: 'RunInstances',
+    code: 'IdempotentParameterMismatch',
+    message: 'Arguments on this idempotent request are inconsistent with arguments used in previous request(s).',
+    when: forReal,
+  });
   const handle = await startMigration(t.client, w.taskQueue, s.plan);
   const { failure, report } = await failureOf(handle);
   expect(failure.type).toBe('IdempotentParameterMismatch');
@@ -281,24 +328,34 @@ test('preflight DryRuns the Spot launch itself: without iam:CreateServiceLinkedR
   const handle = await startMigration(t.client, w.taskQueue, s.plan);
   const { failure, report } = await failureOf(handle);
   expect(failure.type).toBe(ErrorType.PreflightFailed);
-  expect(report.error?.message).toMatch(/ec2:RunInstances \(spot\): DryRun answered AuthFailure\.ServiceLinkedRoleCreationNotPermitted/);
+  expect(report.error?.message).toMatch(
+    /ec2:RunInstances \(spot\): DryRun answered AuthFailure\.ServiceLinkedRoleCreationNotPermitted/,
+  );
   expect(report.phases.find((p) => p.name === 'preflight')?.attempts).toBe(1);
   expect(await aliveInstancesOfPlan(s.direct, s.plan)).toEqual([]);
 });
 
 test('a remote step whose output SSM cut says so, and shows what SSM kept', async () => {
   const { s, w } = await t.setup();
-  s.world.scriptCommand('docker compose build', { exitCode: 1, stdout: 'x'.repeat(30_000), stderr: `${'#12 building…\n'.repeat(4_000)}ERROR: failed to solve: exit code: 1` });
+  s.world.scriptCommand('docker compose build', {
+    exitCode: 1,
+    stdout: 'x'.repeat(30_000),
+    stderr: `${'#12 building…\n'.repeat(4_000)}ERROR: failed to solve: exit code: 1`,
+  });
   const handle = await startMigration(t.client, w.taskQueue, s.plan);
   const { report } = await failureOf(handle);
   const build = report.phases.find((p) => p.name === 'build');
-  expect(build?.output?.cut).toBe("the output was cut by SSM: stdout (SSM keeps its first 24,000 characters), stderr (SSM keeps its first 8,000 characters); the end of the step's output is not in it");
+  expect(build?.output?.cut).toBe(
+    "the output was cut by SSM: stdout (SSM keeps its first 24,000 characters), stderr (SSM keeps its first 8,000 characters); the end of the step's output is not in it",
+  );
   expect(build?.output?.stderrTail).not.toContain('failed to solve');
   expect(build?.lastError).toMatch(/the output was cut by SSM/);
 });
 
 test('a fractional checks.requestTimeoutSeconds still gives SSM a whole-second executionTimeout', async () => {
-  const { s, w } = await t.setup({ planOverrides: { ...FAST_CHECKS, checks: { ...FAST_CHECKS.checks, requestTimeoutSeconds: 2.5 } } });
+  const { s, w } = await t.setup({
+    planOverrides: { ...FAST_CHECKS, checks: { ...FAST_CHECKS.checks, requestTimeoutSeconds: 2.5 } },
+  });
   const handle = await startMigration(t.client, w.taskQueue, s.plan);
   const waiting = await waitForPhase(handle, 'awaiting-approval');
   expect(waiting.phases.find((p) => p.name === 'start')?.state).toBe('succeeded');
@@ -320,7 +377,9 @@ test('a re-run never adopts the instance an earlier run launched, even when it i
   const second = await startMigration(t.client, w.taskQueue, plan);
   const waiting = await waitForPhase(second, 'awaiting-approval');
   expect(waiting.newInstanceId).not.toBe(serving);
-  expect((await second.query(statusQuery)).phases.find((p) => p.name === 'launch')?.figures.instanceType?.value).toBe('g4dn.xlarge');
+  expect((await second.query(statusQuery)).phases.find((p) => p.name === 'launch')?.figures.instanceType?.value).toBe(
+    'g4dn.xlarge',
+  );
   await second.executeUpdate(decideUpdate, { args: [{ decision: 'reject', by: 'ops', reason: 'test over' }] });
   await failureOf(second);
   // The rollback of the second run terminated its own instance, never the one serving.
@@ -373,7 +432,9 @@ test('golden images beyond spot.keepGoldenImages go with their snapshots; cleanu
     older.push(made.ImageId as string);
   }
   const snapshotsOf = async (imageIds: string[]) =>
-    ((await ec2.send(new DescribeImagesCommand({ ImageIds: imageIds }))).Images ?? []).flatMap((i) => (i.BlockDeviceMappings ?? []).map((m) => m.Ebs?.SnapshotId as string));
+    ((await ec2.send(new DescribeImagesCommand({ ImageIds: imageIds }))).Images ?? []).flatMap((i) =>
+      (i.BlockDeviceMappings ?? []).map((m) => m.Ebs?.SnapshotId as string),
+    );
   const olderSnapshots = await snapshotsOf(older);
   expect(olderSnapshots).toHaveLength(2);
   const tagged = await ec2.send(new DescribeSnapshotsCommand({ SnapshotIds: olderSnapshots }));
@@ -384,30 +445,69 @@ test('golden images beyond spot.keepGoldenImages go with their snapshots; cleanu
   await handle.executeUpdate(decideUpdate, { args: [{ decision: 'approve', by: 'ops' }] });
   const report = await handle.result();
   expect(report.images.deregistered?.sort()).toEqual([...older].sort());
-  const left = (await s.direct.ec2(s.plan.region).send(new DescribeImagesCommand({ Owners: ['self'], Filters: [{ Name: `tag:${TAG_PLAN}`, Values: [s.plan.name] }] }))).Images ?? [];
+  const left =
+    (
+      await s.direct.ec2(s.plan.region).send(
+        new DescribeImagesCommand({
+          Owners: ['self'],
+          Filters: [{ Name: `tag:${TAG_PLAN}`, Values: [s.plan.name] }],
+        }),
+      )
+    ).Images ?? [];
   expect(left.map((i) => i.ImageId).sort()).toEqual([report.images.backup, report.images.golden].sort());
-  const snaps = (await s.direct.ec2(s.plan.region).send(new DescribeSnapshotsCommand({ OwnerIds: ['self'], Filters: [{ Name: `tag:${TAG_PLAN}`, Values: [s.plan.name] }] }))).Snapshots ?? [];
+  const snaps =
+    (
+      await s.direct.ec2(s.plan.region).send(
+        new DescribeSnapshotsCommand({
+          OwnerIds: ['self'],
+          Filters: [{ Name: `tag:${TAG_PLAN}`, Values: [s.plan.name] }],
+        }),
+      )
+    ).Snapshots ?? [];
   expect(snaps.some((x) => olderSnapshots.includes(x.SnapshotId as string))).toBe(false);
 
   // A stray instance of the plan, as a rollback whose undo failed would leave it.
   const stray = await s.direct.ec2(s.plan.region).send(
-    new RunInstancesCommand({ ImageId: s.source.imageId, InstanceType: 'g4dn.xlarge', MinCount: 1, MaxCount: 1, TagSpecifications: [{ ResourceType: 'instance', Tags: [{ Key: TAG_PLAN, Value: s.plan.name }, { Key: TAG_STEP, Value: 'launch' }] }] }),
+    new RunInstancesCommand({
+      ImageId: s.source.imageId,
+      InstanceType: 'g4dn.xlarge',
+      MinCount: 1,
+      MaxCount: 1,
+      TagSpecifications: [
+        {
+          ResourceType: 'instance',
+          Tags: [
+            { Key: TAG_PLAN, Value: s.plan.name },
+            { Key: TAG_STEP, Value: 'launch' },
+          ],
+        },
+      ],
+    }),
   );
   const strayId = stray.Instances?.[0]?.InstanceId as string;
   const dir = await mkdtemp(join(tmpdir(), 'cleanup-'));
   const file = join(dir, 'plan.json');
   await writeFile(file, JSON.stringify(s.plan));
-  const restore = setEnv({ AWS_ENDPOINT_URL: s.proxy.endpoint, AWS_ACCESS_KEY_ID: 'testing', AWS_SECRET_ACCESS_KEY: 'testing', AWS_REGION: s.plan.region });
+  const restore = setEnv({
+    AWS_ENDPOINT_URL: s.proxy.endpoint,
+    AWS_ACCESS_KEY_ID: 'testing',
+    AWS_SECRET_ACCESS_KEY: 'testing',
+    AWS_REGION: s.plan.region,
+  });
   try {
     const bad = await runCli(['cleanup', '--plan', file, '--older-than', 'soon']);
-    expect(bad).toMatchObject({ code: 2, stderr: expect.stringContaining("--older-than: expected a duration such as 30m, 1h or 2d, got 'soon'") });
+    expect(bad).toMatchObject({
+      code: 2,
+      stderr: expect.stringContaining("--older-than: expected a duration such as 30m, 1h or 2d, got 'soon'"),
+    });
 
     const listed = await runCli(['cleanup', '--plan', file, '--older-than', '0s']);
     expect(listed.code).toBe(0);
     expect(listed.stdout).toContain(`instance ${strayId}`);
     expect(listed.stdout).toContain('nothing was changed');
     // Never the serving instance, the source, the backup, the kept golden image, or the rules that serve.
-    for (const kept of [report.after.instanceId, s.source.instanceId, report.images.backup, report.images.golden]) expect(listed.stdout).not.toContain(String(kept));
+    for (const kept of [report.after.instanceId, s.source.instanceId, report.images.backup, report.images.golden])
+      expect(listed.stdout).not.toContain(String(kept));
     expect(listed.stdout).not.toMatch(/^ {2}rule/m);
     expect((await instance(s.direct, s.plan.region, strayId)).State?.Name).toBe('running');
 
@@ -416,7 +516,9 @@ test('golden images beyond spot.keepGoldenImages go with their snapshots; cleanu
     expect(applied.stdout).toContain(`terminated ${strayId}`);
     expect((await instance(s.direct, s.plan.region, strayId)).State?.Name).toBe('terminated');
     expect((await instance(s.direct, s.plan.region, report.after.instanceId as string)).State?.Name).toBe('running');
-    expect((await runCli(['cleanup', '--plan', file, '--older-than', '0s'])).stdout).toContain(`nothing left over for ${s.plan.name}`);
+    expect((await runCli(['cleanup', '--plan', file, '--older-than', '0s'])).stdout).toContain(
+      `nothing left over for ${s.plan.name}`,
+    );
   } finally {
     restore();
     await rm(dir, { recursive: true, force: true });
@@ -441,9 +543,17 @@ test('revokeUnplanned closes an IPv6 rule too, verifies the group, and the rollb
   const groupId = s.plan.target.securityGroupIds[0];
   const port = s.world.ports.openvoice;
   const ec2 = s.direct.ec2(s.plan.region);
-  await ec2.send(new AuthorizeSecurityGroupIngressCommand({ GroupId: groupId, IpPermissions: [{ IpProtocol: 'tcp', FromPort: port, ToPort: port, Ipv6Ranges: [{ CidrIpv6: '::/0' }] }] }));
+  await ec2.send(
+    new AuthorizeSecurityGroupIngressCommand({
+      GroupId: groupId,
+      IpPermissions: [{ IpProtocol: 'tcp', FromPort: port, ToPort: port, Ipv6Ranges: [{ CidrIpv6: '::/0' }] }],
+    }),
+  );
   const ipv6Rules = async () =>
-    ((await ec2.send(new DescribeSecurityGroupsCommand({ GroupIds: [groupId] }))).SecurityGroups?.[0]?.IpPermissions ?? []).flatMap((p) => (p.Ipv6Ranges ?? []).map((r) => `${p.FromPort}/${r.CidrIpv6}`));
+    (
+      (await ec2.send(new DescribeSecurityGroupsCommand({ GroupIds: [groupId] }))).SecurityGroups?.[0]?.IpPermissions ??
+      []
+    ).flatMap((p) => (p.Ipv6Ranges ?? []).map((r) => `${p.FromPort}/${r.CidrIpv6}`));
   expect(await ipv6Rules()).toEqual([`${port}/::/0`]);
 
   const handle = await startMigration(t.client, w.taskQueue, s.plan);
@@ -461,7 +571,9 @@ test('preflight DryRuns the backup image and the ingress change: a missing ec2:C
   const handle = await startMigration(t.client, w.taskQueue, s.plan);
   const { failure, report } = await failureOf(handle);
   expect(failure.type).toBe('UnauthorizedOperation');
-  expect(report.error?.message).toMatch(/missing IAM permissions:\n- IAM: not allowed to ec2:CreateImage \(backup of the source\)/);
+  expect(report.error?.message).toMatch(
+    /missing IAM permissions:\n- IAM: not allowed to ec2:CreateImage \(backup of the source\)/,
+  );
   expect(s.proxy.calls({ action: 'CreateImage' }).map((c) => c.injected)).toEqual(['UnauthorizedOperation']);
   expect(s.proxy.calls({ action: 'AuthorizeSecurityGroupIngress' }).map((c) => c.status)).toEqual([412]);
   expect(launches(s).filter((c) => c.status === 200)).toEqual([]);
@@ -485,7 +597,10 @@ test.each([
 ])('without %s in the policy, the migration fails in preflight and makes nothing', async (action, named) => {
   const { s, w } = await t.setup();
   const queueUrl = await createQueue(s.direct, s.plan.region);
-  const plan = testPlan(s.source, s.world.ports, { target: { market: 'spot' }, spot: { interruptionQueueUrl: queueUrl } });
+  const plan = testPlan(s.source, s.world.ports, {
+    target: { market: 'spot' },
+    spot: { interruptionQueueUrl: queueUrl },
+  });
   s.proxy.setPolicies([withoutAction(iamPolicy(plan), action)]);
   const handle = await startMigration(t.client, w.taskQueue, plan);
   const { report } = await failureOf(handle);
@@ -502,7 +617,13 @@ test('preflight reads the vCPU quota: a Spot plan the account cannot hold fails 
   // (a g5.xlarge on Spot: the same quota).
   s.proxy.setQuota('L-3819A6DF', 8);
   await s.direct.ec2(s.plan.region).send(
-    new RunInstancesCommand({ ImageId: s.source.imageId, InstanceType: 'g5.xlarge', MinCount: 1, MaxCount: 1, InstanceMarketOptions: { MarketType: 'spot' } }),
+    new RunInstancesCommand({
+      ImageId: s.source.imageId,
+      InstanceType: 'g5.xlarge',
+      MinCount: 1,
+      MaxCount: 1,
+      InstanceMarketOptions: { MarketType: 'spot' },
+    }),
   );
   const handle = await startMigration(t.client, w.taskQueue, s.plan);
   const { failure, report } = await failureOf(handle);
@@ -513,7 +634,11 @@ test('preflight reads the vCPU quota: a Spot plan the account cannot hold fails 
   expect(launches(s).filter((c) => c.status === 200)).toEqual([]);
   // Enough quota: the same plan passes preflight.
   s.proxy.setQuota('L-3819A6DF', 12);
-  const again = await startMigration(t.client, w.taskQueue, testPlan(s.source, s.world.ports, { target: { market: 'spot' } }));
+  const again = await startMigration(
+    t.client,
+    w.taskQueue,
+    testPlan(s.source, s.world.ports, { target: { market: 'spot' } }),
+  );
   await waitForPhase(again, 'awaiting-approval');
   await again.executeUpdate(decideUpdate, { args: [{ decision: 'reject', by: 'ops', reason: 'test over' }] });
   await failureOf(again);
@@ -523,11 +648,16 @@ test('preflight proves the interruption queue is there: a queue that is not fail
   const { s, w } = await t.setup();
   const queueUrl = await createQueue(s.direct, s.plan.region);
   await s.direct.sqs(s.plan.region).send(new DeleteQueueCommand({ QueueUrl: queueUrl }));
-  const plan = testPlan(s.source, s.world.ports, { target: { market: 'spot' }, spot: { interruptionQueueUrl: queueUrl } });
+  const plan = testPlan(s.source, s.world.ports, {
+    target: { market: 'spot' },
+    spot: { interruptionQueueUrl: queueUrl },
+  });
   const handle = await startMigration(t.client, w.taskQueue, plan);
   const { failure, report } = await failureOf(handle);
   expect(failure.type).toBe(ErrorType.PreflightFailed);
-  expect(report.error?.message).toMatch(/spot\.interruptionQueueUrl: read the interruption queue .*: (QueueDoesNotExist|AWS\.SimpleQueueService\.NonExistentQueue)/);
+  expect(report.error?.message).toMatch(
+    /spot\.interruptionQueueUrl: read the interruption queue .*: (QueueDoesNotExist|AWS\.SimpleQueueService\.NonExistentQueue)/,
+  );
   expect(report.phases.find((p) => p.name === 'preflight')?.attempts).toBe(1);
   expect(launches(s).filter((c) => c.status === 200)).toEqual([]);
 });
@@ -536,7 +666,11 @@ test('preflight warns when the public checks may not get through ingress.publicC
   const { s, w } = await t.setup({ planOverrides: { ...FAST_CHECKS, ingress: { publicCidrs: ['203.0.113.0/24'] } } });
   const handle = await startMigration(t.client, w.taskQueue, s.plan);
   const { report } = await failureOf(handle);
-  expect(report.warnings).toContainEqual(expect.stringMatching(/^ingress\.publicCidrs \(203\.0\.113\.0\/24\) does not cover the whole internet: the public checks come from the worker/));
+  expect(report.warnings).toContainEqual(
+    expect.stringMatching(
+      /^ingress\.publicCidrs \(203\.0\.113\.0\/24\) does not cover the whole internet: the public checks come from the worker/,
+    ),
+  );
   // And so it is: the checks from this machine are not let in.
   expect(report.error).toMatchObject({ type: ErrorType.ServiceCheckFailed, phase: 'start' });
 });

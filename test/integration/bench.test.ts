@@ -13,7 +13,10 @@ const TIMEOUT_MS = 10 * 60_000;
 
 function runBench(out: string): Promise<{ code: number | null; output: string }> {
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, ['--import', 'tsx', join(ROOT, 'bench', 'run.ts'), '--quick', '--out', out], { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(process.execPath, ['--import', 'tsx', join(ROOT, 'bench', 'run.ts'), '--quick', '--out', out], {
+      cwd: ROOT,
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
     let output = '';
     const keep = (s: string) => (output = (output + s).slice(-20_000));
     child.stdout.setEncoding('utf8').on('data', keep);
@@ -36,7 +39,11 @@ test(
     try {
       const { code, output } = await runBench(out);
       expect({ code, tail: output.slice(-3000) }).toMatchObject({ code: 0 });
-      const results = JSON.parse(await readFile(join(out, 'results.json'), 'utf8')) as { mode: string; machine: Record<string, unknown>; sections: Record<string, unknown> };
+      const results = JSON.parse(await readFile(join(out, 'results.json'), 'utf8')) as {
+        mode: string;
+        machine: Record<string, unknown>;
+        sections: Record<string, unknown>;
+      };
       expect(results.mode).toBe('quick');
       expect(results.machine).toEqual(
         expect.objectContaining({

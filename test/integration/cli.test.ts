@@ -44,7 +44,13 @@ beforeAll(async () => {
     AWS_SECRET_ACCESS_KEY: 'testing',
     AWS_REGION: 'us-east-1',
   };
-  restoreEnv = setEnv({ ...cliEnv, TEMPORAL_PROFILE: undefined, TEMPORAL_API_KEY: undefined, TEMPORAL_UI_URL: undefined, AWS_PROFILE: undefined });
+  restoreEnv = setEnv({
+    ...cliEnv,
+    TEMPORAL_PROFILE: undefined,
+    TEMPORAL_API_KEY: undefined,
+    TEMPORAL_UI_URL: undefined,
+    AWS_PROFILE: undefined,
+  });
 });
 afterEach(async () => {
   // A run the CLI started and a test left open must not outlive the test.
@@ -91,35 +97,181 @@ interface BadPlan {
 }
 
 const BAD_PLANS: BadPlan[] = [
-  { what: 'an unknown top-level key', edit: (p) => (p.colour = 'blue'), field: 'colour', expected: /a known key.*unknown keys are errors/ },
-  { what: 'a misspelt nested key', edit: (p) => ((p.target.instanceTyp = p.target.instanceType), delete p.target.instanceType), field: 'target.instanceTyp', expected: /did you mean 'instanceType'/ },
-  { what: 'a string where a number belongs', edit: (p) => (p.target.rootVolume.sizeGiB = 'thirty'), field: 'target.rootVolume.sizeGiB', expected: /number, got string/ },
-  { what: 'a mapping where a list belongs (JSON)', json: true, edit: (p) => (p.services = { backend: 55433 }), field: 'services', expected: /list, got mapping/ },
-  { what: 'a malformed subnet id', edit: (p) => (p.target.subnetIds = ['subnet-xyz']), field: 'target.subnetIds[0]', expected: /a subnet id like subnet-0123456789abcdef0/ },
-  { what: 'a malformed instance id', edit: (p) => (p.source.instanceId = 'i-123'), field: 'source.instanceId', expected: /an instance id like i-/ },
-  { what: 'a malformed Elastic IP allocation id', edit: (p) => (p.elasticIp.allocationId = 'eip-0123456789abcdef0'), field: 'elasticIp.allocationId', expected: /an Elastic IP allocation id like eipalloc-/ },
-  { what: 'a malformed security group id', edit: (p) => (p.target.securityGroupIds = ['sg-0123456789abcdef0', 'default']), field: 'target.securityGroupIds[1]', expected: /a security group id like sg-/ },
-  { what: 'no subnet at all', edit: (p) => (p.target.subnetIds = []), field: 'target.subnetIds', expected: /at least one subnet id/ },
-  { what: 'a CIDR prefix over 32', edit: (p) => (p.ingress.publicCidrs = ['10.0.0.0/33']), field: 'ingress.publicCidrs[0]', expected: /an IPv4 CIDR block/ },
-  { what: 'a CIDR with host bits set', edit: (p) => (p.ingress.publicCidrs = ['203.0.113.7/24']), field: 'ingress.publicCidrs[0]', expected: /203\.0\.113\.0\/24 \(host bits are set\)/ },
-  { what: 'SSH open to the internet without saying so', edit: (p) => (p.ingress.adminCidrs = ['0.0.0.0/0']), field: 'ingress.adminCidrs[0]', expected: /narrower than 0\.0\.0\.0\/0 for SSH/ },
-  { what: 'two services on one port', edit: (p) => (p.services[1].port = p.services[0].port), field: 'services[1].port', expected: /a unique port \(55433 is also services\[0\]\)/ },
-  { what: 'two services with one name', edit: (p) => (p.services[3].name = 'openvoice'), field: 'services[3].name', expected: /a unique service name/ },
-  { what: 'a port out of range', edit: (p) => (p.services[2].port = 70000), field: 'services[2].port', expected: /a port number from 1 to 65535/ },
-  { what: 'a private service used for a check from outside', edit: (p) => (p.checks.voiceClone.service = 'openvoice'), field: 'checks.voiceClone.service', expected: /a public service \('openvoice' is private/ },
-  { what: 'a check of a service the plan does not have', edit: (p) => (p.checks.latency.service = 'api'), field: 'checks.latency.service', expected: /the name of a service in services .*got 'api'/ },
-  { what: 'an unknown market', edit: (p) => (p.target.market = 'cheap'), field: 'target.market', expected: /one of "spot", "on-demand"/ },
-  { what: 'both imageId and imageParameter', edit: (p) => (p.target.imageId = 'ami-0123456789abcdef0'), field: 'target.imageParameter', expected: /only one of imageId and imageParameter/ },
-  { what: 'neither imageId nor imageParameter', edit: (p) => delete p.target.imageParameter, field: 'target.imageId', expected: /an AMI id in imageId, or an SSM parameter name/ },
-  { what: 'a missing required key', edit: (p) => delete p.region, field: 'region', expected: /required key is missing/ },
-  { what: 'a region that is not one', edit: (p) => (p.region = 'tokyo'), field: 'region', expected: /an AWS region such as ap-northeast-1/ },
-  { what: 'a duration without a unit', edit: (p) => (p.approval.timeout = '7 days'), field: 'approval.timeout', expected: /a duration such as 5s/ },
-  { what: 'a Spot poll interval under 1s', edit: (p) => (p.spot.pollInterval = '500ms'), field: 'spot.pollInterval', expected: /a poll interval from 1s to 2m/ },
-  { what: 'a fallback type equal to the main type', edit: (p) => (p.target.fallbackInstanceTypes = ['g4dn.xlarge']), field: 'target.fallbackInstanceTypes[0]', expected: /an instance type other than target\.instanceType/ },
-  { what: 'an event queue in another region', edit: (p) => (p.spot.interruptionQueueUrl = 'https://sqs.us-east-1.amazonaws.com/123456789012/spot-events'), field: 'spot.interruptionQueueUrl', expected: /a queue in the plan's region ap-northeast-1/ },
-  { what: 'a key written twice', text: (y) => `${y}region: us-west-2\n`, field: 'region', expected: /each key once in a mapping/ },
-  { what: 'YAML that does not parse', text: (y) => y.replace(/^region: .*$/m, 'region: [ap-northeast-1'), field: '(plan)', expected: /valid YAML or JSON/ },
-  { what: 'a list instead of a plan', text: () => '- name: x\n- region: y\n', field: '(plan)', expected: /a mapping of plan keys .*got list/ },
+  {
+    what: 'an unknown top-level key',
+    edit: (p) => (p.colour = 'blue'),
+    field: 'colour',
+    expected: /a known key.*unknown keys are errors/,
+  },
+  {
+    what: 'a misspelt nested key',
+    edit: (p) => ((p.target.instanceTyp = p.target.instanceType), delete p.target.instanceType),
+    field: 'target.instanceTyp',
+    expected: /did you mean 'instanceType'/,
+  },
+  {
+    what: 'a string where a number belongs',
+    edit: (p) => (p.target.rootVolume.sizeGiB = 'thirty'),
+    field: 'target.rootVolume.sizeGiB',
+    expected: /number, got string/,
+  },
+  {
+    what: 'a mapping where a list belongs (JSON)',
+    json: true,
+    edit: (p) => (p.services = { backend: 55433 }),
+    field: 'services',
+    expected: /list, got mapping/,
+  },
+  {
+    what: 'a malformed subnet id',
+    edit: (p) => (p.target.subnetIds = ['subnet-xyz']),
+    field: 'target.subnetIds[0]',
+    expected: /a subnet id like subnet-0123456789abcdef0/,
+  },
+  {
+    what: 'a malformed instance id',
+    edit: (p) => (p.source.instanceId = 'i-123'),
+    field: 'source.instanceId',
+    expected: /an instance id like i-/,
+  },
+  {
+    what: 'a malformed Elastic IP allocation id',
+    edit: (p) => (p.elasticIp.allocationId = 'eip-0123456789abcdef0'),
+    field: 'elasticIp.allocationId',
+    expected: /an Elastic IP allocation id like eipalloc-/,
+  },
+  {
+    what: 'a malformed security group id',
+    edit: (p) => (p.target.securityGroupIds = ['sg-0123456789abcdef0', 'default']),
+    field: 'target.securityGroupIds[1]',
+    expected: /a security group id like sg-/,
+  },
+  {
+    what: 'no subnet at all',
+    edit: (p) => (p.target.subnetIds = []),
+    field: 'target.subnetIds',
+    expected: /at least one subnet id/,
+  },
+  {
+    what: 'a CIDR prefix over 32',
+    edit: (p) => (p.ingress.publicCidrs = ['10.0.0.0/33']),
+    field: 'ingress.publicCidrs[0]',
+    expected: /an IPv4 CIDR block/,
+  },
+  {
+    what: 'a CIDR with host bits set',
+    edit: (p) => (p.ingress.publicCidrs = ['203.0.113.7/24']),
+    field: 'ingress.publicCidrs[0]',
+    expected: /203\.0\.113\.0\/24 \(host bits are set\)/,
+  },
+  {
+    what: 'SSH open to the internet without saying so',
+    edit: (p) => (p.ingress.adminCidrs = ['0.0.0.0/0']),
+    field: 'ingress.adminCidrs[0]',
+    expected: /narrower than 0\.0\.0\.0\/0 for SSH/,
+  },
+  {
+    what: 'two services on one port',
+    edit: (p) => (p.services[1].port = p.services[0].port),
+    field: 'services[1].port',
+    expected: /a unique port \(55433 is also services\[0\]\)/,
+  },
+  {
+    what: 'two services with one name',
+    edit: (p) => (p.services[3].name = 'openvoice'),
+    field: 'services[3].name',
+    expected: /a unique service name/,
+  },
+  {
+    what: 'a port out of range',
+    edit: (p) => (p.services[2].port = 70000),
+    field: 'services[2].port',
+    expected: /a port number from 1 to 65535/,
+  },
+  {
+    what: 'a private service used for a check from outside',
+    edit: (p) => (p.checks.voiceClone.service = 'openvoice'),
+    field: 'checks.voiceClone.service',
+    expected: /a public service \('openvoice' is private/,
+  },
+  {
+    what: 'a check of a service the plan does not have',
+    edit: (p) => (p.checks.latency.service = 'api'),
+    field: 'checks.latency.service',
+    expected: /the name of a service in services .*got 'api'/,
+  },
+  {
+    what: 'an unknown market',
+    edit: (p) => (p.target.market = 'cheap'),
+    field: 'target.market',
+    expected: /one of "spot", "on-demand"/,
+  },
+  {
+    what: 'both imageId and imageParameter',
+    edit: (p) => (p.target.imageId = 'ami-0123456789abcdef0'),
+    field: 'target.imageParameter',
+    expected: /only one of imageId and imageParameter/,
+  },
+  {
+    what: 'neither imageId nor imageParameter',
+    edit: (p) => delete p.target.imageParameter,
+    field: 'target.imageId',
+    expected: /an AMI id in imageId, or an SSM parameter name/,
+  },
+  {
+    what: 'a missing required key',
+    edit: (p) => delete p.region,
+    field: 'region',
+    expected: /required key is missing/,
+  },
+  {
+    what: 'a region that is not one',
+    edit: (p) => (p.region = 'tokyo'),
+    field: 'region',
+    expected: /an AWS region such as ap-northeast-1/,
+  },
+  {
+    what: 'a duration without a unit',
+    edit: (p) => (p.approval.timeout = '7 days'),
+    field: 'approval.timeout',
+    expected: /a duration such as 5s/,
+  },
+  {
+    what: 'a Spot poll interval under 1s',
+    edit: (p) => (p.spot.pollInterval = '500ms'),
+    field: 'spot.pollInterval',
+    expected: /a poll interval from 1s to 2m/,
+  },
+  {
+    what: 'a fallback type equal to the main type',
+    edit: (p) => (p.target.fallbackInstanceTypes = ['g4dn.xlarge']),
+    field: 'target.fallbackInstanceTypes[0]',
+    expected: /an instance type other than target\.instanceType/,
+  },
+  {
+    what: 'an event queue in another region',
+    edit: (p) => (p.spot.interruptionQueueUrl = 'https://sqs.us-east-1.amazonaws.com/123456789012/spot-events'),
+    field: 'spot.interruptionQueueUrl',
+    expected: /a queue in the plan's region ap-northeast-1/,
+  },
+  {
+    what: 'a key written twice',
+    text: (y) => `${y}region: us-west-2\n`,
+    field: 'region',
+    expected: /each key once in a mapping/,
+  },
+  {
+    what: 'YAML that does not parse',
+    text: (y) => y.replace(/^region: .*$/m, 'region: [ap-northeast-1'),
+    field: '(plan)',
+    expected: /valid YAML or JSON/,
+  },
+  {
+    what: 'a list instead of a plan',
+    text: () => '- name: x\n- region: y\n',
+    field: '(plan)',
+    expected: /a mapping of plan keys .*got list/,
+  },
   { what: 'an empty file', text: () => '', field: '(plan)', expected: /got an empty document/ },
   { what: 'a file that does not exist', missing: true, field: '(file)', expected: /a readable plan file \(ENOENT\)/ },
 ];
@@ -158,7 +310,9 @@ describe('start with a bad plan exits 2, names the field, and touches nothing', 
 
     expect(r.code).toBe(2);
     expect(r.stdout).toBe('');
-    const line = r.stderr.split('\n').find((l) => l.startsWith(`  - ${c.field}:`) || l.startsWith(`  - ${c.field} (line`));
+    const line = r.stderr
+      .split('\n')
+      .find((l) => l.startsWith(`  - ${c.field}:`) || l.startsWith(`  - ${c.field} (line`));
     expect({ line, stderr: r.stderr }).toMatchObject({ line: expect.stringMatching(/: expected /) });
     expect(line).toMatch(c.expected);
     expect(r.stderr).toContain('Nothing was started.');
@@ -168,7 +322,11 @@ describe('start with a bad plan exits 2, names the field, and touches nothing', 
   });
 
   test('as real processes: exit code 2 and the field on stderr', async () => {
-    const cases = [BAD_PLANS.findIndex((c) => c.field === 'target.subnetIds[0]'), BAD_PLANS.findIndex((c) => c.missing), BAD_PLANS.findIndex((c) => c.text && c.field === '(plan)')];
+    const cases = [
+      BAD_PLANS.findIndex((c) => c.field === 'target.subnetIds[0]'),
+      BAD_PLANS.findIndex((c) => c.missing),
+      BAD_PLANS.findIndex((c) => c.text && c.field === '(plan)'),
+    ];
     for (const i of cases) {
       const c = BAD_PLANS[i];
       const { file, workflowId } = await writeBadPlan(c, 100 + i);
@@ -187,12 +345,28 @@ describe('bad arguments exit 2 without connecting', () => {
     ['start without --plan', ['start'], /required option '--plan <file>' not specified/],
     ['an unknown option', ['start', '--plan', EXAMPLE, '--frobnicate'], /unknown option '--frobnicate'/],
     ['an unknown command', ['migrate-everything'], /unknown command 'migrate-everything'/],
-    ['report --format xml', ['report', 'migrate-x', '--format', 'xml'], /argument 'xml' is invalid\. Allowed choices are md, json/],
+    [
+      'report --format xml',
+      ['report', 'migrate-x', '--format', 'xml'],
+      /argument 'xml' is invalid\. Allowed choices are md, json/,
+    ],
     ['approve without --by', ['approve', 'migrate-x'], /required option '--by <name>' not specified/],
-    ['approve --by with a blank name', ['approve', 'migrate-x', '--by', '  '], /--by: expected the name of the person deciding/],
-    ['reject without --reason', ['reject', 'migrate-x', '--by', 'bob'], /required option '--reason <text>' not specified/],
+    [
+      'approve --by with a blank name',
+      ['approve', 'migrate-x', '--by', '  '],
+      /--by: expected the name of the person deciding/,
+    ],
+    [
+      'reject without --reason',
+      ['reject', 'migrate-x', '--by', 'bob'],
+      /required option '--reason <text>' not specified/,
+    ],
     ['reject with a blank reason', ['reject', 'migrate-x', '--by', 'bob', '--reason', ' '], /--reason: expected why/],
-    ['approve with an invalid id', ['approve', 'migrate x!', '--by', 'alice'], /ID: expected a workflow id .* \(got 'migrate x!'\)/],
+    [
+      'approve with an invalid id',
+      ['approve', 'migrate x!', '--by', 'alice'],
+      /ID: expected a workflow id .* \(got 'migrate x!'\)/,
+    ],
     ['status with an invalid id', ['status', '../etc/passwd'], /ID: expected a workflow id/],
     ['report with an invalid id', ['report', 'migrate-x y'], /ID: expected a workflow id/],
     ['status without an id', ['status'], /missing required argument 'id'/],
@@ -204,7 +378,12 @@ describe('bad arguments exit 2 without connecting', () => {
   });
 
   test('as real processes', async () => {
-    for (const args of [['start'], ['report', 'migrate-x', '--format', 'xml'], ['approve', 'migrate-x'], ['approve', 'not an id', '--by', 'alice']]) {
+    for (const args of [
+      ['start'],
+      ['report', 'migrate-x', '--format', 'xml'],
+      ['approve', 'migrate-x'],
+      ['approve', 'not an id', '--by', 'alice'],
+    ]) {
       const r = await spawnCli(args, cliEnv);
       expect({ args, code: r.code }).toEqual({ args, code: 2 });
       expect(r.stderr).toMatch(/^error: /m);
@@ -225,11 +404,26 @@ test('plan FILE prints the phases and the internet-facing rules, and touches not
   expect(r.stderr).toBe('');
   const headings = r.stdout.split('\n').filter((l) => /^\d+(-\d+)?\. /.test(l));
   expect(headings.map((l) => l.split(' ')[0])).toEqual(['0.', '1.', '2-5.', '6.', '7.', '8.', '9.', '10.', '11.']);
-  for (const title of ['Preflight', 'Launch GPU instance', 'Environment setup', 'Source migration', 'Docker image build', 'Service start check', 'Voice clone test', 'Security group', 'External connectivity', 'Elastic IP switch', 'Performance test', 'Stop old instance']) {
+  for (const title of [
+    'Preflight',
+    'Launch GPU instance',
+    'Environment setup',
+    'Source migration',
+    'Docker image build',
+    'Service start check',
+    'Voice clone test',
+    'Security group',
+    'External connectivity',
+    'Elastic IP switch',
+    'Performance test',
+    'Stop old instance',
+  ]) {
     expect(r.stdout).toContain(title);
   }
   const facing = r.stdout.slice(r.stdout.indexOf('Rules that face the internet'));
-  expect(facing).toMatch(/^Rules that face the internet: 2\n {5}- tcp 55433 from 0\.0\.0\.0\/0 \(backend\)\n {5}- tcp 55434 from 0\.0\.0\.0\/0 \(frontend\)\n/);
+  expect(facing).toMatch(
+    /^Rules that face the internet: 2\n {5}- tcp 55433 from 0\.0\.0\.0\/0 \(backend\)\n {5}- tcp 55434 from 0\.0\.0\.0\/0 \(frontend\)\n/,
+  );
   expect(r.stdout).toContain('Private services get no rule: openvoice (port 8001), voicevox (port 50021).');
   expect(r.connected).toBe(false);
   expect(proxy.calls()).toEqual([]);
@@ -302,17 +496,23 @@ test('a migration through the CLI: start, status --json, approve, approve again,
   expect(start).toMatchObject({ code: 0, stderr: '' });
   expect(start.stdout).toContain(`started ${workflowId}\n`);
   const [, port] = temporalAddress().split(':');
-  expect(start.stdout).toContain(`Web UI: http://127.0.0.1:${Number(port) + 1000}/namespaces/${temporalNamespace()}/workflows/${workflowId}\n`);
+  expect(start.stdout).toContain(
+    `Web UI: http://127.0.0.1:${Number(port) + 1000}/namespaces/${temporalNamespace()}/workflows/${workflowId}\n`,
+  );
 
   // Started again while it runs: the same run, not a second one.
   const again = await runCli(['start', '--plan', file, '--task-queue', w.taskQueue]);
   expect(again.code).toBe(0);
   expect(again.stdout).toContain(`${workflowId} is already running; not starting another`);
 
-  const waiting = await pollUntil('status --json says awaiting-approval', async () => {
-    const st = await statusJson(workflowId);
-    return st.phase === 'awaiting-approval' ? st : undefined;
-  }, { timeoutMs: 90_000, intervalMs: 200 });
+  const waiting = await pollUntil(
+    'status --json says awaiting-approval',
+    async () => {
+      const st = await statusJson(workflowId);
+      return st.phase === 'awaiting-approval' ? st : undefined;
+    },
+    { timeoutMs: 90_000, intervalMs: 200 },
+  );
   expect(waiting.workflowId).toBe(workflowId);
   expect(waiting.phases.map((p) => p.name)).toEqual(PHASES.map((p) => p.name));
   expect(waiting.phases.filter((p) => p.state !== 'succeeded').map((p) => p.name)).toEqual(['stop-old']);
@@ -330,7 +530,9 @@ test('a migration through the CLI: start, status --json, approve, approve again,
 
   const twice = await runCli(['approve', workflowId, '--by', 'bob']);
   expect(twice.code).toBe(2);
-  expect(twice.stderr).toMatch(/^refused: (already decided: approved by alice|no decision is awaited now|migrate-\S+ has already ended)/);
+  expect(twice.stderr).toMatch(
+    /^refused: (already decided: approved by alice|no decision is awaited now|migrate-\S+ has already ended)/,
+  );
   expect(twice.stderr).toContain('Nothing changed.');
 
   const report = await temporal.client.workflow.getHandle(workflowId).result();
@@ -343,23 +545,39 @@ test('a migration through the CLI: start, status --json, approve, approve again,
 
   const md = await runCli(['report', workflowId, '--format', 'md']);
   expect(md.code).toBe(0);
-  for (const section of ['Before and after', 'Phases', 'Measured performance', 'GPU', 'Security group', 'Cost per month', 'Approval']) {
+  for (const section of [
+    'Before and after',
+    'Phases',
+    'Measured performance',
+    'GPU',
+    'Security group',
+    'Cost per month',
+    'Approval',
+  ]) {
     expect(md.stdout).toMatch(new RegExp(`^## ${section}$`, 'm'));
   }
   expect(md.stdout).toContain('- Outcome: **completed**');
   expect(md.stdout).toMatch(/^\| type \| t3\.large \| g4dn\.xlarge \|$/m);
   expect(md.stdout).toMatch(/^\| vCPU \| 2 \| 4 \|$/m);
   expect(md.stdout).toMatch(/\| name \| Tesla T4 \(measured\) \|/);
-  expect(md.stdout).toMatch(/Speech synthesis \(voice clone request\): [\d.]+ s \(measured\); limit 2 s \(configured\)/);
+  expect(md.stdout).toMatch(
+    /Speech synthesis \(voice clone request\): [\d.]+ s \(measured\); limit 2 s \(configured\)/,
+  );
   expect(md.stdout).toMatch(/\| averageMs \| [\d.]+ ms \(measured\) \| 50 ms \(configured\) \|/);
-  expect(md.stdout).toMatch(/\| after \| g4dn\.xlarge \| on-demand \| [\d.]+ USD\/h .*\(price table\) \| [\d.]+ USD \(price table\) \|/);
+  expect(md.stdout).toMatch(
+    /\| after \| g4dn\.xlarge \| on-demand \| [\d.]+ USD\/h .*\(price table\) \| [\d.]+ USD \(price table\) \|/,
+  );
   expect(md.stdout).toContain('- Decision: **approved** by alice');
   expect(md.stdout).toContain('- Comment: synthesis is fast now');
 
   const json = await runCli(['report', s.plan.name, '--format', 'json']);
   expect(json.code).toBe(0);
   const parsed = JSON.parse(json.stdout) as MigrationReport;
-  expect(parsed).toMatchObject({ workflowId, outcome: 'completed', approval: { decision: 'approved', by: 'alice', via: 'update' } });
+  expect(parsed).toMatchObject({
+    workflowId,
+    outcome: 'completed',
+    approval: { decision: 'approved', by: 'alice', via: 'update' },
+  });
   expect(parsed.after.instanceId).toBe(waiting.newInstanceId);
   expect(parsed.gpu?.name).toEqual({ value: 'Tesla T4', source: 'measured' });
 
@@ -379,7 +597,10 @@ test('start --follow on a pipe lists every phase in order with its final state',
   });
 
   // Approve once the follower has shown the wait, through the CLI as a person would.
-  await Promise.race([waitingShown, following.then((r) => Promise.reject(new Error(`follow ended early: ${r.stdout}${r.stderr}`)))]);
+  await Promise.race([
+    waitingShown,
+    following.then((r) => Promise.reject(new Error(`follow ended early: ${r.stdout}${r.stderr}`))),
+  ]);
   expect((await runCli(['approve', workflowId, '--by', 'alice'])).code).toBe(0);
   const handle = temporal.client.workflow.getHandle(workflowId);
 
@@ -395,7 +616,10 @@ test('start --follow on a pipe lists every phase in order with its final state',
 
   // The change lines before it: each phase succeeded once, in phase order, with the wait between.
   const changes = r.stdout.split('\n').filter((l) => /^\d\d:\d\d:\d\d /.test(l));
-  const succeeded = changes.map((l) => l.split(' ')).filter((f) => f[2] === 'succeeded').map((f) => f[1]);
+  const succeeded = changes
+    .map((l) => l.split(' '))
+    .filter((f) => f[2] === 'succeeded')
+    .map((f) => f[1]);
   expect(succeeded).toEqual(PHASES.map((p) => p.name));
   const awaiting = changes.findIndex((l) => l.endsWith('status awaiting-approval'));
   expect(awaiting).toBeGreaterThan(changes.findIndex((l) => / performance succeeded/.test(l)));
@@ -406,7 +630,15 @@ test('start --follow of a rejected migration exits 1 and shows what was rolled b
   const { s, w, file, workflowId } = await setup();
   const following = runCli(['start', '--plan', file, '--task-queue', w.taskQueue, '--follow']);
   const handle = temporal.client.workflow.getHandle(workflowId);
-  await pollUntil('the run to exist', () => handle.describe().then(() => true, () => undefined), { timeoutMs: 30_000, intervalMs: 100 });
+  await pollUntil(
+    'the run to exist',
+    () =>
+      handle.describe().then(
+        () => true,
+        () => undefined,
+      ),
+    { timeoutMs: 30_000, intervalMs: 100 },
+  );
   await waitForPhase(handle, 'awaiting-approval');
 
   const reject = await runCli(['reject', workflowId, '--by', 'carol', '--reason', 'not today']);

@@ -43,7 +43,9 @@ async function retriedOn(handle: WorkflowHandle, type: string, attempt: number, 
     `${type} attempt ${attempt} on ${identity}`,
     async () => {
       const pending = (await handle.describe()).raw.pendingActivities ?? [];
-      return pending.find((a) => a.activityType?.name === type && (a.attempt ?? 0) >= attempt && a.lastWorkerIdentity === identity);
+      return pending.find(
+        (a) => a.activityType?.name === type && (a.attempt ?? 0) >= attempt && a.lastWorkerIdentity === identity,
+      );
     },
     { timeoutMs: 60_000, intervalMs: 200 },
   );
@@ -68,12 +70,18 @@ test('killed while the build runs: the retry waits for the same command, which w
   // The build runs until the test says it is done.
   c.s.world.scriptCommand(BUILD, { status: 'InProgress' });
   const first = await c.spawn('first');
-  const handle = await startMigration(t.client, c.taskQueue, c.s.plan, { timeouts: { heartbeatSeconds: HEARTBEAT_SECONDS } });
-
-  const build = await pollUntil('the build command to be sent', async () => c.s.proxy.sentCommands().find((x) => x.commands.some((line) => line.includes(BUILD))), {
-    timeoutMs: 60_000,
-    intervalMs: 100,
+  const handle = await startMigration(t.client, c.taskQueue, c.s.plan, {
+    timeouts: { heartbeatSeconds: HEARTBEAT_SECONDS },
   });
+
+  const build = await pollUntil(
+    'the build command to be sent',
+    async () => c.s.proxy.sentCommands().find((x) => x.commands.some((line) => line.includes(BUILD))),
+    {
+      timeoutMs: 60_000,
+      intervalMs: 100,
+    },
+  );
   await retriedOn(handle, 'runRemote', 1, first.identity);
   expect((await handle.query(statusQuery)).phase).toBe('build');
 
@@ -84,15 +92,27 @@ test('killed while the build runs: the retry waits for the same command, which w
   // After the heartbeat timeout the activity runs again on the new worker, and polls the
   // command the killed attempt sent instead of sending another.
   await retriedOn(handle, 'runRemote', 2, second.identity);
-  await pollUntil('the new attempt to read the command', async () => c.s.proxy.calls({ action: 'GetCommandInvocation' }).find((x) => x.at >= restarted), {
-    timeoutMs: 30_000,
-    intervalMs: 100,
+  await pollUntil(
+    'the new attempt to read the command',
+    async () => c.s.proxy.calls({ action: 'GetCommandInvocation' }).find((x) => x.at >= restarted),
+    {
+      timeoutMs: 30_000,
+      intervalMs: 100,
+    },
+  );
+  c.s.proxy.setCommandResult(build.commandId, build.instanceIds[0], {
+    status: 'Success',
+    exitCode: 0,
+    stdout: 'built 4 images',
   });
-  c.s.proxy.setCommandResult(build.commandId, build.instanceIds[0], { status: 'Success', exitCode: 0, stdout: 'built 4 images' });
 
   const { status } = await approveAndCheck(c, handle);
   expect(c.s.proxy.sentCommands().filter((x) => x.commands.some((line) => line.includes(BUILD)))).toHaveLength(1);
-  expect(status.phases.find((p) => p.name === 'build')).toMatchObject({ state: 'succeeded', attempts: 2, output: { exitCode: 0, stdoutTail: 'built 4 images' } });
+  expect(status.phases.find((p) => p.name === 'build')).toMatchObject({
+    state: 'succeeded',
+    attempts: 2,
+    output: { exitCode: 0, stdoutTail: 'built 4 images' },
+  });
   // Every other remote step ran once.
   const labels = c.s.proxy.sentCommands().map((x) => x.commands.join(' && '));
   expect(new Set(labels).size).toBe(labels.length);
@@ -116,7 +136,9 @@ test('killed during the launch, after RunInstances reached AWS: still exactly on
     await held;
   });
   const first = await c.spawn('first');
-  const handle = await startMigration(t.client, c.taskQueue, c.s.plan, { timeouts: { heartbeatSeconds: HEARTBEAT_SECONDS } });
+  const handle = await startMigration(t.client, c.taskQueue, c.s.plan, {
+    timeouts: { heartbeatSeconds: HEARTBEAT_SECONDS },
+  });
 
   await launched;
   expect((await handle.query(statusQuery)).phase).toBe('launch');
@@ -140,7 +162,12 @@ test('timeouts.heartbeatSeconds is validated: a bad value fails the run before i
     () => undefined,
     (e: unknown) => e as Error & { cause?: Error & { type?: string } },
   );
-  expect(err?.cause).toMatchObject({ type: 'InvalidInput', message: expect.stringMatching(/timeouts\.heartbeatSeconds: expected a whole number of seconds from 1 to 600, got 0\.5/) });
+  expect(err?.cause).toMatchObject({
+    type: 'InvalidInput',
+    message: expect.stringMatching(
+      /timeouts\.heartbeatSeconds: expected a whole number of seconds from 1 to 600, got 0\.5/,
+    ),
+  });
   expect(c.s.proxy.calls()).toEqual([]);
   expect(w.output()).not.toMatch(/worker-process: /);
 });
@@ -149,7 +176,13 @@ test('killed after a capacity fallback launched the second choice, with the list
   const c = await setup();
   const forReal = (p: Record<string, unknown>) => String(p.DryRun) !== 'true';
   // The first choice has no capacity once; the second launches.
-  c.s.proxy.fail({ action: 'RunInstances', code: 'InsufficientInstanceCapacity', status: 500, times: 1, when: (p) => forReal(p) && p.InstanceType === 'g4dn.xlarge' });
+  c.s.proxy.fail({
+    action: 'RunInstances',
+    code: 'InsufficientInstanceCapacity',
+    status: 500,
+    times: 1,
+    when: (p) => forReal(p) && p.InstanceType === 'g4dn.xlarge',
+  });
   const workers: { first?: WorkerProcess } = {};
   let launchedId: string | undefined;
   const run: { handle?: WorkflowHandle<typeof migrateToGpu> } = {};
@@ -160,13 +193,18 @@ test('killed after a capacity fallback launched the second choice, with the list
     launchedId = /<instanceId>([^<]+)<\/instanceId>/.exec(responseBody)?.[1];
     await pollUntil(
       'the skipped choice in the heartbeat',
-      async () => ((await run.handle?.describe())?.raw.pendingActivities ?? []).find((a) => a.activityType?.name === 'launchInstance' && (a.heartbeatDetails?.payloads?.length ?? 0) > 0),
+      async () =>
+        ((await run.handle?.describe())?.raw.pendingActivities ?? []).find(
+          (a) => a.activityType?.name === 'launchInstance' && (a.heartbeatDetails?.payloads?.length ?? 0) > 0,
+        ),
       { timeoutMs: 30_000, intervalMs: 50 },
     );
     await workers.first?.kill();
   });
   workers.first = await c.spawn('first');
-  const handle = (run.handle = await startMigration(t.client, c.taskQueue, c.s.plan, { timeouts: { heartbeatSeconds: HEARTBEAT_SECONDS } }));
+  const handle = (run.handle = await startMigration(t.client, c.taskQueue, c.s.plan, {
+    timeouts: { heartbeatSeconds: HEARTBEAT_SECONDS },
+  }));
   await workers.first.exited;
   // From now on the plan's tag listing leaves the instance out (eventual consistency), and the
   // first choice has capacity again: only what the heartbeat kept (the choice it skipped) can

@@ -8,7 +8,15 @@ import type { PlanOverrides } from '../harness/seed';
 import { PHASES, decideUpdate, statusQuery, type MigrationStatus, type PhaseName } from '../../src/shared/migration';
 import { ErrorType } from '../../src/shared/errors';
 import { useIntegration } from '../harness/lifecycle';
-import { addressHolder, aliveInstancesOfPlan, ingressOf, instance, instancesOfPlan, startMigration, waitForPhase } from '../harness/migration';
+import {
+  addressHolder,
+  aliveInstancesOfPlan,
+  ingressOf,
+  instance,
+  instancesOfPlan,
+  startMigration,
+  waitForPhase,
+} from '../harness/migration';
 import { failureOf, onLaunched, whoServes } from '../harness/outcome';
 import { startScenario, type Scenario } from '../harness/scenario';
 import { pollUntil } from '../harness/net';
@@ -61,7 +69,11 @@ const CASES: FailureCase[] = [
     phase: 'preflight',
     how: 'DescribeSubnets answers InvalidSubnetID.NotFound',
     arrange: (s) => {
-      const rule = s.proxy.fail({ action: 'DescribeSubnets', code: 'InvalidSubnetID.NotFound', message: `The subnet ID '${s.plan.target.subnetIds[0]}' does not exist` });
+      const rule = s.proxy.fail({
+        action: 'DescribeSubnets',
+        code: 'InvalidSubnetID.NotFound',
+        message: `The subnet ID '${s.plan.target.subnetIds[0]}' does not exist`,
+      });
       return () => rule.fired;
     },
     type: ErrorType.PreflightFailed,
@@ -72,7 +84,12 @@ const CASES: FailureCase[] = [
     phase: 'launch',
     how: 'RunInstances answers InvalidParameterCombination',
     arrange: (s) => {
-      const rule = s.proxy.fail({ action: 'RunInstances', code: 'InvalidParameterCombination', message: 'Network interfaces and an instance-level security groups may not be specified on the same request', when: forReal });
+      const rule = s.proxy.fail({
+        action: 'RunInstances',
+        code: 'InvalidParameterCombination',
+        message: 'Network interfaces and an instance-level security groups may not be specified on the same request',
+        when: forReal,
+      });
       return () => rule.fired;
     },
     type: 'InvalidParameterCombination',
@@ -91,7 +108,12 @@ const CASES: FailureCase[] = [
   {
     phase: 'source',
     how: 'the deploy command exits 128',
-    arrange: (s) => s.world.scriptCommand('git clone', { exitCode: 128, stderr: "fatal: unable to access 'https://example.com/org/video-message-app.git/': Could not resolve host: example.com" }),
+    arrange: (s) =>
+      s.world.scriptCommand('git clone', {
+        exitCode: 128,
+        stderr:
+          "fatal: unable to access 'https://example.com/org/video-message-app.git/': Could not resolve host: example.com",
+      }),
     type: ErrorType.RemoteCommandFailed,
     lastError: /'source' on i-\w+ ended Failed with exit code 128/,
     attempts: 3,
@@ -104,7 +126,8 @@ const CASES: FailureCase[] = [
       s.world.scriptCommand('docker compose build', {
         exitCode: 1,
         stdout: '#7 [backend 3/5] RUN pip install -r requirements.txt',
-        stderr: 'failed to solve: process "/bin/sh -c pip install -r requirements.txt" did not complete successfully: exit code: 1',
+        stderr:
+          'failed to solve: process "/bin/sh -c pip install -r requirements.txt" did not complete successfully: exit code: 1',
       }),
     type: ErrorType.RemoteCommandFailed,
     lastError: /'build' on i-\w+ ended Failed with exit code 1: failed to solve/,
@@ -123,7 +146,8 @@ const CASES: FailureCase[] = [
     attempts: 2,
     verify: (s, status) => {
       // Each attempt looked again from inside the instance (none took an earlier answer).
-      const curls = (port: number) => s.world.commands(status.newInstanceId).filter((c) => c.commands.some((l) => l.includes(`127.0.0.1:${port}/`)));
+      const curls = (port: number) =>
+        s.world.commands(status.newInstanceId).filter((c) => c.commands.some((l) => l.includes(`127.0.0.1:${port}/`)));
       expect(curls(s.world.ports.openvoice)).toHaveLength(2);
       expect(curls(s.world.ports.voicevox)).toHaveLength(2);
     },
@@ -170,7 +194,9 @@ const CASES: FailureCase[] = [
     verify: (s) => {
       // One rule was added before the failure, and the rollback revoked it.
       // (412: preflight's DryRun of the first rule.)
-      expect(s.proxy.calls({ action: 'AuthorizeSecurityGroupIngress', injected: false }).map((c) => c.status)).toEqual([412, 200]);
+      expect(s.proxy.calls({ action: 'AuthorizeSecurityGroupIngress', injected: false }).map((c) => c.status)).toEqual([
+        412, 200,
+      ]);
       expect(s.proxy.calls({ action: 'RevokeSecurityGroupIngress' }).map((c) => c.status)).toEqual([200]);
     },
   },
@@ -184,7 +210,8 @@ const CASES: FailureCase[] = [
         launched = id;
       });
       s.world.onServed((r) => {
-        if (launched && r.instanceId === launched && r.method === 'POST' && r.outcome === 200) s.world.configure({ service: 'frontend', instanceId: launched, fail: 'refuse' });
+        if (launched && r.instanceId === launched && r.method === 'POST' && r.outcome === 200)
+          s.world.configure({ service: 'frontend', instanceId: launched, fail: 'refuse' });
       });
     },
     type: ErrorType.ServiceCheckFailed,
@@ -192,7 +219,9 @@ const CASES: FailureCase[] = [
     attempts: 2,
     verify: (s, status) => {
       // The frontend answered on the new instance in the start phase, and not afterwards.
-      const outcomes = s.world.requests({ service: 'frontend', instanceId: status.newInstanceId }).map((r) => r.outcome);
+      const outcomes = s.world
+        .requests({ service: 'frontend', instanceId: status.newInstanceId })
+        .map((r) => r.outcome);
       expect(outcomes[0]).toBe(200);
       expect(outcomes.slice(-2)).toEqual(['dropped', 'dropped']);
     },
@@ -312,7 +341,9 @@ describe('a failure that retries cannot fix rolls the migration back', () => {
     // Before the failure every phase passed (and what was undone says so); after it nothing ran.
     const at = order(c.phase);
     expect(status.phases.map((p) => p.state)).toEqual(
-      status.phases.map((p, i) => (i < at ? (UNDONE_PHASES.includes(p.name) ? 'compensated' : 'succeeded') : i === at ? 'failed' : 'pending')),
+      status.phases.map((p, i) =>
+        i < at ? (UNDONE_PHASES.includes(p.name) ? 'compensated' : 'succeeded') : i === at ? 'failed' : 'pending',
+      ),
     );
     expect(status.compensations).toEqual(expectedCompensations(s, c.phase).map((name) => ({ name, state: 'done' })));
 
@@ -323,7 +354,11 @@ describe('a failure that retries cannot fix rolls the migration back', () => {
     // Nothing the run made is left running; preflight made nothing at all.
     expect(await aliveInstancesOfPlan(s.direct, s.plan)).toEqual([]);
     if (c.phase === 'preflight') expect(await instancesOfPlan(s.direct, s.plan)).toEqual([]);
-    else expect(status.newInstanceId === undefined || (await instance(s.direct, s.plan.region, status.newInstanceId)).State?.Name === 'terminated').toBe(true);
+    else
+      expect(
+        status.newInstanceId === undefined ||
+          (await instance(s.direct, s.plan.region, status.newInstanceId)).State?.Name === 'terminated',
+      ).toBe(true);
     // The group holds no rule the run added (the seeded group had none).
     expect(await ingressOf(s.direct, s.plan.region, s.source.securityGroupId)).toEqual([]);
     await c.verify?.(s, status);
@@ -343,7 +378,10 @@ test('a latency test over the limit once passes on its retry: the performance ph
   // Once the first try failed, the backend is quick again before the retry (2 s later) runs.
   await pollUntil(
     'the latency test to fail once',
-    async () => ((await handle.describe()).raw.pendingActivities ?? []).find((a) => a.activityType?.name === 'latencyTest' && (a.attempt ?? 0) >= 2),
+    async () =>
+      ((await handle.describe()).raw.pendingActivities ?? []).find(
+        (a) => a.activityType?.name === 'latencyTest' && (a.attempt ?? 0) >= 2,
+      ),
     { timeoutMs: 90_000, intervalMs: 20 },
   );
   s.world.configure({ service: 'backend', instanceId: backend.instanceId(), delayMs: 0 });

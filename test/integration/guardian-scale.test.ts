@@ -5,7 +5,13 @@
  * replacement and one start command.
  */
 import { randomBytes } from 'node:crypto';
-import { AllocateAddressCommand, AssociateAddressCommand, DescribeAddressesCommand, RunInstancesCommand, TerminateInstancesCommand } from '@aws-sdk/client-ec2';
+import {
+  AllocateAddressCommand,
+  AssociateAddressCommand,
+  DescribeAddressesCommand,
+  RunInstancesCommand,
+  TerminateInstancesCommand,
+} from '@aws-sdk/client-ec2';
 import type { WorkflowHandle } from '@temporalio/client';
 import { guardianWorkflowId } from '../../src/shared/constants';
 import { decideUpdate } from '../../src/shared/migration';
@@ -21,7 +27,8 @@ import { START_MARKER } from '../harness/world';
 
 const t = useIntegration();
 
-const tagKeyFilter = (params: Record<string, unknown>) => Object.entries(params).some(([k, v]) => /^Filter\.\d+\.Name$/.test(k) && v === 'tag-key');
+const tagKeyFilter = (params: Record<string, unknown>) =>
+  Object.entries(params).some(([k, v]) => /^Filter\.\d+\.Name$/.test(k) && v === 'tag-key');
 
 test('50 guardians in one region: one DescribeInstances per poll, and all recover when their instances go', async () => {
   const REGION = 'eu-west-1';
@@ -53,7 +60,13 @@ test('50 guardians in one region: one DescribeInstances per poll, and all recove
   for (const [i, instanceId] of ids.entries()) {
     s.world.markStarted(instanceId);
     const address = await ec2.send(new AllocateAddressCommand({ Domain: 'vpc' }));
-    await ec2.send(new AssociateAddressCommand({ AllocationId: address.AllocationId, InstanceId: instanceId, AllowReassociation: true }));
+    await ec2.send(
+      new AssociateAddressCommand({
+        AllocationId: address.AllocationId,
+        InstanceId: instanceId,
+        AllowReassociation: true,
+      }),
+    );
     const plan = testPlan(s.source, s.world.ports, {
       name: `fleet-${i}-${randomBytes(2).toString('hex')}`,
       elasticIp: { allocationId: address.AllocationId as string },
@@ -67,13 +80,27 @@ test('50 guardians in one region: one DescribeInstances per poll, and all recove
     await tagForPlan(s.direct, plan, [instanceId]);
     if (i === 0) await openPlannedIngress(s.direct, plan);
     const input: GuardianInput = { plan, instanceId, goldenImageId: s.source.imageId };
-    handles.push(await t.client.workflow.start<typeof spotGuardian>('spotGuardian', { taskQueue: w.taskQueue, workflowId: guardianWorkflowId(plan.name), args: [input] }));
+    handles.push(
+      await t.client.workflow.start<typeof spotGuardian>('spotGuardian', {
+        taskQueue: w.taskQueue,
+        workflowId: guardianWorkflowId(plan.name),
+        args: [input],
+      }),
+    );
   }
 
-  await pollUntil('the router to know all 50 instances', async () => ((await routerStatus(t.client, REGION)).guarded === COUNT ? true : undefined), { timeoutMs: 90_000, intervalMs: 250 });
+  await pollUntil(
+    'the router to know all 50 instances',
+    async () => ((await routerStatus(t.client, REGION)).guarded === COUNT ? true : undefined),
+    { timeoutMs: 90_000, intervalMs: 250 },
+  );
   // Over a stretch of polls, the router made one DescribeInstances each: not one per guardian.
   const before = { polls: (await routerStatus(t.client, REGION)).stats.polls, scans };
-  await pollUntil('five more polls', async () => ((await routerStatus(t.client, REGION)).stats.polls >= before.polls + 5 ? true : undefined), { timeoutMs: 30_000, intervalMs: 100 });
+  await pollUntil(
+    'five more polls',
+    async () => ((await routerStatus(t.client, REGION)).stats.polls >= before.polls + 5 ? true : undefined),
+    { timeoutMs: 30_000, intervalMs: 100 },
+  );
   const after = { polls: (await routerStatus(t.client, REGION)).stats.polls, scans };
   const polls = after.polls - before.polls;
   const calls = after.scans - before.scans;
@@ -87,16 +114,23 @@ test('50 guardians in one region: one DescribeInstances per poll, and all recove
     await waitForGuardian(handle, 'replaced', (g) => g.replacements === 1 && g.state === 'guarding', 240_000);
   }
   const holders = await ec2.send(new DescribeAddressesCommand({}));
-  const onReplacements = (holders.Addresses ?? []).filter((a) => a.InstanceId && !ids.includes(a.InstanceId) && a.InstanceId !== s.source.instanceId);
+  const onReplacements = (holders.Addresses ?? []).filter(
+    (a) => a.InstanceId && !ids.includes(a.InstanceId) && a.InstanceId !== s.source.instanceId,
+  );
   expect(onReplacements).toHaveLength(COUNT);
-  for (const a of onReplacements) expect((await instance(s.direct, REGION, a.InstanceId as string)).State?.Name).toBe('running');
+  for (const a of onReplacements)
+    expect((await instance(s.direct, REGION, a.InstanceId as string)).State?.Name).toBe('running');
 }, 420_000);
 
 test('a worker killed the moment its replacement start was sent: exactly one replacement, one start command', async () => {
   const REGION = 'eu-west-2';
   const s = t.track(await startScenario({ maxAttempts: 3, seed: { region: REGION } }));
   // Generous check attempts: on a loaded machine a slow check must not fail the replacement.
-  const plan = testPlan(s.source, s.world.ports, { target: { market: 'spot' }, spot: { pollInterval: '1s' }, checks: { attempts: 20, interval: '1s' } });
+  const plan = testPlan(s.source, s.world.ports, {
+    target: { market: 'spot' },
+    spot: { pollInterval: '1s' },
+    checks: { attempts: 20, interval: '1s' },
+  });
   const taskQueue = `guard-crash-${randomBytes(5).toString('hex')}`;
   const spawnWorker = (identity: string) => t.spawnWorker({ taskQueue, awsEndpoint: s.proxy.endpoint, identity });
   const first = await spawnWorker('first');
@@ -107,11 +141,16 @@ test('a worker killed the moment its replacement start was sent: exactly one rep
   await migration.executeUpdate(decideUpdate, { args: [{ decision: 'approve', by: 'ops' }] });
   const report = await migration.result();
   const guardian = t.client.workflow.getHandle(guardianWorkflowId(plan.name));
-  const guarded = await waitForGuardian(guardian, 'guarding', (g) => g.state === 'guarding' && g.instanceId === report.after.instanceId);
+  const guarded = await waitForGuardian(
+    guardian,
+    'guarding',
+    (g) => g.state === 'guarding' && g.instanceId === report.after.instanceId,
+  );
   const launchesBefore = s.proxy.count('RunInstances');
   const oldOnes = [guarded.instanceId, report.before.instanceId ?? s.source.instanceId];
   const isStart = (c: { commands: string[] }) => c.commands.some((line) => line.includes(START_MARKER));
-  const startsOn = (instanceId: string) => s.proxy.sentCommands().filter((c) => c.instanceIds.includes(instanceId) && isStart(c));
+  const startsOn = (instanceId: string) =>
+    s.proxy.sentCommands().filter((c) => c.instanceIds.includes(instanceId) && isStart(c));
 
   // The replacement's app start runs until the test lets it finish. The worker dies at the worst
   // moment: SSM has accepted the start command, and the worker never learns its id, so no
@@ -120,16 +159,22 @@ test('a worker killed the moment its replacement start was sent: exactly one rep
   let killed: ReturnType<typeof first.kill> | undefined;
   const unhook = s.proxy.onAfter('SendCommand', async ({ request }) => {
     const targets = Array.isArray(request.params.InstanceIds) ? (request.params.InstanceIds as string[]) : [];
-    if (killed || !JSON.stringify(request.params).includes(START_MARKER) || targets.some((id) => oldOnes.includes(id))) return;
+    if (killed || !JSON.stringify(request.params).includes(START_MARKER) || targets.some((id) => oldOnes.includes(id)))
+      return;
     killed = first.kill();
     await killed;
   });
   t.track({ close: async () => unhook() });
   await guardian.signal(interruptionSignal, { instanceId: guarded.instanceId, kind: 'interruption' });
-  await pollUntil('the worker killed as the replacement start was sent', async () => killed, { timeoutMs: 60_000, intervalMs: 100 });
+  await pollUntil('the worker killed as the replacement start was sent', async () => killed, {
+    timeoutMs: 60_000,
+    intervalMs: 100,
+  });
   expect(await killed).toEqual({ code: null, signal: 'SIGKILL' });
   unhook();
-  const [start, ...others] = s.proxy.sentCommands().filter((c) => isStart(c) && !c.instanceIds.some((id) => oldOnes.includes(id)));
+  const [start, ...others] = s.proxy
+    .sentCommands()
+    .filter((c) => isStart(c) && !c.instanceIds.some((id) => oldOnes.includes(id)));
   expect(others).toEqual([]);
   const replacement = start.instanceIds[0];
   const restarted = new Date();
@@ -141,11 +186,18 @@ test('a worker killed the moment its replacement start was sent: exactly one rep
     'the start step retried on the second worker',
     async () => {
       const pending = (await guardian.describe()).raw.pendingActivities ?? [];
-      return pending.find((a) => a.activityType?.name === 'runRemote' && (a.attempt ?? 0) >= 2 && a.lastWorkerIdentity === second.identity);
+      return pending.find(
+        (a) =>
+          a.activityType?.name === 'runRemote' && (a.attempt ?? 0) >= 2 && a.lastWorkerIdentity === second.identity,
+      );
     },
     { timeoutMs: 120_000, intervalMs: 250 },
   );
-  await pollUntil('the retried step to wait on the first command', async () => s.proxy.calls({ action: 'GetCommandInvocation' }).find((c) => c.at >= restarted), { timeoutMs: 30_000, intervalMs: 100 });
+  await pollUntil(
+    'the retried step to wait on the first command',
+    async () => s.proxy.calls({ action: 'GetCommandInvocation' }).find((c) => c.at >= restarted),
+    { timeoutMs: 30_000, intervalMs: 100 },
+  );
   expect(s.proxy.calls({ action: 'ListCommands' }).filter((c) => c.at >= restarted).length).toBeGreaterThanOrEqual(1);
   expect(startsOn(replacement).map((c) => c.commandId)).toEqual([start.commandId]);
 
@@ -153,7 +205,12 @@ test('a worker killed the moment its replacement start was sent: exactly one rep
   s.world.markStarted(replacement);
   s.proxy.setCommandResult(start.commandId, replacement, { status: 'Success', exitCode: 0 });
 
-  const after = await waitForGuardian(guardian, 'one replacement', (g) => g.replacements === 1 && g.state === 'guarding', 120_000);
+  const after = await waitForGuardian(
+    guardian,
+    'one replacement',
+    (g) => g.replacements === 1 && g.state === 'guarding',
+    120_000,
+  );
   expect(after.instanceId).toBe(replacement);
   expect(s.proxy.count('RunInstances') - launchesBefore).toBe(1);
   expect(startsOn(replacement)).toHaveLength(1);

@@ -54,14 +54,21 @@ async function migrated(overrides: Parameters<typeof testPlan>[2] = {}): Promise
   const report = await handle.result();
   expect(report.guardianWorkflowId).toBe(guardianWorkflowId(plan.name));
   const guardian = t.client.workflow.getHandle(guardianWorkflowId(plan.name));
-  const first = await waitForGuardian(guardian, 'guarding', (g) => g.state === 'guarding' && g.instanceId === report.after.instanceId);
+  const first = await waitForGuardian(
+    guardian,
+    'guarding',
+    (g) => g.state === 'guarding' && g.instanceId === report.after.instanceId,
+  );
   // The router knows the instance before the test interrupts it.
   await routerKnows(1);
   return { s, w, plan, queueUrl, guardian, first };
 }
 
 async function routerKnows(count: number): Promise<void> {
-  await waitFor(`router sees ${count} guarded instance(s)`, async () => (await routerStatus(t.client, REGION)).guarded >= count);
+  await waitFor(
+    `router sees ${count} guarded instance(s)`,
+    async () => (await routerStatus(t.client, REGION)).guarded >= count,
+  );
 }
 
 async function waitFor(what: string, ok: () => Promise<boolean>, timeoutMs = 60_000): Promise<void> {
@@ -87,11 +94,21 @@ async function expectRecovered(g: Guarded, oldId: string, status: GuardianStatus
 }
 
 /** A Spot migration of its own plan, up to the approval wait; the guardian does not run yet. */
-async function awaitingApproval(): Promise<{ s: Scenario; plan: Plan; queueUrl: string; handle: WorkflowHandle; newId: string }> {
+async function awaitingApproval(): Promise<{
+  s: Scenario;
+  plan: Plan;
+  queueUrl: string;
+  handle: WorkflowHandle;
+  newId: string;
+}> {
   const s = await startScenario({ maxAttempts: 3, seed: { region: REGION } });
   t.track(s);
   const queueUrl = await createQueue(s.direct, REGION);
-  const plan = testPlan(s.source, s.world.ports, { target: { market: 'spot' }, spot: { interruptionQueueUrl: queueUrl, pollInterval: '1s' }, checks: { attempts: 3, interval: '1s' } });
+  const plan = testPlan(s.source, s.world.ports, {
+    target: { market: 'spot' },
+    spot: { interruptionQueueUrl: queueUrl, pollInterval: '1s' },
+    checks: { attempts: 3, interval: '1s' },
+  });
   const w = await startWorker({ clients: s.clients });
   t.track({ close: () => w.stop() });
   t.track({ close: () => endSpotWorkflows(t.client, REGION, [guardianWorkflowId(plan.name)]) });
@@ -109,11 +126,16 @@ test.each(['a warning on the queue', 'no warning (the poll finds it)'] as const)
   'a Spot instance interrupted while awaiting approval, with %s: the Elastic IP goes back to the old instance, which still runs',
   async (how) => {
     const { s, plan, queueUrl, handle, newId } = await awaitingApproval();
-    if (how === 'a warning on the queue') await putMessage(s.direct, REGION, queueUrl, spotEvent('interruption', newId, REGION));
+    if (how === 'a warning on the queue')
+      await putMessage(s.direct, REGION, queueUrl, spotEvent('interruption', newId, REGION));
     else await s.direct.ec2(REGION).send(new TerminateInstancesCommand({ InstanceIds: [newId] }));
     const { failure, report } = await failureOf(handle);
     expect(failure.type).toBe(ErrorType.SpotInterrupted);
-    expect(report.error?.message).toMatch(new RegExp(`the new Spot instance ${newId} was interrupted \\((interruption|stopped) notice, from the (queue|poll)\\) while awaiting approval: the Elastic IP goes back to ${plan.source.instanceId}, which still runs`));
+    expect(report.error?.message).toMatch(
+      new RegExp(
+        `the new Spot instance ${newId} was interrupted \\((interruption|stopped) notice, from the (queue|poll)\\) while awaiting approval: the Elastic IP goes back to ${plan.source.instanceId}, which still runs`,
+      ),
+    );
     expect(await addressHolder(s.direct, plan)).toBe(plan.source.instanceId);
     expect((await instance(s.direct, REGION, plan.source.instanceId)).State?.Name).toBe('running');
     expect((await httpGet(s.world.url(s.source.publicIp, 'backend'))).servedBy).toBe(plan.source.instanceId);
@@ -126,22 +148,39 @@ test('the guardian guards from the moment the old instance is stopped, before th
   // The golden image takes its time; the new instance is interrupted meanwhile.
   const golden = gate();
   s.proxy.onAfter('CreateImage', async ({ request }) => {
-    if (String(request.params.DryRun) !== 'true' && String(request.params.Description ?? '').startsWith('golden')) await golden.promise;
+    if (String(request.params.DryRun) !== 'true' && String(request.params.Description ?? '').startsWith('golden'))
+      await golden.promise;
   });
   await handle.executeUpdate(decideUpdate, { args: [{ decision: 'approve', by: 'ops' }] });
   const guardian = t.client.workflow.getHandle(guardianWorkflowId(plan.name));
-  await waitForGuardian(guardian, 'guarding the new instance', (g) => g.state === 'guarding' && g.instanceId === newId && g.goldenImageId === undefined);
-  await waitFor('the guardian owns the instance', async () => ((await instance(s.direct, REGION, newId)).Tags ?? []).some((tag) => tag.Key === TAG_GUARDED && tag.Value === guardian.workflowId));
+  await waitForGuardian(
+    guardian,
+    'guarding the new instance',
+    (g) => g.state === 'guarding' && g.instanceId === newId && g.goldenImageId === undefined,
+  );
+  await waitFor('the guardian owns the instance', async () =>
+    ((await instance(s.direct, REGION, newId)).Tags ?? []).some(
+      (tag) => tag.Key === TAG_GUARDED && tag.Value === guardian.workflowId,
+    ),
+  );
   await guardian.signal(interruptionSignal, { instanceId: newId, kind: 'interruption' });
   // Replaced from the plan's image: every remote step runs on the replacement.
-  const after = await waitForGuardian(guardian, 'one replacement', (g) => g.replacements === 1 && g.state === 'guarding');
+  const after = await waitForGuardian(
+    guardian,
+    'one replacement',
+    (g) => g.replacements === 1 && g.state === 'guarding',
+  );
   expect(after.instanceId).not.toBe(newId);
   expect(await addressHolder(s.direct, plan)).toBe(after.instanceId);
   golden.open();
   const report = await handle.result();
   expect(report.guardianWorkflowId).toBe(guardian.workflowId);
   // The guardian is told of the golden image once it is there.
-  await waitForGuardian(guardian, 'the golden image', (g) => g.goldenImageId !== undefined && g.goldenImageId === report.images.golden);
+  await waitForGuardian(
+    guardian,
+    'the golden image',
+    (g) => g.goldenImageId !== undefined && g.goldenImageId === report.images.golden,
+  );
 });
 
 test('an interruption warning on the queue: a replacement runs the service and holds the EIP', async () => {
@@ -150,13 +189,20 @@ test('an interruption warning on the queue: a replacement runs the service and h
   await putMessage(g.s.direct, REGION, g.queueUrl, spotEvent('interruption', oldId, REGION));
 
   // The guardian continues as new after a replacement, carrying its state into run 2.
-  const after = await waitForGuardian(g.guardian, 'one replacement, in a new run', (s) => s.replacements === 1 && s.state === 'guarding' && s.run === 2);
+  const after = await waitForGuardian(
+    g.guardian,
+    'one replacement, in a new run',
+    (s) => s.replacements === 1 && s.state === 'guarding' && s.run === 2,
+  );
   await expectRecovered(g, oldId, after);
   expect(after.events[0]).toMatchObject({ kind: 'interruption', source: 'queue' });
   // The router deleted the message after the guardian took it.
   await waitFor('queue drained', async () => (await routerStatus(t.client, REGION)).stats.messagesRouted >= 1);
   const tagged = await g.s.direct.ec2(REGION).send(new DescribeInstancesCommand({ InstanceIds: [after.instanceId] }));
-  expect(tagged.Reservations?.[0]?.Instances?.[0]?.Tags).toContainEqual({ Key: TAG_GUARDED, Value: g.guardian.workflowId });
+  expect(tagged.Reservations?.[0]?.Instances?.[0]?.Tags).toContainEqual({
+    Key: TAG_GUARDED,
+    Value: g.guardian.workflowId,
+  });
 });
 
 test('an instance terminated with no warning is recovered through the batched poll', async () => {
@@ -164,7 +210,11 @@ test('an instance terminated with no warning is recovered through the batched po
   const oldId = g.first.instanceId;
   await g.s.direct.ec2(REGION).send(new TerminateInstancesCommand({ InstanceIds: [oldId] }));
 
-  const after = await waitForGuardian(g.guardian, 'one replacement', (s) => s.replacements === 1 && s.state === 'guarding');
+  const after = await waitForGuardian(
+    g.guardian,
+    'one replacement',
+    (s) => s.replacements === 1 && s.state === 'guarding',
+  );
   await expectRecovered(g, oldId, after);
   expect(after.events[0]).toMatchObject({ kind: 'stopped', source: 'poll' });
 });
@@ -180,7 +230,11 @@ test('a rebalance recommendation replaces the instance while it still serves; th
   });
   await putMessage(g.s.direct, REGION, g.queueUrl, spotEvent('rebalance', oldId, REGION));
 
-  const after = await waitForGuardian(g.guardian, 'one replacement', (s) => s.replacements === 1 && s.state === 'guarding');
+  const after = await waitForGuardian(
+    g.guardian,
+    'one replacement',
+    (s) => s.replacements === 1 && s.state === 'guarding',
+  );
   await expectRecovered(g, oldId, after);
   expect(after.events[0].kind).toBe('rebalance');
   expect(g.s.proxy.count('AssociateAddress') - moves).toBe(1);
@@ -195,7 +249,11 @@ test('two notices for the same instance give one replacement', async () => {
   await putMessage(g.s.direct, REGION, g.queueUrl, spotEvent('rebalance', oldId, REGION));
   await g.guardian.signal(interruptionSignal, { instanceId: oldId, kind: 'manual' });
 
-  const after = await waitForGuardian(g.guardian, 'one replacement', (s) => s.replacements === 1 && s.state === 'guarding');
+  const after = await waitForGuardian(
+    g.guardian,
+    'one replacement',
+    (s) => s.replacements === 1 && s.state === 'guarding',
+  );
   await expectRecovered(g, oldId, after);
   // Let the router deliver both queued notices; the guardian must ignore the later ones.
   await waitFor('both messages routed', async () => (await routerStatus(t.client, REGION)).stats.messagesRouted >= 2);
@@ -209,15 +267,35 @@ test('InsufficientInstanceCapacity on the first type takes the next type; on eve
   const g = await migrated();
   const forReal = (p: Record<string, unknown>) => p.DryRun !== 'true';
   // First replacement: the main type has no capacity.
-  g.s.proxy.fail({ action: 'RunInstances', code: 'InsufficientInstanceCapacity', status: 500, times: 1, when: (p) => forReal(p) && p.InstanceType === 'g4dn.xlarge' });
+  g.s.proxy.fail({
+    action: 'RunInstances',
+    code: 'InsufficientInstanceCapacity',
+    status: 500,
+    times: 1,
+    when: (p) => forReal(p) && p.InstanceType === 'g4dn.xlarge',
+  });
   await g.guardian.signal(interruptionSignal, { instanceId: g.first.instanceId, kind: 'interruption' });
-  const one = await waitForGuardian(g.guardian, 'first replacement', (s) => s.replacements === 1 && s.state === 'guarding');
+  const one = await waitForGuardian(
+    g.guardian,
+    'first replacement',
+    (s) => s.replacements === 1 && s.state === 'guarding',
+  );
   expect(one.events[0]).toMatchObject({ instanceType: 'g4dn.2xlarge', market: 'spot', outcome: 'replaced' });
 
   // Second: no Spot capacity for any type.
-  g.s.proxy.fail({ action: 'RunInstances', code: 'InsufficientInstanceCapacity', status: 500, times: 100, when: (p) => forReal(p) && String(p['InstanceMarketOptions.MarketType']) === 'spot' });
+  g.s.proxy.fail({
+    action: 'RunInstances',
+    code: 'InsufficientInstanceCapacity',
+    status: 500,
+    times: 100,
+    when: (p) => forReal(p) && String(p['InstanceMarketOptions.MarketType']) === 'spot',
+  });
   await g.guardian.signal(interruptionSignal, { instanceId: one.instanceId, kind: 'interruption' });
-  const two = await waitForGuardian(g.guardian, 'second replacement', (s) => s.replacements === 2 && s.state === 'guarding');
+  const two = await waitForGuardian(
+    g.guardian,
+    'second replacement',
+    (s) => s.replacements === 2 && s.state === 'guarding',
+  );
   expect(two.events[1]).toMatchObject({ instanceType: 'g4dn.xlarge', market: 'on-demand', outcome: 'replaced' });
   expect((await instance(g.s.direct, REGION, two.instanceId)).InstanceLifecycle).toBeUndefined();
   expect(await addressHolder(g.s.direct, g.plan)).toBe(two.instanceId);
@@ -233,11 +311,21 @@ test('after a failed round the guardian launches again: each launch has ClientTo
     if (launched.size <= 3) g.s.world.configure({ service: 'backend', instanceId: id, fail: 'refuse' });
   });
   await g.guardian.signal(interruptionSignal, { instanceId: g.first.instanceId, kind: 'rebalance' });
-  const failed = await waitForGuardian(g.guardian, 'a failed round', (s) => s.events.some((e) => e.outcome === 'failed'), 90_000);
+  const failed = await waitForGuardian(
+    g.guardian,
+    'a failed round',
+    (s) => s.events.some((e) => e.outcome === 'failed'),
+    90_000,
+  );
   expect(failed.instanceId).toBe(g.first.instanceId);
   // The next round (a minute later, in a new run) launches a fourth instance rather than
   // replaying the first round's terminated ones.
-  const after = await waitForGuardian(g.guardian, 'replaced in the next round', (s) => s.replacements === 1 && s.state === 'guarding', 150_000);
+  const after = await waitForGuardian(
+    g.guardian,
+    'replaced in the next round',
+    (s) => s.replacements === 1 && s.state === 'guarding',
+    150_000,
+  );
   expect(launched.size).toBe(4);
   expect([...launched]).toContain(after.instanceId);
   await expectRecovered(g, g.first.instanceId, after);
@@ -248,7 +336,12 @@ test('a guarded instance one listing leaves out is asked for by id, not replaced
   // The region's router is shared by this file's tests: compare its counters with now.
   const before = (await routerStatus(t.client, REGION)).stats;
   const omitted = g.s.proxy.omitFromListings(g.first.instanceId, 1);
-  await waitFor('the scan that missed it', async () => omitted.fired === 1 && ((await routerStatus(t.client, REGION)).stats.missedByScan ?? 0) > (before.missedByScan ?? 0));
+  await waitFor(
+    'the scan that missed it',
+    async () =>
+      omitted.fired === 1 &&
+      ((await routerStatus(t.client, REGION)).stats.missedByScan ?? 0) > (before.missedByScan ?? 0),
+  );
   // A few more polls: still no notice, still the same instance.
   const polls = (await routerStatus(t.client, REGION)).stats.polls;
   await waitFor('three more polls', async () => (await routerStatus(t.client, REGION)).stats.polls >= polls + 3);
@@ -264,7 +357,11 @@ test('many replacements: each run stays small and the state carries over', async
   const cycles = 5;
   for (let i = 1; i <= cycles; i++) {
     await g.guardian.signal(interruptionSignal, { instanceId: current, kind: 'interruption' });
-    const s = await waitForGuardian(g.guardian, `replacement ${i}`, (x) => x.replacements === i && x.state === 'guarding');
+    const s = await waitForGuardian(
+      g.guardian,
+      `replacement ${i}`,
+      (x) => x.replacements === i && x.state === 'guarding',
+    );
     current = s.instanceId;
   }
   const final = await g.guardian.query(guardianStatusQuery);
@@ -289,13 +386,19 @@ test('the CLI rehearses a replacement (`interrupt --kind rebalance`) and shows t
     const sent = await runCli(['interrupt', g.plan.name, '--kind', 'rebalance']);
     expect(sent).toMatchObject({ code: 0 });
     expect(sent.stdout).toContain(`sent rebalance for ${g.first.instanceId} to ${g.guardian.workflowId}`);
-    const after = await waitForGuardian(g.guardian, 'one replacement', (s) => s.replacements === 1 && s.state === 'guarding');
+    const after = await waitForGuardian(
+      g.guardian,
+      'one replacement',
+      (s) => s.replacements === 1 && s.state === 'guarding',
+    );
     expect(after.events[0]).toMatchObject({ kind: 'rebalance', source: 'cli', outcome: 'replaced' });
 
     const text = await runCli(['status', g.guardian.workflowId]);
     expect(text.code).toBe(0);
     expect(text.stdout).toContain(`guarding ${after.instanceId}`);
-    expect(text.stdout).toMatch(new RegExp(`rebalance \\(cli\\): ${g.first.instanceId} → ${after.instanceId} replaced`));
+    expect(text.stdout).toMatch(
+      new RegExp(`rebalance \\(cli\\): ${g.first.instanceId} → ${after.instanceId} replaced`),
+    );
     const json = await runCli(['status', g.guardian.workflowId, '--json']);
     expect(JSON.parse(json.stdout)).toMatchObject({ instanceId: after.instanceId, replacements: 1 });
 

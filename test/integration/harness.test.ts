@@ -13,7 +13,13 @@ import {
   StopInstancesCommand,
 } from '@aws-sdk/client-ec2';
 import { CreateQueueCommand, ListQueuesCommand } from '@aws-sdk/client-sqs';
-import { DescribeInstanceInformationCommand, GetCommandInvocationCommand, GetParameterCommand, SendCommandCommand, waitUntilCommandExecuted } from '@aws-sdk/client-ssm';
+import {
+  DescribeInstanceInformationCommand,
+  GetCommandInvocationCommand,
+  GetParameterCommand,
+  SendCommandCommand,
+  waitUntilCommandExecuted,
+} from '@aws-sdk/client-ssm';
 import { pollUntil } from '../harness/net';
 import { ALLOW_ALL } from '../harness/iam';
 import { AwsProxy } from '../harness/aws-proxy';
@@ -71,17 +77,27 @@ describe('AwsProxy', () => {
       const ec2 = proxy.clients().ec2(REGION);
       const otherEc2 = other.clients().ec2(REGION);
       const vpcId = (await ec2.send(new DescribeVpcsCommand({}))).Vpcs?.[0]?.VpcId;
-      const group = await ec2.send(new CreateSecurityGroupCommand({ GroupName: 'isolation-check', Description: 'x', VpcId: vpcId }));
+      const group = await ec2.send(
+        new CreateSecurityGroupCommand({ GroupName: 'isolation-check', Description: 'x', VpcId: vpcId }),
+      );
 
       const mine = await ec2.send(new DescribeSecurityGroupsCommand({ GroupIds: [group.GroupId ?? ''] }));
       expect(mine.SecurityGroups?.[0]?.OwnerId).toBe(proxy.accountId);
-      const theirs = await otherEc2.send(new DescribeSecurityGroupsCommand({ Filters: [{ Name: 'group-name', Values: ['isolation-check'] }] }));
+      const theirs = await otherEc2.send(
+        new DescribeSecurityGroupsCommand({ Filters: [{ Name: 'group-name', Values: ['isolation-check'] }] }),
+      );
       expect(theirs.SecurityGroups).toEqual([]);
-      const missing = await rejectionOf(otherEc2.send(new DescribeInstancesCommand({ InstanceIds: [seeded.instanceId] })));
+      const missing = await rejectionOf(
+        otherEc2.send(new DescribeInstancesCommand({ InstanceIds: [seeded.instanceId] })),
+      );
       expect(missing.name).toBe('InvalidInstanceID.NotFound');
       // The same group name is free in the other account.
       const otherVpc = (await otherEc2.send(new DescribeVpcsCommand({}))).Vpcs?.[0]?.VpcId;
-      await expect(otherEc2.send(new CreateSecurityGroupCommand({ GroupName: 'isolation-check', Description: 'x', VpcId: otherVpc }))).resolves.toBeDefined();
+      await expect(
+        otherEc2.send(
+          new CreateSecurityGroupCommand({ GroupName: 'isolation-check', Description: 'x', VpcId: otherVpc }),
+        ),
+      ).resolves.toBeDefined();
     } finally {
       await other.close();
     }
@@ -90,7 +106,9 @@ describe('AwsProxy', () => {
   it('logs calls by service and action, but not side-door calls', async () => {
     const { ec2, ssm } = { ec2: proxy.clients().ec2(REGION), ssm: proxy.clients().ssm(REGION) };
     await ec2.send(new DescribeVpcsCommand({}));
-    await ssm.send(new GetParameterCommand({ Name: '/aws/service/ami-amazon-linux-latest/al2023-ami-kernel-default-x86_64' }));
+    await ssm.send(
+      new GetParameterCommand({ Name: '/aws/service/ami-amazon-linux-latest/al2023-ami-kernel-default-x86_64' }),
+    );
     await proxy.clients({ bypass: true }).ec2(REGION).send(new DescribeVpcsCommand({}));
     expect(proxy.calls().map(({ service, action, status, region }) => ({ service, action, status, region }))).toEqual([
       { service: 'ec2', action: 'DescribeVpcs', status: 200, region: REGION },
@@ -109,7 +127,15 @@ describe('AwsProxy', () => {
       when: (params) => params.InstanceType === 'g4dn.xlarge',
     });
     const launch = (type: 'g4dn.xlarge' | 't3.micro') =>
-      ec2.send(new RunInstancesCommand({ ImageId: seeded.imageId, InstanceType: type, MinCount: 1, MaxCount: 1, SubnetId: seeded.subnetId }));
+      ec2.send(
+        new RunInstancesCommand({
+          ImageId: seeded.imageId,
+          InstanceType: type,
+          MinCount: 1,
+          MaxCount: 1,
+          SubnetId: seeded.subnetId,
+        }),
+      );
 
     const smallFirst = await launch('t3.micro');
     expect(smallFirst.Instances).toHaveLength(1);
@@ -141,7 +167,12 @@ describe('AwsProxy', () => {
     ]);
 
     proxy.throttle('*', { times: 1, service: 'ssm' });
-    const ssmErr = await rejectionOf(proxy.clients({ maxAttempts: 1 }).ssm(REGION).send(new GetParameterCommand({ Name: '/x' })));
+    const ssmErr = await rejectionOf(
+      proxy
+        .clients({ maxAttempts: 1 })
+        .ssm(REGION)
+        .send(new GetParameterCommand({ Name: '/x' })),
+    );
     expect(ssmErr.name).toBe('ThrottlingException');
     expect(ssmErr.$metadata?.httpStatusCode).toBe(400);
 
@@ -159,7 +190,13 @@ describe('AwsProxy', () => {
       p.throttle('*', { rate: 0.3, seed: 7 });
       const ec2 = p.clients({ maxAttempts: 1 }).ec2(REGION);
       const outcomes: boolean[] = [];
-      for (let i = 0; i < 40; i++) outcomes.push(await ec2.send(new DescribeVpcsCommand({})).then(() => true, () => false));
+      for (let i = 0; i < 40; i++)
+        outcomes.push(
+          await ec2.send(new DescribeVpcsCommand({})).then(
+            () => true,
+            () => false,
+          ),
+        );
       return outcomes;
     };
     const first = await pattern(proxy);
@@ -202,13 +239,33 @@ describe('AwsProxy', () => {
     });
     try {
       const ok = await runCommand(ssm, seeded.instanceId, ['echo hello']);
-      expect(ok.invocation).toMatchObject({ Status: 'Success', StatusDetails: 'Success', ResponseCode: 0, StandardOutputContent: 'hello\n', InstanceId: seeded.instanceId });
-      const done = await waitUntilCommandExecuted({ client: ssm, maxWaitTime: 30, minDelay: 1 }, { CommandId: ok.commandId, InstanceId: seeded.instanceId });
+      expect(ok.invocation).toMatchObject({
+        Status: 'Success',
+        StatusDetails: 'Success',
+        ResponseCode: 0,
+        StandardOutputContent: 'hello\n',
+        InstanceId: seeded.instanceId,
+      });
+      const done = await waitUntilCommandExecuted(
+        { client: ssm, maxWaitTime: 30, minDelay: 1 },
+        { CommandId: ok.commandId, InstanceId: seeded.instanceId },
+      );
       expect(done.state).toBe('SUCCESS');
 
       const bad = await runCommand(ssm, seeded.instanceId, ['exit 3']);
-      expect(bad.invocation).toMatchObject({ Status: 'Failed', StatusDetails: 'Failed', ResponseCode: 3, StandardErrorContent: 'boom', StandardOutputContent: '' });
-      const waitErr = await rejectionOf(waitUntilCommandExecuted({ client: ssm, maxWaitTime: 30, minDelay: 1 }, { CommandId: bad.commandId, InstanceId: seeded.instanceId }));
+      expect(bad.invocation).toMatchObject({
+        Status: 'Failed',
+        StatusDetails: 'Failed',
+        ResponseCode: 3,
+        StandardErrorContent: 'boom',
+        StandardOutputContent: '',
+      });
+      const waitErr = await rejectionOf(
+        waitUntilCommandExecuted(
+          { client: ssm, maxWaitTime: 30, minDelay: 1 },
+          { CommandId: bad.commandId, InstanceId: seeded.instanceId },
+        ),
+      );
       const waited = JSON.parse(waitErr.message) as { state: string; reason: { Status: string; ResponseCode: number } };
       expect(waited.state).toBe('FAILURE');
       expect(waited.reason).toMatchObject({ Status: 'Failed', ResponseCode: 3 });
@@ -217,9 +274,14 @@ describe('AwsProxy', () => {
       const plain = await runCommand(ssm, seeded.instanceId, ['uptime']);
       expect(plain.invocation).toMatchObject({ Status: 'Success', ResponseCode: 0, StandardOutputContent: '' });
       // moto would also list every other instance as a target; the proxy does not.
-      const other = await proxy.clients({ bypass: true }).ec2(REGION).send(new RunInstancesCommand({ ImageId: seeded.imageId, MinCount: 1, MaxCount: 1 }));
+      const other = await proxy
+        .clients({ bypass: true })
+        .ec2(REGION)
+        .send(new RunInstancesCommand({ ImageId: seeded.imageId, MinCount: 1, MaxCount: 1 }));
       const otherId = other.Instances?.[0]?.InstanceId ?? '';
-      const notTargeted = await rejectionOf(ssm.send(new GetCommandInvocationCommand({ CommandId: bad.commandId, InstanceId: otherId })));
+      const notTargeted = await rejectionOf(
+        ssm.send(new GetCommandInvocationCommand({ CommandId: bad.commandId, InstanceId: otherId })),
+      );
       expect(notTargeted.name).toBe('InvocationDoesNotExist');
     } finally {
       off();
@@ -232,15 +294,24 @@ describe('AwsProxy', () => {
     let finish = false;
     const offAfter = proxy.onAfter('GetCommandInvocation', ({ request }) => {
       // Once we have seen it InProgress, the waiter's first poll ends the command.
-      if (finish) proxy.setCommandResult(String(request.params.CommandId), String(request.params.InstanceId), { exitCode: 0, stdout: 'finished' });
+      if (finish)
+        proxy.setCommandResult(String(request.params.CommandId), String(request.params.InstanceId), {
+          exitCode: 0,
+          stdout: 'finished',
+        });
     });
     try {
-      const { commandId, invocation, reads } = await runCommand(ssm, seeded.instanceId, ['sleep 30'], { untilDone: false });
+      const { commandId, invocation, reads } = await runCommand(ssm, seeded.instanceId, ['sleep 30'], {
+        untilDone: false,
+      });
       finish = true;
       // Not there yet, Pending, then InProgress.
       expect(reads).toBeGreaterThanOrEqual(3);
       expect(invocation).toMatchObject({ Status: 'InProgress', ResponseCode: -1 });
-      const done = await waitUntilCommandExecuted({ client: ssm, maxWaitTime: 30, minDelay: 1, maxDelay: 1 }, { CommandId: commandId, InstanceId: seeded.instanceId });
+      const done = await waitUntilCommandExecuted(
+        { client: ssm, maxWaitTime: 30, minDelay: 1, maxDelay: 1 },
+        { CommandId: commandId, InstanceId: seeded.instanceId },
+      );
       expect(done.state).toBe('SUCCESS');
       expect(proxy.commandResult(commandId, seeded.instanceId)?.stdout).toBe('finished');
     } finally {
@@ -260,7 +331,11 @@ describe('AwsProxy', () => {
     const { invocation } = await runCommand(ssm, seeded.instanceId, ['true']);
     expect(invocation.Status).toBe('Success');
     expect(rule.fired).toBe(2);
-    expect(proxy.calls({ action: 'SendCommand' }).map((c) => c.injected)).toEqual(['InvalidInstanceId', 'InvalidInstanceId', undefined]);
+    expect(proxy.calls({ action: 'SendCommand' }).map((c) => c.injected)).toEqual([
+      'InvalidInstanceId',
+      'InvalidInstanceId',
+      undefined,
+    ]);
   });
 });
 
@@ -274,7 +349,9 @@ describe('AppWorld', () => {
   it('builds a valid plan for the seeded service', () => {
     expect(s.plan.source.instanceId).toBe(s.source.instanceId);
     expect(s.plan.elasticIp.allocationId).toBe(s.source.allocationId);
-    expect(s.plan.services.map((x) => [x.name, x.port])).toEqual(['backend', 'frontend', 'openvoice', 'voicevox'].map((n) => [n, s.world.ports[n]]));
+    expect(s.plan.services.map((x) => [x.name, x.port])).toEqual(
+      ['backend', 'frontend', 'openvoice', 'voicevox'].map((n) => [n, s.world.ports[n]]),
+    );
     expect(s.plan.remote.start.join('\n')).toContain(START_MARKER);
     expect(s.plan.remote.setup.some((c) => c.includes('nvidia-smi'))).toBe(true);
     expect(s.source.publicIp).toMatch(/^127\./);
@@ -299,7 +376,10 @@ describe('AppWorld', () => {
 
     expect((await httpGet(s.world.url(s.source.publicIp, 'openvoice'))).status).toBe('dropped');
     expect((await httpGet(s.world.url('127.0.0.1', 'backend'))).status).toBe('dropped');
-    expect(s.world.requests({ service: 'openvoice' })[0]).toMatchObject({ outcome: 'dropped', reason: expect.stringContaining('private') });
+    expect(s.world.requests({ service: 'openvoice' })[0]).toMatchObject({
+      outcome: 'dropped',
+      reason: expect.stringContaining('private'),
+    });
   });
 
   it('applies configured failures and delays per service and instance', async () => {
@@ -320,7 +400,8 @@ describe('AppWorld', () => {
 
   it('checks private services and the GPU through Run Command', async () => {
     const ssm = s.clients.ssm(REGION);
-    const check = (port: number, path: string) => `curl -s -o /dev/null -w '%{http_code}' --max-time 5 http://127.0.0.1:${port}${path}`;
+    const check = (port: number, path: string) =>
+      `curl -s -o /dev/null -w '%{http_code}' --max-time 5 http://127.0.0.1:${port}${path}`;
 
     const healthy = await runCommand(ssm, s.source.instanceId, [check(s.world.ports.openvoice, '/health')]);
     expect(healthy.invocation).toMatchObject({ Status: 'Success', ResponseCode: 0, StandardOutputContent: '200' });
@@ -331,14 +412,19 @@ describe('AppWorld', () => {
       expect(down.invocation).toMatchObject({ Status: 'Failed', ResponseCode: 7 });
       expect(down.invocation.StandardErrorContent).toContain('Failed to connect');
       // The backend's synthesis needs VOICEVOX.
-      const synth = await httpGet(s.world.url(s.source.publicIp, 'backend', '/api/voice/synthesize'), { method: 'POST', body: '{}' });
+      const synth = await httpGet(s.world.url(s.source.publicIp, 'backend', '/api/voice/synthesize'), {
+        method: 'POST',
+        body: '{}',
+      });
       expect(synth.status).toBe(503);
     } finally {
       s.world.resetConfig();
     }
 
     // The old t3.large has no GPU.
-    const noGpu = await runCommand(ssm, s.source.instanceId, ['nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader']);
+    const noGpu = await runCommand(ssm, s.source.instanceId, [
+      'nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader',
+    ]);
     expect(noGpu.invocation).toMatchObject({ Status: 'Failed', ResponseCode: 9 });
     expect(s.world.commands(s.source.instanceId).map((c) => c.result.exitCode)).toEqual([0, 7, 9]);
   });
@@ -358,23 +444,40 @@ describe('AppWorld', () => {
     );
     const newId = run.Instances?.[0]?.InstanceId ?? '';
     // As on AWS: a moment before EC2 knows it by id, a little longer before its SSM agent registers.
-    const described = await pollUntil('the new instance by id', async () => ec2.send(new DescribeInstancesCommand({ InstanceIds: [newId] })).catch(() => undefined), { timeoutMs: 5_000, intervalMs: 50 });
-    await pollUntil('its SSM agent', async () => (await ssm.send(new DescribeInstanceInformationCommand({ Filters: [{ Key: 'InstanceIds', Values: [newId] }] }))).InstanceInformationList?.[0], { timeoutMs: 5_000, intervalMs: 50 });
+    const described = await pollUntil(
+      'the new instance by id',
+      async () => ec2.send(new DescribeInstancesCommand({ InstanceIds: [newId] })).catch(() => undefined),
+      { timeoutMs: 5_000, intervalMs: 50 },
+    );
+    await pollUntil(
+      'its SSM agent',
+      async () =>
+        (await ssm.send(new DescribeInstanceInformationCommand({ Filters: [{ Key: 'InstanceIds', Values: [newId] }] })))
+          .InstanceInformationList?.[0],
+      { timeoutMs: 5_000, intervalMs: 50 },
+    );
     const ownIp = described.Reservations?.[0]?.Instances?.[0]?.PublicIpAddress ?? '';
     expect(ownIp).toMatch(/^127\.214\.\d+\.\d+$/);
 
     expect((await httpGet(s.world.url(ownIp, 'backend'))).status).toBe('dropped');
-    const gpu = await runCommand(ssm, newId, ['nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader']);
+    const gpu = await runCommand(ssm, newId, [
+      'nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader',
+    ]);
     expect(gpu.invocation).toMatchObject({ Status: 'Success', StandardOutputContent: DEFAULT_GPU_OUTPUT });
     const started = await runCommand(ssm, newId, s.plan.remote.start);
     expect(started.invocation.Status).toBe('Success');
     expect(s.world.startedInstances()).toContain(newId);
 
     expect(await httpGet(s.world.url(ownIp, 'backend'))).toMatchObject({ status: 200, servedBy: newId });
-    const synth = await httpGet(s.world.url(ownIp, 'backend', '/api/voice/synthesize'), { method: 'POST', body: '{"text":"hi"}' });
+    const synth = await httpGet(s.world.url(ownIp, 'backend', '/api/voice/synthesize'), {
+      method: 'POST',
+      body: '{"text":"hi"}',
+    });
     expect(JSON.parse(synth.body)).toMatchObject({ device: 'cuda' });
 
-    await ec2.send(new AssociateAddressCommand({ AllocationId: s.source.allocationId, InstanceId: newId, AllowReassociation: true }));
+    await ec2.send(
+      new AssociateAddressCommand({ AllocationId: s.source.allocationId, InstanceId: newId, AllowReassociation: true }),
+    );
     expect(await httpGet(s.world.url(s.source.publicIp, 'backend'))).toMatchObject({ status: 200, servedBy: newId });
     // Without the EIP the old instance gets a fresh address of its own (no longer the EIP).
     const old = await ec2.send(new DescribeInstancesCommand({ InstanceIds: [s.source.instanceId] }));
@@ -388,8 +491,17 @@ describe('AppWorld', () => {
     } finally {
       s.world.resetConfig();
     }
-    await ec2.send(new AssociateAddressCommand({ AllocationId: s.source.allocationId, InstanceId: s.source.instanceId, AllowReassociation: true }));
-    expect(await httpGet(s.world.url(s.source.publicIp, 'backend'))).toMatchObject({ status: 200, servedBy: s.source.instanceId });
+    await ec2.send(
+      new AssociateAddressCommand({
+        AllocationId: s.source.allocationId,
+        InstanceId: s.source.instanceId,
+        AllowReassociation: true,
+      }),
+    );
+    expect(await httpGet(s.world.url(s.source.publicIp, 'backend'))).toMatchObject({
+      status: 200,
+      servedBy: s.source.instanceId,
+    });
   });
 
   it('does not answer for a stopped instance', async () => {
@@ -398,11 +510,27 @@ describe('AppWorld', () => {
     await ec2.send(new StopInstancesCommand({ InstanceIds: [s.source.instanceId] }));
     expect((await httpGet(s.world.url(s.source.publicIp, 'backend'))).status).toBe('dropped');
     const last = s.world.requests({ service: 'backend' }).at(-1);
-    expect(last).toMatchObject({ instanceId: s.source.instanceId, outcome: 'dropped', reason: expect.stringContaining('stopped') });
+    expect(last).toMatchObject({
+      instanceId: s.source.instanceId,
+      outcome: 'dropped',
+      reason: expect.stringContaining('stopped'),
+    });
     // A command to it is never delivered: it stays Pending (SSM's delivery timeout is an hour).
     const ssm = s.clients.ssm(REGION);
-    const sent = await ssm.send(new SendCommandCommand({ DocumentName: 'AWS-RunShellScript', InstanceIds: [s.source.instanceId], Parameters: { commands: ['true'] } }));
-    const read = () => ssm.send(new GetCommandInvocationCommand({ CommandId: sent.Command?.CommandId, InstanceId: s.source.instanceId })).then((r) => r.Status, (e: Error) => e.name);
+    const sent = await ssm.send(
+      new SendCommandCommand({
+        DocumentName: 'AWS-RunShellScript',
+        InstanceIds: [s.source.instanceId],
+        Parameters: { commands: ['true'] },
+      }),
+    );
+    const read = () =>
+      ssm
+        .send(new GetCommandInvocationCommand({ CommandId: sent.Command?.CommandId, InstanceId: s.source.instanceId }))
+        .then(
+          (r) => r.Status,
+          (e: Error) => e.name,
+        );
     const statuses = [];
     for (let i = 0; i < 5; i++) statuses.push(await read());
     expect(statuses).toEqual(['InvocationDoesNotExist', 'Pending', 'Pending', 'Pending', 'Pending']);

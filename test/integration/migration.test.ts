@@ -10,7 +10,16 @@ import type { LaunchResult } from '../../src/activities/instances';
 import { TAG_PLAN, TAG_STEP, TAG_WORKFLOW } from '../../src/shared/constants';
 import { decideUpdate, statusQuery } from '../../src/shared/migration';
 import { useIntegration } from '../harness/lifecycle';
-import { addressHolder, aliveInstancesOfPlan, imagesOfPlan, ingressOf, instance, startMigration, tagsOf, waitForPhase } from '../harness/migration';
+import {
+  addressHolder,
+  aliveInstancesOfPlan,
+  imagesOfPlan,
+  ingressOf,
+  instance,
+  startMigration,
+  tagsOf,
+  waitForPhase,
+} from '../harness/migration';
 import { startScenario } from '../harness/scenario';
 
 const t = useIntegration();
@@ -32,7 +41,9 @@ describe.each(['on-demand', 'spot'] as const)('a migration on %s', (market) => {
     const newId = waiting.newInstanceId as string;
     expect(await addressHolder(s.direct, s.plan)).toBe(newId);
 
-    const decision = await handle.executeUpdate(decideUpdate, { args: [{ decision: 'approve', by: 'alice', comment: 'numbers look right' }] });
+    const decision = await handle.executeUpdate(decideUpdate, {
+      args: [{ decision: 'approve', by: 'alice', comment: 'numbers look right' }],
+    });
     expect(decision).toMatchObject({ decision: 'approved', by: 'alice', via: 'update' });
     const report = await handle.result();
 
@@ -41,7 +52,11 @@ describe.each(['on-demand', 'spot'] as const)('a migration on %s', (market) => {
     expect(created.State?.Name).toBe('running');
     expect(created.InstanceType).toBe('g4dn.xlarge');
     expect(created.InstanceLifecycle === 'spot' ? 'spot' : 'on-demand').toBe(market);
-    expect(tagsOf(created)).toMatchObject({ [TAG_PLAN]: s.plan.name, [TAG_STEP]: 'launch', [TAG_WORKFLOW]: handle.workflowId });
+    expect(tagsOf(created)).toMatchObject({
+      [TAG_PLAN]: s.plan.name,
+      [TAG_STEP]: 'launch',
+      [TAG_WORKFLOW]: handle.workflowId,
+    });
     expect(await addressHolder(s.direct, s.plan)).toBe(newId);
     expect((await instance(s.direct, s.plan.region, s.source.instanceId)).State?.Name).toBe('stopped');
 
@@ -53,7 +68,9 @@ describe.each(['on-demand', 'spot'] as const)('a migration on %s', (market) => {
     expect(report.images.golden).toMatch(/^ami-/);
 
     const { backend, frontend } = s.world.ports;
-    expect(await ingressOf(s.direct, s.plan.region, s.source.securityGroupId)).toEqual([`tcp/${backend}/0.0.0.0/0`, `tcp/${frontend}/0.0.0.0/0`].sort());
+    expect(await ingressOf(s.direct, s.plan.region, s.source.securityGroupId)).toEqual(
+      [`tcp/${backend}/0.0.0.0/0`, `tcp/${frontend}/0.0.0.0/0`].sort(),
+    );
 
     // The report holds measured figures, and says they were measured.
     expect(report.gpu?.name).toEqual({ value: 'Tesla T4', source: 'measured' });
@@ -63,7 +80,11 @@ describe.each(['on-demand', 'spot'] as const)('a migration on %s', (market) => {
     expect(report.approval).toMatchObject({ decision: 'approved', by: 'alice' });
     expect(report.after).toMatchObject({ instanceId: newId, instanceType: 'g4dn.xlarge', market });
     expect(report.before).toMatchObject({ instanceId: s.source.instanceId, instanceType: 't3.large' });
-    expect(report.cost.rows.map((r) => `${r.label}/${r.market}`)).toEqual(['before/on-demand', 'after/on-demand', 'after/spot']);
+    expect(report.cost.rows.map((r) => `${r.label}/${r.market}`)).toEqual([
+      'before/on-demand',
+      'after/on-demand',
+      'after/spot',
+    ]);
     expect((await handle.query(statusQuery)).phase).toBe('completed');
   });
 });
@@ -73,9 +94,15 @@ describe('launch', () => {
     const s = await startScenario({ maxAttempts: 3 });
     t.track(s);
     const activities = createActivities({ aws: s.clients, pollIntervalMs: 20 });
-    const input = { plan: s.plan, workflowId: `migrate-${s.plan.name}`, step: 'launch', imageId: s.plan.target.imageId as string };
+    const input = {
+      plan: s.plan,
+      workflowId: `migrate-${s.plan.name}`,
+      step: 'launch',
+      imageId: s.plan.target.imageId as string,
+    };
 
-    const launch = (attempt: number): Promise<LaunchResult> => new MockActivityEnvironment({ attempt }).run(activities.launchInstance, input) as Promise<LaunchResult>;
+    const launch = (attempt: number): Promise<LaunchResult> =>
+      new MockActivityEnvironment({ attempt }).run(activities.launchInstance, input) as Promise<LaunchResult>;
     const first = await launch(1);
     const second = await launch(2);
 
@@ -88,14 +115,22 @@ describe('launch', () => {
     expect(launched.InstanceType).toBe('g4dn.xlarge');
     expect(launched.SubnetId).toBe(s.plan.target.subnetIds[0]);
     // The groups go with the primary network interface (moto reports them only there).
-    const groups = new Set([...(launched.SecurityGroups ?? []), ...(launched.NetworkInterfaces?.[0]?.Groups ?? [])].map((g) => g.GroupId));
+    const groups = new Set(
+      [...(launched.SecurityGroups ?? []), ...(launched.NetworkInterfaces?.[0]?.Groups ?? [])].map((g) => g.GroupId),
+    );
     expect([...groups]).toEqual(s.plan.target.securityGroupIds);
     expect(launched.BlockDeviceMappings).toHaveLength(1);
   });
 
   test('InsufficientInstanceCapacity twice is retried by the activity policy and the launch succeeds', async () => {
     const { s, w } = await t.setup({ maxAttempts: 3, planOverrides: { target: { fallbackInstanceTypes: [] } } });
-    s.proxy.fail({ action: 'RunInstances', code: 'InsufficientInstanceCapacity', status: 500, times: 2, when: launchesForReal });
+    s.proxy.fail({
+      action: 'RunInstances',
+      code: 'InsufficientInstanceCapacity',
+      status: 500,
+      times: 2,
+      when: launchesForReal,
+    });
     const handle = await startMigration(t.client, w.taskQueue, s.plan);
 
     const waiting = await waitForPhase(handle, 'awaiting-approval');
@@ -104,14 +139,25 @@ describe('launch', () => {
     // activity's retry policy does, after its backoff: three attempts, one RunInstances each.
     expect(launch).toMatchObject({ state: 'succeeded', attempts: 3 });
     // (the first RunInstances is preflight's DryRun)
-    expect(s.proxy.calls({ action: 'RunInstances' }).map((c) => c.injected ?? 'ok')).toEqual(['ok', 'InsufficientInstanceCapacity', 'InsufficientInstanceCapacity', 'ok']);
+    expect(s.proxy.calls({ action: 'RunInstances' }).map((c) => c.injected ?? 'ok')).toEqual([
+      'ok',
+      'InsufficientInstanceCapacity',
+      'InsufficientInstanceCapacity',
+      'ok',
+    ]);
     expect(await aliveInstancesOfPlan(s.direct, s.plan)).toHaveLength(1);
     await handle.cancel();
   });
 
   test('capacity errors on the first choices fall back to the next instance type', async () => {
     const { s, w } = await t.setup({ maxAttempts: 3 });
-    s.proxy.fail({ action: 'RunInstances', code: 'InsufficientInstanceCapacity', status: 500, times: 1, when: launchesForReal });
+    s.proxy.fail({
+      action: 'RunInstances',
+      code: 'InsufficientInstanceCapacity',
+      status: 500,
+      times: 1,
+      when: launchesForReal,
+    });
     const handle = await startMigration(t.client, w.taskQueue, s.plan);
     const waiting = await waitForPhase(handle, 'awaiting-approval');
     const created = await instance(s.direct, s.plan.region, waiting.newInstanceId as string);
@@ -122,7 +168,14 @@ describe('launch', () => {
 
   test('a non-retryable error fails the workflow at once with its AWS code and rolls back', async () => {
     const { s, w } = await t.setup({ maxAttempts: 3 });
-    s.proxy.fail({ action: 'RunInstances', code: 'InvalidAMIID.NotFound', status: 400, times: 10, message: "The image id '[ami-x]' does not exist", when: launchesForReal });
+    s.proxy.fail({
+      action: 'RunInstances',
+      code: 'InvalidAMIID.NotFound',
+      status: 400,
+      times: 10,
+      message: "The image id '[ami-x]' does not exist",
+      when: launchesForReal,
+    });
     const handle = await startMigration(t.client, w.taskQueue, s.plan);
 
     const err = await handle.result().then(

@@ -26,7 +26,12 @@ beforeAll(async () => {
   temporal = await connectClient();
   dir = await mkdtemp(join(tmpdir(), 'codec-key-'));
   await writeFile(join(dir, 'key'), randomBytes(32).toString('hex'));
-  restoreEnv = setEnv({ MIGRATION_PAYLOAD_KEY_FILE: join(dir, 'key'), TEMPORAL_ADDRESS: temporalAddress(), TEMPORAL_NAMESPACE: temporalNamespace(), TEMPORAL_PROFILE: undefined });
+  restoreEnv = setEnv({
+    MIGRATION_PAYLOAD_KEY_FILE: join(dir, 'key'),
+    TEMPORAL_ADDRESS: temporalAddress(),
+    TEMPORAL_NAMESPACE: temporalNamespace(),
+    TEMPORAL_PROFILE: undefined,
+  });
 });
 afterAll(async () => {
   restoreEnv?.();
@@ -40,7 +45,11 @@ test('with a key file, every payload of a migration is encrypted; worker and CLI
   try {
     const plan = testPlan(s.source, s.world.ports);
     // The CLI's own client (src/connection.ts) and this one use the same key.
-    const keyed = new Client({ connection: temporal.connection, namespace: temporalNamespace(), dataConverter: dataConverterFromEnv() });
+    const keyed = new Client({
+      connection: temporal.connection,
+      namespace: temporalNamespace(),
+      dataConverter: dataConverterFromEnv(),
+    });
     const handle = await startMigration(keyed, w.taskQueue, plan);
     await waitForPhase(handle, 'awaiting-approval');
     const approved = await runCli(['approve', handle.workflowId, '--by', 'alice', '--comment', 'looks right']);
@@ -59,26 +68,46 @@ test('with a key file, every payload of a migration is encrypted; worker and CLI
     // attribute, written by the SDK's core, not the data converter: they hold only patch ids of
     // the code, nothing of the plan. Nothing else may be plain.
     type HistoryEvent = (typeof history.events & object)[number];
-    const changeVersion = (e: HistoryEvent) => e.upsertWorkflowSearchAttributesEventAttributes?.searchAttributes?.indexedFields ?? undefined;
+    const changeVersion = (e: HistoryEvent) =>
+      e.upsertWorkflowSearchAttributesEventAttributes?.searchAttributes?.indexedFields ?? undefined;
     const isPatch = (e: HistoryEvent) =>
-      e.markerRecordedEventAttributes?.markerName === 'core_patch' || (changeVersion(e) !== undefined && Object.keys(changeVersion(e) ?? {}).join() === 'TemporalChangeVersion');
-    const patchTexts = payloadsOf((history.events ?? []).filter(isPatch)).map((p) => Buffer.from(p.data).toString('utf8'));
+      e.markerRecordedEventAttributes?.markerName === 'core_patch' ||
+      (changeVersion(e) !== undefined && Object.keys(changeVersion(e) ?? {}).join() === 'TemporalChangeVersion');
+    const patchTexts = payloadsOf((history.events ?? []).filter(isPatch)).map((p) =>
+      Buffer.from(p.data).toString('utf8'),
+    );
     expect(patchTexts.length).toBeGreaterThan(0);
-    for (const text of patchTexts) expect(text).toMatch(/^(\{"id":"[a-z-]+","deprecated":false\}|\["[a-z-]+"(,"[a-z-]+")*\])$/);
+    for (const text of patchTexts)
+      expect(text).toMatch(/^(\{"id":"[a-z-]+","deprecated":false\}|\["[a-z-]+"(,"[a-z-]+")*\])$/);
     const others = (history.events ?? []).filter((e) => !isPatch(e));
     // Any event that holds a plain payload, by its attributes' name (none may).
-    const plainIn = others.filter((e) => payloadsOf(e).some((p) => Buffer.from(p.metadata.encoding ?? []).toString() !== ENCRYPTED_ENCODING));
-    expect(plainIn.map((e) => Object.keys(e).find((k) => k.endsWith('Attributes') && (e as Record<string, unknown>)[k]))).toEqual([]);
+    const plainIn = others.filter((e) =>
+      payloadsOf(e).some((p) => Buffer.from(p.metadata.encoding ?? []).toString() !== ENCRYPTED_ENCODING),
+    );
+    expect(
+      plainIn.map((e) => Object.keys(e).find((k) => k.endsWith('Attributes') && (e as Record<string, unknown>)[k])),
+    ).toEqual([]);
     const payloads = payloadsOf(others);
     expect(payloads.length).toBeGreaterThan(30);
     const encodings = new Set(payloads.map((p) => Buffer.from(p.metadata.encoding ?? []).toString()));
     expect([...encodings]).toEqual([ENCRYPTED_ENCODING]);
     const raw = payloads.map((p) => Buffer.from(p.data).toString('latin1')).join('\n');
-    for (const plain of [plan.name, s.source.instanceId, plan.elasticIp.allocationId, 'alice', 'looks right', '"outcome"']) expect(raw).not.toContain(plain);
+    for (const plain of [
+      plan.name,
+      s.source.instanceId,
+      plan.elasticIp.allocationId,
+      'alice',
+      'looks right',
+      '"outcome"',
+    ])
+      expect(raw).not.toContain(plain);
     for (const p of payloads) expect(() => JSON.parse(Buffer.from(p.data).toString('utf8'))).toThrow();
 
     // A client without the key cannot read the result.
-    const unkeyed = await temporal.client.workflow.getHandle(handle.workflowId).result().catch((e: unknown) => e);
+    const unkeyed = await temporal.client.workflow
+      .getHandle(handle.workflowId)
+      .result()
+      .catch((e: unknown) => e);
     expect(unkeyed).toBeInstanceOf(Error);
   } finally {
     await w.stop();

@@ -17,10 +17,26 @@ import type { Client, WorkflowHandle } from '@temporalio/client';
 import { TestWorkflowEnvironment } from '@temporalio/testing';
 import { plannedIngress } from '../../src/plan/describe';
 import { TAG_PLAN, TAG_STEP } from '../../src/shared/constants';
-import { decideUpdate, statusQuery, type MigrationPhase, type MigrationTimeouts, type PhaseName } from '../../src/shared/migration';
+import {
+  decideUpdate,
+  statusQuery,
+  type MigrationPhase,
+  type MigrationTimeouts,
+  type PhaseName,
+} from '../../src/shared/migration';
 import type { migrateToGpu } from '../../src/workflows';
 import { useIntegration } from '../harness/lifecycle';
-import { addressHolder, aliveInstancesOfPlan, imagesOfPlan, ingressOf, instance, instancesOfPlan, startMigration, tagsOf, waitForPhase } from '../harness/migration';
+import {
+  addressHolder,
+  aliveInstancesOfPlan,
+  imagesOfPlan,
+  ingressOf,
+  instance,
+  instancesOfPlan,
+  startMigration,
+  tagsOf,
+  waitForPhase,
+} from '../harness/migration';
 import { freePort, pollUntil } from '../harness/net';
 import { gate } from '../harness/outcome';
 import { startScenario, type Scenario } from '../harness/scenario';
@@ -33,7 +49,12 @@ const TIMEOUTS: MigrationTimeouts = { heartbeatSeconds: 3, activitySeconds: 5 };
 const HOLD_MS = 300_000;
 const GPU_SYNTHESIS_MS = 30;
 /** The plan's remote steps, by a text only their command has. */
-const REMOTE_STEPS = { setup: 'docker compose version', source: 'git clone', build: 'docker compose build', start: 'docker compose up -d' } as const;
+const REMOTE_STEPS = {
+  setup: 'docker compose version',
+  source: 'git clone',
+  build: 'docker compose build',
+  start: 'docker compose up -d',
+} as const;
 
 jest.setTimeout(240_000);
 
@@ -66,7 +87,8 @@ interface Hold {
   release(): void;
 }
 
-const within = <T>(what: string, probe: () => Promise<T | undefined>) => pollUntil(what, probe, { timeoutMs: 120_000, intervalMs: 50 });
+const within = <T>(what: string, probe: () => Promise<T | undefined>) =>
+  pollUntil(what, probe, { timeoutMs: 120_000, intervalMs: 50 });
 
 /** The first real (not DryRun) successful call of `action` reaches AWS; its answer waits for the release. */
 function holdCall(c: Crash, action: string): Hold {
@@ -92,7 +114,9 @@ function holdRemote(c: Crash, handle: () => WorkflowHandle, match: string): Hold
       await within(`the command with '${match}' to be sent`, async () => sent());
       await within('the command id in the heartbeat', async () => {
         const pending = (await handle().describe()).raw.pendingActivities ?? [];
-        return pending.find((a) => a.activityType?.name === 'runRemote' && (a.heartbeatDetails?.payloads?.length ?? 0) > 0);
+        return pending.find(
+          (a) => a.activityType?.name === 'runRemote' && (a.heartbeatDetails?.payloads?.length ?? 0) > 0,
+        );
       });
     },
     release: () => {
@@ -101,7 +125,11 @@ function holdRemote(c: Crash, handle: () => WorkflowHandle, match: string): Hold
       // A command sent again would succeed too; the test then sees two.
       c.s.world.scriptCommand(match, { status: 'Success', exitCode: 0 });
       if (match === REMOTE_STEPS.start) c.s.world.markStarted(cmd.instanceIds[0]);
-      c.s.proxy.setCommandResult(cmd.commandId, cmd.instanceIds[0], { status: 'Success', exitCode: 0, stdout: `${match}: done` });
+      c.s.proxy.setCommandResult(cmd.commandId, cmd.instanceIds[0], {
+        status: 'Success',
+        exitCode: 0,
+        stdout: `${match}: done`,
+      });
     },
   };
 }
@@ -122,8 +150,14 @@ function holdService(c: Crash, slow: 'frontend' | 'synthesis', install: (apply: 
   return {
     reached: () =>
       within(`a slow ${slow} request`, async () =>
-      since ? c.s.world.requests({ service }).find((r) => r.at >= (since as Date) && (slow === 'frontend' || r.path.startsWith('/api/voice/synthesize'))) : undefined,
-    ),
+        since
+          ? c.s.world
+              .requests({ service })
+              .find(
+                (r) => r.at >= (since as Date) && (slow === 'frontend' || r.path.startsWith('/api/voice/synthesize')),
+              )
+          : undefined,
+      ),
     release: () => {
       if (slow === 'frontend') c.s.world.configure({ service: 'frontend', delayMs: 0 });
       else c.s.world.configure({ service: 'backend', synthesisDelayMs: GPU_SYNTHESIS_MS });
@@ -175,7 +209,8 @@ async function completedActivities(handle: WorkflowHandle): Promise<string[]> {
   const typeOf = new Map<string, string>();
   const out: string[] = [];
   for (const e of events) {
-    if (e.activityTaskScheduledEventAttributes) typeOf.set(String(e.eventId), e.activityTaskScheduledEventAttributes.activityType?.name ?? '?');
+    if (e.activityTaskScheduledEventAttributes)
+      typeOf.set(String(e.eventId), e.activityTaskScheduledEventAttributes.activityType?.name ?? '?');
     const started = e.activityTaskStartedEventAttributes;
     if (started) out.push(`${typeOf.get(String(started.scheduledEventId))}:${started.attempt}:${started.identity}`);
   }
@@ -202,7 +237,8 @@ const HOLDS: Record<Where, (c: Crash, handle: () => WorkflowHandle) => Hold> = {
   approval: (c, h) => ({ reached: () => waitForPhase(h(), 'awaiting-approval', 120_000), release: () => undefined }),
 };
 
-const approve = (handle: WorkflowHandle<typeof migrateToGpu>) => handle.executeUpdate(decideUpdate, { args: [{ decision: 'approve', by: 'alice' }] });
+const approve = (handle: WorkflowHandle<typeof migrateToGpu>) =>
+  handle.executeUpdate(decideUpdate, { args: [{ decision: 'approve', by: 'alice' }] });
 
 /** Waits for the result and checks what AWS holds afterwards. */
 async function expectOneGpuInstance(c: Crash, handle: WorkflowHandle<typeof migrateToGpu>) {
@@ -224,56 +260,80 @@ async function expectOneGpuInstance(c: Crash, handle: WorkflowHandle<typeof migr
   expect((await instance(direct, plan.region, plan.source.instanceId)).State?.Name).toBe('stopped');
 
   // One backup and one golden image.
-  const images = (await imagesOfPlan(direct, plan)).map((i) => Object.fromEntries((i.Tags ?? []).map((t) => [t.Key, t.Value]))[TAG_STEP]).sort();
+  const images = (await imagesOfPlan(direct, plan))
+    .map((i) => Object.fromEntries((i.Tags ?? []).map((t) => [t.Key, t.Value]))[TAG_STEP])
+    .sort();
   expect(images).toEqual(['backup', 'golden']);
   expect(report.images).toEqual({ backup: expect.stringMatching(/^ami-/), golden: expect.stringMatching(/^ami-/) });
 
   // The group holds what it held before plus each planned rule, each once.
   const planned = plannedIngress(plan).map((r) => `${r.protocol}/${r.port}/${r.cidr}`);
-  expect(await ingressOf(direct, plan.region, c.s.source.securityGroupId)).toEqual([...new Set([...c.ingressBefore, ...planned])].sort());
+  expect(await ingressOf(direct, plan.region, c.s.source.securityGroupId)).toEqual(
+    [...new Set([...c.ingressBefore, ...planned])].sort(),
+  );
 
   // Each remote step of the plan was sent once.
   const sent = c.s.proxy.sentCommands();
-  for (const match of Object.values(REMOTE_STEPS)) expect([match, sent.filter((x) => x.commands.some((line) => line.includes(match))).length]).toEqual([match, 1]);
+  for (const match of Object.values(REMOTE_STEPS))
+    expect([match, sent.filter((x) => x.commands.some((line) => line.includes(match))).length]).toEqual([match, 1]);
   return { report, status };
 }
 
 const WHERE: { where: Where; phase: MigrationPhase }[] = [
-  ...(['preflight', 'launch', 'setup', 'source', 'build', 'start', 'voice-test', 'security-group', 'connectivity', 'eip-switch', 'performance'] as const).map((p) => ({ where: p, phase: p })),
+  ...(
+    [
+      'preflight',
+      'launch',
+      'setup',
+      'source',
+      'build',
+      'start',
+      'voice-test',
+      'security-group',
+      'connectivity',
+      'eip-switch',
+      'performance',
+    ] as const
+  ).map((p) => ({ where: p, phase: p })),
   { where: 'approval', phase: 'awaiting-approval' },
   { where: 'stop-old', phase: 'stop-old' },
 ];
 
-test.each(WHERE)('worker SIGKILLed in $where, another started: completes with one GPU instance', async ({ where, phase }) => {
-  const c = await setup();
-  const run: { handle?: WorkflowHandle<typeof migrateToGpu> } = {};
-  const hold = HOLDS[where](c, () => run.handle as WorkflowHandle);
-  const first = await c.spawn('first');
-  const handle = (run.handle = await startMigration(t.client, c.taskQueue, c.s.plan, { timeouts: TIMEOUTS }));
-  if (where === 'stop-old') {
-    await waitForPhase(handle, 'awaiting-approval', 120_000);
-    await approve(handle);
-  }
+test.each(WHERE)(
+  'worker SIGKILLed in $where, another started: completes with one GPU instance',
+  async ({ where, phase }) => {
+    const c = await setup();
+    const run: { handle?: WorkflowHandle<typeof migrateToGpu> } = {};
+    const hold = HOLDS[where](c, () => run.handle as WorkflowHandle);
+    const first = await c.spawn('first');
+    const handle = (run.handle = await startMigration(t.client, c.taskQueue, c.s.plan, { timeouts: TIMEOUTS }));
+    if (where === 'stop-old') {
+      await waitForPhase(handle, 'awaiting-approval', 120_000);
+      await approve(handle);
+    }
 
-  await hold.reached();
-  expect((await handle.query(statusQuery)).phase).toBe(phase);
-  expect(await first.kill()).toEqual({ code: null, signal: 'SIGKILL' });
-  const second = await c.spawn('second');
-  hold.release();
+    await hold.reached();
+    expect((await handle.query(statusQuery)).phase).toBe(phase);
+    expect(await first.kill()).toEqual({ code: null, signal: 'SIGKILL' });
+    const second = await c.spawn('second');
+    hold.release();
 
-  if (where !== 'stop-old') {
-    await waitForPhase(handle, 'awaiting-approval', 120_000);
-    await approve(handle);
-  }
-  const { status } = await expectOneGpuInstance(c, handle);
-  if (where !== 'approval') {
-    // The held activity's attempt on the killed worker timed out; a later one finished on the second.
-    expect(status.phases.find((p) => p.name === where)?.state).toBe('succeeded');
-    const retried = (await completedActivities(handle)).filter((a) => a.startsWith(`${HELD_ACTIVITY[where]}:`) && !/:1:/.test(a) && a.endsWith(':second'));
-    expect(retried).toHaveLength(1);
-  }
-  expect(second.output()).not.toMatch(/worker-process: /);
-});
+    if (where !== 'stop-old') {
+      await waitForPhase(handle, 'awaiting-approval', 120_000);
+      await approve(handle);
+    }
+    const { status } = await expectOneGpuInstance(c, handle);
+    if (where !== 'approval') {
+      // The held activity's attempt on the killed worker timed out; a later one finished on the second.
+      expect(status.phases.find((p) => p.name === where)?.state).toBe('succeeded');
+      const retried = (await completedActivities(handle)).filter(
+        (a) => a.startsWith(`${HELD_ACTIVITY[where]}:`) && !/:1:/.test(a) && a.endsWith(':second'),
+      );
+      expect(retried).toHaveLength(1);
+    }
+    expect(second.output()).not.toMatch(/worker-process: /);
+  },
+);
 
 test('the Temporal dev server stopped and started again on its database file mid-migration: completes', async () => {
   const port = await freePort();
@@ -281,7 +341,13 @@ test('the Temporal dev server stopped and started again on its database file mid
   const dbFilename = join(dir, 'temporal.db');
   const startServer = () =>
     TestWorkflowEnvironment.createLocal({
-      server: { executable: { type: 'existing-path', path: toolPaths().temporalBin }, ip: '127.0.0.1', port, dbFilename, namespace: temporalNamespace() },
+      server: {
+        executable: { type: 'existing-path', path: toolPaths().temporalBin },
+        ip: '127.0.0.1',
+        port,
+        dbFilename,
+        namespace: temporalNamespace(),
+      },
     });
   let env: TestWorkflowEnvironment | undefined = await startServer();
   t.track({
@@ -296,7 +362,9 @@ test('the Temporal dev server stopped and started again on its database file mid
   const hold = holdRemote(c, () => run.handle as WorkflowHandle, REMOTE_STEPS.build);
   const worker = await c.spawn('across-restart');
   const client: Client = env.client;
-  const handle = (run.handle = await startMigration(client, c.taskQueue, c.s.plan, { timeouts: { heartbeatSeconds: 10, activitySeconds: 30 } }));
+  const handle = (run.handle = await startMigration(client, c.taskQueue, c.s.plan, {
+    timeouts: { heartbeatSeconds: 10, activitySeconds: 30 },
+  }));
   const workflowId = handle.workflowId;
   await hold.reached();
   expect((await handle.query(statusQuery)).phase).toBe('build');
@@ -329,14 +397,21 @@ test('timeouts.activitySeconds is validated: a bad value fails the run before it
   const c = await setup();
   await c.spawn('only');
   for (const activitySeconds of [0, 3601, 2.5]) {
-    const handle = await startMigration(t.client, c.taskQueue, { ...c.s.plan, name: `${c.s.plan.name}-${String(activitySeconds).replace('.', '-')}` }, { timeouts: { activitySeconds } });
+    const handle = await startMigration(
+      t.client,
+      c.taskQueue,
+      { ...c.s.plan, name: `${c.s.plan.name}-${String(activitySeconds).replace('.', '-')}` },
+      { timeouts: { activitySeconds } },
+    );
     const err = await handle.result().then(
       () => undefined,
       (e: unknown) => e as Error & { cause?: Error & { type?: string } },
     );
     expect(err?.cause).toMatchObject({
       type: 'InvalidInput',
-      message: expect.stringContaining(`timeouts.activitySeconds: expected a whole number of seconds from 1 to 3600, got ${activitySeconds}`),
+      message: expect.stringContaining(
+        `timeouts.activitySeconds: expected a whole number of seconds from 1 to 3600, got ${activitySeconds}`,
+      ),
     });
   }
   expect(c.s.proxy.calls()).toEqual([]);

@@ -8,7 +8,17 @@ import { TAG_STEP, TAG_WORKFLOW, guardianWorkflowId } from '../../src/shared/con
 import { decideUpdate } from '../../src/shared/migration';
 import { interruptionSignal } from '../../src/shared/spot';
 import { useIntegration } from '../harness/lifecycle';
-import { addressHolder, aliveInstancesOfPlan, imagesOfPlan, ingressOf, instance, instancesOfPlan, startMigration, tagsOf, waitForPhase } from '../harness/migration';
+import {
+  addressHolder,
+  aliveInstancesOfPlan,
+  imagesOfPlan,
+  ingressOf,
+  instance,
+  instancesOfPlan,
+  startMigration,
+  tagsOf,
+  waitForPhase,
+} from '../harness/migration';
 import { pollUntil } from '../harness/net';
 import { failureOf, onLaunched, whoServes } from '../harness/outcome';
 import { testPlan } from '../harness/seed';
@@ -26,7 +36,11 @@ const isReal = (p: Record<string, unknown>) => p.DryRun !== 'true';
 
 test('30% throttling and 10% 5xx on EC2 and SSM (seeded): a migration and a Spot recovery complete, nothing made twice', async () => {
   const { s, w } = await scenario(REGION);
-  const plan = testPlan(s.source, s.world.ports, { target: { market: 'spot' }, checks: { attempts: 5, interval: '1s' }, spot: { pollInterval: '2s' } });
+  const plan = testPlan(s.source, s.world.ports, {
+    target: { market: 'spot' },
+    checks: { attempts: 5, interval: '1s' },
+    spot: { pollInterval: '2s' },
+  });
   t.track({ close: () => endSpotWorkflows(t.client, REGION, [guardianWorkflowId(plan.name)]) });
   const launched: string[] = [];
   onLaunched(s.proxy, (id) => {
@@ -47,9 +61,18 @@ test('30% throttling and 10% 5xx on EC2 and SSM (seeded): a migration and a Spot
 
   const guardian = t.client.workflow.getHandle(guardianWorkflowId(plan.name));
   await waitForGuardian(guardian, 'guarding', (g) => g.state === 'guarding' && g.instanceId === migrated, 120_000);
-  await pollUntil('router sees the instance', async () => ((await routerStatus(t.client, REGION)).guarded >= 1 ? true : undefined), { timeoutMs: 60_000, intervalMs: 200 });
+  await pollUntil(
+    'router sees the instance',
+    async () => ((await routerStatus(t.client, REGION)).guarded >= 1 ? true : undefined),
+    { timeoutMs: 60_000, intervalMs: 200 },
+  );
   await guardian.signal(interruptionSignal, { instanceId: migrated, kind: 'interruption' });
-  const recovered = await waitForGuardian(guardian, 'one replacement', (g) => g.replacements === 1 && g.state === 'guarding', 120_000);
+  const recovered = await waitForGuardian(
+    guardian,
+    'one replacement',
+    (g) => g.replacements === 1 && g.state === 'guarding',
+    120_000,
+  );
   const injectedSoFar = s.proxy.calls({ injected: true }).length;
   for (const f of faults) f.remove();
 
@@ -112,7 +135,11 @@ describe.each([
     expect(Date.now() - started).toBeLessThan(15_000);
 
     expect(failure.type).toBe(code);
-    expect(failure.message).toMatch(new RegExp(`^migration failed and rolled back: launch g4dn\\.xlarge .*: ${code.replace(/\./g, '\\.')}: injected ${code.replace(/\./g, '\\.')}`));
+    expect(failure.message).toMatch(
+      new RegExp(
+        `^migration failed and rolled back: launch g4dn\\.xlarge .*: ${code.replace(/\./g, '\\.')}: injected ${code.replace(/\./g, '\\.')}`,
+      ),
+    );
     expect(report.error).toMatchObject({ type: code, phase: 'launch' });
     expect(report.phases.find((p) => p.name === 'launch')).toMatchObject({ state: 'failed', attempts: 1 });
     // Neither the SDK nor the activity retried it: exactly one real launch call, the injected one.
@@ -129,26 +156,54 @@ describe.each([
 
 describe('non-retryable errors on preflight calls (once each)', () => {
   const cases = [
-    { code: 'UnauthorizedOperation', status: 403, action: 'RunInstances', when: (p: Record<string, unknown>) => p.DryRun === 'true', type: 'UnauthorizedOperation', says: /missing IAM permissions:\n- IAM: not allowed to ec2:RunInstances/ },
-    { code: 'InvalidAMIID.NotFound', status: 400, action: 'DescribeImages', type: 'PreflightFailed', says: /the plan does not match AWS:\n- target\.imageId: .*InvalidAMIID\.NotFound/ },
-    { code: 'InvalidSubnetID.NotFound', status: 400, action: 'DescribeSubnets', type: 'PreflightFailed', says: /the plan does not match AWS:\n- target\.subnetIds: .*InvalidSubnetID\.NotFound/ },
+    {
+      code: 'UnauthorizedOperation',
+      status: 403,
+      action: 'RunInstances',
+      when: (p: Record<string, unknown>) => p.DryRun === 'true',
+      type: 'UnauthorizedOperation',
+      says: /missing IAM permissions:\n- IAM: not allowed to ec2:RunInstances/,
+    },
+    {
+      code: 'InvalidAMIID.NotFound',
+      status: 400,
+      action: 'DescribeImages',
+      type: 'PreflightFailed',
+      says: /the plan does not match AWS:\n- target\.imageId: .*InvalidAMIID\.NotFound/,
+    },
+    {
+      code: 'InvalidSubnetID.NotFound',
+      status: 400,
+      action: 'DescribeSubnets',
+      type: 'PreflightFailed',
+      says: /the plan does not match AWS:\n- target\.subnetIds: .*InvalidSubnetID\.NotFound/,
+    },
   ];
-  test.each(cases.map((c) => [c.code, c.action, c] as const))('%s on %s: preflight fails naming it, nothing launched', async (_code, _action, c) => {
-    const { s, w } = await scenario();
-    const plan = testPlan(s.source, s.world.ports);
-    const rule = s.proxy.fail({ action: c.action, code: c.code, status: c.status, times: 1, ...(c.when ? { when: c.when } : {}) });
-    const handle = await startMigration(t.client, w.taskQueue, plan);
-    const { failure, report } = await failureOf(handle);
-    expect(failure.type).toBe(c.type);
-    expect(failure.message).toMatch(c.says);
-    expect(report.error?.phase).toBe('preflight');
-    expect(report.phases.find((p) => p.name === 'preflight')).toMatchObject({ state: 'failed', attempts: 1 });
-    expect(rule.fired).toBe(1);
-    // Asked once: the preflight activity was not retried.
-    const calls = s.proxy.calls({ action: c.action }).filter((x) => (c.when ? true : x.status !== 412));
-    expect(calls).toHaveLength(1);
-    expect(s.proxy.calls({ action: 'RunInstances' }).filter((x) => x.status === 200)).toHaveLength(0);
-    expect(await addressHolder(s.direct, plan)).toBe(s.source.instanceId);
-    expect(await whoServes(s.world, s.source.publicIp, 'backend')).toBe(s.source.instanceId);
-  });
+  test.each(cases.map((c) => [c.code, c.action, c] as const))(
+    '%s on %s: preflight fails naming it, nothing launched',
+    async (_code, _action, c) => {
+      const { s, w } = await scenario();
+      const plan = testPlan(s.source, s.world.ports);
+      const rule = s.proxy.fail({
+        action: c.action,
+        code: c.code,
+        status: c.status,
+        times: 1,
+        ...(c.when ? { when: c.when } : {}),
+      });
+      const handle = await startMigration(t.client, w.taskQueue, plan);
+      const { failure, report } = await failureOf(handle);
+      expect(failure.type).toBe(c.type);
+      expect(failure.message).toMatch(c.says);
+      expect(report.error?.phase).toBe('preflight');
+      expect(report.phases.find((p) => p.name === 'preflight')).toMatchObject({ state: 'failed', attempts: 1 });
+      expect(rule.fired).toBe(1);
+      // Asked once: the preflight activity was not retried.
+      const calls = s.proxy.calls({ action: c.action }).filter((x) => (c.when ? true : x.status !== 412));
+      expect(calls).toHaveLength(1);
+      expect(s.proxy.calls({ action: 'RunInstances' }).filter((x) => x.status === 200)).toHaveLength(0);
+      expect(await addressHolder(s.direct, plan)).toBe(s.source.instanceId);
+      expect(await whoServes(s.world, s.source.publicIp, 'backend')).toBe(s.source.instanceId);
+    },
+  );
 });

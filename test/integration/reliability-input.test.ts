@@ -32,7 +32,11 @@ const open: { close(): Promise<unknown> }[] = [];
 beforeAll(async () => {
   temporal = await connectClient();
   dir = await mkdtemp(join(tmpdir(), 'bad-plans-'));
-  restoreEnv = setEnv({ TEMPORAL_ADDRESS: temporalAddress(), TEMPORAL_NAMESPACE: temporalNamespace(), TEMPORAL_PROFILE: undefined });
+  restoreEnv = setEnv({
+    TEMPORAL_ADDRESS: temporalAddress(),
+    TEMPORAL_NAMESPACE: temporalNamespace(),
+    TEMPORAL_PROFILE: undefined,
+  });
 });
 afterEach(async () => {
   while (open.length) await open.pop()?.close();
@@ -55,7 +59,8 @@ test(`all ${BAD_PLANS.length} malformed plans: start exits 2 naming the field; n
     const file = join(dir, `case-${i}.${c.text?.trimStart().startsWith('{') ? 'json' : 'yaml'}`);
     await writeFile(file, badPlanText(c));
     const r = await runCli(['start', '--plan', file, '--task-queue', w.taskQueue]);
-    const named = c.field === '(plan)' ? r.stderr.includes(file) || r.stderr.includes('(plan)') : r.stderr.includes(`- ${c.field}`);
+    const named =
+      c.field === '(plan)' ? r.stderr.includes(file) || r.stderr.includes('(plan)') : r.stderr.includes(`- ${c.field}`);
     if (r.code !== 2 || !named || r.connected || !/Nothing was started/.test(r.stderr)) {
       failures.push(`${c.name}: exit ${r.code}, connected ${r.connected}, stderr ${r.stderr.slice(0, 300)}`);
     }
@@ -64,7 +69,8 @@ test(`all ${BAD_PLANS.length} malformed plans: start exits 2 naming the field; n
   expect(proxy.calls()).toEqual([]);
   // No workflow was started on that queue.
   const started = [];
-  for await (const wf of temporal.client.workflow.list({ query: `TaskQueue = '${w.taskQueue}'` })) started.push(wf.workflowId);
+  for await (const wf of temporal.client.workflow.list({ query: `TaskQueue = '${w.taskQueue}'` }))
+    started.push(wf.workflowId);
   expect(started).toEqual([]);
 });
 
@@ -87,7 +93,8 @@ test('bad command lines exit 2 and touch nothing', async () => {
   const wrong: string[] = [];
   for (const args of cases) {
     const r = await runCli(args);
-    if (r.code !== 2 || r.connected) wrong.push(`${args.join(' ') || '(none)'}: exit ${r.code}, connected ${r.connected}: ${r.stderr.slice(0, 200)}`);
+    if (r.code !== 2 || r.connected)
+      wrong.push(`${args.join(' ') || '(none)'}: exit ${r.code}, connected ${r.connected}: ${r.stderr.slice(0, 200)}`);
   }
   expect(wrong).toEqual([]);
 });
@@ -114,10 +121,14 @@ test('bad approve/reject signals and decide updates are refused and recorded; th
     [approveSignal, [1, 2, 3], /needs "by"/],
   ];
   for (const [signal, payload] of badSignals) await handle.signal(signal as typeof approveSignal, payload as never);
-  const afterSignals = await pollUntil('every bad signal recorded', async () => {
-    const st = await handle.query(statusQuery);
-    return st.ignoredMessages.length >= badSignals.length ? st : undefined;
-  }, { timeoutMs: 30_000, intervalMs: 100 });
+  const afterSignals = await pollUntil(
+    'every bad signal recorded',
+    async () => {
+      const st = await handle.query(statusQuery);
+      return st.ignoredMessages.length >= badSignals.length ? st : undefined;
+    },
+    { timeoutMs: 30_000, intervalMs: 100 },
+  );
   expect(afterSignals.ignoredMessages).toHaveLength(badSignals.length);
   afterSignals.ignoredMessages.forEach((m, i) => expect(m.reason).toMatch(badSignals[i][2]));
   expect(afterSignals.phase).toBe('awaiting-approval');
@@ -163,14 +174,17 @@ describe('security defaults of ingress', () => {
     expect(shown.code).toBe(0);
     expect(shown.stdout).toMatch(/SSH \(port 22\) gets no rule/);
     expect(shown.stdout).toMatch(/Private services get no rule: openvoice \(port \d+\), voicevox \(port \d+\)/);
-    expect(shown.stdout).toContain(`Rules that face the internet: 2\n     - tcp ${s.world.ports.backend} from 0.0.0.0/0 (backend)\n     - tcp ${s.world.ports.frontend} from 0.0.0.0/0 (frontend)`);
+    expect(shown.stdout).toContain(
+      `Rules that face the internet: 2\n     - tcp ${s.world.ports.backend} from 0.0.0.0/0 (backend)\n     - tcp ${s.world.ports.frontend} from 0.0.0.0/0 (frontend)`,
+    );
     expect(shown.stdout).not.toMatch(/WARNING/);
 
     const handle = await startMigration(temporal.client, w.taskQueue, plan);
     await waitForPhase(handle, 'awaiting-approval');
     const rules = await ingressOf(s.direct, plan.region, s.source.securityGroupId);
     expect(rules).toEqual([`tcp/${s.world.ports.backend}/0.0.0.0/0`, `tcp/${s.world.ports.frontend}/0.0.0.0/0`].sort());
-    for (const port of [22, s.world.ports.openvoice, s.world.ports.voicevox]) expect(rules.some((r) => r.startsWith(`tcp/${port}/`))).toBe(false);
+    for (const port of [22, s.world.ports.openvoice, s.world.ports.voicevox])
+      expect(rules.some((r) => r.startsWith(`tcp/${port}/`))).toBe(false);
     await handle.executeUpdate(decideUpdate, { args: [{ decision: 'approve', by: 'ops' }] });
     const report = await handle.result();
     expect(report.warnings.join('\n')).not.toMatch(/SSH/);
@@ -184,12 +198,21 @@ describe('security defaults of ingress', () => {
     const data = { ...testPlan(s.source, s.world.ports) } as Record<string, unknown>;
     const file = join(dir, 'ssh.json');
     // Without the flag, the plan is refused before anything starts.
-    await writeFile(file, JSON.stringify({ ...data, ingress: { publicCidrs: ['0.0.0.0/0'], adminCidrs: ['0.0.0.0/0'] } }));
+    await writeFile(
+      file,
+      JSON.stringify({ ...data, ingress: { publicCidrs: ['0.0.0.0/0'], adminCidrs: ['0.0.0.0/0'] } }),
+    );
     const refused = await runCli(['start', '--plan', file]);
     expect(refused.code).toBe(2);
     expect(refused.stderr).toMatch(/ingress\.adminCidrs\[0\].*allowSshFromAnywhere: true/);
 
-    await writeFile(file, JSON.stringify({ ...data, ingress: { publicCidrs: ['0.0.0.0/0'], adminCidrs: ['0.0.0.0/0', '10.1.0.0/16'], allowSshFromAnywhere: true } }));
+    await writeFile(
+      file,
+      JSON.stringify({
+        ...data,
+        ingress: { publicCidrs: ['0.0.0.0/0'], adminCidrs: ['0.0.0.0/0', '10.1.0.0/16'], allowSshFromAnywhere: true },
+      }),
+    );
     const shown = await runCli(['plan', file]);
     expect(shown.code).toBe(0);
     expect(shown.stdout).toMatch(/WARNING: SSH \(port 22\) WILL BE OPEN TO THE WHOLE INTERNET/);
@@ -205,7 +228,13 @@ describe('security defaults of ingress', () => {
     expect(rules).toEqual(expect.arrayContaining(['tcp/22/0.0.0.0/0', 'tcp/22/10.1.0.0/16']));
     await handle.executeUpdate(decideUpdate, { args: [{ decision: 'approve', by: 'ops' }] });
     const report = await handle.result();
-    expect(report.warnings).toEqual(expect.arrayContaining([expect.stringMatching(/^SSH \(port 22\) is open to the whole internet \(0\.0\.0\.0\/0\)/)]));
-    expect(report.securityGroup?.rules).toEqual(expect.arrayContaining([expect.objectContaining({ fromPort: 22, cidr: '0.0.0.0/0' })]));
+    expect(report.warnings).toEqual(
+      expect.arrayContaining([
+        expect.stringMatching(/^SSH \(port 22\) is open to the whole internet \(0\.0\.0\.0\/0\)/),
+      ]),
+    );
+    expect(report.securityGroup?.rules).toEqual(
+      expect.arrayContaining([expect.objectContaining({ fromPort: 22, cidr: '0.0.0.0/0' })]),
+    );
   });
 });

@@ -19,7 +19,14 @@ import { decideUpdate, statusQuery } from '../../src/shared/migration';
 import { guardianStatusQuery } from '../../src/shared/spot';
 import { runCli } from '../harness/cli';
 import { connectClient, type ConnectedClient } from '../harness/env';
-import { addressHolder, aliveInstancesOfPlan, ingressOf, instance, startMigration, waitForPhase } from '../harness/migration';
+import {
+  addressHolder,
+  aliveInstancesOfPlan,
+  ingressOf,
+  instance,
+  startMigration,
+  waitForPhase,
+} from '../harness/migration';
 import { pollUntil } from '../harness/net';
 import { failureOf } from '../harness/outcome';
 import { historiesOf, textsOf } from '../harness/recorded';
@@ -60,7 +67,10 @@ const CREDENTIAL_PATTERNS: [string, RegExp][] = [
   ['access key id (AKIA…/ASIA…)', /\b(AKIA|ASIA)[0-9A-Z]{16}\b/],
   // 40 characters of base64 with upper and lower case letters and a digit (identifiers in the
   // history such as workflowExecutionSignaledEventAttributes have no digit).
-  ['40-character secret', /(?<![A-Za-z0-9/+=])(?=[A-Za-z0-9/+]*[a-z])(?=[A-Za-z0-9/+]*[A-Z])(?=[A-Za-z0-9/+]*[0-9])[A-Za-z0-9/+]{40}(?![A-Za-z0-9/+=])/],
+  [
+    '40-character secret',
+    /(?<![A-Za-z0-9/+=])(?=[A-Za-z0-9/+]*[a-z])(?=[A-Za-z0-9/+]*[A-Z])(?=[A-Za-z0-9/+]*[0-9])[A-Za-z0-9/+]{40}(?![A-Za-z0-9/+=])/,
+  ],
   ['"aws_secret"', /aws_secret/i],
   ['secret access key', /secretAccessKey|AWS_SECRET_ACCESS_KEY|AWS_SESSION_TOKEN|sessionToken/i],
   ['bearer token', /\bbearer\s+[A-Za-z0-9._~+/-]+=*/i],
@@ -75,14 +85,22 @@ const guardians: string[] = [];
 
 beforeAll(async () => {
   temporal = await connectClient();
-  const before = { AWS_ACCESS_KEY_ID: process.env.AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY: process.env.AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN: process.env.AWS_SESSION_TOKEN };
+  const before = {
+    AWS_ACCESS_KEY_ID: process.env.AWS_ACCESS_KEY_ID,
+    AWS_SECRET_ACCESS_KEY: process.env.AWS_SECRET_ACCESS_KEY,
+    AWS_SESSION_TOKEN: process.env.AWS_SESSION_TOKEN,
+  };
   restoreEnv = () => {
     for (const [k, v] of Object.entries(before)) {
       if (v === undefined) delete process.env[k];
       else process.env[k] = v;
     }
   };
-  Object.assign(process.env, { AWS_ACCESS_KEY_ID: ACCESS_KEY, AWS_SECRET_ACCESS_KEY: SECRET_KEY, AWS_SESSION_TOKEN: SESSION_TOKEN });
+  Object.assign(process.env, {
+    AWS_ACCESS_KEY_ID: ACCESS_KEY,
+    AWS_SECRET_ACCESS_KEY: SECRET_KEY,
+    AWS_SESSION_TOKEN: SESSION_TOKEN,
+  });
   // One unplanned rule on the group, revoked by the plan (and restored by the rollback).
   s = await startScenario({ maxAttempts: 3, seed: { region: REGION, ingressPorts: [9443] } });
   // The worker's clients as production makes them: credentials from the SDK's default chain
@@ -103,8 +121,16 @@ test('the AWS actions of a migration, a rollback and a Spot recovery are exactly
 
   // 1. A migration whose stop-old is refused: the rollback starts the old instance again, moves
   //    the EIP back, revokes and restores rules, terminates the new instance.
-  const rolledBack = testPlan(s.source, s.world.ports, { ingress: { revokeUnplanned: true }, checks: { attempts: 3, interval: '1s' } });
-  const refused = s.proxy.fail({ action: 'StopInstances', code: 'UnauthorizedOperation', status: 403, when: (p) => p.DryRun !== 'true' });
+  const rolledBack = testPlan(s.source, s.world.ports, {
+    ingress: { revokeUnplanned: true },
+    checks: { attempts: 3, interval: '1s' },
+  });
+  const refused = s.proxy.fail({
+    action: 'StopInstances',
+    code: 'UnauthorizedOperation',
+    status: 403,
+    when: (p) => p.DryRun !== 'true',
+  });
   const first = await startMigration(temporal.client, w.taskQueue, rolledBack);
   await waitForPhase(first, 'awaiting-approval');
   recorded.push(await first.query(statusQuery));
@@ -135,18 +161,40 @@ test('the AWS actions of a migration, a rollback and a Spot recovery are exactly
   // Security defaults: no rule for SSH or the private services; the unplanned rule the first run
   // revoked is back (its rollback restored it) and this plan leaves it alone, with a warning.
   const rules = await ingressOf(s.direct, REGION, s.source.securityGroupId);
-  expect(rules).toEqual([`tcp/${s.world.ports.backend}/0.0.0.0/0`, `tcp/${s.world.ports.frontend}/0.0.0.0/0`, 'tcp/9443/0.0.0.0/0'].sort());
+  expect(rules).toEqual(
+    [`tcp/${s.world.ports.backend}/0.0.0.0/0`, `tcp/${s.world.ports.frontend}/0.0.0.0/0`, 'tcp/9443/0.0.0.0/0'].sort(),
+  );
   expect(report.warnings.join('\n')).toMatch(/also allows tcp\/9443 from 0\.0\.0\.0\/0/);
 
   const guardian = temporal.client.workflow.getHandle(guardianWorkflowId(spot.name));
-  const guarding = await waitForGuardian(guardian, 'guarding', (g) => g.state === 'guarding' && g.instanceId === report.after.instanceId);
-  await pollUntil('router sees the instance', async () => ((await routerStatus(temporal.client, REGION)).guarded >= 1 ? true : undefined), { timeoutMs: 60_000, intervalMs: 100 });
+  const guarding = await waitForGuardian(
+    guardian,
+    'guarding',
+    (g) => g.state === 'guarding' && g.instanceId === report.after.instanceId,
+  );
+  await pollUntil(
+    'router sees the instance',
+    async () => ((await routerStatus(temporal.client, REGION)).guarded >= 1 ? true : undefined),
+    { timeoutMs: 60_000, intervalMs: 100 },
+  );
   await putMessage(s.direct, REGION, queueUrl, spotEvent('interruption', guarding.instanceId, REGION));
-  const recovered = await waitForGuardian(guardian, 'one replacement', (g) => g.replacements === 1 && g.state === 'guarding');
-  await pollUntil('message deleted', async () => ((await routerStatus(temporal.client, REGION)).stats.messagesRouted >= 1 && s.proxy.count('DeleteMessageBatch') >= 1 ? true : undefined), {
-    timeoutMs: 30_000,
-    intervalMs: 100,
-  });
+  const recovered = await waitForGuardian(
+    guardian,
+    'one replacement',
+    (g) => g.replacements === 1 && g.state === 'guarding',
+  );
+  await pollUntil(
+    'message deleted',
+    async () =>
+      (await routerStatus(temporal.client, REGION)).stats.messagesRouted >= 1 &&
+      s.proxy.count('DeleteMessageBatch') >= 1
+        ? true
+        : undefined,
+    {
+      timeoutMs: 30_000,
+      intervalMs: 100,
+    },
+  );
   expect((await instance(s.direct, REGION, guarding.instanceId)).State?.Name).toBe('terminated');
   expect(await addressHolder(s.direct, spot)).toBe(recovered.instanceId);
   recorded.push(recovered, await guardian.query(guardianStatusQuery), await routerStatus(temporal.client, REGION));
@@ -160,7 +208,8 @@ test('the AWS actions of a migration, a rollback and a Spot recovery are exactly
   const neverUsed = allowed.filter((a) => !logged.includes(a));
   expect(neverUsed).toEqual(Object.keys(REQUIRED_UNLOGGED).sort());
   // DryRun calls (answered 412 DryRunOperation) were among them: preflight proves permissions with them.
-  for (const action of ['RunInstances', 'StopInstances', 'AssociateAddress']) expect(s.proxy.calls({ action }).some((c) => c.status === 412)).toBe(true);
+  for (const action of ['RunInstances', 'StopInstances', 'AssociateAddress'])
+    expect(s.proxy.calls({ action }).some((c) => c.status === 412)).toBe(true);
   // Narrowed to a plan, the policy keeps the same actions.
   expect(policyActions(iamPolicy(spot))).toEqual(allowed);
 
@@ -179,7 +228,9 @@ test('the AWS actions of a migration, a rollback and a Spot recovery are exactly
     expect(policyActions(policy)).toEqual(allowed);
     const terminate = policy.Statement.find((st) => st.Action.includes('ec2:TerminateInstances'));
     expect(terminate?.Condition).toEqual({ StringEquals: { 'aws:ResourceTag/ec2-gpu-migration:plan': spot.name } });
-    expect(policy.Statement.find((st) => st.Action.includes('sqs:ReceiveMessage'))?.Resource).toMatch(/^arn:aws:sqs:eu-west-1:\d{12}:spot-events-/);
+    expect(policy.Statement.find((st) => st.Action.includes('sqs:ReceiveMessage'))?.Resource).toMatch(
+      /^arn:aws:sqs:eu-west-1:\d{12}:spot-events-/,
+    );
   } finally {
     await rm(dir, { recursive: true, force: true });
   }
@@ -200,8 +251,11 @@ test('the AWS actions of a migration, a rollback and a Spot recovery are exactly
   // The scan reads decoded payloads: the plan name and instance ids are there in plain text.
   expect(text).toContain(spot.name);
   expect(text).toContain(recovered.instanceId);
-  for (const value of [ACCESS_KEY, SECRET_KEY, SESSION_TOKEN, SESSION_TOKEN.slice(0, 40)]) expect(text.includes(value)).toBe(false);
-  const found = CREDENTIAL_PATTERNS.filter(([, re]) => re.test(text)).map(([name, re]) => `${name}: ${re.exec(text)?.[0]}`);
+  for (const value of [ACCESS_KEY, SECRET_KEY, SESSION_TOKEN, SESSION_TOKEN.slice(0, 40)])
+    expect(text.includes(value)).toBe(false);
+  const found = CREDENTIAL_PATTERNS.filter(([, re]) => re.test(text)).map(
+    ([name, re]) => `${name}: ${re.exec(text)?.[0]}`,
+  );
   expect(found).toEqual([]);
   // The failure as the client sees it carries no credential either.
   const err = await first.result().catch((e: unknown) => e);

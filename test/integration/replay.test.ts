@@ -20,18 +20,29 @@ const files = readdirSync(DIR)
  */
 function load(file: string) {
   const doc = JSON.parse(readFileSync(join(DIR, file), 'utf8')) as { workflowId?: string; history?: unknown };
-  if (doc.history !== undefined) return { workflowId: doc.workflowId ?? basename(file, '.json'), history: historyFromJson(doc.history) };
+  if (doc.history !== undefined)
+    return { workflowId: doc.workflowId ?? basename(file, '.json'), history: historyFromJson(doc.history) };
   return { workflowId: basename(file, '.json'), history: historyFromJson(doc) };
 }
 
 test('there is a recording of each kind of run', () => {
-  expect(files).toEqual(expect.arrayContaining(['completed-on-demand.json', 'rejected.json', 'failed-build.json', 'approval-timed-out.json']));
+  expect(files).toEqual(
+    expect.arrayContaining([
+      'completed-on-demand.json',
+      'rejected.json',
+      'failed-build.json',
+      'approval-timed-out.json',
+    ]),
+  );
 });
 
 test('every recorded history replays with the current workflow code', async () => {
   const histories = files.map(load);
   const results: { workflowId: string; error?: string }[] = [];
-  for await (const r of Worker.runReplayHistories({ workflowBundle: await workflowBundle(), replayName: 'replay-test' }, histories)) {
+  for await (const r of Worker.runReplayHistories(
+    { workflowBundle: await workflowBundle(), replayName: 'replay-test' },
+    histories,
+  )) {
     results.push({ workflowId: r.workflowId, ...(r.error ? { error: `${r.error.name}: ${r.error.message}` } : {}) });
   }
   const byId = (a: { workflowId: string }, b: { workflowId: string }) => a.workflowId.localeCompare(b.workflowId);

@@ -17,7 +17,11 @@ import {
   TerminateInstancesCommand,
   type RunInstancesCommandInput,
 } from '@aws-sdk/client-ec2';
-import { DescribeInstanceInformationCommand, GetCommandInvocationCommand, SendCommandCommand } from '@aws-sdk/client-ssm';
+import {
+  DescribeInstanceInformationCommand,
+  GetCommandInvocationCommand,
+  SendCommandCommand,
+} from '@aws-sdk/client-ssm';
 import { ReceiveMessageCommand } from '@aws-sdk/client-sqs';
 import { pollUntil } from '../harness/net';
 import { httpGet, rejectionOf, runCommand } from '../harness/calls';
@@ -76,33 +80,68 @@ describe('security groups', () => {
 
     // A new group allows nothing inbound.
     expect((await httpGet(url)).status).toBe('dropped');
-    expect(s.world.requests({ instanceId }).at(-1)?.reason).toMatch(new RegExp(`no security group of ${instanceId} .* allows tcp/${port} from 127\\.`));
+    expect(s.world.requests({ instanceId }).at(-1)?.reason).toMatch(
+      new RegExp(`no security group of ${instanceId} .* allows tcp/${port} from 127\\.`),
+    );
 
     // A rule for another source does not let this machine in; neither does another port.
-    await ec2.send(new AuthorizeSecurityGroupIngressCommand({ GroupId: s.source.securityGroupId, IpPermissions: [{ IpProtocol: 'tcp', FromPort: port, ToPort: port, IpRanges: [{ CidrIp: '203.0.113.0/24' }] }] }));
-    await ec2.send(new AuthorizeSecurityGroupIngressCommand({ GroupId: s.source.securityGroupId, IpPermissions: [{ IpProtocol: 'tcp', FromPort: port + 1, ToPort: port + 1, IpRanges: [{ CidrIp: '0.0.0.0/0' }] }] }));
+    await ec2.send(
+      new AuthorizeSecurityGroupIngressCommand({
+        GroupId: s.source.securityGroupId,
+        IpPermissions: [{ IpProtocol: 'tcp', FromPort: port, ToPort: port, IpRanges: [{ CidrIp: '203.0.113.0/24' }] }],
+      }),
+    );
+    await ec2.send(
+      new AuthorizeSecurityGroupIngressCommand({
+        GroupId: s.source.securityGroupId,
+        IpPermissions: [
+          { IpProtocol: 'tcp', FromPort: port + 1, ToPort: port + 1, IpRanges: [{ CidrIp: '0.0.0.0/0' }] },
+        ],
+      }),
+    );
     expect((await httpGet(url)).status).toBe('dropped');
 
-    await ec2.send(new AuthorizeSecurityGroupIngressCommand({ GroupId: s.source.securityGroupId, IpPermissions: [{ IpProtocol: 'tcp', FromPort: port, ToPort: port, IpRanges: [{ CidrIp: '127.0.0.0/8' }] }] }));
+    await ec2.send(
+      new AuthorizeSecurityGroupIngressCommand({
+        GroupId: s.source.securityGroupId,
+        IpPermissions: [{ IpProtocol: 'tcp', FromPort: port, ToPort: port, IpRanges: [{ CidrIp: '127.0.0.0/8' }] }],
+      }),
+    );
     expect(await httpGet(url)).toMatchObject({ status: 200, servedBy: instanceId });
     // The frontend's port is still closed.
     expect((await httpGet(s.world.url(ip, 'frontend'))).status).toBe('dropped');
 
-    await ec2.send(new RevokeSecurityGroupIngressCommand({ GroupId: s.source.securityGroupId, IpPermissions: [{ IpProtocol: 'tcp', FromPort: port, ToPort: port, IpRanges: [{ CidrIp: '127.0.0.0/8' }] }] }));
+    await ec2.send(
+      new RevokeSecurityGroupIngressCommand({
+        GroupId: s.source.securityGroupId,
+        IpPermissions: [{ IpProtocol: 'tcp', FromPort: port, ToPort: port, IpRanges: [{ CidrIp: '127.0.0.0/8' }] }],
+      }),
+    );
     expect((await httpGet(url)).status).toBe('dropped');
   });
 
   it('answers a revoke of a rule the group does not have with success and UnknownIpPermissions (default VPC)', async () => {
     const out = await s.clients.ec2(REGION).send(
-      new RevokeSecurityGroupIngressCommand({ GroupId: s.source.securityGroupId, IpPermissions: [{ IpProtocol: 'tcp', FromPort: 1, ToPort: 1, IpRanges: [{ CidrIp: '198.51.100.0/24' }] }] }),
+      new RevokeSecurityGroupIngressCommand({
+        GroupId: s.source.securityGroupId,
+        IpPermissions: [{ IpProtocol: 'tcp', FromPort: 1, ToPort: 1, IpRanges: [{ CidrIp: '198.51.100.0/24' }] }],
+      }),
     );
     expect(out.Return).toBe(true);
-    expect(out.UnknownIpPermissions).toEqual([expect.objectContaining({ IpProtocol: 'tcp', FromPort: 1, ToPort: 1, IpRanges: [{ CidrIp: '198.51.100.0/24' }] })]);
+    expect(out.UnknownIpPermissions).toEqual([
+      expect.objectContaining({ IpProtocol: 'tcp', FromPort: 1, ToPort: 1, IpRanges: [{ CidrIp: '198.51.100.0/24' }] }),
+    ]);
   });
 
   it('serves the old instance through its own group, which lets the public ports in', async () => {
-    expect(await httpGet(s.world.url(s.source.publicIp, 'backend'))).toMatchObject({ status: 200, servedBy: s.source.instanceId });
-    expect(await httpGet(s.world.url(s.source.publicIp, 'frontend'))).toMatchObject({ status: 200, servedBy: s.source.instanceId });
+    expect(await httpGet(s.world.url(s.source.publicIp, 'backend'))).toMatchObject({
+      status: 200,
+      servedBy: s.source.instanceId,
+    });
+    expect(await httpGet(s.world.url(s.source.publicIp, 'frontend'))).toMatchObject({
+      status: 200,
+      servedBy: s.source.instanceId,
+    });
   });
 });
 
@@ -124,14 +163,24 @@ describe('Run Command (AWS-RunShellScript)', () => {
 
   it('answers InvocationDoesNotExist right after SendCommand, then Pending, then InProgress, then the result', async () => {
     const ssm = s.clients.ssm(REGION);
-    const sent = await ssm.send(new SendCommandCommand({ DocumentName: 'AWS-RunShellScript', InstanceIds: [s.source.instanceId], Parameters: { commands: ['true'] } }));
-    const read = () => ssm.send(new GetCommandInvocationCommand({ CommandId: sent.Command?.CommandId, InstanceId: s.source.instanceId }));
+    const sent = await ssm.send(
+      new SendCommandCommand({
+        DocumentName: 'AWS-RunShellScript',
+        InstanceIds: [s.source.instanceId],
+        Parameters: { commands: ['true'] },
+      }),
+    );
+    const read = () =>
+      ssm.send(
+        new GetCommandInvocationCommand({ CommandId: sent.Command?.CommandId, InstanceId: s.source.instanceId }),
+      );
     // Read as fast as the calls go until the result (each state lasts 60 ms in tests).
     const seen: string[] = [];
-    for (let last = ''; !['Success', 'Failed'].includes(last); ) {
+    for (let last = ''; !['Success', 'Failed'].includes(last);) {
       const answer = await read().then(
         (inv) => {
-          if (inv.Status === 'Pending' || inv.Status === 'InProgress') expect(inv).toMatchObject({ ResponseCode: -1, StandardOutputContent: '' });
+          if (inv.Status === 'Pending' || inv.Status === 'InProgress')
+            expect(inv).toMatchObject({ ResponseCode: -1, StandardOutputContent: '' });
           return inv.Status ?? '?';
         },
         (err: Error) => err.name,
@@ -144,7 +193,11 @@ describe('Run Command (AWS-RunShellScript)', () => {
 
   it('keeps only the first 24,000 characters of stdout and 8,000 of stderr', async () => {
     const ssm = s.clients.ssm(REGION);
-    s.world.scriptCommand('make noise', { exitCode: 1, stdout: `${'o'.repeat(30_000)}END-OUT`, stderr: `${'e'.repeat(50_000)}\nerror: the real cause` });
+    s.world.scriptCommand('make noise', {
+      exitCode: 1,
+      stdout: `${'o'.repeat(30_000)}END-OUT`,
+      stderr: `${'e'.repeat(50_000)}\nerror: the real cause`,
+    });
     try {
       const { invocation } = await runCommand(ssm, s.source.instanceId, ['make noise']);
       expect(invocation.StandardOutputContent).toHaveLength(24_000);
@@ -158,7 +211,13 @@ describe('Run Command (AWS-RunShellScript)', () => {
   it('refuses an executionTimeout that is not a whole number of seconds from 1 to 172800', async () => {
     const ssm = s.clients.ssm(REGION);
     const send = (executionTimeout: string) =>
-      ssm.send(new SendCommandCommand({ DocumentName: 'AWS-RunShellScript', InstanceIds: [s.source.instanceId], Parameters: { commands: ['true'], executionTimeout: [executionTimeout] } }));
+      ssm.send(
+        new SendCommandCommand({
+          DocumentName: 'AWS-RunShellScript',
+          InstanceIds: [s.source.instanceId],
+          Parameters: { commands: ['true'], executionTimeout: [executionTimeout] },
+        }),
+      );
     for (const bad of ['32.5', '0', '172801', 'soon']) {
       const err = await rejectionOf(send(bad));
       expect(err.name).toBe('InvalidParameters');
@@ -178,7 +237,8 @@ describe('RunInstances', () => {
     ...extra,
   });
   const describe1 = async (instanceId: string) =>
-    (await s.direct.ec2(REGION).send(new DescribeInstancesCommand({ InstanceIds: [instanceId] }))).Reservations?.[0]?.Instances?.[0];
+    (await s.direct.ec2(REGION).send(new DescribeInstancesCommand({ InstanceIds: [instanceId] }))).Reservations?.[0]
+      ?.Instances?.[0];
 
   it('honours ClientToken: the same reservation again, also once terminated; other parameters are a mismatch', async () => {
     const ec2 = s.clients.ec2(REGION);
@@ -194,7 +254,9 @@ describe('RunInstances', () => {
     expect(replayed.Instances?.map((i) => i.InstanceId)).toEqual([id]);
     expect((await describe1(id))?.State?.Name).toBe('terminated');
 
-    const mismatch = await rejectionOf(ec2.send(new RunInstancesCommand(request({ ClientToken: token, InstanceType: 'g5.xlarge' }))));
+    const mismatch = await rejectionOf(
+      ec2.send(new RunInstancesCommand(request({ ClientToken: token, InstanceType: 'g5.xlarge' }))),
+    );
     expect(mismatch.name).toBe('IdempotentParameterMismatch');
     // Without a token every call launches.
     const a = await ec2.send(new RunInstancesCommand(request()));
@@ -208,7 +270,10 @@ describe('RunInstances', () => {
     expect(out.Instances?.[0]?.State?.Name).toBe('pending');
     const died = await describe1(out.Instances?.[0]?.InstanceId as string);
     expect(died?.State?.Name).toBe('terminated');
-    expect(died?.StateReason).toEqual({ Code: 'Server.InsufficientInstanceCapacity', Message: 'Server.InsufficientInstanceCapacity: Insufficient capacity to satisfy the launch request' });
+    expect(died?.StateReason).toEqual({
+      Code: 'Server.InsufficientInstanceCapacity',
+      Message: 'Server.InsufficientInstanceCapacity: Insufficient capacity to satisfy the launch request',
+    });
     expect(rule.fired).toBe(1);
     const next = await s.clients.ec2(REGION).send(new RunInstancesCommand(request()));
     expect((await describe1(next.Instances?.[0]?.InstanceId as string))?.State?.Name).toBe('running');
@@ -220,23 +285,56 @@ describe('RunInstances', () => {
     expect(err.name).toBe('Unsupported');
     expect(err.message).toMatch(/g4dn\.xlarge\) is not supported in your requested Availability Zone \(us-east-1e\)/);
     // Through a network interface just the same; a type offered there launches.
-    const viaEni = await rejectionOf(s.clients.ec2(REGION).send(new RunInstancesCommand(request({ SubnetId: undefined, NetworkInterfaces: [{ DeviceIndex: 0, SubnetId: zoneE }] }))));
+    const viaEni = await rejectionOf(
+      s.clients
+        .ec2(REGION)
+        .send(
+          new RunInstancesCommand(
+            request({ SubnetId: undefined, NetworkInterfaces: [{ DeviceIndex: 0, SubnetId: zoneE }] }),
+          ),
+        ),
+    );
     expect(viaEni.name).toBe('Unsupported');
-    const offered = await s.direct.ec2(REGION).send(new DescribeInstanceTypeOfferingsCommand({ LocationType: 'availability-zone', Filters: [{ Name: 'location', Values: ['us-east-1e'] }] }));
+    const offered = await s.direct.ec2(REGION).send(
+      new DescribeInstanceTypeOfferingsCommand({
+        LocationType: 'availability-zone',
+        Filters: [{ Name: 'location', Values: ['us-east-1e'] }],
+      }),
+    );
     const there = offered.InstanceTypeOfferings?.[0]?.InstanceType;
     expect(there).toBeTruthy();
-    const ok = await s.clients.ec2(REGION).send(new RunInstancesCommand(request({ SubnetId: zoneE, InstanceType: there })));
+    const ok = await s.clients
+      .ec2(REGION)
+      .send(new RunInstancesCommand(request({ SubnetId: zoneE, InstanceType: there })));
     expect(ok.Instances?.[0]?.InstanceId).toMatch(/^i-/);
   });
 
   it('gives no public address in a subnet that does not assign one, unless the request asks', async () => {
     const ec2 = s.direct.ec2(REGION);
-    const subnet = await ec2.send(new CreateSubnetCommand({ VpcId: s.source.vpcId, CidrBlock: '172.31.201.0/24', AvailabilityZone: s.source.availabilityZone }));
+    const subnet = await ec2.send(
+      new CreateSubnetCommand({
+        VpcId: s.source.vpcId,
+        CidrBlock: '172.31.201.0/24',
+        AvailabilityZone: s.source.availabilityZone,
+      }),
+    );
     const subnetId = subnet.Subnet?.SubnetId as string;
     const plain = await s.clients.ec2(REGION).send(new RunInstancesCommand(request({ SubnetId: subnetId })));
     expect((await describe1(plain.Instances?.[0]?.InstanceId as string))?.PublicIpAddress).toBeUndefined();
     const asked = await s.clients.ec2(REGION).send(
-      new RunInstancesCommand(request({ SubnetId: undefined, NetworkInterfaces: [{ DeviceIndex: 0, SubnetId: subnetId, AssociatePublicIpAddress: true, Groups: [s.source.securityGroupId] }] })),
+      new RunInstancesCommand(
+        request({
+          SubnetId: undefined,
+          NetworkInterfaces: [
+            {
+              DeviceIndex: 0,
+              SubnetId: subnetId,
+              AssociatePublicIpAddress: true,
+              Groups: [s.source.securityGroupId],
+            },
+          ],
+        }),
+      ),
     );
     const withIp = await describe1(asked.Instances?.[0]?.InstanceId as string);
     expect(withIp?.PublicIpAddress).toMatch(/^127\.214\./);
@@ -245,12 +343,19 @@ describe('RunInstances', () => {
 
   it('refuses a root volume smaller than the image’s root snapshot', async () => {
     const ec2 = s.direct.ec2(REGION);
-    const image = await ec2.send(new RegisterImageCommand({ Name: `big-root-${Date.now()}`, RootDeviceName: '/dev/sda1', BlockDeviceMappings: [{ DeviceName: '/dev/sda1', Ebs: { VolumeSize: 75 } }] }));
+    const image = await ec2.send(
+      new RegisterImageCommand({
+        Name: `big-root-${Date.now()}`,
+        RootDeviceName: '/dev/sda1',
+        BlockDeviceMappings: [{ DeviceName: '/dev/sda1', Ebs: { VolumeSize: 75 } }],
+      }),
+    );
     const imageId = image.ImageId as string;
     s.proxy.setImageRootSize(imageId, 75);
     const described = await s.clients.ec2(REGION).send(new DescribeImagesCommand({ ImageIds: [imageId] }));
     expect(described.Images?.[0]?.BlockDeviceMappings?.[0]?.Ebs?.VolumeSize).toBe(75);
-    const small = (size: number) => request({ ImageId: imageId, BlockDeviceMappings: [{ DeviceName: '/dev/sda1', Ebs: { VolumeSize: size } }] });
+    const small = (size: number) =>
+      request({ ImageId: imageId, BlockDeviceMappings: [{ DeviceName: '/dev/sda1', Ebs: { VolumeSize: size } }] });
     const err = await rejectionOf(s.clients.ec2(REGION).send(new RunInstancesCommand(small(30))));
     expect(err.name).toBe('InvalidBlockDeviceMapping');
     expect(err.message).toMatch(/Volume of size 30GB is smaller than snapshot .* expect size >= 75GB/);
@@ -262,24 +367,60 @@ describe('a new instance, a moment after launch', () => {
   it('is not there yet by id or in listings, then is; its SSM agent registers a little later', async () => {
     const ec2 = s.clients.ec2(REGION);
     const ssm = s.clients.ssm(REGION);
-    const out = await ec2.send(new RunInstancesCommand({ ImageId: s.source.imageId, InstanceType: 'g4dn.xlarge', MinCount: 1, MaxCount: 1, SubnetId: s.source.subnetId }));
+    const out = await ec2.send(
+      new RunInstancesCommand({
+        ImageId: s.source.imageId,
+        InstanceType: 'g4dn.xlarge',
+        MinCount: 1,
+        MaxCount: 1,
+        SubnetId: s.source.subnetId,
+      }),
+    );
     const id = out.Instances?.[0]?.InstanceId as string;
-    expect((await rejectionOf(ec2.send(new DescribeInstancesCommand({ InstanceIds: [id] })))).name).toBe('InvalidInstanceID.NotFound');
-    expect((await rejectionOf(ec2.send(new CreateTagsCommand({ Resources: [id], Tags: [{ Key: 'k', Value: 'v' }] })))).name).toBe('InvalidInstanceID.NotFound');
-    const listing = await ec2.send(new DescribeInstancesCommand({ Filters: [{ Name: 'instance-state-name', Values: ['running', 'pending'] }] }));
+    expect((await rejectionOf(ec2.send(new DescribeInstancesCommand({ InstanceIds: [id] })))).name).toBe(
+      'InvalidInstanceID.NotFound',
+    );
+    expect(
+      (await rejectionOf(ec2.send(new CreateTagsCommand({ Resources: [id], Tags: [{ Key: 'k', Value: 'v' }] })))).name,
+    ).toBe('InvalidInstanceID.NotFound');
+    const listing = await ec2.send(
+      new DescribeInstancesCommand({ Filters: [{ Name: 'instance-state-name', Values: ['running', 'pending'] }] }),
+    );
     expect(listing.Reservations?.flatMap((r) => r.Instances ?? []).map((i) => i.InstanceId)).not.toContain(id);
-    const info = () => ssm.send(new DescribeInstanceInformationCommand({ Filters: [{ Key: 'InstanceIds', Values: [id] }] }));
+    const info = () =>
+      ssm.send(new DescribeInstanceInformationCommand({ Filters: [{ Key: 'InstanceIds', Values: [id] }] }));
     expect((await info()).InstanceInformationList).toEqual([]);
-    expect((await rejectionOf(ssm.send(new SendCommandCommand({ DocumentName: 'AWS-RunShellScript', InstanceIds: [id], Parameters: { commands: ['true'] } })))).name).toBe('InvalidInstanceId');
+    expect(
+      (
+        await rejectionOf(
+          ssm.send(
+            new SendCommandCommand({
+              DocumentName: 'AWS-RunShellScript',
+              InstanceIds: [id],
+              Parameters: { commands: ['true'] },
+            }),
+          ),
+        )
+      ).name,
+    ).toBe('InvalidInstanceId');
 
-    await pollUntil('the instance to be visible by id', async () => (await ec2.send(new DescribeInstancesCommand({ InstanceIds: [id] }))).Reservations?.[0], { timeoutMs: 5_000, intervalMs: 50 });
-    const online = await pollUntil('the agent to register', async () => (await info()).InstanceInformationList?.[0], { timeoutMs: 5_000, intervalMs: 50 });
+    await pollUntil(
+      'the instance to be visible by id',
+      async () => (await ec2.send(new DescribeInstancesCommand({ InstanceIds: [id] }))).Reservations?.[0],
+      { timeoutMs: 5_000, intervalMs: 50 },
+    );
+    const online = await pollUntil('the agent to register', async () => (await info()).InstanceInformationList?.[0], {
+      timeoutMs: 5_000,
+      intervalMs: 50,
+    });
     expect(online).toMatchObject({ InstanceId: id, PingStatus: 'Online', PlatformType: 'Linux' });
     const { invocation } = await runCommand(ssm, id, ['true']);
     expect(invocation.Status).toBe('Success');
     // The old instance (there long before) is Online from the start.
     const all = await ssm.send(new DescribeInstanceInformationCommand({}));
-    expect(all.InstanceInformationList?.map((i) => i.InstanceId)).toEqual(expect.arrayContaining([s.source.instanceId, id]));
+    expect(all.InstanceInformationList?.map((i) => i.InstanceId)).toEqual(
+      expect.arrayContaining([s.source.instanceId, id]),
+    );
   });
 });
 
@@ -303,68 +444,132 @@ describe('IAM: every call is authorised by the policy `migration iam-policy --pl
     const ec2 = iam.clients.ec2(REGION);
     const ours = (await ec2.send(new RunInstancesCommand(launch()))).Instances?.[0]?.InstanceId as string;
     // Launched without tags: not the plan's, so the plan may not terminate or tag it.
-    const foreign = (await ec2.send(new RunInstancesCommand(launch({ TagSpecifications: undefined })))).Instances?.[0]?.InstanceId as string;
+    const foreign = (await ec2.send(new RunInstancesCommand(launch({ TagSpecifications: undefined })))).Instances?.[0]
+      ?.InstanceId as string;
 
     const denied = await rejectionOf(ec2.send(new TerminateInstancesCommand({ InstanceIds: [foreign] })));
     expect(denied.name).toBe('UnauthorizedOperation');
-    expect(denied.message).toContain(`is not authorized to perform: ec2:TerminateInstances on resource: arn:aws:ec2:${REGION}:${iam.proxy.accountId}:instance/${foreign}`);
-    expect((await rejectionOf(ec2.send(new CreateTagsCommand({ Resources: [foreign], Tags: [{ Key: 'k', Value: 'v' }] })))).name).toBe('UnauthorizedOperation');
+    expect(denied.message).toContain(
+      `is not authorized to perform: ec2:TerminateInstances on resource: arn:aws:ec2:${REGION}:${iam.proxy.accountId}:instance/${foreign}`,
+    );
+    expect(
+      (await rejectionOf(ec2.send(new CreateTagsCommand({ Resources: [foreign], Tags: [{ Key: 'k', Value: 'v' }] }))))
+        .name,
+    ).toBe('UnauthorizedOperation');
     // Tagging the plan's own instance is allowed (once EC2 knows it: eventual consistency).
-    await pollUntil('tagging our instance', async () => {
-      const err = await ec2.send(new CreateTagsCommand({ Resources: [ours], Tags: [{ Key: 'k', Value: 'v' }] })).then(() => undefined, (e: Error) => e);
-      if (err?.name === 'InvalidInstanceID.NotFound') return undefined;
-      if (err) throw err;
-      return true;
-    }, { timeoutMs: 5_000, intervalMs: 50 });
+    await pollUntil(
+      'tagging our instance',
+      async () => {
+        const err = await ec2.send(new CreateTagsCommand({ Resources: [ours], Tags: [{ Key: 'k', Value: 'v' }] })).then(
+          () => undefined,
+          (e: Error) => e,
+        );
+        if (err?.name === 'InvalidInstanceID.NotFound') return undefined;
+        if (err) throw err;
+        return true;
+      },
+      { timeoutMs: 5_000, intervalMs: 50 },
+    );
     await ec2.send(new TerminateInstancesCommand({ InstanceIds: [ours] }));
 
     // aws:RequestedRegion: the same launch in another region is refused, a DryRun too.
-    const elsewhere = await rejectionOf(iam.clients.ec2('eu-west-1').send(new RunInstancesCommand({ ImageId: iam.source.imageId, MinCount: 1, MaxCount: 1, DryRun: true })));
+    const elsewhere = await rejectionOf(
+      iam.clients
+        .ec2('eu-west-1')
+        .send(new RunInstancesCommand({ ImageId: iam.source.imageId, MinCount: 1, MaxCount: 1, DryRun: true })),
+    );
     expect(elsewhere.name).toBe('UnauthorizedOperation');
-    expect((await rejectionOf(ec2.send(new RunInstancesCommand(launch({ DryRun: true }))))).name).toBe('DryRunOperation');
+    expect((await rejectionOf(ec2.send(new RunInstancesCommand(launch({ DryRun: true }))))).name).toBe(
+      'DryRunOperation',
+    );
 
     // SSM: only AWS-RunShellScript; SQS: only the plan's queue.
-    const ssm = await rejectionOf(iam.clients.ssm(REGION).send(new SendCommandCommand({ DocumentName: 'AWS-RunPowerShellScript', InstanceIds: [iam.source.instanceId], Parameters: { commands: ['true'] } })));
+    const ssm = await rejectionOf(
+      iam.clients.ssm(REGION).send(
+        new SendCommandCommand({
+          DocumentName: 'AWS-RunPowerShellScript',
+          InstanceIds: [iam.source.instanceId],
+          Parameters: { commands: ['true'] },
+        }),
+      ),
+    );
     expect(ssm.name).toBe('AccessDeniedException');
-    expect(ssm.message).toContain('ssm:SendCommand on resource: arn:aws:ssm:us-east-1::document/AWS-RunPowerShellScript');
+    expect(ssm.message).toContain(
+      'ssm:SendCommand on resource: arn:aws:ssm:us-east-1::document/AWS-RunPowerShellScript',
+    );
     const queue = await createQueue(iam.direct, REGION);
     const other = await createQueue(iam.direct, REGION);
     iam.proxy.setPolicies([iamPolicy({ ...iam.plan, spot: { ...iam.plan.spot, interruptionQueueUrl: queue } })]);
     await iam.clients.sqs(REGION).send(new ReceiveMessageCommand({ QueueUrl: queue, WaitTimeSeconds: 0 }));
-    const sqs = await rejectionOf(iam.clients.sqs(REGION).send(new ReceiveMessageCommand({ QueueUrl: other, WaitTimeSeconds: 0 })));
+    const sqs = await rejectionOf(
+      iam.clients.sqs(REGION).send(new ReceiveMessageCommand({ QueueUrl: other, WaitTimeSeconds: 0 })),
+    );
     expect(sqs.name).toBe('AccessDeniedException');
     expect(sqs.message).toContain('sqs:ReceiveMessage');
   });
 
   it('refuses an action taken out of the policy, also to a DryRun', async () => {
     iam.proxy.setPolicies([withoutAction(iamPolicy(iam.plan), 'ec2:CreateImage')]);
-    const err = await rejectionOf(iam.clients.ec2(REGION).send(new CreateImageCommand({ InstanceId: iam.source.instanceId, Name: `backup-${Date.now()}`, DryRun: true })));
+    const err = await rejectionOf(
+      iam.clients
+        .ec2(REGION)
+        .send(
+          new CreateImageCommand({ InstanceId: iam.source.instanceId, Name: `backup-${Date.now()}`, DryRun: true }),
+        ),
+    );
     expect(err.name).toBe('UnauthorizedOperation');
     // Tags on create need ec2:CreateTags with ec2:CreateAction = the creating call.
     iam.proxy.setPolicies([withoutAction(iamPolicy(iam.plan), 'ec2:CreateTags')]);
-    expect((await rejectionOf(iam.clients.ec2(REGION).send(new RunInstancesCommand(launch({ DryRun: true }))))).name).toBe('UnauthorizedOperation');
-    expect((await rejectionOf(iam.clients.ec2(REGION).send(new RunInstancesCommand(launch({ DryRun: true, TagSpecifications: undefined }))))).name).toBe('DryRunOperation');
+    expect(
+      (await rejectionOf(iam.clients.ec2(REGION).send(new RunInstancesCommand(launch({ DryRun: true }))))).name,
+    ).toBe('UnauthorizedOperation');
+    expect(
+      (
+        await rejectionOf(
+          iam.clients.ec2(REGION).send(new RunInstancesCommand(launch({ DryRun: true, TagSpecifications: undefined }))),
+        )
+      ).name,
+    ).toBe('DryRunOperation');
   });
 
   it('lets EC2 use a customer-managed key for the volumes only with its grants: else the instance dies in pending', async () => {
     const key = `arn:aws:kms:${REGION}:${iam.proxy.accountId}:key/0b4c1d2e-3f40-4a5b-8c6d-7e8f90a1b2c3`;
-    const withKey = launch({ BlockDeviceMappings: [{ DeviceName: '/dev/xvda', Ebs: { VolumeSize: 30, Encrypted: true, KmsKeyId: key } }] });
-    const stateOf = async (id: string) => (await iam.direct.ec2(REGION).send(new DescribeInstancesCommand({ InstanceIds: [id] }))).Reservations?.[0]?.Instances?.[0];
+    const withKey = launch({
+      BlockDeviceMappings: [{ DeviceName: '/dev/xvda', Ebs: { VolumeSize: 30, Encrypted: true, KmsKeyId: key } }],
+    });
+    const stateOf = async (id: string) =>
+      (await iam.direct.ec2(REGION).send(new DescribeInstancesCommand({ InstanceIds: [id] }))).Reservations?.[0]
+        ?.Instances?.[0];
     iam.proxy.setPolicies([iamPolicy(iam.plan)]);
     // Accepted (DryRun does not ask KMS either), then terminated.
-    expect((await rejectionOf(iam.clients.ec2(REGION).send(new RunInstancesCommand({ ...withKey, DryRun: true })))).name).toBe('DryRunOperation');
-    const refused = (await iam.clients.ec2(REGION).send(new RunInstancesCommand(withKey))).Instances?.[0]?.InstanceId as string;
-    expect(await stateOf(refused)).toMatchObject({ State: { Name: 'terminated' }, StateReason: { Code: 'Client.InternalError', Message: 'Client.InternalError: Client error on launch' } });
+    expect(
+      (await rejectionOf(iam.clients.ec2(REGION).send(new RunInstancesCommand({ ...withKey, DryRun: true })))).name,
+    ).toBe('DryRunOperation');
+    const refused = (await iam.clients.ec2(REGION).send(new RunInstancesCommand(withKey))).Instances?.[0]
+      ?.InstanceId as string;
+    expect(await stateOf(refused)).toMatchObject({
+      State: { Name: 'terminated' },
+      StateReason: { Code: 'Client.InternalError', Message: 'Client.InternalError: Client error on launch' },
+    });
     // The plan's policy with the key names its grants (through EC2 only).
     const keyed = iamPolicy({ ...iam.plan, target: { ...iam.plan.target, kmsKeyArn: key } });
-    expect(keyed.Statement.find((st) => st.Sid === 'EbsKmsKey')).toMatchObject({ Resource: key, Condition: { StringEquals: { 'kms:ViaService': `ec2.${REGION}.amazonaws.com` } } });
+    expect(keyed.Statement.find((st) => st.Sid === 'EbsKmsKey')).toMatchObject({
+      Resource: key,
+      Condition: { StringEquals: { 'kms:ViaService': `ec2.${REGION}.amazonaws.com` } },
+    });
     iam.proxy.setPolicies([keyed]);
-    const ok = (await iam.clients.ec2(REGION).send(new RunInstancesCommand(withKey))).Instances?.[0]?.InstanceId as string;
+    const ok = (await iam.clients.ec2(REGION).send(new RunInstancesCommand(withKey))).Instances?.[0]
+      ?.InstanceId as string;
     expect((await stateOf(ok))?.State?.Name).toBe('running');
   });
 
   it('makes the Spot service-linked role on the first Spot launch, which needs iam:CreateServiceLinkedRole', async () => {
-    const spot = launch({ InstanceMarketOptions: { MarketType: 'spot', SpotOptions: { SpotInstanceType: 'one-time', InstanceInterruptionBehavior: 'terminate' } } });
+    const spot = launch({
+      InstanceMarketOptions: {
+        MarketType: 'spot',
+        SpotOptions: { SpotInstanceType: 'one-time', InstanceInterruptionBehavior: 'terminate' },
+      },
+    });
     iam.proxy.setPolicies([withoutAction(iamPolicy(iam.plan), 'iam:CreateServiceLinkedRole')]);
     const err = await rejectionOf(iam.clients.ec2(REGION).send(new RunInstancesCommand(spot)));
     expect(err.name).toBe('AuthFailure.ServiceLinkedRoleCreationNotPermitted');

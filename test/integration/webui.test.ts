@@ -21,11 +21,22 @@ let browser: Browser;
 const open: { close(): Promise<void> }[] = [];
 
 beforeAll(async () => {
-  if (!existsSync(CHROMIUM)) throw new Error(`Chromium is missing at ${CHROMIUM}: run \`bash scripts/bootstrap.sh --chromium\` (Debian's chromium package) or set CHROMIUM_BIN`);
+  if (!existsSync(CHROMIUM))
+    throw new Error(
+      `Chromium is missing at ${CHROMIUM}: run \`bash scripts/bootstrap.sh --chromium\` (Debian's chromium package) or set CHROMIUM_BIN`,
+    );
   temporal = await connectClient();
   browser = await chromium.launch({
     executablePath: CHROMIUM,
-    args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update', '--no-first-run', '--disable-sync'],
+    args: [
+      '--headless',
+      '--no-sandbox',
+      '--disable-gpu',
+      '--disable-background-networking',
+      '--disable-component-update',
+      '--no-first-run',
+      '--disable-sync',
+    ],
   });
 });
 afterAll(async () => {
@@ -35,7 +46,11 @@ afterAll(async () => {
 });
 
 async function sendSignal(page: Page, name: string, payload: unknown): Promise<void> {
-  await page.getByRole('button', { name: /More Actions/i }).filter({ visible: true }).first().click();
+  await page
+    .getByRole('button', { name: /More Actions/i })
+    .filter({ visible: true })
+    .first()
+    .click();
   await page.locator('[data-testid="signal-button"]').filter({ visible: true }).first().click();
   const dialog = page.locator('[data-testid="signal-confirmation-modal"]').filter({ visible: true });
   await dialog.waitFor();
@@ -43,7 +58,10 @@ async function sendSignal(page: Page, name: string, payload: unknown): Promise<v
   const select = dialog.locator('[data-testid="signal-select-button"]');
   if (await select.count()) {
     await select.click();
-    await page.getByRole('option', { name: new RegExp(`^${name}`) }).first().click();
+    await page
+      .getByRole('option', { name: new RegExp(`^${name}`) })
+      .first()
+      .click();
   } else {
     await dialog.locator('#signal-name').fill(name);
   }
@@ -54,7 +72,10 @@ async function sendSignal(page: Page, name: string, payload: unknown): Promise<v
   await page.keyboard.insertText(JSON.stringify(payload));
   await page.screenshot({ path: join(ARTIFACTS, 'webui-signal-dialog.png') });
   await dialog.locator('[data-testid="confirm-modal-button"]').click();
-  await page.getByText(/Workflow signaled/i).first().waitFor();
+  await page
+    .getByText(/Workflow signaled/i)
+    .first()
+    .waitFor();
 }
 
 test('"Send a Signal" → approve in the Web UI stops the old instance', async () => {
@@ -71,11 +92,21 @@ test('"Send a Signal" → approve in the Web UI stops the old instance', async (
   await page.goto(url);
   await page.getByText(handle.workflowId).first().waitFor();
   // The current details (User Metadata) show the phase table while it waits.
-  await page.getByRole('tab', { name: /User Metadata/i }).or(page.getByText('User Metadata', { exact: true })).first().click();
+  await page
+    .getByRole('tab', { name: /User Metadata/i })
+    .or(page.getByText('User Metadata', { exact: true }))
+    .first()
+    .click();
   // The UI renders the Markdown in a sandboxed frame.
   const details = page.frameLocator('iframe').first();
-  await details.getByText(/awaiting-approval/).first().waitFor();
-  await details.getByText(/Elastic IP switch/).first().waitFor();
+  await details
+    .getByText(/awaiting-approval/)
+    .first()
+    .waitFor();
+  await details
+    .getByText(/Elastic IP switch/)
+    .first()
+    .waitFor();
   await page.screenshot({ path: join(ARTIFACTS, 'webui-current-details.png') });
 
   await sendSignal(page, 'approve', { by: 'Web UI tester', comment: 'approved in the browser' });
@@ -87,7 +118,10 @@ test('"Send a Signal" → approve in the Web UI stops the old instance', async (
   expect((await handle.query(statusQuery)).phase).toBe('completed');
 
   await page.reload();
-  await page.getByText(/Completed/i).first().waitFor();
+  await page
+    .getByText(/Completed/i)
+    .first()
+    .waitFor();
   await mkdir(ARTIFACTS, { recursive: true });
   await page.screenshot({ path: join(ARTIFACTS, 'webui-approval.png'), fullPage: false });
   await page.close();

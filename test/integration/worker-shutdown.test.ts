@@ -29,32 +29,57 @@ interface CliWorker {
  * `migration worker` as an operator runs it, pointed at the test's Temporal and AWS proxy; with
  * the heap limit of `npm run worker` unless `nodeFlags` says otherwise.
  */
-async function startCliWorker(taskQueue: string, awsEndpoint: string, metricsPort: number, nodeFlags = [`--max-old-space-size=${WORKER_HEAP_MIB}`]): Promise<CliWorker> {
-  const child = spawn(process.execPath, [...nodeFlags, '--import', 'tsx', join(ROOT, 'src', 'client.ts'), 'worker', '--task-queue', taskQueue, '--metrics', `127.0.0.1:${metricsPort}`], {
-    cwd: ROOT,
-    env: {
-      ...process.env,
-      TEMPORAL_ADDRESS: temporalAddress(),
-      TEMPORAL_NAMESPACE: temporalNamespace(),
-      AWS_ENDPOINT_URL: awsEndpoint,
-      AWS_ACCESS_KEY_ID: 'testing',
-      AWS_SECRET_ACCESS_KEY: 'testing',
-      AWS_REGION: 'us-east-1',
-      LOG_LEVEL: 'INFO',
+async function startCliWorker(
+  taskQueue: string,
+  awsEndpoint: string,
+  metricsPort: number,
+  nodeFlags = [`--max-old-space-size=${WORKER_HEAP_MIB}`],
+): Promise<CliWorker> {
+  const child = spawn(
+    process.execPath,
+    [
+      ...nodeFlags,
+      '--import',
+      'tsx',
+      join(ROOT, 'src', 'client.ts'),
+      'worker',
+      '--task-queue',
+      taskQueue,
+      '--metrics',
+      `127.0.0.1:${metricsPort}`,
+    ],
+    {
+      cwd: ROOT,
+      env: {
+        ...process.env,
+        TEMPORAL_ADDRESS: temporalAddress(),
+        TEMPORAL_NAMESPACE: temporalNamespace(),
+        AWS_ENDPOINT_URL: awsEndpoint,
+        AWS_ACCESS_KEY_ID: 'testing',
+        AWS_SECRET_ACCESS_KEY: 'testing',
+        AWS_REGION: 'us-east-1',
+        LOG_LEVEL: 'INFO',
+      },
+      stdio: ['ignore', 'pipe', 'pipe'],
     },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
+  );
   let out = '';
   child.stdout?.setEncoding('utf8').on('data', (s: string) => (out += s));
   child.stderr?.setEncoding('utf8').on('data', (s: string) => (out += s));
-  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => child.once('exit', (code, signal) => resolve({ code, signal })));
+  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) =>
+    child.once('exit', (code, signal) => resolve({ code, signal })),
+  );
   t.track({
     close: async () => {
       if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
       await exited;
     },
   });
-  await pollUntil('the worker to run', async () => (/"state":"RUNNING"/.test(out) ? true : undefined), { timeoutMs: 60_000, intervalMs: 100, abort: () => (child.exitCode !== null ? `exited: ${out}` : undefined) });
+  await pollUntil('the worker to run', async () => (/"state":"RUNNING"/.test(out) ? true : undefined), {
+    timeoutMs: 60_000,
+    intervalMs: 100,
+    abort: () => (child.exitCode !== null ? `exited: ${out}` : undefined),
+  });
   return { child, output: () => out, exited };
 }
 
@@ -67,7 +92,11 @@ test('SIGTERM while an activity runs: the worker exits cleanly and the next one 
   expect(first.output()).not.toMatch(/max-old-space-size/);
 
   const handle = await startMigration(t.client, taskQueue, s.plan);
-  const build = await pollUntil('the build command', async () => s.proxy.sentCommands().find((c) => c.commands.some((line) => line.includes(BUILD))), { timeoutMs: 60_000, intervalMs: 100 });
+  const build = await pollUntil(
+    'the build command',
+    async () => s.proxy.sentCommands().find((c) => c.commands.some((line) => line.includes(BUILD))),
+    { timeoutMs: 60_000, intervalMs: 100 },
+  );
   expect((await handle.query(statusQuery)).phase).toBe('build');
 
   // The Temporal runtime's Prometheus endpoint answers while it works.
@@ -76,21 +105,31 @@ test('SIGTERM while an activity runs: the worker exits cleanly and the next one 
 
   first.child.kill('SIGTERM');
   // The runtime's grace time is 10 s; a clean shutdown is well inside this bound.
-  const exit = await Promise.race([first.exited, new Promise<'still running'>((r) => setTimeout(() => r('still running'), 30_000))]);
+  const exit = await Promise.race([
+    first.exited,
+    new Promise<'still running'>((r) => setTimeout(() => r('still running'), 30_000)),
+  ]);
   expect(exit).toEqual({ code: 0, signal: null });
 
   // The next one starts without a heap limit (as `node lib/client.js worker` would): where V8's
   // default on this machine is far above the limit, it says how to set one.
   const second = await startCliWorker(taskQueue, s.proxy.endpoint, await freePort(), []);
-  const warning = /"level":"WARN","message":"the V8 heap may grow to (\d+) MiB[^"]*NODE_OPTIONS=--max-old-space-size=(\d+)/.exec(second.output());
+  const warning =
+    /"level":"WARN","message":"the V8 heap may grow to (\d+) MiB[^"]*NODE_OPTIONS=--max-old-space-size=(\d+)/.exec(
+      second.output(),
+    );
   const defaultLimitMiB = Math.round(getHeapStatistics().heap_size_limit / 2 ** 20);
   if (defaultLimitMiB > 2 * WORKER_HEAP_MIB && !process.execArgv.some((f) => f.includes('old-space'))) {
     expect(warning?.slice(1).map(Number)).toEqual([defaultLimitMiB, WORKER_HEAP_MIB]);
   } else expect(warning).toBeNull();
-  await pollUntil('the build to be retried on the next worker', async () => {
-    const pending = (await handle.describe()).raw.pendingActivities ?? [];
-    return pending.find((a) => a.activityType?.name === 'runRemote' && (a.attempt ?? 0) >= 2) ? true : undefined;
-  }, { timeoutMs: 60_000, intervalMs: 200 });
+  await pollUntil(
+    'the build to be retried on the next worker',
+    async () => {
+      const pending = (await handle.describe()).raw.pendingActivities ?? [];
+      return pending.find((a) => a.activityType?.name === 'runRemote' && (a.attempt ?? 0) >= 2) ? true : undefined;
+    },
+    { timeoutMs: 60_000, intervalMs: 200 },
+  );
   s.proxy.setCommandResult(build.commandId, build.instanceIds[0], { status: 'Success', exitCode: 0, stdout: 'built' });
 
   await waitForPhase(handle, 'awaiting-approval', 60_000);

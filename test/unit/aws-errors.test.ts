@@ -35,21 +35,42 @@ describe('isPermanentAwsError', () => {
     expect(isPermanentAwsError(code)).toBe(true);
   });
 
-  it.each(['InsufficientInstanceCapacity', 'RequestLimitExceeded', 'ThrottlingException', 'InternalError', 'InvocationDoesNotExist', 'AssociationNotVerified'])('%s is retried', (code) => {
+  it.each([
+    'InsufficientInstanceCapacity',
+    'RequestLimitExceeded',
+    'ThrottlingException',
+    'InternalError',
+    'InvocationDoesNotExist',
+    'AssociationNotVerified',
+  ])('%s is retried', (code) => {
     expect(isPermanentAwsError(code)).toBe(false);
   });
 
   it('retries an instance profile IAM has not propagated yet, and no other InvalidParameterValue', () => {
-    expect(isPermanentAwsError('InvalidParameterValue', 'Value (vma-ssm) for parameter iamInstanceProfile.name is invalid. Invalid IAM Instance Profile name')).toBe(false);
-    expect(isPermanentAwsError('InvalidParameterValue', "Value (x1.bogus) for parameter instanceType is invalid.")).toBe(true);
+    expect(
+      isPermanentAwsError(
+        'InvalidParameterValue',
+        'Value (vma-ssm) for parameter iamInstanceProfile.name is invalid. Invalid IAM Instance Profile name',
+      ),
+    ).toBe(false);
+    expect(
+      isPermanentAwsError('InvalidParameterValue', 'Value (x1.bogus) for parameter instanceType is invalid.'),
+    ).toBe(true);
   });
 
   it('marks the Temporal failure the same way, with the AWS code as its type', () => {
-    const permanent = toFailure('launch', awsError('AuthFailure.ServiceLinkedRoleCreationNotPermitted', 'The provided credentials do not have permission'));
+    const permanent = toFailure(
+      'launch',
+      awsError('AuthFailure.ServiceLinkedRoleCreationNotPermitted', 'The provided credentials do not have permission'),
+    );
     expect(permanent).toBeInstanceOf(ApplicationFailure);
     expect(permanent).toMatchObject({ type: 'AuthFailure.ServiceLinkedRoleCreationNotPermitted', nonRetryable: true });
-    expect((permanent as ApplicationFailure).message).toBe('launch: AuthFailure.ServiceLinkedRoleCreationNotPermitted: The provided credentials do not have permission');
-    expect(toFailure('launch', awsError('InvalidParameterValue', 'Invalid IAM Instance Profile name'))).toMatchObject({ nonRetryable: false });
+    expect((permanent as ApplicationFailure).message).toBe(
+      'launch: AuthFailure.ServiceLinkedRoleCreationNotPermitted: The provided credentials do not have permission',
+    );
+    expect(toFailure('launch', awsError('InvalidParameterValue', 'Invalid IAM Instance Profile name'))).toMatchObject({
+      nonRetryable: false,
+    });
   });
 });
 
@@ -67,7 +88,9 @@ describe('Run Command scripts', () => {
 
   it('says which streams SSM cut', () => {
     expect(outputCut('ok', 'fine')).toBeUndefined();
-    expect(outputCut('o'.repeat(24_000), '')).toBe("the output was cut by SSM: stdout (SSM keeps its first 24,000 characters); the end of the step's output is not in it");
+    expect(outputCut('o'.repeat(24_000), '')).toBe(
+      "the output was cut by SSM: stdout (SSM keeps its first 24,000 characters); the end of the step's output is not in it",
+    );
     expect(outputCut('', 'e'.repeat(8_000))).toMatch(/stderr \(SSM keeps its first 8,000 characters\)/);
   });
 });

@@ -29,7 +29,9 @@ test('tampering, truncation and a wrong key are detected', async () => {
     bad[at] ^= 0x01;
     await expect(codec.decode([{ ...sealed, data: bad }])).rejects.toThrow(/failed authentication/);
   }
-  await expect(codec.decode([{ ...sealed, data: Buffer.from(sealed.data!).subarray(0, 20) }])).rejects.toThrow(/truncated/);
+  await expect(codec.decode([{ ...sealed, data: Buffer.from(sealed.data!).subarray(0, 20) }])).rejects.toThrow(
+    /truncated/,
+  );
   await expect(new AesGcmPayloadCodec(randomBytes(32)).decode([sealed])).rejects.toThrow(/failed authentication/);
   await expect(new AesGcmPayloadCodec(key, 'other').decode([sealed])).rejects.toThrow(/key 'default'/);
 });
@@ -50,7 +52,9 @@ test('key files: raw, hex, base64; anything else is refused with how to make one
     await writeFile(join(dir, 'key'), key.toString('hex'));
     const converter = dataConverterFromEnv({ MIGRATION_PAYLOAD_KEY_FILE: join(dir, 'key') });
     expect(converter?.payloadCodecs?.[0]).toBeInstanceOf(AesGcmPayloadCodec);
-    expect(() => dataConverterFromEnv({ MIGRATION_PAYLOAD_KEY_FILE: join(dir, 'missing') })).toThrow(/cannot read the key file/);
+    expect(() => dataConverterFromEnv({ MIGRATION_PAYLOAD_KEY_FILE: join(dir, 'missing') })).toThrow(
+      /cannot read the key file/,
+    );
   } finally {
     await rm(dir, { recursive: true, force: true });
   }

@@ -59,7 +59,12 @@ describe('docker-compose.temporal.yml', () => {
   it('starts the server once the database is healthy, with the database settings', () => {
     const t = services.temporal;
     expect(t.depends_on).toEqual({ postgresql: { condition: 'service_healthy' } });
-    expect(t.environment).toMatchObject({ DB: 'postgres12', DB_PORT: '5432', POSTGRES_SEEDS: 'postgresql', POSTGRES_USER: 'temporal' });
+    expect(t.environment).toMatchObject({
+      DB: 'postgres12',
+      DB_PORT: '5432',
+      POSTGRES_SEEDS: 'postgresql',
+      POSTGRES_USER: 'temporal',
+    });
     expect(t.environment!.POSTGRES_PWD).toBeTruthy();
     expect(t.ports).toEqual(['127.0.0.1:7233:7233']);
     expect(t.healthcheck!.test.join(' ')).toMatch(/temporal operator cluster health|tctl .*cluster health/);

@@ -7,7 +7,8 @@ import type { Plan } from '../../src/plan/schema';
 
 type PlanData = Record<string, any>; // eslint-disable-line @typescript-eslint/no-explicit-any
 
-const exampleData = (): PlanData => parse(readFileSync(join(__dirname, '..', '..', 'examples', 'video-message-app.yaml'), 'utf8')) as PlanData;
+const exampleData = (): PlanData =>
+  parse(readFileSync(join(__dirname, '..', '..', 'examples', 'video-message-app.yaml'), 'utf8')) as PlanData;
 const planWith = (edit: (p: PlanData) => void = () => undefined): Plan => {
   const data = exampleData();
   edit(data);
@@ -89,7 +90,8 @@ describe('describePlan', () => {
       'Spot guarding',
     ];
     const positions = headings.map((h) => text.indexOf(h));
-    for (const [i, pos] of positions.entries()) expect({ heading: headings[i], found: pos >= 0 }).toEqual({ heading: headings[i], found: true });
+    for (const [i, pos] of positions.entries())
+      expect({ heading: headings[i], found: pos >= 0 }).toEqual({ heading: headings[i], found: true });
     expect([...positions].sort((a, b) => a - b)).toEqual(positions);
   });
 
@@ -98,7 +100,9 @@ describe('describePlan', () => {
     expect(text).toContain('instance type: g4dn.xlarge; without capacity, then g4dn.2xlarge, g5.xlarge');
     expect(text).toMatch(/market: Spot; if no Spot capacity .* on-demand/);
     expect(text).toContain('subnets, tried in order: subnet-0123456789abcdef0');
-    expect(text).toContain('SSM parameter /aws/service/deeplearning/ami/x86_64/base-oss-nvidia-driver-gpu-ubuntu-22.04/latest/ami-id');
+    expect(text).toContain(
+      'SSM parameter /aws/service/deeplearning/ami/x86_64/base-oss-nvidia-driver-gpu-ubuntu-22.04/latest/ami-id',
+    );
     expect(text).toContain('root volume: 30 GiB gp3');
     expect(text).toContain('DryRun');
   });
@@ -106,16 +110,26 @@ describe('describePlan', () => {
   it('lists every remote command', () => {
     const plan = planWith();
     for (const command of [...plan.remote.setup, ...plan.remote.deploy, ...plan.remote.build, ...plan.remote.start]) {
-      expect(lines).toContainEqual(expect.stringMatching(new RegExp(`^\\s+\\$ ${command.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}$`)));
+      expect(lines).toContainEqual(
+        expect.stringMatching(new RegExp(`^\\s+\\$ ${command.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}$`)),
+      );
     }
   });
 
   it('says how each service is checked', () => {
     expect(text).toContain('a failing check is tried again every 10s, up to 30 attempts');
-    expect(text).toMatch(/backend\s+port 55433\s+public\s+GET http:\/\/<new instance public address>:55433\/health over HTTP, from outside/);
-    expect(text).toMatch(/frontend\s+port 55434\s+public\s+GET http:\/\/<new instance public address>:55434\/ over HTTP, from outside/);
-    expect(text).toMatch(/openvoice\s+port 8001\s+private\s+GET http:\/\/127\.0\.0\.1:8001\/health via SSM, on the instance/);
-    expect(text).toMatch(/voicevox\s+port 50021\s+private\s+GET http:\/\/127\.0\.0\.1:50021\/version via SSM, on the instance/);
+    expect(text).toMatch(
+      /backend\s+port 55433\s+public\s+GET http:\/\/<new instance public address>:55433\/health over HTTP, from outside/,
+    );
+    expect(text).toMatch(
+      /frontend\s+port 55434\s+public\s+GET http:\/\/<new instance public address>:55434\/ over HTTP, from outside/,
+    );
+    expect(text).toMatch(
+      /openvoice\s+port 8001\s+private\s+GET http:\/\/127\.0\.0\.1:8001\/health via SSM, on the instance/,
+    );
+    expect(text).toMatch(
+      /voicevox\s+port 50021\s+private\s+GET http:\/\/127\.0\.0\.1:50021\/version via SSM, on the instance/,
+    );
   });
 
   it('lists every rule that faces the internet, and no SSH warning when SSH stays closed', () => {
@@ -150,7 +164,9 @@ describe('describePlan', () => {
 
   it('covers the Elastic IP, the limits, the approval and the stop', () => {
     expect(text).toContain('eipalloc-0123456789abcdef0 moves from i-0123456789abcdef0 to the new instance');
-    expect(text).toContain('5 x GET http://<new instance public address>:55433/health (backend): avg, p50, p95, max; limits: average <= 50 ms');
+    expect(text).toContain(
+      '5 x GET http://<new instance public address>:55433/health (backend): avg, p50, p95, max; limits: average <= 50 ms',
+    );
     expect(text).toContain('fails over 2 s');
     expect(text).toContain('waits up to 7d (7 days)');
     expect(text).toContain('who may approve: anyone');
@@ -181,7 +197,11 @@ describe('describePlan', () => {
   });
 
   it('names the event queue when there is one', () => {
-    const t = describePlan(planWith((p) => (p.spot.interruptionQueueUrl = 'https://sqs.ap-northeast-1.amazonaws.com/123456789012/spot-events')));
+    const t = describePlan(
+      planWith(
+        (p) => (p.spot.interruptionQueueUrl = 'https://sqs.ap-northeast-1.amazonaws.com/123456789012/spot-events'),
+      ),
+    );
     expect(t).toContain('reads Spot events from https://sqs.ap-northeast-1.amazonaws.com/123456789012/spot-events');
   });
 

@@ -4,13 +4,19 @@ import Ajv from 'ajv';
 import { parse } from 'yaml';
 import { PLAN_JSON_SCHEMA_PATH, planJsonSchema, renderPlanJsonSchema } from '../../src/plan/json-schema';
 
+// A parsed plan, edited freely to make it wrong.
+// eslint-disable-next-line @typescript-eslint/no-explicit-any
+type Loose = Record<string, any>;
+
 const ROOT = join(__dirname, '..', '..');
 const committed = readFileSync(join(ROOT, PLAN_JSON_SCHEMA_PATH), 'utf8');
-const example = () => parse(readFileSync(join(ROOT, 'examples', 'video-message-app.yaml'), 'utf8')) as Record<string, any>; // eslint-disable-line @typescript-eslint/no-explicit-any
+const example = () => parse(readFileSync(join(ROOT, 'examples', 'video-message-app.yaml'), 'utf8')) as Loose;
 
 /** Strict, except for `required` inside oneOf/if branches, which name keys defined beside them. */
 const compile = () =>
-  new Ajv({ allErrors: true, strict: true, strictRequired: false, formats: { uri: /^https?:\/\/\S+$/ } }).compile(JSON.parse(committed) as object);
+  new Ajv({ allErrors: true, strict: true, strictRequired: false, formats: { uri: /^https?:\/\/\S+$/ } }).compile(
+    JSON.parse(committed) as object,
+  );
 
 /** Every node of a JSON Schema that describes an object. */
 function objectNodes(node: unknown, path = '#'): { path: string; node: Record<string, unknown> }[] {
@@ -18,7 +24,10 @@ function objectNodes(node: unknown, path = '#'): { path: string; node: Record<st
   if (!node || typeof node !== 'object') return [];
   const record = node as Record<string, unknown>;
   const here = record.type === 'object' ? [{ path, node: record }] : [];
-  return [...here, ...Object.entries(record).flatMap(([k, v]) => (k === 'default' ? [] : objectNodes(v, `${path}/${k}`)))];
+  return [
+    ...here,
+    ...Object.entries(record).flatMap(([k, v]) => (k === 'default' ? [] : objectNodes(v, `${path}/${k}`))),
+  ];
 }
 
 describe('plan JSON Schema', () => {
@@ -36,7 +45,8 @@ describe('plan JSON Schema', () => {
   it('allows no unknown key anywhere', () => {
     const nodes = objectNodes(JSON.parse(committed));
     expect(nodes.length).toBeGreaterThanOrEqual(12);
-    for (const { path, node } of nodes) expect({ path, additionalProperties: node.additionalProperties }).toEqual({ path, additionalProperties: false });
+    for (const { path, node } of nodes)
+      expect({ path, additionalProperties: node.additionalProperties }).toEqual({ path, additionalProperties: false });
   });
 
   it('accepts the JSON example, $schema key included', () => {
@@ -59,16 +69,16 @@ describe('plan JSON Schema', () => {
   });
 
   it.each([
-    ['an unknown key', (p: Record<string, any>) => (p.target.spotPrice = 1)], // eslint-disable-line @typescript-eslint/no-explicit-any
-    ['a malformed subnet id', (p: Record<string, any>) => (p.target.subnetIds = ['subnet-x'])], // eslint-disable-line @typescript-eslint/no-explicit-any
-    ['a bad CIDR', (p: Record<string, any>) => (p.ingress.publicCidrs = ['10.0.0.0/33'])], // eslint-disable-line @typescript-eslint/no-explicit-any
-    ['a port out of range', (p: Record<string, any>) => (p.services[0].port = 70000)], // eslint-disable-line @typescript-eslint/no-explicit-any
-    ['both imageId and imageParameter', (p: Record<string, any>) => (p.target.imageId = 'ami-0123456789abcdef0')], // eslint-disable-line @typescript-eslint/no-explicit-any
-    ['neither imageId nor imageParameter', (p: Record<string, any>) => delete p.target.imageParameter], // eslint-disable-line @typescript-eslint/no-explicit-any
-    ['SSH from 0.0.0.0/0 without allowSshFromAnywhere', (p: Record<string, any>) => (p.ingress.adminCidrs = ['0.0.0.0/0'])], // eslint-disable-line @typescript-eslint/no-explicit-any
-    ['a duplicate CIDR', (p: Record<string, any>) => (p.ingress.publicCidrs = ['0.0.0.0/0', '0.0.0.0/0'])], // eslint-disable-line @typescript-eslint/no-explicit-any
-    ['a bad market', (p: Record<string, any>) => (p.target.market = 'cheap')], // eslint-disable-line @typescript-eslint/no-explicit-any
-    ['a bad duration', (p: Record<string, any>) => (p.approval.timeout = '7 days')], // eslint-disable-line @typescript-eslint/no-explicit-any
+    ['an unknown key', (p: Loose) => (p.target.spotPrice = 1)],
+    ['a malformed subnet id', (p: Loose) => (p.target.subnetIds = ['subnet-x'])],
+    ['a bad CIDR', (p: Loose) => (p.ingress.publicCidrs = ['10.0.0.0/33'])],
+    ['a port out of range', (p: Loose) => (p.services[0].port = 70000)],
+    ['both imageId and imageParameter', (p: Loose) => (p.target.imageId = 'ami-0123456789abcdef0')],
+    ['neither imageId nor imageParameter', (p: Loose) => delete p.target.imageParameter],
+    ['SSH from 0.0.0.0/0 without allowSshFromAnywhere', (p: Loose) => (p.ingress.adminCidrs = ['0.0.0.0/0'])],
+    ['a duplicate CIDR', (p: Loose) => (p.ingress.publicCidrs = ['0.0.0.0/0', '0.0.0.0/0'])],
+    ['a bad market', (p: Loose) => (p.target.market = 'cheap')],
+    ['a bad duration', (p: Loose) => (p.approval.timeout = '7 days')],
   ])('rejects %s', (_name, edit) => {
     const validate = compile();
     const plan = example();

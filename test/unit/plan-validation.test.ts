@@ -48,7 +48,9 @@ describe('plan errors', () => {
     plan.target.subnetIds = ['subnet-1'];
     plan.ingress.adminCidrs = ['0.0.0.0/0'];
     const fields = problemsOf(stringify(plan)).map((p) => p.field);
-    expect(fields).toEqual(expect.arrayContaining(['region', 'services[1].name', 'target.subnetIds[0]', 'ingress.adminCidrs[0]']));
+    expect(fields).toEqual(
+      expect.arrayContaining(['region', 'services[1].name', 'target.subnetIds[0]', 'ingress.adminCidrs[0]']),
+    );
     expect(fields).toHaveLength(4);
   });
 
@@ -84,7 +86,9 @@ describe('plan errors', () => {
 
   it('loadPlanFile reports a file it cannot read', async () => {
     const missing = join(tmpdir(), 'ec2-gpu-migration-no-such-plan.yaml');
-    await expect(loadPlanFile(missing)).rejects.toMatchObject({ problems: [{ field: '(file)', expected: expect.stringMatching(/readable plan file \(ENOENT\)/) }] });
+    await expect(loadPlanFile(missing)).rejects.toMatchObject({
+      problems: [{ field: '(file)', expected: expect.stringMatching(/readable plan file \(ENOENT\)/) }],
+    });
   });
 });
 
@@ -92,14 +96,23 @@ describe('valid plans', () => {
   it('loads the example file', async () => {
     const plan = await loadPlanFile(EXAMPLE_FILE);
     expect(plan.name).toBe('video-message-app');
-    expect(plan.target).toMatchObject({ instanceType: 'g4dn.xlarge', market: 'spot', fallbackInstanceTypes: ['g4dn.2xlarge', 'g5.xlarge'] });
+    expect(plan.target).toMatchObject({
+      instanceType: 'g4dn.xlarge',
+      market: 'spot',
+      fallbackInstanceTypes: ['g4dn.2xlarge', 'g5.xlarge'],
+    });
     expect(plan.services.map((s) => [s.name, s.port, s.public])).toEqual([
       ['backend', 55433, true],
       ['frontend', 55434, true],
       ['openvoice', 8001, false],
       ['voicevox', 50021, false],
     ]);
-    expect(plan.checks.voiceClone).toMatchObject({ service: 'backend', method: 'POST', maxSeconds: 2, body: { text: 'こんにちは', speaker: 1 } });
+    expect(plan.checks.voiceClone).toMatchObject({
+      service: 'backend',
+      method: 'POST',
+      maxSeconds: 2,
+      body: { text: 'こんにちは', speaker: 1 },
+    });
   });
 
   it('fills every default', () => {
@@ -109,7 +122,12 @@ describe('valid plans', () => {
     expect(plan.target.rootVolume).toEqual({ sizeGiB: 30, type: 'gp3' });
     expect(plan.remote).toEqual({ setup: [], deploy: [], build: [], start: [] });
     expect(plan.services).toEqual([{ name: 'web', port: 8080, healthPath: '/', public: false }]);
-    expect(plan.ingress).toEqual({ publicCidrs: ['0.0.0.0/0'], adminCidrs: [], allowSshFromAnywhere: false, revokeUnplanned: false });
+    expect(plan.ingress).toEqual({
+      publicCidrs: ['0.0.0.0/0'],
+      adminCidrs: [],
+      allowSshFromAnywhere: false,
+      revokeUnplanned: false,
+    });
     expect(plan.checks).toEqual({ host: 'auto', requestTimeoutSeconds: 10, interval: '10s', attempts: 30 });
     expect(plan.approval).toEqual({ timeout: '7d', approvers: [] });
     expect(plan.spot).toEqual({ pollInterval: '5s', interruptionQueueUrl: null, keepGoldenImages: 3 });
@@ -164,8 +182,19 @@ describe('valid plans', () => {
 
 describe('helpers', () => {
   it('isCidr', () => {
-    for (const ok of ['0.0.0.0/0', '203.0.113.0/24', '10.0.0.1/32', '255.255.255.255/32']) expect(isCidr(ok)).toBe(true);
-    for (const bad of ['10.0.0.0/33', '300.1.1.1/8', '10.0.0.0', '10.0.0/8', '010.0.0.0/8', '10.0.0.0/08', ' 10.0.0.0/8', '::/0']) expect(isCidr(bad)).toBe(false);
+    for (const ok of ['0.0.0.0/0', '203.0.113.0/24', '10.0.0.1/32', '255.255.255.255/32'])
+      expect(isCidr(ok)).toBe(true);
+    for (const bad of [
+      '10.0.0.0/33',
+      '300.1.1.1/8',
+      '10.0.0.0',
+      '10.0.0/8',
+      '010.0.0.0/8',
+      '10.0.0.0/08',
+      ' 10.0.0.0/8',
+      '::/0',
+    ])
+      expect(isCidr(bad)).toBe(false);
   });
 
   it('canonicalCidr', () => {

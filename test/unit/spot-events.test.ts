@@ -18,16 +18,34 @@ const warning = JSON.stringify({
 
 describe('parseSpotEvent', () => {
   it('reads the raw EventBridge event', () => {
-    expect(parseSpotEvent(warning)).toEqual({ ok: true, instanceId: 'i-0b662ef9931388ba0', kind: 'interruption', detailType: 'EC2 Spot Instance Interruption Warning', time: '2026-12-03T12:00:00Z' });
+    expect(parseSpotEvent(warning)).toEqual({
+      ok: true,
+      instanceId: 'i-0b662ef9931388ba0',
+      kind: 'interruption',
+      detailType: 'EC2 Spot Instance Interruption Warning',
+      time: '2026-12-03T12:00:00Z',
+    });
   });
 
   it('unwraps an SNS notification', () => {
-    const sns = JSON.stringify({ Type: 'Notification', MessageId: 'a', TopicArn: 'arn:aws:sns:us-east-1:123456789012:spot', Message: warning, Timestamp: '2026-12-03T12:00:01Z' });
+    const sns = JSON.stringify({
+      Type: 'Notification',
+      MessageId: 'a',
+      TopicArn: 'arn:aws:sns:us-east-1:123456789012:spot',
+      Message: warning,
+      Timestamp: '2026-12-03T12:00:01Z',
+    });
     expect(parseSpotEvent(sns)).toMatchObject({ ok: true, instanceId: 'i-0b662ef9931388ba0', kind: 'interruption' });
   });
 
   it('says why it ignores an SNS notification that holds no event', () => {
-    expect(parseSpotEvent(JSON.stringify({ Type: 'Notification', Message: 'hello' }))).toEqual({ ok: false, reason: 'an SNS notification whose Message is not JSON' });
-    expect(parseSpotEvent(JSON.stringify({ Type: 'Notification', Message: '{}' }))).toEqual({ ok: false, reason: 'no detail-type' });
+    expect(parseSpotEvent(JSON.stringify({ Type: 'Notification', Message: 'hello' }))).toEqual({
+      ok: false,
+      reason: 'an SNS notification whose Message is not JSON',
+    });
+    expect(parseSpotEvent(JSON.stringify({ Type: 'Notification', Message: '{}' }))).toEqual({
+      ok: false,
+      reason: 'no detail-type',
+    });
   });
 });

@@ -6,7 +6,9 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { WORKER_HEAP_MIB, heapLimitWarning } from '../../src/worker';
 
-const scripts = (JSON.parse(readFileSync(join(__dirname, '../../package.json'), 'utf8')) as { scripts: Record<string, string> }).scripts;
+const scripts = (
+  JSON.parse(readFileSync(join(__dirname, '../../package.json'), 'utf8')) as { scripts: Record<string, string> }
+).scripts;
 
 test.each(['worker', 'migration'])('npm run %s starts node with the worker heap limit', (name) => {
   expect(scripts[name]).toMatch(new RegExp(`^node --max-old-space-size=${WORKER_HEAP_MIB} `));

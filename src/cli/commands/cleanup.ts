@@ -11,15 +11,27 @@ import { EXIT, UsageError } from '../errors';
  * plan that no longer serves (instances, images, snapshots, security-group rules), found by their
  * tags; removes it only with --apply. Talks to AWS directly (the SDK's default chain).
  */
-export function registerCleanup(program: Command, ctx: CliContext, done: (code: number) => void, aws: () => AwsClients = () => createAwsClients()): void {
+export function registerCleanup(
+  program: Command,
+  ctx: CliContext,
+  done: (code: number) => void,
+  aws: () => AwsClients = () => createAwsClients(),
+): void {
   program
     .command('cleanup')
-    .description('list what this tool made for a plan that no longer serves (instances, images, snapshots, rules); remove it with --apply')
+    .description(
+      'list what this tool made for a plan that no longer serves (instances, images, snapshots, rules); remove it with --apply',
+    )
     .requiredOption('--plan <file>', 'the plan, YAML or JSON')
     .option('--apply', 'remove what is listed (default: only list it)')
-    .option('--older-than <duration>', 'leave instances launched more recently alone: a migration or a Spot replacement may be using them', '1h')
+    .option(
+      '--older-than <duration>',
+      'leave instances launched more recently alone: a migration or a Spot replacement may be using them',
+      '1h',
+    )
     .action(async (opts: { plan: string; apply?: boolean; olderThan: string }) => {
-      if (!DURATION_PATTERN.test(opts.olderThan)) throw new UsageError(`--older-than: expected a duration such as 30m, 1h or 2d, got '${opts.olderThan}'`);
+      if (!DURATION_PATTERN.test(opts.olderThan))
+        throw new UsageError(`--older-than: expected a duration such as 30m, 1h or 2d, got '${opts.olderThan}'`);
       const plan = await loadPlanFile(opts.plan);
       const clients = aws();
       const leftovers = await findLeftovers(clients, plan, { olderThanMs: durationMs(opts.olderThan) });
@@ -27,7 +39,9 @@ export function registerCleanup(program: Command, ctx: CliContext, done: (code: 
         ctx.out(`nothing left over for ${plan.name} in ${plan.region}\n`);
         return done(EXIT.ok);
       }
-      ctx.out(`${opts.apply ? 'removing' : 'left over'} for ${plan.name} in ${plan.region} (never the source instance, the one behind the Elastic IP, or backup images):\n`);
+      ctx.out(
+        `${opts.apply ? 'removing' : 'left over'} for ${plan.name} in ${plan.region} (never the source instance, the one behind the Elastic IP, or backup images):\n`,
+      );
       for (const l of leftovers) ctx.out(`  ${l.kind.padEnd(8)} ${l.id}  ${l.why}\n`);
       if (!opts.apply) {
         ctx.out('nothing was changed; run again with --apply to remove these\n');

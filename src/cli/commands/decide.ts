@@ -18,7 +18,9 @@ async function send(ctx: CliContext, id: string, decision: Decision): Promise<nu
     if (!(err instanceof WorkflowNotFoundError)) throw err;
     const described = await handle.describe().catch(() => undefined);
     if (!described) throw err;
-    throw new RefusedError(`${workflowId} has already ended (${described.status.name.toLowerCase()}); no decision is awaited`);
+    throw new RefusedError(
+      `${workflowId} has already ended (${described.status.name.toLowerCase()}); no decision is awaited`,
+    );
   }
   ctx.out(`${record.decision} by ${record.by} at ${record.at}\n`);
   return EXIT.ok;
@@ -32,7 +34,9 @@ export function registerDecide(program: Command, ctx: CliContext, done: (code: n
     .requiredOption('--by <name>', 'who approves')
     .option('--comment <text>', 'a comment for the report')
     .action(async (id: string, opts: { by: string; comment?: string }) => {
-      done(await send(ctx, id, { decision: 'approve', by: opts.by, ...(opts.comment ? { comment: opts.comment } : {}) }));
+      done(
+        await send(ctx, id, { decision: 'approve', by: opts.by, ...(opts.comment ? { comment: opts.comment } : {}) }),
+      );
     });
   program
     .command('reject')

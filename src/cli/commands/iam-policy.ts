@@ -8,8 +8,13 @@ import { EXIT } from '../errors';
 export function registerIamPolicy(program: Command, ctx: CliContext, done: (code: number) => void): void {
   program
     .command('iam-policy')
-    .description("print the IAM policy of exactly the AWS actions the worker uses (attach it to the worker's role); touches nothing")
-    .option('--plan <file>', "narrow resources to one plan: its region, SSM parameter, queue, and termination of the plan's own instances only")
+    .description(
+      "print the IAM policy of exactly the AWS actions the worker uses (attach it to the worker's role); touches nothing",
+    )
+    .option(
+      '--plan <file>',
+      "narrow resources to one plan: its region, SSM parameter, queue, and termination of the plan's own instances only",
+    )
     .action(async (opts: { plan?: string }) => {
       const plan = opts.plan ? await loadPlanFile(opts.plan) : undefined;
       ctx.out(`${JSON.stringify(iamPolicy(plan), null, 2)}\n`);

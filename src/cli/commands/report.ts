@@ -32,7 +32,11 @@ export function registerReport(program: Command, ctx: CliContext, done: (code: n
       const report = await fetchReport(client, workflowId);
       if (!report) {
         const status = await queryStatus(client, workflowId);
-        ctx.out(opts.format === 'json' ? `${JSON.stringify({ running: true, status }, null, 2)}\n` : `# ${workflowId} is still running (${status.phase})\n\n${renderPhaseTable(status.phases)}\n`);
+        ctx.out(
+          opts.format === 'json'
+            ? `${JSON.stringify({ running: true, status }, null, 2)}\n`
+            : `# ${workflowId} is still running (${status.phase})\n\n${renderPhaseTable(status.phases)}\n`,
+        );
         return done(EXIT.ok);
       }
       ctx.out(opts.format === 'json' ? `${JSON.stringify(report, null, 2)}\n` : renderReportMarkdown(report));

@@ -16,7 +16,7 @@ export function registerStart(program: Command, ctx: CliContext, done: (code: nu
     .requiredOption('--plan <file>', 'the plan, YAML or JSON')
     .option('--follow', 'follow the phases live until the migration ends')
     .option('--keep-failed', 'keep the new instance after a rollback, for debugging')
-    .option('--task-queue <name>', 'the workers\' task queue', TASK_QUEUE)
+    .option('--task-queue <name>', "the workers' task queue", TASK_QUEUE)
     .action(async (opts: { plan: string; follow?: boolean; keepFailed?: boolean; taskQueue: string }) => {
       const plan = await loadPlanFile(opts.plan);
       const client = await ctx.client();
@@ -24,7 +24,11 @@ export function registerStart(program: Command, ctx: CliContext, done: (code: nu
       const input: MigrationInput = { plan, keepFailed: Boolean(opts.keepFailed) };
       let handle;
       try {
-        handle = await client.workflow.start<typeof migrateToGpu>('migrateToGpu', { taskQueue: opts.taskQueue, workflowId, args: [input] });
+        handle = await client.workflow.start<typeof migrateToGpu>('migrateToGpu', {
+          taskQueue: opts.taskQueue,
+          workflowId,
+          args: [input],
+        });
         ctx.out(`started ${workflowId}\n`);
       } catch (err) {
         if (!(err instanceof WorkflowExecutionAlreadyStartedError)) throw err;
@@ -32,7 +36,9 @@ export function registerStart(program: Command, ctx: CliContext, done: (code: nu
         ctx.out(`${workflowId} is already running; not starting another${opts.follow ? ', following that run' : ''}\n`);
       }
       ctx.out(`Web UI: ${webUiLink(client.options.namespace, workflowId)}\n`);
-      ctx.out(`approve: migration approve ${workflowId} --by NAME   reject: migration reject ${workflowId} --by NAME --reason TEXT\n`);
+      ctx.out(
+        `approve: migration approve ${workflowId} --by NAME   reject: migration reject ${workflowId} --by NAME --reason TEXT\n`,
+      );
       if (!opts.follow) return done(EXIT.ok);
       await followMigration(handle, { tty: ctx.isTTY, write: ctx.out });
       const final = await handle.describe();

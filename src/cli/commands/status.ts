@@ -7,9 +7,13 @@ import { queryStatus, queryWorkflow } from '../query';
 import { guardianStatusQuery, routerStatusQuery, type GuardianStatus } from '../../shared/spot';
 
 function renderGuardian(g: GuardianStatus): string {
-  const lines = [`${g.workflowId}: ${g.state} ${g.instanceId} in ${g.region}, ${g.replacements} replacement(s), run ${g.run}`];
+  const lines = [
+    `${g.workflowId}: ${g.state} ${g.instanceId} in ${g.region}, ${g.replacements} replacement(s), run ${g.run}`,
+  ];
   for (const e of g.events.slice(-10)) {
-    lines.push(`  ${e.noticeAt} ${e.kind}${e.source ? ` (${e.source})` : ''}: ${e.oldInstanceId} → ${e.newInstanceId ?? '–'} ${e.outcome}${e.recoveryMs !== undefined ? ` in ${(e.recoveryMs / 1000).toFixed(1)} s` : ''}${e.error ? ` (${e.error})` : ''}`);
+    lines.push(
+      `  ${e.noticeAt} ${e.kind}${e.source ? ` (${e.source})` : ''}: ${e.oldInstanceId} → ${e.newInstanceId ?? '–'} ${e.outcome}${e.recoveryMs !== undefined ? ` in ${(e.recoveryMs / 1000).toFixed(1)} s` : ''}${e.error ? ` (${e.error})` : ''}`,
+    );
   }
   return lines.join('\n');
 }
@@ -19,7 +23,7 @@ export function registerStatus(program: Command, ctx: CliContext, done: (code: n
     .command('status')
     .description('show the phases of a migration (--json for scripts, --watch to follow)')
     .argument('<id>', 'workflow id or plan name')
-    .option('--json', 'print the status query\'s JSON')
+    .option('--json', "print the status query's JSON")
     .option('--watch', 'follow it live until it ends')
     .action(async (id: string, opts: { json?: boolean; watch?: boolean }) => {
       const workflowId = resolveId(id);
