@@ -162,7 +162,7 @@ export function createCheckActivities(remote: Remote, http: Fetch) {
     const check = input.plan.checks.voiceClone;
     if (!check)
       throw ApplicationFailure.create({
-        type: 'NotConfigured',
+        type: ErrorType.NotConfigured,
         message: 'checks.voiceClone is not set',
         nonRetryable: true,
       });
@@ -205,7 +205,7 @@ export function createCheckActivities(remote: Remote, http: Fetch) {
     const check = input.plan.checks.latency;
     if (!check)
       throw ApplicationFailure.create({
-        type: 'NotConfigured',
+        type: ErrorType.NotConfigured,
         message: 'checks.latency is not set',
         nonRetryable: true,
       });

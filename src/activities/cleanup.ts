@@ -22,6 +22,7 @@ import { ruleDescription, rulesOf, type Rule } from './network';
 import type { Plan } from '../plan/schema';
 import { TAG_PLAN, TAG_STEP } from '../shared/constants';
 import type { AwsClients } from '../aws/clients';
+import { KEPT_STATES } from '../shared/instance-states';
 
 export type LeftoverKind = 'instance' | 'image' | 'snapshot' | 'rule';
 
@@ -52,7 +53,7 @@ export async function findLeftovers(clients: AwsClients, plan: Plan, options: Cl
     .Addresses?.[0];
   const serving = address?.InstanceId;
   const instances = await describeInstances(ec2, `list the instances of ${plan.name}`, {
-    Filters: [planFilter, { Name: 'instance-state-name', Values: ['pending', 'running', 'stopping', 'stopped'] }],
+    Filters: [planFilter, { Name: 'instance-state-name', Values: [...KEPT_STATES] }],
   });
   for (const i of instances) {
     const id = i.InstanceId ?? '';

@@ -24,6 +24,7 @@ import type { Plan } from '../plan/schema';
 import { TAG_PLAN, TAG_RUN, TAG_STEP, TAG_WORKFLOW } from '../shared/constants';
 import { ErrorType } from '../shared/errors';
 import { attempt, clientToken, withHeartbeat } from './util';
+import { GONE_STATES, KEPT_STATES, type InstanceState } from '../shared/instance-states';
 
 export type Market = 'spot' | 'on-demand';
 
@@ -148,7 +149,7 @@ export async function findLaunched(
       { Name: `tag:${TAG_WORKFLOW}`, Values: [workflowId] },
       { Name: `tag:${TAG_STEP}`, Values: [step] },
       ...(runId ? [{ Name: `tag:${TAG_RUN}`, Values: [runId] }] : []),
-      { Name: 'instance-state-name', Values: ['pending', 'running', 'stopping', 'stopped'] },
+      { Name: 'instance-state-name', Values: [...KEPT_STATES] },
     ],
   });
   // Should there ever be two, keep the oldest; the workflow terminates what it does not use.
@@ -161,7 +162,7 @@ const POOL_STATE_REASONS = /^Server\./;
 /** How an instance that EC2 accepted ended before it ran: its StateReason, or undefined while it lives. */
 export function deathOf(i: Instance): { code: string; message: string } | undefined {
   const state = i.State?.Name;
-  if (state !== 'shutting-down' && state !== 'terminated') return undefined;
+  if (!GONE_STATES.includes(state as InstanceState)) return undefined;
   return { code: i.StateReason?.Code || 'unknown', message: i.StateReason?.Message || `the instance is ${state}` };
 }
 

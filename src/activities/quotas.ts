@@ -11,6 +11,7 @@ import { DescribeInstanceTypesCommand, type _InstanceType } from '@aws-sdk/clien
 import { aws } from '../aws/call';
 import type { AwsClients } from '../aws/clients';
 import { describeInstances } from './instances';
+import { STARTED_STATES } from '../shared/instance-states';
 
 export interface VcpuQuota {
   /** The Service Quotas code (service `ec2`). */
@@ -77,7 +78,7 @@ export async function checkVcpuQuota(
   const ec2 = clients.ec2(region);
   const running = (
     await describeInstances(ec2, 'count the vCPUs running against the quota', {
-      Filters: [{ Name: 'instance-state-name', Values: ['pending', 'running'] }],
+      Filters: [{ Name: 'instance-state-name', Values: [...STARTED_STATES] }],
     })
   ).filter((i) => quota.family.test(i.InstanceType ?? '') && (i.InstanceLifecycle === 'spot') === (market === 'spot'));
   const inUse = await sumVcpus(ec2, running, vcpusOf);

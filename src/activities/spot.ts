@@ -7,6 +7,7 @@ import { TAG_GUARDED } from '../shared/constants';
 import type { NoticeKind } from '../shared/spot';
 import { describeInstances } from './instances';
 import { withHeartbeat } from './util';
+import { isDead } from '../shared/instance-states';
 
 export interface GuardedInstance {
   instanceId: string;
@@ -23,8 +24,6 @@ export interface QueueMessage {
   receiptHandle: string;
   event: ParsedEvent;
 }
-
-const STOPPING_STATES = new Set(['shutting-down', 'terminated', 'stopping', 'stopped']);
 
 /**
  * Reads one EventBridge event (as the rule delivers it to SQS) about an EC2 instance:
@@ -64,7 +63,7 @@ export function parseSpotEvent(body: string): ParsedEvent {
       return { ok: true, instanceId, kind: 'rebalance', detailType, time };
     case 'EC2 Instance State-change Notification': {
       const state = e.detail?.state;
-      if (typeof state === 'string' && STOPPING_STATES.has(state))
+      if (typeof state === 'string' && isDead(state))
         return { ok: true, instanceId, kind: 'stopped', detailType, time };
       return { ok: false, reason: `state change to ${String(state)} needs no action` };
     }

@@ -8,13 +8,6 @@ export interface AwsError extends Error {
   Code?: string;
 }
 
-export function isAwsError(err: unknown, ...codes: string[]): err is AwsError {
-  return (
-    err instanceof Error &&
-    (codes.length === 0 || codes.includes(err.name) || codes.includes((err as AwsError).Code ?? ''))
-  );
-}
-
 /**
  * Runs one AWS call and rethrows a failure as an ApplicationFailure whose type is the AWS code,
  * non-retryable when no retry can fix it (isPermanentAwsError). `what` says what we were doing.

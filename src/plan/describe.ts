@@ -6,6 +6,7 @@
 import { guardianWorkflowId, migrationWorkflowId, routerWorkflowId, TAG_PLAN } from '../shared/constants';
 import { durationMs } from './duration';
 import { parseCidr, type Plan } from './schema';
+import { checkHost } from '../shared/check-host';
 
 export interface IngressRule {
   protocol: 'tcp';
@@ -104,7 +105,7 @@ export function describePlan(plan: Plan): string {
   const { target, ingress, checks, approval, spot } = plan;
   const old = plan.source.instanceId;
   const eip = plan.elasticIp.allocationId;
-  const host = checks.host === 'auto' ? '<new instance public address>' : checks.host;
+  const host = checkHost(checks, '<new instance public address>');
   const publicServices = plan.services.filter((s) => s.public);
   const privateServices = plan.services.filter((s) => !s.public);
   const spotMarket = target.market === 'spot';

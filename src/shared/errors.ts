@@ -91,11 +91,6 @@ export const ErrorType = {
   InstanceNotRunning: 'InstanceNotRunning',
   /** The new Spot instance got an interruption notice before the migration stood: it rolls back to the old one. */
   SpotInterrupted: 'SpotInterrupted',
+  /** The plan has no such check configured: asking for it again cannot help. */
+  NotConfigured: 'NotConfigured',
 } as const;
-
-/** Our own types that no retry can fix (the remote steps and checks get a few tries first). */
-export const NON_RETRYABLE_OWN_TYPES: readonly string[] = [
-  ErrorType.PreflightFailed,
-  ErrorType.NoCapacity,
-  ErrorType.InstanceNotRunning,
-];

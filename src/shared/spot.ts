@@ -134,6 +134,3 @@ export interface RouterStatus {
 export const registerGuardianSignal = defineSignal<[RouterRegistration]>('register');
 export const stopRouterSignal = defineSignal<[]>('stop');
 export const routerStatusQuery = defineQuery<RouterStatus>('status');
-
-/** Instance states after which the guarded instance no longer serves. */
-export const DEAD_STATES: readonly string[] = ['shutting-down', 'terminated', 'stopping', 'stopped'];

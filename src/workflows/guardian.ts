@@ -10,11 +10,11 @@ import {
   setHandler,
   sleep,
   workflowInfo,
-  type ActivityOptions,
 } from '@temporalio/workflow';
 import type { Activities } from '../activities';
 import { durationMs } from '../plan/duration';
-import { NON_RETRYABLE_AWS_CODES, ErrorType } from '../shared/errors';
+import { checkHost } from '../shared/check-host';
+import { describeFailure } from '../shared/failures';
 import {
   GUARDIAN_SIGNAL_DESCRIPTIONS,
   NOTICE_KINDS,
@@ -29,33 +29,12 @@ import {
   type InterruptionNotice,
 } from '../shared/spot';
 import { TAG_GUARDED } from '../shared/constants';
+import { checksOptions, REPLACEMENT } from './options';
 import { joinSpotRouter } from './router';
 
-const NON_RETRYABLE = [...NON_RETRYABLE_AWS_CODES, ErrorType.PreflightFailed, 'NotConfigured'];
-/** Replacement races a two-minute warning: short timeouts, quick retries. */
-const QUICK: ActivityOptions = {
-  startToCloseTimeout: '1 minute',
-  retry: {
-    initialInterval: '500ms',
-    backoffCoefficient: 2,
-    maximumInterval: '10s',
-    maximumAttempts: 10,
-    nonRetryableErrorTypes: NON_RETRYABLE,
-  },
-};
-const LONG: ActivityOptions = {
-  startToCloseTimeout: '30 minutes',
-  heartbeatTimeout: '1 minute',
-  retry: {
-    initialInterval: '1s',
-    backoffCoefficient: 2,
-    maximumInterval: '30s',
-    maximumAttempts: 6,
-    nonRetryableErrorTypes: NON_RETRYABLE,
-  },
-};
-const quick = proxyActivities<Activities>(QUICK);
-const long = proxyActivities<Activities>(LONG);
+const quick = proxyActivities<Activities>(REPLACEMENT.quick);
+const long = proxyActivities<Activities>(REPLACEMENT.long);
+const remote = proxyActivities<Activities>(REPLACEMENT.remote);
 
 /** Events kept in the status (the full list is in the run histories). */
 const KEEP_EVENTS = 50;
@@ -69,6 +48,7 @@ const REPLACEMENT_TRIES = 3;
  */
 export async function spotGuardian(input: GuardianInput): Promise<GuardianStatus> {
   const { plan } = input;
+  const checks = proxyActivities<Activities>(checksOptions(plan.checks, '5 minutes'));
   const info = workflowInfo();
   const guardianId = info.workflowId;
   const carried: GuardianCarried = input.carried ?? {
@@ -244,27 +224,32 @@ export async function spotGuardian(input: GuardianInput): Promise<GuardianStatus
           market: launched.market,
           launchedAt: new Date().toISOString(),
         });
-        const host = plan.checks.host === 'auto' ? launched.publicIp : plan.checks.host;
+        const host = checkHost(plan.checks, launched.publicIp);
         if (!host)
           throw ApplicationFailure.nonRetryable(
             `replacement ${launched.instanceId} has no public address`,
             'NoPublicAddress',
           );
         // Without a golden image the replacement is a bare image: every remote step runs.
-        const steps = goldenImageId
-          ? [plan.remote.start]
-          : [plan.remote.setup, plan.remote.deploy, plan.remote.build, plan.remote.start];
-        for (const commands of steps) {
+        const steps: [string, string[]][] = goldenImageId
+          ? [['start', plan.remote.start]]
+          : [
+              ['setup', plan.remote.setup],
+              ['source', plan.remote.deploy],
+              ['build', plan.remote.build],
+              ['start', plan.remote.start],
+            ];
+        for (const [label, commands] of steps) {
           if (commands.length)
-            await long.runRemote({
+            await remote.runRemote({
               region: plan.region,
               instanceId: launched.instanceId,
-              label: 'start',
+              label,
               commands,
               timeoutSeconds: 3600,
             });
         }
-        await checksProxy().checkServices({ plan, instanceId: launched.instanceId, host, scope: 'all' });
+        await checks.checkServices({ plan, instanceId: launched.instanceId, host, scope: 'all' });
         event.healthyAt = new Date().toISOString();
         const moved = await quick.associateAddress({
           region: plan.region,
@@ -274,10 +259,10 @@ export async function spotGuardian(input: GuardianInput): Promise<GuardianStatus
         event.eipMovedAt = new Date().toISOString();
         instanceId = launched.instanceId;
         carried.replacements++;
-        await checksProxy().checkServices({
+        await checks.checkServices({
           plan,
           instanceId: launched.instanceId,
-          host: plan.checks.host === 'auto' ? moved.publicIp : plan.checks.host,
+          host: checkHost(plan.checks, moved.publicIp),
           scope: 'public',
         });
         event.recoveryMs = Date.parse(event.eipMovedAt) - Date.parse(noticeAt);
@@ -285,12 +270,12 @@ export async function spotGuardian(input: GuardianInput): Promise<GuardianStatus
           await long.terminateInstance({ region: plan.region, instanceId: oldInstanceId });
           event.oldTerminatedAt = new Date().toISOString();
         } catch (err) {
-          log.warn('could not terminate the old instance', { oldInstanceId, error: (err as Error).message });
+          log.warn('could not terminate the old instance', { oldInstanceId, error: describeFailure(err) });
         }
         event.outcome = 'replaced';
         return event;
       } catch (err) {
-        lastError = (err as { cause?: Error }).cause?.message ?? (err as Error).message;
+        lastError = describeFailure(err);
         log.error('replacement failed', { attempt, error: lastError });
         // Never leave a half-made replacement running; the EIP stays where it is (moved only
         // once a replacement is healthy).
@@ -303,17 +288,5 @@ export async function spotGuardian(input: GuardianInput): Promise<GuardianStatus
       }
     }
     return { kind: notice.kind, source: notice.source, oldInstanceId, noticeAt, outcome: 'failed', error: lastError };
-  }
-
-  function checksProxy() {
-    return proxyActivities<Activities>({
-      startToCloseTimeout: '5 minutes',
-      retry: {
-        initialInterval: durationMs(plan.checks.interval),
-        backoffCoefficient: 1,
-        maximumAttempts: plan.checks.attempts,
-        nonRetryableErrorTypes: NON_RETRYABLE,
-      },
-    });
   }
 }

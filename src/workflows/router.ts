@@ -11,7 +11,6 @@ import {
   setHandler,
   startChild,
   workflowInfo,
-  type RetryPolicy,
 } from '@temporalio/workflow';
 import { WorkflowExecutionAlreadyStartedError } from '@temporalio/common';
 import { durationMs } from '../plan/duration';
@@ -19,9 +18,8 @@ import type { Plan } from '../plan/schema';
 import { routerWorkflowId } from '../shared/constants';
 import type { Activities } from '../activities';
 import type { GuardedInstance, QueueMessage } from '../activities/spot';
-import { NON_RETRYABLE_AWS_CODES } from '../shared/errors';
+import { describeFailure } from '../shared/failures';
 import {
-  DEAD_STATES,
   interruptionSignal,
   registerGuardianSignal,
   routerStatusQuery,
@@ -31,6 +29,8 @@ import {
   type RouterInput,
   type RouterStatus,
 } from '../shared/spot';
+import { isDead } from '../shared/instance-states';
+import { ROUTING } from './options';
 
 /**
  * Makes the region's router route the notices of instances tagged as guarded by `ownerId` (a
@@ -61,19 +61,8 @@ export async function joinSpotRouter(plan: Plan, ownerId: string): Promise<void>
   }
 }
 
-const RETRY: RetryPolicy = {
-  initialInterval: '1s',
-  backoffCoefficient: 2,
-  maximumInterval: '30s',
-  nonRetryableErrorTypes: [...NON_RETRYABLE_AWS_CODES],
-};
-const acts = proxyActivities<Activities>({ startToCloseTimeout: '1 minute', retry: RETRY });
-/** A queue read waits up to 20 s and heartbeats: a worker that dies in one is noticed within seconds. */
-const reads = proxyActivities<Activities>({
-  startToCloseTimeout: '1 minute',
-  heartbeatTimeout: '5 seconds',
-  retry: RETRY,
-});
+const acts = proxyActivities<Activities>(ROUTING.quick);
+const reads = proxyActivities<Activities>(ROUTING.reads);
 
 /** Polls per run before continuing as new (each poll is a handful of events). */
 const POLLS_PER_RUN = 500;
@@ -137,7 +126,7 @@ export async function spotEventRouter(input: RouterInput): Promise<RouterStatus>
       log.warn('could not signal the guardian', {
         guardianId,
         instanceId: notice.instanceId,
-        error: (err as Error).message,
+        error: describeFailure(err),
       });
       return false;
     }
@@ -171,7 +160,7 @@ export async function spotEventRouter(input: RouterInput): Promise<RouterStatus>
 
   // Guarded instance → its guardian, as the last scan saw them (dead ones included).
   let owner = new Map<string, string>();
-  const isAlive = (g: GuardedInstance) => !DEAD_STATES.includes(g.state);
+  const isAlive = (g: GuardedInstance) => !isDead(g.state);
   /** A live instance with a guardian is watched by the polls (its death becomes a notice). */
   const remember = (g: GuardedInstance) => {
     if (g.guardianId && isAlive(g)) known.set(g.instanceId, g.guardianId);
@@ -235,7 +224,7 @@ export async function spotEventRouter(input: RouterInput): Promise<RouterStatus>
           waitSeconds: Math.min(20, Math.max(1, Math.ceil(pollIntervalMs / 1000))),
         });
       } catch (err) {
-        log.error('could not read the queue', { queueUrl, error: (err as Error).message });
+        log.error('could not read the queue', { queueUrl, error: describeFailure(err) });
         await condition(() => stop || winding, pollIntervalMs);
         continue;
       }
@@ -243,7 +232,7 @@ export async function spotEventRouter(input: RouterInput): Promise<RouterStatus>
         if (messages.length) await route(queueUrl, messages);
       } catch (err) {
         // What was not deleted comes back once its visibility timeout ends.
-        log.error('could not route the messages', { queueUrl, error: (err as Error).message });
+        log.error('could not route the messages', { queueUrl, error: describeFailure(err) });
         await condition(() => stop || winding, pollIntervalMs);
       }
     }

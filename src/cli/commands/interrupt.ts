@@ -1,5 +1,5 @@
 import { Option, type Command } from 'commander';
-import { guardianStatusQuery, interruptionSignal, type NoticeKind } from '../../shared/spot';
+import { NOTICE_KINDS, guardianStatusQuery, interruptionSignal, type NoticeKind } from '../../shared/spot';
 import type { CliContext } from '../context';
 import { EXIT } from '../errors';
 import { resolveId } from '../ids';
@@ -11,11 +11,7 @@ export function registerInterrupt(program: Command, ctx: CliContext, done: (code
       'tell the Spot guardian its instance is being interrupted: it replaces it now (a rehearsal, or a notice from another tool)',
     )
     .argument('<id>', 'guardian workflow id (spot-guardian-<name>) or plan name')
-    .addOption(
-      new Option('--kind <kind>', 'what kind of notice')
-        .choices(['interruption', 'rebalance', 'stopped', 'manual'])
-        .default('manual'),
-    )
+    .addOption(new Option('--kind <kind>', 'what kind of notice').choices([...NOTICE_KINDS]).default('manual'))
     .option('--instance <id>', 'the instance (default: the one the guardian guards now)')
     .action(async (id: string, opts: { kind: NoticeKind; instance?: string }) => {
       const handle = (await ctx.client()).workflow.getHandle(resolveId(id, 'guardian'));

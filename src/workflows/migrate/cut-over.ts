@@ -1,0 +1,173 @@
+/**
+ * The cut-over: a person's decision, stopping the old instance (with a backup of it), and what
+ * follows once the migration stands: the golden image and, on Spot, the guardian. Workflow code
+ * only.
+ */
+import {
+  ApplicationFailure,
+  ParentClosePolicy,
+  condition,
+  getExternalWorkflowHandle,
+  log,
+  patched,
+  startChild,
+} from '@temporalio/workflow';
+import { WorkflowExecutionAlreadyStartedError } from '@temporalio/common';
+import { durationMs } from '../../plan/duration';
+import type { Plan } from '../../plan/schema';
+import { guardianWorkflowId } from '../../shared/constants';
+import { ErrorType } from '../../shared/errors';
+import { describeFailure } from '../../shared/failures';
+import { goldenImageSignal, interruptionSignal } from '../../shared/spot';
+import { spotGuardian } from '../guardian';
+import { failIfInterrupted } from './messages';
+import type { MigrationRun, NewInstance } from './run';
+
+/**
+ * Waits for a person. A rejection or a Spot notice fails the run (and so rolls it back); a
+ * timeout leaves both instances running, the Elastic IP on the new one.
+ */
+export async function awaitApproval(run: MigrationRun): Promise<'approved' | 'timed-out'> {
+  const { plan, status } = run;
+  failIfInterrupted(run, 'during the performance tests');
+  status.phase = 'awaiting-approval';
+  run.refreshDetails();
+  log.info('waiting for approval', { workflowId: run.workflowId, timeout: plan.approval.timeout });
+  const decided = await condition(
+    () => run.decision !== undefined || run.notice !== undefined,
+    durationMs(plan.approval.timeout),
+  );
+  failIfInterrupted(run, 'while awaiting approval');
+  if (!decided) {
+    run.decision = { decision: 'timed-out', at: new Date().toISOString() };
+    status.approval = run.decision;
+    run.record('stop-old').state = 'skipped';
+    run.record('stop-old').figures.skipped = {
+      value: 'approval timed out: the old instance still runs; the Elastic IP is on the new instance',
+      source: 'measured',
+    };
+    run.outcome = 'approval timed out';
+    return 'timed-out';
+  }
+  if (run.decision?.decision === 'rejected')
+    throw ApplicationFailure.create({
+      type: ErrorType.Rejected,
+      message: `rejected by ${run.decision.by}: ${run.decision.comment ?? ''}`,
+      nonRetryable: true,
+    });
+  return 'approved';
+}
+
+/** Phase 11: the old instance stopped, and an image of it as a backup, with its undo. */
+export async function stopOld(run: MigrationRun): Promise<void> {
+  const { plan } = run;
+  const { long } = run.acts;
+  const old = { region: plan.region, instanceId: plan.source.instanceId };
+  run.undoable({
+    name: `start ${plan.source.instanceId} again`,
+    phase: 'stop-old',
+    run: () => run.acts.undo.startInstance(old),
+  });
+  await run.phase(
+    'stop-old',
+    async () => {
+      // The backup is taken of the stopped instance: an image of a running one (NoReboot) is
+      // only crash-consistent. Runs that began before keep the old order.
+      const stopFirst = patched('backup-after-stop');
+      const stoppedBefore = stopFirst ? await long.stopInstance(old) : undefined;
+      const backup = await long.createImage({
+        plan,
+        workflowId: run.workflowId,
+        step: 'backup',
+        instanceId: plan.source.instanceId,
+        stamp: run.startedAt.slice(0, 10),
+      });
+      run.images.backup = backup.imageId;
+      const stopped = stoppedBefore ?? (await long.stopInstance(old));
+      return { ...stopped, backupImageId: backup.imageId, attempt: backup.attempt };
+    },
+    (r) => ({
+      backupImage: { value: r.backupImageId, source: 'measured' },
+      oldState: { value: r.state, source: 'measured' },
+    }),
+  );
+  // Interrupted while the old one stopped: start it again and move the Elastic IP back.
+  failIfInterrupted(run, 'while the old instance was being stopped', 'which the rollback starts again first');
+}
+
+/** The golden image of the new instance, and its Spot guardian when it runs on Spot. */
+export async function afterCutOver(run: MigrationRun, vm: NewInstance): Promise<void> {
+  const { plan, status, images, workflowId } = run;
+  const { quick, long, remote } = run.acts;
+  // The guardian first: the golden image takes minutes, and the service must not wait for it
+  // unguarded. It replaces from the plan's image until it is told of the golden one.
+  const guardFirst = vm.market === 'spot' && patched('guard-before-golden');
+  if (guardFirst) {
+    status.guardianWorkflowId = await startGuardian(plan, vm.instanceId, undefined, workflowId);
+    run.guarding = false;
+    // A notice that came in between goes on to the guardian.
+    if (run.notice) await getExternalWorkflowHandle(status.guardianWorkflowId).signal(interruptionSignal, run.notice);
+  }
+  try {
+    // The new instance keeps serving while its image is taken (NoReboot): what is in its page
+    // cache goes to disk first, so the image holds what the app wrote.
+    if (patched('sync-before-golden')) {
+      await remote.runRemote({
+        region: plan.region,
+        instanceId: vm.instanceId,
+        label: 'sync before the golden image',
+        commands: ['sync'],
+        timeoutSeconds: 600,
+      });
+    }
+    const stamp = run.startedAt.slice(0, 10);
+    const golden = await long.createImage({ plan, workflowId, step: 'golden', instanceId: vm.instanceId, stamp });
+    images.golden = golden.imageId;
+  } catch (err) {
+    run.warnings.push(`the golden image of ${vm.instanceId} could not be made: ${describeFailure(err)}`);
+  }
+  // Older golden images of the plan (earlier runs) are billed for their snapshots: keep the newest.
+  if (images.golden && patched('prune-golden-images')) {
+    try {
+      const keep = plan.spot.keepGoldenImages ?? 3;
+      const pruned = await quick.pruneGoldenImages({ plan, keep, inUse: images.golden });
+      if (pruned.deregistered.length) images.deregistered = pruned.deregistered;
+    } catch (err) {
+      run.warnings.push(
+        `older golden images of ${plan.name} could not be cleaned up (migration cleanup --plan lists them): ${describeFailure(err)}`,
+      );
+    }
+  }
+  if (guardFirst) {
+    if (images.golden)
+      await getExternalWorkflowHandle(status.guardianWorkflowId as string).signal(goldenImageSignal, {
+        imageId: images.golden,
+      });
+  } else if (vm.market === 'spot') {
+    status.guardianWorkflowId = await startGuardian(plan, vm.instanceId, images.golden, workflowId);
+  }
+}
+
+/**
+ * Starts the Spot guardian as a child that outlives this run (ABANDON). If one already runs
+ * for the plan (a re-run of the migration), the notice goes to that one.
+ */
+async function startGuardian(
+  plan: Plan,
+  instanceId: string,
+  goldenImageId: string | undefined,
+  migrationWorkflowId: string,
+): Promise<string> {
+  const id = guardianWorkflowId(plan.name);
+  try {
+    await startChild(spotGuardian, {
+      workflowId: id,
+      parentClosePolicy: ParentClosePolicy.ABANDON,
+      args: [{ plan, instanceId, goldenImageId, migrationWorkflowId }],
+    });
+  } catch (err) {
+    if (!(err instanceof WorkflowExecutionAlreadyStartedError)) throw err;
+    log.warn('a guardian already runs for this plan', { guardianWorkflowId: id });
+  }
+  return id;
+}

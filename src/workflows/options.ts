@@ -1,0 +1,111 @@
+/**
+ * The kinds of activity the workflows run, each with its timeouts and retries, so a call site
+ * shows how it is retried: `quick.` (one AWS call), `long.` (a heartbeating wait: launch, image,
+ * stop), `remote.` (an SSM step that may run an hour), `undo.` (a compensation, which must
+ * finish) and `checks.` (a slow poll the plan paces). Workflow code only.
+ */
+import { ApplicationFailure, proxyActivities, type ActivityOptions, type RetryPolicy } from '@temporalio/workflow';
+import type { Duration } from '@temporalio/common';
+import type { Activities } from '../activities';
+import { durationMs } from '../plan/duration';
+import type { Plan } from '../plan/schema';
+import { ErrorType, NON_RETRYABLE_AWS_CODES } from '../shared/errors';
+import { timeoutsProblem, type MigrationInput } from '../shared/migration';
+
+/** Failure types no retry can fix: AWS codes that need a change, and our own verdicts. */
+export const NON_RETRYABLE: readonly string[] = [
+  ...NON_RETRYABLE_AWS_CODES,
+  ErrorType.PreflightFailed,
+  ErrorType.NotConfigured,
+];
+
+function retry(initialInterval: Duration, maximumInterval: Duration, maximumAttempts?: number): RetryPolicy {
+  return {
+    initialInterval,
+    backoffCoefficient: 2,
+    maximumInterval,
+    ...(maximumAttempts === undefined ? {} : { maximumAttempts }),
+    nonRetryableErrorTypes: [...NON_RETRYABLE],
+  };
+}
+
+/** A migration's kinds: it has time, so it waits out throttling and capacity with backoff. */
+export const MIGRATION = {
+  /** Quick AWS calls: the SDK retries throttling inside a call; this is the outer loop. */
+  quick: { startToCloseTimeout: '2 minutes', retry: retry('1s', '30s', 10) },
+  /** Launches and image/stop waits: long, heartbeating, retried with backoff (capacity returns). */
+  long: { startToCloseTimeout: '2 hours', heartbeatTimeout: '1 minute', retry: retry('2s', '2 minutes', 8) },
+  /** Remote steps: they may take an hour (a docker build); a failing step gets two more tries. */
+  remote: { startToCloseTimeout: '3 hours', heartbeatTimeout: '2 minutes', retry: retry('5s', '1 minute', 3) },
+  /** Compensations must finish: many tries, and no failure type stops them. */
+  undo: {
+    startToCloseTimeout: '30 minutes',
+    heartbeatTimeout: '1 minute',
+    retry: { initialInterval: '2s', backoffCoefficient: 2, maximumInterval: '1 minute', maximumAttempts: 20 },
+  },
+} satisfies Record<string, ActivityOptions>;
+
+/** A guardian's kinds: a replacement races a two-minute warning, so timeouts are short and retries quick. */
+export const REPLACEMENT = {
+  quick: { startToCloseTimeout: '1 minute', retry: retry('500ms', '10s', 10) },
+  long: { startToCloseTimeout: '30 minutes', heartbeatTimeout: '1 minute', retry: retry('1s', '30s', 6) },
+  /** A replacement's remote steps: without a golden image they include the build, which SSM lets run an hour. */
+  remote: { startToCloseTimeout: '75 minutes', heartbeatTimeout: '1 minute', retry: retry('1s', '30s', 6) },
+} satisfies Record<string, ActivityOptions>;
+
+/** The router's kinds: it runs for months, so a call is retried until AWS answers. */
+export const ROUTING = {
+  quick: {
+    startToCloseTimeout: '1 minute',
+    retry: { ...retry('1s', '30s'), nonRetryableErrorTypes: [...NON_RETRYABLE_AWS_CODES] },
+  },
+  /** A queue read waits up to 20 s and heartbeats: a worker that dies in one is noticed within seconds. */
+  reads: {
+    startToCloseTimeout: '1 minute',
+    heartbeatTimeout: '5 seconds',
+    retry: { ...retry('1s', '30s'), nonRetryableErrorTypes: [...NON_RETRYABLE_AWS_CODES] },
+  },
+} satisfies Record<string, ActivityOptions>;
+
+/** Checks retried as slow polls: the plan says how often and how far apart. */
+export function checksOptions(
+  checks: Pick<Plan['checks'], 'interval' | 'attempts'>,
+  startToCloseTimeout: ActivityOptions['startToCloseTimeout'],
+): ActivityOptions {
+  return {
+    startToCloseTimeout,
+    retry: {
+      initialInterval: durationMs(checks.interval),
+      backoffCoefficient: 1,
+      maximumAttempts: checks.attempts,
+      nonRetryableErrorTypes: [...NON_RETRYABLE],
+    },
+  };
+}
+
+/**
+ * The activity kinds of one migration run. `timeouts.heartbeatSeconds` of the input replaces
+ * the heartbeat timeout of the heartbeating kinds; `timeouts.activitySeconds` the start-to-close
+ * timeout of the quick activities and of the checks.
+ */
+export function migrationActivities(timeouts: MigrationInput['timeouts'], checks: Plan['checks']) {
+  const problem = timeoutsProblem(timeouts);
+  if (problem) throw ApplicationFailure.nonRetryable(problem, 'InvalidInput');
+  const seconds = timeouts?.heartbeatSeconds;
+  const beat = (o: ActivityOptions): ActivityOptions =>
+    seconds === undefined ? o : { ...o, heartbeatTimeout: seconds * 1000 };
+  const startToClose = (fallback: ActivityOptions['startToCloseTimeout']) =>
+    timeouts?.activitySeconds === undefined ? fallback : timeouts.activitySeconds * 1000;
+  return {
+    quick: proxyActivities<Activities>({
+      ...MIGRATION.quick,
+      startToCloseTimeout: startToClose(MIGRATION.quick.startToCloseTimeout),
+    }),
+    long: proxyActivities<Activities>(beat(MIGRATION.long)),
+    remote: proxyActivities<Activities>(beat(MIGRATION.remote)),
+    undo: proxyActivities<Activities>(beat(MIGRATION.undo)),
+    checks: proxyActivities<Activities>(checksOptions(checks, startToClose('10 minutes'))),
+  };
+}
+
+export type MigrationActivities = ReturnType<typeof migrationActivities>;
