@@ -20,7 +20,8 @@ import { createInterface } from 'node:readline';
 import { DefaultLogger, NativeConnection, Runtime } from '@temporalio/worker';
 import { createAwsClients } from '../src/aws/clients';
 import { temporalTarget } from '../src/connection';
-import { createMigrationWorker, maxCachedWorkflowsFromEnv, runUntilSignal } from '../src/worker';
+import { readConfig } from '../src/config';
+import { createMigrationWorker, runUntilSignal } from '../src/worker';
 import { READY_LINE } from './ready';
 
 function env(name: string): string {
@@ -39,7 +40,7 @@ async function main(): Promise<void> {
   const connection = await NativeConnection.connect(target.connectionOptions);
   try {
     const bundle = process.env.WORKFLOW_BUNDLE_PATH;
-    const cached = maxCachedWorkflowsFromEnv();
+    const cached = readConfig().maxCachedWorkflows;
     const worker = await createMigrationWorker({
       connection,
       namespace: target.namespace,

@@ -11,6 +11,7 @@
 import { createCipheriv, createDecipheriv, randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import type { DataConverter, Payload, PayloadCodec } from '@temporalio/common';
+import { readConfig } from './config';
 
 export const ENV_PAYLOAD_KEY_FILE = 'MIGRATION_PAYLOAD_KEY_FILE';
 export const ENCRYPTED_ENCODING = 'binary/encrypted';
@@ -93,7 +94,7 @@ export class AesGcmPayloadCodec implements PayloadCodec {
 
 /** The data converter MIGRATION_PAYLOAD_KEY_FILE asks for, or undefined when it is not set. */
 export function dataConverterFromEnv(env: NodeJS.ProcessEnv = process.env): DataConverter | undefined {
-  const file = env[ENV_PAYLOAD_KEY_FILE];
+  const { payloadKeyFile: file, payloadKeyId } = readConfig(env);
   if (!file) return undefined;
   let content: Buffer;
   try {
@@ -101,5 +102,5 @@ export function dataConverterFromEnv(env: NodeJS.ProcessEnv = process.env): Data
   } catch (err) {
     throw new Error(`${ENV_PAYLOAD_KEY_FILE}=${file}: cannot read the key file: ${(err as Error).message}`);
   }
-  return { payloadCodecs: [new AesGcmPayloadCodec(parseKey(content), env.MIGRATION_PAYLOAD_KEY_ID || 'default')] };
+  return { payloadCodecs: [new AesGcmPayloadCodec(parseKey(content), payloadKeyId)] };
 }

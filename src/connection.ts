@@ -2,6 +2,7 @@ import { Client, Connection } from '@temporalio/client';
 import { loadClientConnectConfig } from '@temporalio/envconfig';
 import type { NativeConnectionOptions } from '@temporalio/worker';
 import { dataConverterFromEnv } from './codec';
+import { readConfig } from './config';
 
 export interface TemporalTarget {
   connectionOptions: NativeConnectionOptions;
@@ -16,7 +17,7 @@ export interface TemporalTarget {
  * through @temporalio/envconfig. Defaults: localhost:7233, namespace `default`.
  */
 export function temporalTarget(): TemporalTarget {
-  const { connectionOptions, namespace } = loadClientConnectConfig({ profile: process.env.TEMPORAL_PROFILE });
+  const { connectionOptions, namespace } = loadClientConnectConfig({ profile: readConfig().temporalProfile });
   return {
     connectionOptions,
     namespace: namespace ?? 'default',

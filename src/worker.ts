@@ -11,6 +11,7 @@ import {
 import { createActivities, type ActivityDeps } from './activities';
 import { createAwsClients, type AwsClients } from './aws/clients';
 import { dataConverterFromEnv } from './codec';
+import { ConfigError, readConfig } from './config';
 import { TemporalUnreachable, temporalTarget } from './connection';
 import { TASK_QUEUE } from './shared/constants';
 
@@ -98,7 +99,8 @@ export interface RunWorkerOptions {
  * running activities finish (within the grace time), and closes the connection.
  */
 export async function runWorker(options: RunWorkerOptions = {}): Promise<void> {
-  const logLevel = options.logLevel ?? (process.env.LOG_LEVEL?.toUpperCase() as LogLevel | undefined) ?? 'INFO';
+  const config = readConfig();
+  const logLevel = options.logLevel ?? config.logLevel;
   Runtime.install({
     logger: new DefaultLogger(logLevel, (entry) => {
       const { level, message, meta } = entry;
@@ -119,7 +121,7 @@ export async function runWorker(options: RunWorkerOptions = {}): Promise<void> {
   } catch (err) {
     throw new TemporalUnreachable(target.address, err);
   }
-  const cached = maxCachedWorkflowsFromEnv();
+  const cached = config.maxCachedWorkflows;
   const worker = await createMigrationWorker({
     connection,
     namespace: target.namespace,
@@ -132,12 +134,6 @@ export async function runWorker(options: RunWorkerOptions = {}): Promise<void> {
   } finally {
     await connection.close();
   }
-}
-
-/** MIGRATION_MAX_CACHED_WORKFLOWS when it holds a whole number ≥ 0; otherwise undefined (the default). */
-export function maxCachedWorkflowsFromEnv(env: NodeJS.ProcessEnv = process.env): number | undefined {
-  const cached = Number(env.MIGRATION_MAX_CACHED_WORKFLOWS);
-  return env.MIGRATION_MAX_CACHED_WORKFLOWS && Number.isInteger(cached) && cached >= 0 ? cached : undefined;
 }
 
 /**
@@ -159,8 +155,10 @@ export async function runUntilSignal(worker: Worker, started?: () => void): Prom
 }
 
 if (require.main === module) {
-  runWorker({ metricsAddress: process.env.METRICS_ADDRESS }).catch((err) => {
-    process.stderr.write(`worker: ${(err as Error).message}\n`);
-    process.exitCode = 1;
-  });
+  Promise.resolve()
+    .then(() => runWorker({ metricsAddress: readConfig().metricsAddress }))
+    .catch((err) => {
+      process.stderr.write(`worker: ${(err as Error).message}\n`);
+      process.exitCode = err instanceof ConfigError ? 2 : 1;
+    });
 }

@@ -1,5 +1,6 @@
 import type { Client } from '@temporalio/client';
-import { connectClient } from '../connection';
+import { readConfig } from '../config';
+import { connectClient, temporalTarget } from '../connection';
 
 /** What commands need from the outside world; tests give their own writers. */
 export interface CliContext {
@@ -26,14 +27,16 @@ export function defaultContext(): CliContext & { close: () => Promise<void> } {
   };
 }
 
-/** The Web UI page of a workflow, for people to click: TEMPORAL_UI_URL, else the dev server's. */
+/**
+ * The Web UI page of a workflow, for people to click: under TEMPORAL_UI_URL, else beside the
+ * Temporal address the client connects to (a dev server serves its UI on the port 1000 above).
+ */
 export function webUiLink(namespace: string, workflowId: string): string {
-  const base = process.env.TEMPORAL_UI_URL ?? guessUi();
+  const base = readConfig().temporalUiUrl ?? guessUi(temporalTarget().address);
   return `${base.replace(/\/$/, '')}/namespaces/${encodeURIComponent(namespace)}/workflows/${encodeURIComponent(workflowId)}`;
 }
 
-function guessUi(): string {
-  const address = process.env.TEMPORAL_ADDRESS ?? 'localhost:7233';
+function guessUi(address: string): string {
   const [host, port] = address.split(':');
   return `http://${host}:${Number(port ?? 7233) + 1000}`;
 }

@@ -1,5 +1,6 @@
 import { WorkflowFailedError, WorkflowNotFoundError, WorkflowUpdateFailedError } from '@temporalio/client';
 import { PlanError } from '../plan/load';
+import { ConfigError } from '../config';
 import { TemporalUnreachable } from '../connection';
 
 /** Exit codes, a contract: 0 ok, 1 the workflow failed (or could not be reached), 2 bad input. */
@@ -27,6 +28,10 @@ export function handleError(err: unknown, write: (s: string) => void = (s) => pr
     write(
       `error: ${err.message}\nNothing was started. Fix the fields above; \`migration plan FILE\` checks a plan without touching AWS.\n`,
     );
+    return EXIT.badInput;
+  }
+  if (err instanceof ConfigError) {
+    write(`error: ${err.message}\nNothing was started. Fix or unset ${err.variable}.\n`);
     return EXIT.badInput;
   }
   if (err instanceof UsageError) {

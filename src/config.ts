@@ -1,0 +1,91 @@
+/**
+ * Every environment variable the worker and the CLI read besides Temporal's own (TEMPORAL_ADDRESS,
+ * TEMPORAL_NAMESPACE, TEMPORAL_API_KEY, TEMPORAL_TLS*, which @temporalio/envconfig reads) and the
+ * AWS SDK's. A value that is set but wrong is refused with the variable's name and what it takes,
+ * never ignored.
+ */
+import type { LogLevel } from '@temporalio/worker';
+
+export const LOG_LEVELS: readonly LogLevel[] = ['TRACE', 'DEBUG', 'INFO', 'WARN', 'ERROR'];
+
+export interface Config {
+  /** LOG_LEVEL: the worker's log level (default INFO). */
+  logLevel: LogLevel;
+  /** METRICS_ADDRESS: where the worker serves Prometheus metrics, `host:port`. */
+  metricsAddress?: string;
+  /** MIGRATION_MAX_CACHED_WORKFLOWS: the worker's sticky cache size, a whole number ≥ 0. */
+  maxCachedWorkflows?: number;
+  /** MIGRATION_PAYLOAD_KEY_FILE: the file holding the payload encryption key (src/codec.ts). */
+  payloadKeyFile?: string;
+  /** MIGRATION_PAYLOAD_KEY_ID: the key's id in encrypted payloads (default `default`). */
+  payloadKeyId: string;
+  /** TEMPORAL_UI_URL: the Web UI's base URL for links; without it, guessed from the Temporal address. */
+  temporalUiUrl?: string;
+  /** TEMPORAL_PROFILE: the envconfig profile to connect with. */
+  temporalProfile?: string;
+}
+
+/** A variable that is set to something it cannot take. */
+export class ConfigError extends Error {
+  constructor(
+    readonly variable: string,
+    value: string,
+    expected: string,
+  ) {
+    super(`${variable}=${JSON.stringify(value)}: expected ${expected}`);
+    this.name = 'ConfigError';
+  }
+}
+
+/** Reads and checks the environment; unset and empty variables take their defaults. */
+export function readConfig(env: NodeJS.ProcessEnv = process.env): Config {
+  const get = (name: string): string | undefined => {
+    const v = env[name]?.trim();
+    return v ? v : undefined;
+  };
+  const config: Config = { logLevel: 'INFO', payloadKeyId: get('MIGRATION_PAYLOAD_KEY_ID') ?? 'default' };
+
+  const level = get('LOG_LEVEL');
+  if (level !== undefined) {
+    const upper = level.toUpperCase() as LogLevel;
+    if (!LOG_LEVELS.includes(upper)) throw new ConfigError('LOG_LEVEL', level, `one of ${LOG_LEVELS.join(', ')}`);
+    config.logLevel = upper;
+  }
+
+  const metrics = get('METRICS_ADDRESS');
+  if (metrics !== undefined) {
+    if (!isHostPort(metrics)) throw new ConfigError('METRICS_ADDRESS', metrics, 'host:port, e.g. 0.0.0.0:9464');
+    config.metricsAddress = metrics;
+  }
+
+  const cached = get('MIGRATION_MAX_CACHED_WORKFLOWS');
+  if (cached !== undefined) {
+    if (!/^\d+$/.test(cached)) throw new ConfigError('MIGRATION_MAX_CACHED_WORKFLOWS', cached, 'a whole number ≥ 0');
+    config.maxCachedWorkflows = Number(cached);
+  }
+
+  config.payloadKeyFile = get('MIGRATION_PAYLOAD_KEY_FILE');
+  config.temporalProfile = get('TEMPORAL_PROFILE');
+
+  const ui = get('TEMPORAL_UI_URL');
+  if (ui !== undefined) {
+    if (!isHttpUrl(ui)) throw new ConfigError('TEMPORAL_UI_URL', ui, 'an http:// or https:// URL');
+    config.temporalUiUrl = ui;
+  }
+  return config;
+}
+
+/** `host:port` or `[v6]:port`, the port 1–65535 (0 for any free one). */
+export function isHostPort(s: string): boolean {
+  const m = /^(?:\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+):(\d{1,5})$/.exec(s);
+  return m !== null && Number(m[1]) <= 65535;
+}
+
+function isHttpUrl(s: string): boolean {
+  try {
+    const u = new URL(s);
+    return u.protocol === 'http:' || u.protocol === 'https:';
+  } catch {
+    return false;
+  }
+}
