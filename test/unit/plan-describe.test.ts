@@ -1,9 +1,11 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parse } from 'yaml';
+import { launchChoices } from '../../src/activities/instances';
 import { describePlan, facesInternet, humanDuration, plannedIngress } from '../../src/plan/describe';
 import { validatePlan } from '../../src/plan/load';
 import type { Plan } from '../../src/plan/schema';
+import { minimal } from '../fixtures/bad-plans';
 
 type PlanData = Record<string, any>; // eslint-disable-line @typescript-eslint/no-explicit-any
 
@@ -230,5 +232,115 @@ describe('humanDuration', () => {
     ['1h', '1h (1 hour)'],
     ['500ms', '500ms (500 milliseconds)'],
     ['90m', '90m (90 minutes)'],
+    ['1d', '1d (1 day)'],
+    ['1ms', '1ms (1 millisecond)'],
+    ['1s', '1s (1 second)'],
   ])('%s', (value, expected) => expect(humanDuration(value)).toBe(expected));
+
+  it.each(['10 m', '5x', '', '1.5h'])('leaves %j as it is written', (value) =>
+    expect(humanDuration(value)).toBe(value),
+  );
+});
+
+describe('describePlan of a minimal plan (AMI id, on-demand, one type, nothing optional)', () => {
+  const text = describePlan(validatePlan(minimal()));
+  const lines = text.split('\n');
+
+  it('names the AMI in the preflight and in the launch', () => {
+    expect(lines).toContain('   - image: AMI ami-0123456789abcdef0 exists');
+    expect(lines).toContain('   - image: AMI ami-0123456789abcdef0');
+    expect(text).not.toContain('SSM parameter');
+  });
+
+  it('says there are no fallback types, no Spot, no instance profile and no key pair', () => {
+    expect(lines).toContain('   - instance type: g4dn.xlarge (no fallback types)');
+    expect(lines).toContain('   - market: on-demand');
+    expect(lines).toContain('   - instance profile: (none: the image must reach SSM another way)');
+    expect(lines).toContain('   - key pair: (none: access through SSM)');
+    expect(text).not.toMatch(/instance profile \S+ exists/);
+    expect(text).not.toContain('Spot guarding');
+  });
+
+  it('opens nothing when the only service is private, and says so', () => {
+    expect(lines).toContain('     (none)');
+    expect(lines).toContain('   Rules that face the internet: 0');
+    expect(lines).toContain('   Private services get no rule: web (port 8080).');
+    expect(lines).toContain('   no public services: nothing to check from outside');
+    expect(lines).toContain('   Other rules on the group are left as they are (ingress.revokeUnplanned: false).');
+  });
+
+  it('ends with the undo summary and one line end', () => {
+    expect(text.endsWith('and i-0123456789abcdef0 keeps serving.\n')).toBe(true);
+    expect(text.endsWith('\n\n')).toBe(false);
+  });
+});
+
+describe('describePlan: launch, ingress and Spot details', () => {
+  it('names the instance profile in the preflight and the launch', () => {
+    const lines = describePlan(planWith()).split('\n');
+    expect(lines).toContain(
+      '   - instance profile video-message-app-ssm exists and may be passed (part of the DryRun)',
+    );
+    expect(lines).toContain('   - instance profile: video-message-app-ssm');
+  });
+
+  it('lists every subnet, in order, in the preflight and the launch', () => {
+    const t = describePlan(
+      planWith((p) => (p.target.subnetIds = ['subnet-0bbbbbbbbbbbbbbbb', 'subnet-0aaaaaaaaaaaaaaaa'])),
+    );
+    expect(t).toContain('   - subnets exist: subnet-0bbbbbbbbbbbbbbbb, subnet-0aaaaaaaaaaaaaaaa\n');
+    expect(t).toContain('   - subnets, tried in order: subnet-0bbbbbbbbbbbbbbbb, subnet-0aaaaaaaaaaaaaaaa\n');
+  });
+
+  it('gives the Spot fallback and the replacement order in the order the launch tries them', () => {
+    const plan = planWith();
+    const lines = describePlan(plan).split('\n');
+    expect(lines).toContain(
+      '   - market: Spot; if no Spot capacity in any type or subnet, on-demand (g4dn.xlarge, g4dn.2xlarge, g5.xlarge)',
+    );
+    expect(lines).toContain(
+      '   On an interruption or rebalance notice: replacement from the golden AMI (g4dn.xlarge, g4dn.2xlarge, g5.xlarge, then on-demand),',
+    );
+    const choices = launchChoices(plan);
+    const spotTypes = [...new Set(choices.filter((c) => c.market === 'spot').map((c) => c.instanceType))];
+    const onDemandTypes = [...new Set(choices.filter((c) => c.market === 'on-demand').map((c) => c.instanceType))];
+    expect(spotTypes).toEqual(['g4dn.xlarge', 'g4dn.2xlarge', 'g5.xlarge']);
+    expect(onDemandTypes).toEqual(spotTypes);
+    expect(choices.findIndex((c) => c.market === 'on-demand')).toBe(spotTypes.length * plan.target.subnetIds.length);
+  });
+
+  it('names the key pair, and notes an SSH rule without one', () => {
+    const keyed = describePlan(
+      planWith((p) => {
+        p.target.keyName = 'ops-key';
+        p.ingress.adminCidrs = ['198.51.100.7/32'];
+      }),
+    );
+    expect(keyed.split('\n')).toContain('   - key pair: ops-key');
+    expect(keyed).not.toContain('target.keyName is not set');
+    const keyless = describePlan(planWith((p) => (p.ingress.adminCidrs = ['198.51.100.7/32'])));
+    expect(keyless.split('\n')).toContain(
+      '   Note: SSH is opened but target.keyName is not set, so no key pair is installed by the launch.',
+    );
+    expect(keyless).not.toContain('SSH (port 22) gets no rule');
+    expect(describePlan(planWith())).not.toContain('target.keyName is not set');
+  });
+
+  it('says when rules the plan does not list are revoked', () => {
+    const t = describePlan(planWith((p) => (p.ingress.revokeUnplanned = true)));
+    expect(t.split('\n')).toContain('   Other rules on the group are revoked (ingress.revokeUnplanned: true).');
+    expect(t).not.toContain('left as they are');
+  });
+
+  it.each([
+    ['61s', true],
+    ['2m', true],
+    ['1m', false],
+    ['60s', false],
+  ])('notes a Spot poll interval over one minute: %s → %s', (pollInterval, noted) => {
+    const t = describePlan(planWith((p) => (p.spot.pollInterval = pollInterval)));
+    expect(t.includes('Note: a poll interval over 1m leaves little of the two-minute interruption warning.')).toBe(
+      noted,
+    );
+  });
 });
