@@ -17,7 +17,7 @@ import {
   TerminateInstancesCommand,
   type Image,
 } from '@aws-sdk/client-ec2';
-import { describeInstances } from './instances';
+import { describeInstances } from '../aws/ec2';
 import { ruleDescription, rulesOf, type Rule } from './network';
 import type { Plan } from '../plan/schema';
 import { TAG_PLAN, TAG_STEP } from '../shared/constants';

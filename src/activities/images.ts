@@ -13,7 +13,7 @@ import { aws } from '../aws/call';
 import type { AwsClients } from '../aws/clients';
 import type { Plan } from '../plan/schema';
 import { TAG_PLAN, TAG_STEP, TAG_WORKFLOW } from '../shared/constants';
-import { resourceTags } from './instances';
+import { resourceTags } from '../aws/ec2';
 import { attempt, withHeartbeat } from './util';
 
 export interface ImageResult {
@@ -36,7 +36,7 @@ export function imageRequest(
   instanceId: string,
   name: string,
 ): CreateImageCommandInput {
-  const tags = [...resourceTags(plan, workflowId, step), { Key: 'source-instance', Value: instanceId }];
+  const tags = [...resourceTags(plan.name, workflowId, step), { Key: 'source-instance', Value: instanceId }];
   return {
     InstanceId: instanceId,
     Name: name,

@@ -19,7 +19,8 @@ import type { AwsClients } from '../aws/clients';
 import type { Plan } from '../plan/schema';
 import { migrationWorkflowId } from '../shared/constants';
 import { ErrorType, isPermanentAwsError } from '../shared/errors';
-import { describeInstances, instanceInfo, launchRequest, resolveImageId, rootOf, type InstanceInfo } from './instances';
+import { describeInstances, instanceInfo, launchRequest, resolveImageId, rootOf } from '../aws/ec2';
+import { launchSpec, type InstanceInfo } from '../shared/launch';
 import { imageRequest } from './images';
 import { permission, ruleDescription, type createNetworkActivities, type AddressInfo } from './network';
 import { plannedIngress } from '../plan/describe';
@@ -267,7 +268,7 @@ export function createPreflight(clients: AwsClients, network: Network) {
     const firstChoice = { instanceType: plan.target.instanceType, subnetId, market: plan.target.market };
     const workflowId = migrationWorkflowId(plan.name);
     const request = launchRequest(
-      { plan, workflowId, step: 'launch', imageId: imageId ?? '' },
+      { spec: launchSpec(plan), workflowId, step: 'launch', imageId: imageId ?? '' },
       firstChoice,
       root ?? { deviceName: '/dev/xvda' },
     );

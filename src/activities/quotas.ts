@@ -10,7 +10,7 @@ import type { EC2Client, Instance } from '@aws-sdk/client-ec2';
 import { DescribeInstanceTypesCommand, type _InstanceType } from '@aws-sdk/client-ec2';
 import { aws } from '../aws/call';
 import type { AwsClients } from '../aws/clients';
-import { describeInstances } from './instances';
+import { describeInstances } from '../aws/ec2';
 import { STARTED_STATES } from '../shared/instance-states';
 
 export interface VcpuQuota {

@@ -5,7 +5,7 @@ import { aws } from '../aws/call';
 import type { AwsClients } from '../aws/clients';
 import { TAG_GUARDED } from '../shared/constants';
 import type { NoticeKind } from '../shared/spot';
-import { describeInstances } from './instances';
+import { describeInstances } from '../aws/ec2';
 import { withHeartbeat } from './util';
 import { isDead } from '../shared/instance-states';
 

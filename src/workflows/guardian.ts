@@ -14,6 +14,7 @@ import {
 import type { Activities } from '../activities';
 import { durationMs } from '../plan/duration';
 import { checkHost } from '../shared/check-host';
+import { launchSpec } from '../shared/launch';
 import { describeFailure } from '../shared/failures';
 import {
   GUARDIAN_SIGNAL_DESCRIPTIONS,
@@ -211,7 +212,7 @@ export async function spotGuardian(input: GuardianInput): Promise<GuardianStatus
       };
       try {
         const launched = await long.launchInstance({
-          plan,
+          spec: launchSpec(plan),
           workflowId: guardianId,
           runId,
           step,

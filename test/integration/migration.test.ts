@@ -6,7 +6,7 @@ import { WorkflowFailedError } from '@temporalio/client';
 import { ApplicationFailure } from '@temporalio/common';
 import { MockActivityEnvironment } from '@temporalio/testing';
 import { createActivities } from '../../src/activities';
-import type { LaunchResult } from '../../src/activities/instances';
+import type { LaunchResult } from '../../src/shared/launch';
 import { TAG_PLAN, TAG_STEP, TAG_WORKFLOW } from '../../src/shared/constants';
 import { decideUpdate, statusQuery } from '../../src/shared/migration';
 import { useIntegration } from '../harness/lifecycle';

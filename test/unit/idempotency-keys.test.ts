@@ -2,7 +2,8 @@
  * Idempotency keys: clientToken (EC2 ClientToken), and the tags and token a launch request
  * carries, by which a retried attempt finds what an earlier one launched.
  */
-import { launchChoices, launchRequest, resourceTags, type LaunchInput } from '../../src/activities/instances';
+import { launchRequest, resourceTags } from '../../src/aws/ec2';
+import { launchChoices, launchSpec, type LaunchInput } from '../../src/shared/launch';
 import { clientToken } from '../../src/activities/util';
 import { validatePlan } from '../../src/plan/load';
 import type { Plan } from '../../src/plan/schema';
@@ -106,7 +107,7 @@ describe('resourceTags', () => {
   const plan: Plan = validatePlan(minimal());
 
   it("names the plan, workflow and step under the tool's tag keys, and a Name of plan and step", () => {
-    expect(resourceTags(plan, 'migrate-app', 'launch')).toEqual([
+    expect(resourceTags(plan.name, 'migrate-app', 'launch')).toEqual([
       { Key: 'Name', Value: 'app-launch' },
       { Key: 'ec2-gpu-migration:plan', Value: 'app' },
       { Key: 'ec2-gpu-migration:workflow', Value: 'migrate-app' },
@@ -116,7 +117,7 @@ describe('resourceTags', () => {
 
   it('adds extra tags after those', () => {
     expect(
-      resourceTags(plan, 'spot-guardian-app', 'replace-2', { 'ec2-gpu-migration:run': 'r-1', team: 'ml' }),
+      resourceTags(plan.name, 'spot-guardian-app', 'replace-2', { 'ec2-gpu-migration:run': 'r-1', team: 'ml' }),
     ).toEqual([
       { Key: 'Name', Value: 'app-replace-2' },
       { Key: 'ec2-gpu-migration:plan', Value: 'app' },
@@ -133,7 +134,7 @@ describe('the keys of a launch request', () => {
   const root = { deviceName: '/dev/xvda' };
   const [first] = launchChoices(plan);
   const input = (extra: Partial<LaunchInput> = {}): LaunchInput => ({
-    plan,
+    spec: launchSpec(plan),
     workflowId: 'migrate-app',
     step: 'launch',
     imageId: 'ami-0123456789abcdef0',

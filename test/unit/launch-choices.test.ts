@@ -2,7 +2,8 @@
  * launchChoices: the (instance type, subnet, market) choices a launch tries and their order; and
  * the market, subnet, volume and address settings of the RunInstances request each choice sends.
  */
-import { launchChoices, launchRequest, type LaunchChoice, type LaunchInput } from '../../src/activities/instances';
+import { launchRequest } from '../../src/aws/ec2';
+import { launchChoices, launchSpec, type LaunchChoice, type LaunchInput } from '../../src/shared/launch';
 import { validatePlan } from '../../src/plan/load';
 import type { Plan } from '../../src/plan/schema';
 import { minimal, type PlanData } from '../fixtures/bad-plans';
@@ -98,7 +99,7 @@ describe('launchChoices', () => {
 describe('launchRequest for a choice', () => {
   const root = { deviceName: '/dev/sda1' };
   const inputFor = (plan: Plan): LaunchInput => ({
-    plan,
+    spec: launchSpec(plan),
     workflowId: 'migrate-app',
     runId: 'run-1',
     step: 'launch',

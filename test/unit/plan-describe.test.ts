@@ -1,7 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parse } from 'yaml';
-import { launchChoices } from '../../src/activities/instances';
+import { launchChoices } from '../../src/shared/launch';
 import { describePlan, facesInternet, humanDuration, plannedIngress } from '../../src/plan/describe';
 import { validatePlan } from '../../src/plan/load';
 import type { Plan } from '../../src/plan/schema';

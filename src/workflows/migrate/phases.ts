@@ -6,6 +6,7 @@ import { ApplicationFailure, patched } from '@temporalio/workflow';
 import type { ServiceCheck } from '../../activities/checks';
 import type { IngressResult, Rule } from '../../activities/network';
 import { checkHost } from '../../shared/check-host';
+import { launchSpec } from '../../shared/launch';
 import type { Figure } from '../../shared/migration';
 import { joinSpotRouter } from '../router';
 import type { MigrationRun, NewInstance } from './run';
@@ -40,7 +41,7 @@ export async function launch(run: MigrationRun, imageId: string): Promise<NewIns
   });
   const vm = await run.phase(
     'launch',
-    () => run.acts.long.launchInstance({ plan, workflowId, runId, step: 'launch', imageId }),
+    () => run.acts.long.launchInstance({ spec: launchSpec(plan), workflowId, runId, step: 'launch', imageId }),
     (r) => ({
       instanceType: { value: r.instanceType, source: 'measured' },
       market: { value: r.market, source: 'measured' },

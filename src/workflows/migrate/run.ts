@@ -5,7 +5,7 @@
  */
 import { setCurrentDetails, setHandler, workflowInfo } from '@temporalio/workflow';
 import type { IngressResult } from '../../activities/network';
-import type { InstanceInfo, LaunchResult } from '../../activities/instances';
+import type { InstanceInfo, LaunchResult } from '../../shared/launch';
 import type { PreflightResult } from '../../activities/preflight';
 import type { InterruptionNotice } from '../../shared/spot';
 import type { Plan } from '../../plan/schema';
