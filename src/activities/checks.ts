@@ -160,12 +160,7 @@ export function createCheckActivities(remote: Remote, http: Fetch) {
   /** Phase 6: the configured synthesis request, timed; over its limit fails (retryably). */
   async function voiceCloneTest(input: { plan: Plan; host: string }): Promise<SynthesisResult> {
     const check = input.plan.checks.voiceClone;
-    if (!check)
-      throw ApplicationFailure.create({
-        type: ErrorType.NotConfigured,
-        message: 'checks.voiceClone is not set',
-        nonRetryable: true,
-      });
+    if (!check) throw notConfigured('checks.voiceClone');
     const port = input.plan.services.find((s) => s.name === check.service)?.port;
     const init: RequestInit = { method: check.method, headers: { 'content-type': 'application/json' } };
     if (check.method !== 'GET') init.body = JSON.stringify(check.body ?? {});
@@ -203,12 +198,7 @@ export function createCheckActivities(remote: Remote, http: Fetch) {
   /** Phase 10: latency samples against the plan's limits. */
   async function latencyTest(input: { plan: Plan; host: string }): Promise<LatencyResult> {
     const check = input.plan.checks.latency;
-    if (!check)
-      throw ApplicationFailure.create({
-        type: ErrorType.NotConfigured,
-        message: 'checks.latency is not set',
-        nonRetryable: true,
-      });
+    if (!check) throw notConfigured('checks.latency');
     const port = input.plan.services.find((s) => s.name === check.service)?.port;
     const samples: number[] = [];
     for (let i = 0; i < check.samples; i++) {
@@ -258,4 +248,13 @@ export function createCheckActivities(remote: Remote, http: Fetch) {
   }
 
   return { checkServices, readGpuFacts, voiceCloneTest, latencyTest };
+}
+
+/** Asked for a check the plan does not configure: no retry can help. */
+function notConfigured(field: string): ApplicationFailure {
+  return ApplicationFailure.create({
+    type: ErrorType.NotConfigured,
+    message: `${field} is not set`,
+    nonRetryable: true,
+  });
 }

@@ -49,17 +49,29 @@ interface LaunchProgress {
 /** StateReason codes of an instance that terminated in `pending` and that another pool may not share. */
 const POOL_STATE_REASONS = /^Server\./;
 
-export async function waitRunning(ec2: EC2Client, instanceId: string, maxWaitTime = 900): Promise<Instance> {
+/** An EC2 waiter over one instance, heartbeating while it waits and stopped when the activity is cancelled. */
+async function waitFor(
+  ec2: EC2Client,
+  instanceId: string,
+  until: string,
+  waiter: typeof waitUntilInstanceRunning,
+  maxWaitTime: number,
+  beat?: () => unknown,
+): Promise<void> {
   await withHeartbeat(
     () =>
-      aws(`wait for ${instanceId} to run`, () =>
-        waitUntilInstanceRunning(
+      aws(`wait for ${instanceId} to ${until}`, () =>
+        waiter(
           { client: ec2, maxWaitTime, minDelay: 2, maxDelay: 15, abortSignal: Context.current().cancellationSignal },
           { InstanceIds: [instanceId] },
         ),
       ),
-    () => ({ instanceId }),
+    beat,
   );
+}
+
+export async function waitRunning(ec2: EC2Client, instanceId: string, maxWaitTime = 900): Promise<Instance> {
+  await waitFor(ec2, instanceId, 'run', waitUntilInstanceRunning, maxWaitTime, () => ({ instanceId }));
   return describeInstance(ec2, instanceId);
 }
 
@@ -206,20 +218,7 @@ export function createInstanceActivities(clients: AwsClients) {
         return { instanceId: input.instanceId, state: 'gone' };
       throw err;
     }
-    await withHeartbeat(() =>
-      aws(`wait for ${input.instanceId} to terminate`, () =>
-        waitUntilInstanceTerminated(
-          {
-            client: ec2,
-            maxWaitTime: 900,
-            minDelay: 2,
-            maxDelay: 15,
-            abortSignal: Context.current().cancellationSignal,
-          },
-          { InstanceIds: [input.instanceId] },
-        ),
-      ),
-    );
+    await waitFor(ec2, input.instanceId, 'terminate', waitUntilInstanceTerminated, 900);
     return { instanceId: input.instanceId, state: 'terminated' };
   }
 
@@ -238,20 +237,7 @@ export function createInstanceActivities(clients: AwsClients) {
     await aws(`stop ${input.instanceId}`, () =>
       ec2.send(new StopInstancesCommand({ InstanceIds: [input.instanceId] })),
     );
-    await withHeartbeat(() =>
-      aws(`wait for ${input.instanceId} to stop`, () =>
-        waitUntilInstanceStopped(
-          {
-            client: ec2,
-            maxWaitTime: 1800,
-            minDelay: 2,
-            maxDelay: 15,
-            abortSignal: Context.current().cancellationSignal,
-          },
-          { InstanceIds: [input.instanceId] },
-        ),
-      ),
-    );
+    await waitFor(ec2, input.instanceId, 'stop', waitUntilInstanceStopped, 1800);
     return instanceInfo(await describeInstance(ec2, input.instanceId));
   }
 

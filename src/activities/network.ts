@@ -9,7 +9,7 @@ import {
 import { ApplicationFailure } from '@temporalio/activity';
 import { aws } from '../aws/call';
 import type { AwsClients } from '../aws/clients';
-import { plannedIngress } from '../plan/describe';
+import { plannedIngress } from '../plan/ingress';
 import type { Plan } from '../plan/schema';
 import { attempt } from './util';
 

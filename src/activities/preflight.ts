@@ -4,11 +4,6 @@ import {
   DescribeInstanceTypesCommand,
   DescribeSecurityGroupsCommand,
   DescribeSubnetsCommand,
-  RunInstancesCommand,
-  StopInstancesCommand,
-  AssociateAddressCommand,
-  AuthorizeSecurityGroupIngressCommand,
-  CreateImageCommand,
   type _InstanceType,
   type Image,
 } from '@aws-sdk/client-ec2';
@@ -17,13 +12,11 @@ import { ApplicationFailure } from '@temporalio/activity';
 import { aws } from '../aws/call';
 import type { AwsClients } from '../aws/clients';
 import type { Plan } from '../plan/schema';
-import { migrationWorkflowId } from '../shared/constants';
-import { ErrorType, isPermanentAwsError } from '../shared/errors';
-import { describeInstances, instanceInfo, launchRequest, resolveImageId, rootOf } from '../aws/ec2';
-import { launchSpec, type InstanceInfo } from '../shared/launch';
-import { imageRequest } from './images';
-import { permission, ruleDescription, type createNetworkActivities, type AddressInfo } from './network';
-import { plannedIngress } from '../plan/describe';
+import { ErrorType } from '../shared/errors';
+import { describeInstances, instanceInfo, resolveImageId, rootOf } from '../aws/ec2';
+import type { InstanceInfo } from '../shared/launch';
+import type { createNetworkActivities, AddressInfo } from './network';
+import { provePermissions } from './preflight-permissions';
 import { attempt } from './util';
 import { checkVcpuQuota, quotaOf } from './quotas';
 
@@ -243,81 +236,18 @@ export function createPreflight(clients: AwsClients, network: Network) {
       });
     }
 
-    // Permission, without side effects: DryRun answers DryRunOperation when we may act.
-    const permissions: string[] = [];
-    const dryRun = async (what: string, send: () => Promise<unknown>) => {
-      try {
-        await send();
-        warnings.push(`${what}: DryRun did not answer DryRunOperation`);
-      } catch (err) {
-        const code = (err as Error).name;
-        if (code === 'DryRunOperation') permissions.push(what);
-        else if (code === 'UnauthorizedOperation') problems.push(`IAM: not allowed to ${what}`);
-        else if (isPermanentAwsError(code, (err as Error).message))
-          problems.push(`${what}: DryRun answered ${code}: ${(err as Error).message}`);
-        else warnings.push(`${what}: DryRun answered ${code}`);
-      }
-    };
-    // The launch request exactly as the launch builds it (tags, market, volumes, metadata
-    // options): DryRun evaluates IAM and SCP conditions on what is sent.
     // The first subnet whose zone offers the type, as the launch would reach it.
     const zoneOf = new Map((subnetsOut?.Subnets ?? []).map((x) => [x.SubnetId ?? '', x.AvailabilityZone ?? '']));
     const subnetId =
       plan.target.subnetIds.find((id) => !offered || offered.has(`${plan.target.instanceType}@${zoneOf.get(id)}`)) ??
       plan.target.subnetIds[0];
-    const firstChoice = { instanceType: plan.target.instanceType, subnetId, market: plan.target.market };
-    const workflowId = migrationWorkflowId(plan.name);
-    const request = launchRequest(
-      { spec: launchSpec(plan), workflowId, step: 'launch', imageId: imageId ?? '' },
-      firstChoice,
-      root ?? { deviceName: '/dev/xvda' },
-    );
-    await dryRun(`ec2:RunInstances (${plan.target.market})`, () =>
-      ec2.send(new RunInstancesCommand({ ...request, DryRun: true })),
-    );
-    await dryRun('ec2:StopInstances (source)', () =>
-      ec2.send(new StopInstancesCommand({ DryRun: true, InstanceIds: [plan.source.instanceId] })),
-    );
-    // The backup image, tagged as stop-old tags it: a missing ec2:CreateImage would otherwise
-    // show only after a person approved.
-    await dryRun('ec2:CreateImage (backup of the source)', () =>
-      ec2.send(
-        new CreateImageCommand({
-          ...imageRequest(plan, workflowId, 'backup', plan.source.instanceId, `${plan.name}-backup-preflight`),
-          DryRun: true,
-        }),
-      ),
-    );
-    const [firstRule] = plannedIngress(plan);
-    if (firstRule) {
-      await dryRun('ec2:AuthorizeSecurityGroupIngress', () =>
-        ec2.send(
-          new AuthorizeSecurityGroupIngressCommand({
-            DryRun: true,
-            GroupId: plan.target.securityGroupIds[0],
-            IpPermissions: [
-              permission({
-                protocol: 'tcp',
-                fromPort: firstRule.port,
-                toPort: firstRule.port,
-                cidr: firstRule.cidr,
-                description: ruleDescription(plan),
-              }),
-            ],
-          }),
-        ),
-      );
-    }
-    await dryRun('ec2:AssociateAddress', () =>
-      ec2.send(
-        new AssociateAddressCommand({
-          DryRun: true,
-          AllocationId: plan.elasticIp.allocationId,
-          InstanceId: plan.source.instanceId,
-          AllowReassociation: true,
-        }),
-      ),
-    );
+    const proved = await provePermissions(ec2, plan, {
+      imageId: imageId ?? '',
+      root: root ?? { deviceName: '/dev/xvda' },
+      subnetId,
+    });
+    problems.push(...proved.problems);
+    warnings.push(...proved.warnings);
     if (problems.length > 0) {
       const unauthorized = problems.every((p) => p.startsWith('IAM:'));
       throw ApplicationFailure.create({
@@ -338,7 +268,7 @@ export function createPreflight(clients: AwsClients, network: Network) {
         availabilityZone: s.AvailabilityZone,
       })),
       instanceTypes,
-      permissions,
+      permissions: proved.permissions,
       warnings,
       attempt: attempt(),
     };

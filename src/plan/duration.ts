@@ -9,3 +9,6 @@ export function durationMs(value: string): number {
   if (!m) throw new TypeError(`not a duration: ${value}`);
   return Number(m[1]) * UNIT_MS[m[2] as keyof typeof UNIT_MS];
 }
+
+/** Positive durations as the plan writes them: 500ms, 5s, 10m, 2h, 7d. */
+export const POSITIVE_DURATION = /^[1-9]\d*(?:ms|s|m|h|d)$/;

@@ -254,25 +254,16 @@ export async function spotEventRouter(input: RouterInput): Promise<RouterStatus>
     const done: string[] = [];
     await Promise.all(
       messages.map(async (m) => {
-        if (!m.event.ok) {
-          log.warn('dropped a message that is no Spot event for us', {
-            messageId: m.messageId,
-            reason: m.event.reason,
-          });
+        // A message that can never be delivered is deleted, and said so.
+        const drop = (level: 'info' | 'warn', why: string, meta: Record<string, unknown>) => {
+          log[level](`dropped ${why}`, { messageId: m.messageId, ...meta });
           stats.messagesDropped++;
           done.push(m.receiptHandle);
-          return;
-        }
+        };
+        if (!m.event.ok) return drop('warn', 'a message that is no Spot event for us', { reason: m.event.reason });
         const guardianId = owner.get(m.event.instanceId);
-        if (!guardianId) {
-          log.info('dropped an event about an instance nobody guards', {
-            messageId: m.messageId,
-            instanceId: m.event.instanceId,
-          });
-          stats.messagesDropped++;
-          done.push(m.receiptHandle);
-          return;
-        }
+        if (!guardianId)
+          return drop('info', 'an event about an instance nobody guards', { instanceId: m.event.instanceId });
         await deliver(m.event.instanceId, guardianId, {
           instanceId: m.event.instanceId,
           kind: m.event.kind,

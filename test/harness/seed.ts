@@ -18,7 +18,7 @@ import {
 import { GetParameterCommand } from '@aws-sdk/client-ssm';
 import { randomBytes } from 'node:crypto';
 import type { AwsClients } from '../../src/aws/clients';
-import { plannedIngress } from '../../src/plan/describe';
+import { plannedIngress } from '../../src/plan/ingress';
 import { validatePlan } from '../../src/plan/load';
 import type { Plan } from '../../src/plan/schema';
 import { TAG_PLAN } from '../../src/shared/constants';

@@ -15,7 +15,7 @@ import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import type { Client, WorkflowHandle } from '@temporalio/client';
 import { TestWorkflowEnvironment } from '@temporalio/testing';
-import { plannedIngress } from '../../src/plan/describe';
+import { plannedIngress } from '../../src/plan/ingress';
 import { TAG_PLAN, TAG_STEP } from '../../src/shared/constants';
 import {
   decideUpdate,

@@ -4,7 +4,7 @@
  */
 import { ApplicationFailure } from '@temporalio/common';
 import { toFailure } from '../../src/aws/call';
-import { executionTimeout, outputCut, shellScript } from '../../src/activities/remote';
+import { executionTimeout, outputCut, shellScript } from '../../src/activities/ssm-script';
 import { isPermanentAwsError } from '../../src/shared/errors';
 
 /** An AWS SDK error as the SDK throws it: `name` is the AWS code. */

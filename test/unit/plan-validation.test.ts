@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { stringify } from 'yaml';
 import { durationMs } from '../../src/plan/duration';
 import { loadPlanFile, parsePlanText, PlanError, validatePlan, type PlanProblem } from '../../src/plan/load';
-import { canonicalCidr, isCidr } from '../../src/plan/schema';
+import { canonicalCidr, isCidr } from '../../src/plan/cidr';
 import { BAD_PLANS as cases, EXAMPLE_FILE, EXAMPLE_TEXT, badPlanText, example, minimal } from '../fixtures/bad-plans';
 
 function problemsOf(text: string): PlanProblem[] {
