@@ -14,6 +14,7 @@ import {
 import type { Activities } from '../activities';
 import { durationMs } from '../plan/duration';
 import { checkHost } from '../shared/check-host';
+import { checksSpec } from '../shared/checks';
 import { launchSpec } from '../shared/launch';
 import { describeFailure } from '../shared/failures';
 import {
@@ -250,7 +251,7 @@ export async function spotGuardian(input: GuardianInput): Promise<GuardianStatus
               timeoutSeconds: 3600,
             });
         }
-        await checks.checkServices({ plan, instanceId: launched.instanceId, host, scope: 'all' });
+        await checks.checkServices({ spec: checksSpec(plan), instanceId: launched.instanceId, host, scope: 'all' });
         event.healthyAt = new Date().toISOString();
         const moved = await quick.associateAddress({
           region: plan.region,
@@ -261,7 +262,7 @@ export async function spotGuardian(input: GuardianInput): Promise<GuardianStatus
         instanceId = launched.instanceId;
         carried.replacements++;
         await checks.checkServices({
-          plan,
+          spec: checksSpec(plan),
           instanceId: launched.instanceId,
           host: checkHost(plan.checks, moved.publicIp),
           scope: 'public',
