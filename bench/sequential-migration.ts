@@ -18,6 +18,7 @@ import { createAwsClients } from '../src/aws/clients';
 import type { Plan } from '../src/plan/schema';
 import { checksSpec } from '../src/shared/checks';
 import { launchSpec } from '../src/shared/launch';
+import { ingressPlan, planRef } from '../src/shared/plan-slices';
 
 const endpoint = process.env.AWS_ENDPOINT_URL;
 if (!endpoint) throw new Error('AWS_ENDPOINT_URL is not set');
@@ -63,7 +64,7 @@ export async function migrate(
   });
   const instanceId = launched.instanceId;
   const spec = checksSpec(plan);
-  await call('applyIngress', { plan });
+  await call('applyIngress', { plan: ingressPlan(plan) });
   const newHost = launched.publicIp as string;
   const remote = (label: string, commands: string[], timeoutSeconds: number) =>
     commands.length ? call('runRemote', { region, instanceId, label, commands, timeoutSeconds }) : undefined;
@@ -82,9 +83,15 @@ export async function migrate(
   if (plan.checks.voiceClone) await call('voiceCloneTest', { spec, host: served });
   // (Approval: a person's decision; the benchmark leaves its wait out of both figures.)
   await call('stopInstance', { region, instanceId: plan.source.instanceId });
-  await call('createImage', { plan, workflowId, step: 'backup', instanceId: plan.source.instanceId, stamp });
+  await call('createImage', {
+    plan: planRef(plan),
+    workflowId,
+    step: 'backup',
+    instanceId: plan.source.instanceId,
+    stamp,
+  });
   await remote('sync before the golden image', ['sync'], 600);
-  await call('createImage', { plan, workflowId, step: 'golden', instanceId, stamp });
+  await call('createImage', { plan: planRef(plan), workflowId, step: 'golden', instanceId, stamp });
   await call('getInstance', { region, instanceId });
   await call('prices', {
     region,

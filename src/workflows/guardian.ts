@@ -33,6 +33,7 @@ import {
 import { TAG_GUARDED } from '../shared/constants';
 import { checksOptions, REPLACEMENT } from './options';
 import { joinSpotRouter } from './router';
+import { imagePlan, planRef } from '../shared/plan-slices';
 
 const quick = proxyActivities<Activities>(REPLACEMENT.quick);
 const long = proxyActivities<Activities>(REPLACEMENT.long);
@@ -145,7 +146,7 @@ export async function spotGuardian(input: GuardianInput): Promise<GuardianStatus
     // The golden images of the plan beyond spot.keepGoldenImages go (never the one in use).
     if (input.goldenImageId && patched('prune-golden-images')) {
       await quick
-        .pruneGoldenImages({ plan, keep: plan.spot.keepGoldenImages ?? 3, inUse: input.goldenImageId })
+        .pruneGoldenImages({ plan: planRef(plan), keep: plan.spot.keepGoldenImages ?? 3, inUse: input.goldenImageId })
         .catch((err: Error) => log.warn('could not prune golden images', { error: err.message }));
     }
     await quick.markGuarded({ region: plan.region, instanceId, guardianId });
@@ -217,7 +218,7 @@ export async function spotGuardian(input: GuardianInput): Promise<GuardianStatus
           workflowId: guardianId,
           runId,
           step,
-          imageId: goldenImageId ?? (await quick.resolveImage({ plan })),
+          imageId: goldenImageId ?? (await quick.resolveImage({ plan: imagePlan(plan) })),
           tags: { [TAG_GUARDED]: guardianId },
         });
         Object.assign(event, {

@@ -7,6 +7,7 @@ import type { ServiceCheck } from '../../shared/checks';
 import type { IngressResult, Rule } from '../../activities/network';
 import { checkHost } from '../../shared/check-host';
 import { launchSpec } from '../../shared/launch';
+import { ingressPlan } from '../../shared/plan-slices';
 import type { Figure } from '../../shared/migration';
 import { joinSpotRouter } from '../router';
 import type { MigrationRun, NewInstance } from './run';
@@ -134,11 +135,11 @@ export async function openIngress(run: MigrationRun): Promise<void> {
   run.undoable({
     name: 'undo the security-group changes',
     phase: 'security-group',
-    run: () => run.acts.undo.undoIngress({ plan, restore: run.ingress?.revoked ?? ([] as Rule[]) }),
+    run: () => run.acts.undo.undoIngress({ plan: ingressPlan(plan), restore: run.ingress?.revoked ?? ([] as Rule[]) }),
   });
   const opened = await run.phase(
     'security-group',
-    () => run.acts.quick.applyIngress({ plan }),
+    () => run.acts.quick.applyIngress({ plan: ingressPlan(plan) }),
     (r) => ({
       added: { value: r.added.length, source: 'measured' },
       unplanned: { value: r.unplanned.length, source: 'measured' },
