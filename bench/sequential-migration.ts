@@ -16,6 +16,9 @@ import { MockActivityEnvironment } from '@temporalio/testing';
 import { createActivities } from '../src/activities';
 import { createAwsClients } from '../src/aws/clients';
 import type { Plan } from '../src/plan/schema';
+import { checksSpec } from '../src/shared/checks';
+import { launchSpec } from '../src/shared/launch';
+import { ingressPlan, planRef } from '../src/shared/plan-slices';
 
 const endpoint = process.env.AWS_ENDPOINT_URL;
 if (!endpoint) throw new Error('AWS_ENDPOINT_URL is not set');
@@ -53,14 +56,15 @@ export async function migrate(
 
   const preflight = await call('preflight', { plan });
   const launched = await call('launchInstance', {
-    plan,
+    spec: launchSpec(plan),
     workflowId,
     runId: workflowId,
     step: 'launch',
     imageId: preflight.imageId,
   });
   const instanceId = launched.instanceId;
-  await call('applyIngress', { plan });
+  const spec = checksSpec(plan);
+  await call('applyIngress', { plan: ingressPlan(plan) });
   const newHost = launched.publicIp as string;
   const remote = (label: string, commands: string[], timeoutSeconds: number) =>
     commands.length ? call('runRemote', { region, instanceId, label, commands, timeoutSeconds }) : undefined;
@@ -69,19 +73,25 @@ export async function migrate(
   await remote('source', plan.remote.deploy, 3 * 3600);
   await remote('build', plan.remote.build, 3 * 3600);
   await remote('start', plan.remote.start, 3600);
-  await call('checkServices', { plan, instanceId, host: newHost, scope: 'all' });
-  if (plan.checks.voiceClone) await call('voiceCloneTest', { plan, host: newHost });
-  await call('checkServices', { plan, instanceId, host: newHost, scope: 'public' });
+  await call('checkServices', { spec, instanceId, host: newHost, scope: 'all' });
+  if (plan.checks.voiceClone) await call('voiceCloneTest', { spec, host: newHost });
+  await call('checkServices', { spec, instanceId, host: newHost, scope: 'public' });
   const moved = await call('associateAddress', { region, allocationId: plan.elasticIp.allocationId, instanceId });
   const served = moved.publicIp as string;
-  await call('checkServices', { plan, instanceId, host: served, scope: 'public' });
-  if (plan.checks.latency) await call('latencyTest', { plan, host: served });
-  if (plan.checks.voiceClone) await call('voiceCloneTest', { plan, host: served });
+  await call('checkServices', { spec, instanceId, host: served, scope: 'public' });
+  if (plan.checks.latency) await call('latencyTest', { spec, host: served });
+  if (plan.checks.voiceClone) await call('voiceCloneTest', { spec, host: served });
   // (Approval: a person's decision; the benchmark leaves its wait out of both figures.)
   await call('stopInstance', { region, instanceId: plan.source.instanceId });
-  await call('createImage', { plan, workflowId, step: 'backup', instanceId: plan.source.instanceId, stamp });
+  await call('createImage', {
+    plan: planRef(plan),
+    workflowId,
+    step: 'backup',
+    instanceId: plan.source.instanceId,
+    stamp,
+  });
   await remote('sync before the golden image', ['sync'], 600);
-  await call('createImage', { plan, workflowId, step: 'golden', instanceId, stamp });
+  await call('createImage', { plan: planRef(plan), workflowId, step: 'golden', instanceId, stamp });
   await call('getInstance', { region, instanceId });
   await call('prices', {
     region,

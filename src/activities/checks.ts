@@ -1,48 +1,21 @@
 import { ApplicationFailure } from '@temporalio/activity';
-import type { Plan, ServiceSpec } from '../plan/schema';
+import type { ServiceSpec } from '../plan/schema';
+import {
+  specOf,
+  type ChecksInput,
+  type ChecksSpec,
+  type GpuFacts,
+  type HttpTestInput,
+  type LatencyResult,
+  type PlanChecksInput,
+  type PlanHttpTestInput,
+  type ServiceCheck,
+  type SynthesisResult,
+} from '../shared/checks';
 import { ErrorType } from '../shared/errors';
 import type { Figure } from '../shared/migration';
 import { attempt, percentile } from './util';
 import type { createRemoteRunner } from './remote';
-
-export interface ServiceCheck {
-  service: string;
-  port: number;
-  public: boolean;
-  via: 'http' | 'ssm';
-  ok: boolean;
-  status?: number;
-  ms?: number;
-  error?: string;
-}
-
-export interface ChecksInput {
-  plan: Plan;
-  instanceId: string;
-  /** The address public services are checked at (the instance's, or the Elastic IP). */
-  host: string;
-  scope: 'all' | 'public';
-}
-
-export interface GpuFacts {
-  name: Figure;
-  memory: Figure;
-  driver: Figure;
-  cuda: Figure;
-}
-
-export interface LatencyResult {
-  samples: number[];
-  figures: Record<'averageMs' | 'p50Ms' | 'p95Ms' | 'maxMs' | 'minMs', Figure>;
-  attempt: number;
-}
-
-export interface SynthesisResult {
-  seconds: number;
-  status: number;
-  bytes: number;
-  attempt: number;
-}
 
 type Fetch = typeof fetch;
 type Remote = ReturnType<typeof createRemoteRunner>;
@@ -87,7 +60,7 @@ export function createCheckActivities(remote: Remote, http: Fetch) {
     return { status: res.status, ms: performance.now() - started, bytes: body.byteLength };
   }
 
-  async function checkPublic(plan: Plan, host: string, s: ServiceSpec): Promise<ServiceCheck> {
+  async function checkPublic(plan: ChecksSpec, host: string, s: ServiceSpec): Promise<ServiceCheck> {
     const base = { service: s.name, port: s.port, public: true, via: 'http' as const };
     try {
       const r = await timedRequest(
@@ -102,7 +75,7 @@ export function createCheckActivities(remote: Remote, http: Fetch) {
     }
   }
 
-  async function checkPrivate(plan: Plan, instanceId: string, s: ServiceSpec): Promise<ServiceCheck> {
+  async function checkPrivate(plan: ChecksSpec, instanceId: string, s: ServiceSpec): Promise<ServiceCheck> {
     const base = { service: s.name, port: s.port, public: false, via: 'ssm' as const };
     const out = await remote.run({
       region: plan.region,
@@ -124,8 +97,10 @@ export function createCheckActivities(remote: Remote, http: Fetch) {
   }
 
   /** Phases 5 and 8: every service answers (public ones over HTTP, private ones via SSM). */
-  async function checkServices(input: ChecksInput): Promise<{ results: ServiceCheck[]; attempt: number }> {
-    const { plan } = input;
+  async function checkServices(
+    input: ChecksInput | PlanChecksInput,
+  ): Promise<{ results: ServiceCheck[]; attempt: number }> {
+    const plan = specOf(input);
     const services = plan.services.filter((s) => s.public || input.scope === 'all');
     const results = await Promise.all(
       services.map((s) => (s.public ? checkPublic(plan, input.host, s) : checkPrivate(plan, input.instanceId, s))),
@@ -158,10 +133,11 @@ export function createCheckActivities(remote: Remote, http: Fetch) {
   }
 
   /** Phase 6: the configured synthesis request, timed; over its limit fails (retryably). */
-  async function voiceCloneTest(input: { plan: Plan; host: string }): Promise<SynthesisResult> {
-    const check = input.plan.checks.voiceClone;
+  async function voiceCloneTest(input: HttpTestInput | PlanHttpTestInput): Promise<SynthesisResult> {
+    const plan = specOf(input);
+    const check = plan.checks.voiceClone;
     if (!check) throw notConfigured('checks.voiceClone');
-    const port = input.plan.services.find((s) => s.name === check.service)?.port;
+    const port = plan.services.find((s) => s.name === check.service)?.port;
     const init: RequestInit = { method: check.method, headers: { 'content-type': 'application/json' } };
     if (check.method !== 'GET') init.body = JSON.stringify(check.body ?? {});
     let r: { status: number; ms: number; bytes: number };
@@ -169,7 +145,7 @@ export function createCheckActivities(remote: Remote, http: Fetch) {
       r = await timedRequest(
         `http://${input.host}:${port}${check.path}`,
         init,
-        Math.max(check.maxSeconds * 5, input.plan.checks.requestTimeoutSeconds),
+        Math.max(check.maxSeconds * 5, plan.checks.requestTimeoutSeconds),
       );
     } catch (err) {
       throw ApplicationFailure.create({
@@ -196,10 +172,11 @@ export function createCheckActivities(remote: Remote, http: Fetch) {
   }
 
   /** Phase 10: latency samples against the plan's limits. */
-  async function latencyTest(input: { plan: Plan; host: string }): Promise<LatencyResult> {
-    const check = input.plan.checks.latency;
+  async function latencyTest(input: HttpTestInput | PlanHttpTestInput): Promise<LatencyResult> {
+    const plan = specOf(input);
+    const check = plan.checks.latency;
     if (!check) throw notConfigured('checks.latency');
-    const port = input.plan.services.find((s) => s.name === check.service)?.port;
+    const port = plan.services.find((s) => s.name === check.service)?.port;
     const samples: number[] = [];
     for (let i = 0; i < check.samples; i++) {
       let r: { status: number; ms: number };
@@ -207,7 +184,7 @@ export function createCheckActivities(remote: Remote, http: Fetch) {
         r = await timedRequest(
           `http://${input.host}:${port}${check.path}`,
           { method: 'GET' },
-          input.plan.checks.requestTimeoutSeconds,
+          plan.checks.requestTimeoutSeconds,
         );
       } catch (err) {
         throw ApplicationFailure.create({

@@ -11,7 +11,7 @@ import {
 import { ApplicationFailure, Context } from '@temporalio/activity';
 import { aws } from '../aws/call';
 import type { AwsClients } from '../aws/clients';
-import type { Plan } from '../plan/schema';
+import type { PlanRef } from '../shared/plan-slices';
 import { TAG_PLAN, TAG_STEP, TAG_WORKFLOW } from '../shared/constants';
 import { resourceTags } from '../aws/ec2';
 import { attempt, withHeartbeat } from './util';
@@ -30,7 +30,7 @@ export interface ImageResult {
  * are what is billed, and what `cleanup` finds again). Preflight DryRuns the same request.
  */
 export function imageRequest(
-  plan: Plan,
+  plan: PlanRef,
   workflowId: string,
   step: string,
   instanceId: string,
@@ -50,14 +50,14 @@ export function imageRequest(
 }
 
 /** The filters that find what the tool made for one step of a plan. */
-const taggedFor = (plan: Plan, step: string) => [
+const taggedFor = (plan: PlanRef, step: string) => [
   { Name: `tag:${TAG_PLAN}`, Values: [plan.name] },
   { Name: `tag:${TAG_STEP}`, Values: [step] },
 ];
 
 export function createImageActivities(clients: AwsClients) {
   async function findImage(
-    plan: Plan,
+    plan: PlanRef,
     workflowId: string,
     step: string,
     sourceInstanceId: string,
@@ -89,7 +89,7 @@ export function createImageActivities(clients: AwsClients) {
    * (the workflow runs `sync` on it first); the stopped one needs no reboot.
    */
   async function createImage(input: {
-    plan: Plan;
+    plan: PlanRef;
     workflowId: string;
     step: 'backup' | 'golden';
     instanceId: string;
@@ -140,7 +140,7 @@ export function createImageActivities(clients: AwsClients) {
   }
 
   /** The plan's images of one step (`golden`, `backup`), newest first. */
-  async function imagesOf(plan: Plan, step: string): Promise<Image[]> {
+  async function imagesOf(plan: PlanRef, step: string): Promise<Image[]> {
     const out = await aws(`list the ${step} images of ${plan.name}`, () =>
       clients.ec2(plan.region).send(
         new DescribeImagesCommand({
@@ -153,7 +153,7 @@ export function createImageActivities(clients: AwsClients) {
   }
 
   /** Snapshots tagged with the plan (and step) that no image of the account uses any more. */
-  async function orphanSnapshots(plan: Plan, step: string, images: Image[]): Promise<string[]> {
+  async function orphanSnapshots(plan: PlanRef, step: string, images: Image[]): Promise<string[]> {
     const used = new Set(
       images.flatMap((i) => (i.BlockDeviceMappings ?? []).map((m) => m.Ebs?.SnapshotId).filter(Boolean)),
     );
@@ -203,7 +203,7 @@ export function createImageActivities(clients: AwsClients) {
    * a crash between the two). Idempotent.
    */
   async function pruneGoldenImages(input: {
-    plan: Plan;
+    plan: PlanRef;
     keep: number;
     inUse?: string;
   }): Promise<{ kept: string[]; deregistered: string[]; snapshotsDeleted: string[] }> {

@@ -23,7 +23,7 @@ import {
   resolveImageId,
 } from '../aws/ec2';
 import { CAPACITY_CODES } from '../aws/retry';
-import type { Plan } from '../plan/schema';
+import type { ImagePlan } from '../shared/plan-slices';
 import { ErrorType } from '../shared/errors';
 import {
   launchChoices,
@@ -258,7 +258,7 @@ export function createInstanceActivities(clients: AwsClients) {
     }
   }
 
-  async function resolveImage(input: { plan: Plan }): Promise<string> {
+  async function resolveImage(input: { plan: ImagePlan }): Promise<string> {
     return resolveImageId(clients, input.plan);
   }
 

@@ -10,7 +10,7 @@ import { ApplicationFailure } from '@temporalio/activity';
 import { aws } from '../aws/call';
 import type { AwsClients } from '../aws/clients';
 import { plannedIngress } from '../plan/ingress';
-import type { Plan } from '../plan/schema';
+import type { IngressPlan, PlanRef } from '../shared/plan-slices';
 import { attempt } from './util';
 
 /** One ingress rule as we compare them: a TCP port (or range) from one IPv4 CIDR. */
@@ -46,7 +46,7 @@ export interface AddressInfo {
 
 const key = (r: Rule) => `${r.protocol}/${r.fromPort}-${r.toPort}/${r.cidr}`;
 
-export const ruleDescription = (plan: Plan) => `ec2-gpu-migration:${plan.name}`;
+export const ruleDescription = (plan: Pick<PlanRef, 'name'>) => `ec2-gpu-migration:${plan.name}`;
 
 /**
  * Every rule of a group's permissions: IPv4 ranges, IPv6 ranges (`::/0`) and prefix lists
@@ -141,7 +141,7 @@ export function createNetworkActivities(clients: AwsClients) {
    * Phase 7: makes the first target security group's ingress match the plan. Rules we add carry
    * our description, so a retry or the rollback finds exactly what this plan added.
    */
-  async function applyIngress(input: { plan: Plan }): Promise<IngressResult> {
+  async function applyIngress(input: { plan: IngressPlan }): Promise<IngressResult> {
     const { plan } = input;
     const groupId = plan.target.securityGroupIds[0];
     const description = ruleDescription(plan);
@@ -173,7 +173,10 @@ export function createNetworkActivities(clients: AwsClients) {
   }
 
   /** Rollback of phase 7: revokes the rules this plan added and restores what it revoked. */
-  async function undoIngress(input: { plan: Plan; restore: Rule[] }): Promise<{ revoked: Rule[]; restored: Rule[] }> {
+  async function undoIngress(input: {
+    plan: IngressPlan;
+    restore: Rule[];
+  }): Promise<{ revoked: Rule[]; restored: Rule[] }> {
     const { plan } = input;
     const groupId = plan.target.securityGroupIds[0];
     const ours = (await describeGroup(plan.region, groupId)).filter((r) => r.description === ruleDescription(plan));

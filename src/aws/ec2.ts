@@ -14,7 +14,7 @@ import {
 } from '@aws-sdk/client-ec2';
 import { GetParameterCommand } from '@aws-sdk/client-ssm';
 import { ApplicationFailure } from '@temporalio/common';
-import type { Plan } from '../plan/schema';
+import type { ImagePlan } from '../shared/plan-slices';
 import { TAG_PLAN, TAG_RUN, TAG_STEP, TAG_WORKFLOW } from '../shared/constants';
 import { ErrorType } from '../shared/errors';
 import { GONE_STATES, KEPT_STATES, type InstanceState } from '../shared/instance-states';
@@ -107,7 +107,7 @@ export function deathOf(i: Instance): { code: string; message: string } | undefi
 }
 
 /** The AMI the plan names, directly or through an SSM parameter. */
-export async function resolveImageId(clients: AwsClients, plan: Plan): Promise<string> {
+export async function resolveImageId(clients: AwsClients, plan: ImagePlan): Promise<string> {
   if (plan.target.imageId) return plan.target.imageId;
   const name = plan.target.imageParameter as string;
   const out = await aws(`read the image id from SSM parameter ${name}`, () =>

@@ -41,7 +41,7 @@ export function facesInternet(cidr: string): boolean {
  * The ingress the plan asks for: each public service's port from each of `ingress.publicCidrs`,
  * and SSH from each of `ingress.adminCidrs`. Private services get no rule.
  */
-export function plannedIngress(plan: Plan): IngressRule[] {
+export function plannedIngress(plan: Pick<Plan, 'services' | 'ingress'>): IngressRule[] {
   const rules: IngressRule[] = [];
   for (const service of plan.services) {
     if (!service.public) continue;

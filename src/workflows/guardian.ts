@@ -14,6 +14,7 @@ import {
 import type { Activities } from '../activities';
 import { durationMs } from '../plan/duration';
 import { checkHost } from '../shared/check-host';
+import { checksSpec } from '../shared/checks';
 import { launchSpec } from '../shared/launch';
 import { describeFailure } from '../shared/failures';
 import {
@@ -32,6 +33,7 @@ import {
 import { TAG_GUARDED } from '../shared/constants';
 import { checksOptions, REPLACEMENT } from './options';
 import { joinSpotRouter } from './router';
+import { imagePlan, planRef } from '../shared/plan-slices';
 
 const quick = proxyActivities<Activities>(REPLACEMENT.quick);
 const long = proxyActivities<Activities>(REPLACEMENT.long);
@@ -144,7 +146,7 @@ export async function spotGuardian(input: GuardianInput): Promise<GuardianStatus
     // The golden images of the plan beyond spot.keepGoldenImages go (never the one in use).
     if (input.goldenImageId && patched('prune-golden-images')) {
       await quick
-        .pruneGoldenImages({ plan, keep: plan.spot.keepGoldenImages ?? 3, inUse: input.goldenImageId })
+        .pruneGoldenImages({ plan: planRef(plan), keep: plan.spot.keepGoldenImages ?? 3, inUse: input.goldenImageId })
         .catch((err: Error) => log.warn('could not prune golden images', { error: err.message }));
     }
     await quick.markGuarded({ region: plan.region, instanceId, guardianId });
@@ -216,7 +218,7 @@ export async function spotGuardian(input: GuardianInput): Promise<GuardianStatus
           workflowId: guardianId,
           runId,
           step,
-          imageId: goldenImageId ?? (await quick.resolveImage({ plan })),
+          imageId: goldenImageId ?? (await quick.resolveImage({ plan: imagePlan(plan) })),
           tags: { [TAG_GUARDED]: guardianId },
         });
         Object.assign(event, {
@@ -250,7 +252,7 @@ export async function spotGuardian(input: GuardianInput): Promise<GuardianStatus
               timeoutSeconds: 3600,
             });
         }
-        await checks.checkServices({ plan, instanceId: launched.instanceId, host, scope: 'all' });
+        await checks.checkServices({ spec: checksSpec(plan), instanceId: launched.instanceId, host, scope: 'all' });
         event.healthyAt = new Date().toISOString();
         const moved = await quick.associateAddress({
           region: plan.region,
@@ -261,7 +263,7 @@ export async function spotGuardian(input: GuardianInput): Promise<GuardianStatus
         instanceId = launched.instanceId;
         carried.replacements++;
         await checks.checkServices({
-          plan,
+          spec: checksSpec(plan),
           instanceId: launched.instanceId,
           host: checkHost(plan.checks, moved.publicIp),
           scope: 'public',

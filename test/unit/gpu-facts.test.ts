@@ -2,7 +2,8 @@
  * parseGpuFacts: GPU name, memory, driver and CUDA version read from what GPU_FACTS_COMMAND
  * prints (nvidia-smi's CSV line per GPU, then the CUDA version line).
  */
-import { GPU_FACTS_COMMAND, parseGpuFacts, type GpuFacts } from '../../src/activities/checks';
+import { GPU_FACTS_COMMAND, parseGpuFacts } from '../../src/activities/checks';
+import type { GpuFacts } from '../../src/shared/checks';
 import type { Figure } from '../../src/shared/migration';
 
 const NOT_REPORTED: Figure = { value: null, source: 'not reported by the instance' };

@@ -18,6 +18,7 @@ import type { Plan } from '../../plan/schema';
 import { guardianWorkflowId } from '../../shared/constants';
 import { ErrorType } from '../../shared/errors';
 import { describeFailure } from '../../shared/failures';
+import { planRef } from '../../shared/plan-slices';
 import { goldenImageSignal, interruptionSignal } from '../../shared/spot';
 import { spotGuardian } from '../guardian';
 import { failIfInterrupted } from './messages';
@@ -76,7 +77,7 @@ export async function stopOld(run: MigrationRun): Promise<void> {
       const stopFirst = patched('backup-after-stop');
       const stoppedBefore = stopFirst ? await long.stopInstance(old) : undefined;
       const backup = await long.createImage({
-        plan,
+        plan: planRef(plan),
         workflowId: run.workflowId,
         step: 'backup',
         instanceId: plan.source.instanceId,
@@ -121,7 +122,13 @@ export async function afterCutOver(run: MigrationRun, vm: NewInstance): Promise<
       });
     }
     const stamp = run.startedAt.slice(0, 10);
-    const golden = await long.createImage({ plan, workflowId, step: 'golden', instanceId: vm.instanceId, stamp });
+    const golden = await long.createImage({
+      plan: planRef(plan),
+      workflowId,
+      step: 'golden',
+      instanceId: vm.instanceId,
+      stamp,
+    });
     images.golden = golden.imageId;
   } catch (err) {
     run.warnings.push(`the golden image of ${vm.instanceId} could not be made: ${describeFailure(err)}`);
@@ -130,7 +137,7 @@ export async function afterCutOver(run: MigrationRun, vm: NewInstance): Promise<
   if (images.golden && patched('prune-golden-images')) {
     try {
       const keep = plan.spot.keepGoldenImages ?? 3;
-      const pruned = await quick.pruneGoldenImages({ plan, keep, inUse: images.golden });
+      const pruned = await quick.pruneGoldenImages({ plan: planRef(plan), keep, inUse: images.golden });
       if (pruned.deregistered.length) images.deregistered = pruned.deregistered;
     } catch (err) {
       run.warnings.push(

@@ -3,10 +3,11 @@
  * figures it records. Workflow code only.
  */
 import { ApplicationFailure, patched } from '@temporalio/workflow';
-import type { ServiceCheck } from '../../activities/checks';
+import type { ServiceCheck } from '../../shared/checks';
 import type { IngressResult, Rule } from '../../activities/network';
 import { checkHost } from '../../shared/check-host';
 import { launchSpec } from '../../shared/launch';
+import { ingressPlan } from '../../shared/plan-slices';
 import type { Figure } from '../../shared/migration';
 import { joinSpotRouter } from '../router';
 import type { MigrationRun, NewInstance } from './run';
@@ -100,7 +101,12 @@ export async function startServices(run: MigrationRun, vm: NewInstance): Promise
     'start',
     async () => {
       if (run.plan.remote.start.length > 0) await run.runCommands('start', vm, run.plan.remote.start, 3600);
-      return run.acts.checks.checkServices({ plan: run.plan, instanceId: vm.instanceId, host: vm.host, scope: 'all' });
+      return run.acts.checks.checkServices({
+        spec: run.checks,
+        instanceId: vm.instanceId,
+        host: vm.host,
+        scope: 'all',
+      });
     },
     (r) => checkFigures(r.results, (c) => `ms (${c.via})`),
   );
@@ -115,7 +121,7 @@ export async function voiceTest(run: MigrationRun, vm: NewInstance): Promise<voi
   }
   await run.phase(
     'voice-test',
-    () => run.acts.checks.voiceCloneTest({ plan: run.plan, host: vm.host }),
+    () => run.acts.checks.voiceCloneTest({ spec: run.checks, host: vm.host }),
     (r) => ({
       synthesisSeconds: { value: r.seconds, unit: 's', source: 'measured' },
       limitSeconds: { value: vc.maxSeconds, unit: 's', source: 'configured' },
@@ -129,11 +135,11 @@ export async function openIngress(run: MigrationRun): Promise<void> {
   run.undoable({
     name: 'undo the security-group changes',
     phase: 'security-group',
-    run: () => run.acts.undo.undoIngress({ plan, restore: run.ingress?.revoked ?? ([] as Rule[]) }),
+    run: () => run.acts.undo.undoIngress({ plan: ingressPlan(plan), restore: run.ingress?.revoked ?? ([] as Rule[]) }),
   });
   const opened = await run.phase(
     'security-group',
-    () => run.acts.quick.applyIngress({ plan }),
+    () => run.acts.quick.applyIngress({ plan: ingressPlan(plan) }),
     (r) => ({
       added: { value: r.added.length, source: 'measured' },
       unplanned: { value: r.unplanned.length, source: 'measured' },
@@ -162,7 +168,8 @@ function ingressWarnings({ plan }: MigrationRun, opened: IngressResult): string[
 export async function checkConnectivity(run: MigrationRun, vm: NewInstance): Promise<void> {
   await run.phase(
     'connectivity',
-    () => run.acts.checks.checkServices({ plan: run.plan, instanceId: vm.instanceId, host: vm.host, scope: 'public' }),
+    () =>
+      run.acts.checks.checkServices({ spec: run.checks, instanceId: vm.instanceId, host: vm.host, scope: 'public' }),
     (r) => checkFigures(r.results, () => 'ms'),
   );
 }
@@ -186,7 +193,7 @@ export async function switchElasticIp(run: MigrationRun, vm: NewInstance): Promi
     async () => {
       const a = await run.acts.quick.associateAddress({ region: plan.region, allocationId, instanceId: vm.instanceId });
       const host = checkHost(plan.checks, a.publicIp);
-      await run.acts.checks.checkServices({ plan, instanceId: vm.instanceId, host, scope: 'public' });
+      await run.acts.checks.checkServices({ spec: run.checks, instanceId: vm.instanceId, host, scope: 'public' });
       return a;
     },
     (r) => ({
@@ -212,13 +219,13 @@ export async function performanceTest(run: MigrationRun, host: string): Promise<
       // The phase's attempts: the most any of its tests needed.
       let attempt: number | undefined;
       if (plan.checks.latency) {
-        const r = await run.acts.checks.latencyTest({ plan, host });
+        const r = await run.acts.checks.latencyTest({ spec: run.checks, host });
         run.latency = r.figures;
         Object.assign(figures, r.figures);
         attempt = r.attempt;
       }
       if (plan.checks.voiceClone) {
-        const r = await run.acts.checks.voiceCloneTest({ plan, host });
+        const r = await run.acts.checks.voiceCloneTest({ spec: run.checks, host });
         run.synthesisSeconds = r.seconds;
         figures.synthesisSeconds = { value: r.seconds, unit: 's', source: 'measured' };
         attempt = Math.max(attempt ?? 1, r.attempt);

@@ -7,6 +7,7 @@ import { setCurrentDetails, setHandler, workflowInfo } from '@temporalio/workflo
 import type { IngressResult } from '../../activities/network';
 import type { InstanceInfo, LaunchResult } from '../../shared/launch';
 import type { PreflightResult } from '../../activities/preflight';
+import { checksSpec, type ChecksSpec } from '../../shared/checks';
 import type { InterruptionNotice } from '../../shared/spot';
 import type { Plan } from '../../plan/schema';
 import { describeFailure, failedAttempts, failureType, remoteOutputOf } from '../../shared/failures';
@@ -44,6 +45,8 @@ export class MigrationRun {
   readonly startedAt = new Date().toISOString();
   readonly keepFailed: boolean;
   readonly acts: MigrationActivities;
+  /** What the checks need of the plan. */
+  readonly checks: ChecksSpec;
   readonly status: MigrationStatus;
   readonly warnings: string[] = [];
   /** Undo steps, the newest first: each is added before the step it undoes runs. */
@@ -69,6 +72,7 @@ export class MigrationRun {
     this.plan = input.plan;
     this.keepFailed = input.keepFailed ?? false;
     this.acts = migrationActivities(input.timeouts, input.plan.checks);
+    this.checks = checksSpec(input.plan);
     const info = workflowInfo();
     this.workflowId = info.workflowId;
     this.runId = info.runId;
