@@ -1,10 +1,17 @@
-/** Two projects: unit tests need nothing running; integration tests get a real Temporal dev
+/** Three projects: unit tests need nothing running; workflow tests start Temporal's time-skipping
+ * test server themselves and stub every activity; integration tests get a real Temporal dev
  * server and moto from the global setup. */
 const transform = { '^.+\\.ts$': ['@swc/jest', { jsc: { target: 'es2022' } }] };
 module.exports = {
   testTimeout: 120_000,
   projects: [
     { displayName: 'unit', testEnvironment: 'node', transform, testMatch: ['<rootDir>/test/unit/**/*.test.ts'] },
+    {
+      displayName: 'workflow',
+      testEnvironment: 'node',
+      transform,
+      testMatch: ['<rootDir>/test/workflow/**/*.test.ts'],
+    },
     {
       displayName: 'integration',
       testEnvironment: 'node',

@@ -1,0 +1,321 @@
+/**
+ * spotGuardian's state machine on the time-skipping test server, every activity stubbed (the
+ * region's router runs too, as the guardian's child, and idles: nothing is guarded, no queue).
+ * A notice for the guarded instance replaces it and continues as new; other notices are recorded
+ * and ignored; a failed round is recorded and tried again a minute later.
+ */
+import { Context } from '@temporalio/activity';
+import { ApplicationFailure } from '@temporalio/common';
+import type { WorkflowHandle, WorkflowHandleWithFirstExecutionRunId } from '@temporalio/client';
+import type { TestWorkflowEnvironment } from '@temporalio/testing';
+import type { Activities } from '../../src/activities';
+import { guardianWorkflowId, migrationWorkflowId, routerWorkflowId, TAG_GUARDED } from '../../src/shared/constants';
+import {
+  guardianStatusQuery,
+  interruptionSignal,
+  stopGuardingSignal,
+  type GuardianStatus,
+  type InterruptionNotice,
+} from '../../src/shared/spot';
+import type { spotGuardian } from '../../src/workflows/guardian';
+import type { Plan } from '../../src/plan/schema';
+import {
+  IDS,
+  gate,
+  happyStubs,
+  queryOf,
+  recordStubs,
+  startTimeSkipping,
+  waitFor,
+  withWorker,
+  workflowBundle,
+  workflowPlan,
+  type Stubs,
+} from './helpers';
+
+/** The guarded instance (the migration's new one) and what the guardian does to replace it. */
+const GUARDED = IDS.newInstance;
+const REPLACEMENT_STEPS = [
+  'markGuarded',
+  'launchInstance',
+  'terminateLaunched',
+  'runRemote',
+  'checkServices',
+  'associateAddress',
+  'terminateInstance',
+];
+const replacementId = (n: number) => `i-0${n.toString(16).padStart(16, '0')}`;
+const replacementIp = (n: number) => `203.0.113.${100 + n}`;
+
+let env: TestWorkflowEnvironment;
+beforeAll(() => workflowBundle(), 60_000);
+// A server of its own for each test (see startTimeSkipping).
+beforeEach(async () => {
+  env = await startTimeSkipping();
+}, 30_000);
+afterEach(() => env?.teardown());
+
+/** A Spot plan whose router polls rarely (it idles through the test). */
+const spotPlan = () => workflowPlan({ target: { market: 'spot' }, spot: { pollInterval: '2m' } });
+
+interface Launch {
+  input: Parameters<Activities['launchInstance']>[0];
+  /** When the server scheduled the attempt: the test server's (skipped) clock. */
+  scheduledMs: number;
+}
+
+/**
+ * The happy stubs, with a launch that gives replacementId(1), (2), … and remembers when each was
+ * scheduled; `launch` may fail or hold a call (by its 1-based number).
+ */
+function guardianStubs(plan: Plan, launch: (n: number) => Promise<void> = async () => undefined) {
+  const happy = happyStubs(plan);
+  const launches: Launch[] = [];
+  const stubs = recordStubs({
+    ...happy,
+    launchInstance: async (input) => {
+      launches.push({ input, scheduledMs: Context.current().info.currentAttemptScheduledTimestampMs });
+      const n = launches.length;
+      await launch(n);
+      const instanceId = replacementId(n);
+      return {
+        ...(await happy.launchInstance!(input)),
+        instanceId,
+        market: 'spot' as const,
+        publicIp: replacementIp(n),
+      };
+    },
+  } satisfies Partial<Activities>);
+  return { stubs, launches };
+}
+
+async function startGuardian(
+  taskQueue: string,
+  plan: Plan,
+): Promise<WorkflowHandleWithFirstExecutionRunId<typeof spotGuardian>> {
+  const handle = await env.client.workflow.start<typeof spotGuardian>('spotGuardian', {
+    taskQueue,
+    workflowId: guardianWorkflowId(plan.name),
+    args: [
+      {
+        plan,
+        instanceId: GUARDED,
+        goldenImageId: IDS.goldenImage,
+        migrationWorkflowId: migrationWorkflowId(plan.name),
+      },
+    ],
+  });
+  return handle;
+}
+
+const guardianStatus = (handle: WorkflowHandle) => queryOf(handle, guardianStatusQuery);
+const until = (handle: WorkflowHandle, what: string, ready: (s: GuardianStatus) => boolean) =>
+  waitFor(what, () => guardianStatus(handle), ready);
+/**
+ * The run that followed `runId` (it continued as new), found with describe: a query that reaches
+ * a run while it continues as new may never be answered by the test server.
+ */
+async function nextRun(handle: WorkflowHandle, runId: string): Promise<{ run: WorkflowHandle; runId: string }> {
+  const latest = await waitFor(
+    `the run after ${runId}`,
+    () => handle.describe(),
+    (d) => d.runId !== runId,
+  );
+  return { run: env.client.workflow.getHandle(handle.workflowId, latest.runId), runId: latest.runId };
+}
+const notice = (instanceId: string): InterruptionNotice => ({ instanceId, kind: 'interruption', source: 'queue' });
+
+/**
+ * Stops the guardian; returns its result, its last status, from its latest run (the test server
+ * may never answer a result that follows the runs from the first one). The router it started
+ * idles until the test's server goes.
+ */
+async function stopGuardian(handle: WorkflowHandle<typeof spotGuardian>): Promise<GuardianStatus> {
+  await handle.signal(stopGuardingSignal);
+  const { runId } = await handle.describe();
+  return env.client.workflow.getHandle<typeof spotGuardian>(handle.workflowId, runId).result();
+}
+
+/** The calls of the guardian's first run: it tags `oldId`, then replaces it by launch number `n`. */
+function expectReplacement(stubs: Stubs, plan: Plan, oldId: string, n: number): void {
+  const newId = replacementId(n);
+  expect(stubs.names(REPLACEMENT_STEPS)).toEqual([
+    'markGuarded',
+    'launchInstance',
+    'runRemote',
+    'checkServices',
+    'associateAddress',
+    'checkServices',
+    'terminateInstance',
+  ]);
+  const guardianId = guardianWorkflowId(plan.name);
+  expect(stubs.inputs('markGuarded')).toEqual([
+    expect.objectContaining({ region: plan.region, instanceId: oldId, guardianId }),
+  ]);
+  expect(stubs.inputs('launchInstance')).toEqual([
+    expect.objectContaining({
+      workflowId: guardianId,
+      step: `replace-${n}`,
+      imageId: IDS.goldenImage,
+      tags: { [TAG_GUARDED]: guardianId },
+    }),
+  ]);
+  // From the golden image only the start step runs.
+  expect(stubs.inputs('runRemote').map((i) => [i.instanceId, i.commands])).toEqual([[newId, plan.remote.start]]);
+  expect(stubs.inputs('checkServices').map((i) => [i.instanceId, i.scope, i.host])).toEqual([
+    [newId, 'all', replacementIp(n)],
+    [newId, 'public', IDS.elasticIp],
+  ]);
+  expect(stubs.inputs('associateAddress')).toEqual([
+    expect.objectContaining({ region: plan.region, allocationId: IDS.allocation, instanceId: newId }),
+  ]);
+  expect(stubs.inputs('terminateInstance')).toEqual([
+    expect.objectContaining({ region: plan.region, instanceId: oldId }),
+  ]);
+}
+
+test('a notice for the guarded instance: launch, start, checks, the Elastic IP moves, the old one is terminated, and the guardian continues as new', async () => {
+  const plan = spotPlan();
+  const { stubs } = guardianStubs(plan);
+  await withWorker(env, stubs.activities, async (taskQueue) => {
+    const handle = await startGuardian(taskQueue, plan);
+    const first = await until(handle, 'guarding', (s) => s.state === 'guarding');
+    expect(first).toMatchObject({ instanceId: GUARDED, replacements: 0, run: 1, events: [] });
+
+    await handle.signal(interruptionSignal, notice(GUARDED));
+    const next = await until(
+      (await nextRun(handle, handle.firstExecutionRunId)).run,
+      'guarding',
+      (s) => s.state === 'guarding',
+    );
+    expect(next.run).toBe(2);
+
+    expect(next).toMatchObject({ instanceId: replacementId(1), replacements: 1, state: 'guarding', pending: [] });
+    expect(next.events).toEqual([
+      expect.objectContaining({
+        kind: 'interruption',
+        source: 'queue',
+        oldInstanceId: GUARDED,
+        newInstanceId: replacementId(1),
+        market: 'spot',
+        outcome: 'replaced',
+      }),
+    ]);
+    expect(next.events[0].oldTerminatedAt).toEqual(expect.any(String));
+    expectReplacement(stubs, plan, GUARDED, 1);
+    const firstRun = await env.client.workflow.getHandle(handle.workflowId, handle.firstExecutionRunId).describe();
+    expect(firstRun.status.name).toBe('CONTINUED_AS_NEW');
+    // The router it started idles: it scans, finds nothing guarded, and keeps running.
+    expect(stubs.names(['scanGuarded']).length).toBeGreaterThan(0);
+    const router = await env.client.workflow.getHandle(routerWorkflowId(plan.region)).describe();
+    expect(router.status.name).toBe('RUNNING');
+
+    const last = await stopGuardian(handle);
+    expect(last).toMatchObject({ state: 'stopped', replacements: 1, run: 2, instanceId: replacementId(1) });
+  });
+});
+
+test('a notice for another instance, and a duplicate for the guarded one, are recorded and ignored', async () => {
+  const plan = spotPlan();
+  const held = gate();
+  const { stubs } = guardianStubs(plan, held.passed);
+  const other = 'i-0123456789abcdef9';
+  await withWorker(env, stubs.activities, held.open, async (taskQueue) => {
+    const handle = await startGuardian(taskQueue, plan);
+    await until(handle, 'guarding', (s) => s.state === 'guarding');
+
+    await handle.signal(interruptionSignal, notice(other));
+    const ignored = await until(handle, 'the notice ignored', (s) => s.ignored.length === 1);
+    expect(ignored.ignored[0]).toMatchObject({
+      reason: `${other} is not the guarded instance (${GUARDED})`,
+      notice: notice(other),
+    });
+    expect(ignored).toMatchObject({ state: 'guarding', run: 1, replacements: 0, pending: [] });
+    expect(stubs.names(['launchInstance'])).toEqual([]);
+
+    // The guarded instance's notice starts a replacement; the same notice again changes nothing.
+    await handle.signal(interruptionSignal, notice(GUARDED));
+    await until(handle, 'replacing', (s) => s.state === 'replacing');
+    await handle.signal(interruptionSignal, notice(GUARDED));
+    const duplicate = await until(handle, 'the duplicate ignored', (s) => s.ignored.length === 2);
+    expect(duplicate.ignored[1].reason).toBe(`duplicate notice for ${GUARDED}: already being replaced`);
+    expect(duplicate.pending).toEqual([]);
+    held.open();
+
+    const next = await until(
+      (await nextRun(handle, handle.firstExecutionRunId)).run,
+      'guarding',
+      (s) => s.state === 'guarding',
+    );
+    expect(next).toMatchObject({ run: 2, replacements: 1 });
+    expect(next.ignored.map((i) => i.reason)).toEqual([ignored.ignored[0].reason, duplicate.ignored[1].reason]);
+    // One replacement, the first launch of this guardian.
+    expectReplacement(stubs, plan, GUARDED, 1);
+    await stopGuardian(handle);
+  });
+});
+
+test('a failed replacement round (every launch try fails) is recorded as failed and tried again a minute later', async () => {
+  const plan = spotPlan();
+  const fourth = gate();
+  const { stubs, launches } = guardianStubs(plan, async (n) => {
+    if (n <= 3)
+      throw ApplicationFailure.nonRetryable('no Spot capacity for g4dn.xlarge', 'InsufficientInstanceCapacity');
+    await fourth.passed();
+  });
+  await withWorker(env, stubs.activities, fourth.open, async (taskQueue) => {
+    const handle = await startGuardian(taskQueue, plan);
+    await until(handle, 'guarding', (s) => s.state === 'guarding');
+    await handle.signal(interruptionSignal, { ...notice(GUARDED), kind: 'rebalance' });
+
+    // Three tries checks.interval (1 s) apart, then a minute's pause: skipped, not waited. The
+    // server's clock stands still while the fourth launch is held, so the skip ends after it.
+    await waitFor(
+      'the first try',
+      async () => launches.length,
+      (n) => n >= 1,
+    );
+    const skipped = env.sleep(90_000);
+    await waitFor(
+      'the fourth launch',
+      async () => launches.length,
+      (n) => n >= 4,
+    );
+    const second = await nextRun(handle, handle.firstExecutionRunId);
+    const retrying = await until(second.run, 'replacing', (s) => s.state === 'replacing');
+    expect(retrying.run).toBe(2);
+
+    expect(retrying.replacements).toBe(0);
+    expect(retrying.instanceId).toBe(GUARDED);
+    expect(retrying.events).toEqual([
+      expect.objectContaining({
+        kind: 'rebalance',
+        oldInstanceId: GUARDED,
+        outcome: 'failed',
+        error: 'no Spot capacity for g4dn.xlarge',
+      }),
+    ]);
+    expect(retrying.events[0].newInstanceId).toBeUndefined();
+    // Each try had a step of its own, and its half-made launch was cleaned up by that step.
+    expect(launches.map((l) => l.input.step)).toEqual(['replace-1', 'replace-2', 'replace-3', 'replace-4']);
+    expect(stubs.inputs('terminateLaunched').map((i) => i.step)).toEqual(['replace-1', 'replace-2', 'replace-3']);
+    const gaps = launches.slice(1).map((l, i) => l.scheduledMs - launches[i].scheduledMs);
+    expect(gaps[0]).toBeGreaterThanOrEqual(1_000);
+    expect(gaps[1]).toBeGreaterThanOrEqual(1_000);
+    expect(gaps[2]).toBeGreaterThanOrEqual(60_000);
+    expect(stubs.names(['associateAddress', 'terminateInstance'])).toEqual([]);
+
+    fourth.open();
+    await skipped;
+    const replaced = await until((await nextRun(handle, second.runId)).run, 'guarding', (s) => s.state === 'guarding');
+    expect(replaced).toMatchObject({ run: 3, replacements: 1, instanceId: replacementId(4), pending: [] });
+    expect(replaced.events.map((e) => [e.outcome, e.newInstanceId])).toEqual([
+      ['failed', undefined],
+      ['replaced', replacementId(4)],
+    ]);
+    expect(stubs.inputs('terminateInstance')).toEqual([
+      expect.objectContaining({ region: plan.region, instanceId: GUARDED }),
+    ]);
+    await stopGuardian(handle);
+  });
+});

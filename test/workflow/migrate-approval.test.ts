@@ -1,0 +1,264 @@
+/**
+ * The approval step of migrateToGpu on the time-skipping test server, every activity stubbed:
+ * approved by signal and by update, rejected (the rollback runs), the plan's default timeout of
+ * seven days (in seconds of real time), and messages that are ignored without deciding.
+ */
+import { WorkflowUpdateFailedError, type WorkflowHandle } from '@temporalio/client';
+import type { TestWorkflowEnvironment } from '@temporalio/testing';
+import { migrationWorkflowId } from '../../src/shared/constants';
+import { ErrorType } from '../../src/shared/errors';
+import {
+  approveSignal,
+  decideUpdate,
+  rejectSignal,
+  type ApprovePayload,
+  type MigrationStatus,
+  type PhaseName,
+  type RejectPayload,
+} from '../../src/shared/migration';
+import {
+  IDS,
+  failureOf,
+  happyStubs,
+  migrationStatus as status,
+  phaseOf,
+  recordStubs,
+  startMigration,
+  startTimeSkipping,
+  waitFor,
+  withWorker,
+  workflowBundle,
+  workflowPlan,
+  type Stubs,
+} from './helpers';
+
+const DAY = 24 * 3600 * 1000;
+/** What a rollback and the cut-over do; the approval decides which of them runs. */
+const DECIDED_BY_APPROVAL = ['stopInstance', 'createImage', 'startInstance', 'undoIngress', 'terminateLaunched'];
+
+let env: TestWorkflowEnvironment;
+beforeAll(() => workflowBundle(), 60_000);
+// A server of its own for each test (see startTimeSkipping).
+beforeEach(async () => {
+  env = await startTimeSkipping();
+}, 30_000);
+afterEach(() => env?.teardown());
+
+const start = (taskQueue: string, plan: Parameters<typeof startMigration>[2]) => startMigration(env, taskQueue, plan);
+const awaitingApproval = (handle: WorkflowHandle) =>
+  waitFor(
+    'awaiting-approval',
+    () => status(handle),
+    (s) => s.phase === 'awaiting-approval',
+  );
+
+/** The cut-over ran: the old instance stopped and imaged, the new one imaged, nothing undone. */
+function expectCutOver(stubs: Stubs): void {
+  expect(stubs.names(DECIDED_BY_APPROVAL)).toEqual(['stopInstance', 'createImage', 'createImage']);
+  expect(stubs.inputs('stopInstance')).toEqual([
+    expect.objectContaining({ region: IDS.region, instanceId: IDS.oldInstance }),
+  ]);
+  expect(stubs.inputs('createImage').map((i) => [i.step, i.instanceId])).toEqual([
+    ['backup', IDS.oldInstance],
+    ['golden', IDS.newInstance],
+  ]);
+}
+
+test('approved by the approve signal: the old instance is stopped after its backup, and the run completes', async () => {
+  const plan = workflowPlan();
+  const stubs = recordStubs(happyStubs(plan));
+  await withWorker(env, stubs.activities, async (taskQueue) => {
+    const handle = await start(taskQueue, plan);
+    const waiting = await awaitingApproval(handle);
+    expect(waiting.approval).toBeUndefined();
+    expect(phaseOf(waiting, 'stop-old')?.state).toBe('pending');
+    expect(stubs.names(DECIDED_BY_APPROVAL)).toEqual([]);
+
+    await handle.signal(approveSignal, { by: 'alice', comment: 'numbers look good' });
+    const report = await handle.result();
+
+    expect(report.outcome).toBe('completed');
+    expect(report.approval).toMatchObject({
+      decision: 'approved',
+      by: 'alice',
+      comment: 'numbers look good',
+      via: 'signal',
+    });
+    expect(report.images).toMatchObject({ backup: IDS.backupImage, golden: IDS.goldenImage });
+    expect(report.compensations).toEqual([]);
+    expectCutOver(stubs);
+    const done = await status(handle);
+    expect(done.phase).toBe('completed');
+    expect(phaseOf(done, 'stop-old')?.state).toBe('succeeded');
+  });
+});
+
+test('approved by the decide update: it answers with the record at once, and the run completes', async () => {
+  const plan = workflowPlan({ approval: { approvers: ['bob'] } });
+  const stubs = recordStubs(happyStubs(plan));
+  await withWorker(env, stubs.activities, async (taskQueue) => {
+    const handle = await start(taskQueue, plan);
+    await awaitingApproval(handle);
+
+    // Someone not in approval.approvers: the validator refuses, nothing is recorded.
+    const refused = await handle.executeUpdate(decideUpdate, { args: [{ decision: 'approve', by: 'mallory' }] }).then(
+      () => undefined,
+      (e: unknown) => e,
+    );
+    expect(refused).toBeInstanceOf(WorkflowUpdateFailedError);
+    expect((refused as WorkflowUpdateFailedError).cause?.message).toContain('mallory is not an approver');
+    const unchanged = await status(handle);
+    expect(unchanged.phase).toBe('awaiting-approval');
+    expect(unchanged.approval).toBeUndefined();
+
+    const record = await handle.executeUpdate(decideUpdate, {
+      args: [{ decision: 'approve', by: ' bob ', comment: 'ship it' }],
+    });
+    expect(record).toMatchObject({ decision: 'approved', by: 'bob', comment: 'ship it', via: 'update' });
+    const report = await handle.result();
+    expect(report.outcome).toBe('completed');
+    expect(report.approval).toEqual(record);
+    expectCutOver(stubs);
+  });
+});
+
+test('rejected by the reject signal: the undo steps run, the old instance is never stopped, the run fails as Rejected', async () => {
+  const plan = workflowPlan();
+  const stubs = recordStubs(happyStubs(plan));
+  await withWorker(env, stubs.activities, async (taskQueue) => {
+    const handle = await start(taskQueue, plan);
+    await awaitingApproval(handle);
+    const before = stubs.calls.length;
+
+    await handle.signal(rejectSignal, { by: 'dave', reason: 'p95 too high' });
+    const { failure, report } = await failureOf(handle);
+
+    expect(failure.type).toBe(ErrorType.Rejected);
+    expect(failure.message).toContain('migration rejected and rolled back: rejected by dave: p95 too high');
+    expect(report.outcome).toBe('rolled back');
+    expect(report.approval).toMatchObject({ decision: 'rejected', by: 'dave', comment: 'p95 too high', via: 'signal' });
+    // After the decision: the Elastic IP back to the old instance, the ingress undone, the new
+    // instance terminated, then the report's prices.
+    expect(stubs.calls.slice(before).map((c) => c.name)).toEqual([
+      'associateAddress',
+      'undoIngress',
+      'terminateLaunched',
+      'prices',
+    ]);
+    expect(stubs.inputs('associateAddress').map((i) => i.instanceId)).toEqual([IDS.newInstance, IDS.oldInstance]);
+    expect(stubs.inputs('terminateLaunched')).toEqual([
+      expect.objectContaining({ workflowId: migrationWorkflowId(plan.name), step: 'launch' }),
+    ]);
+    expect(report.compensations.map((c) => c.state)).toEqual(['done', 'done', 'done']);
+    const after = await status(handle);
+    expect(after.phase).toBe('rolled-back');
+    expect(phaseOf(after, 'stop-old')?.state).toBe('pending');
+    const undone: PhaseName[] = ['launch', 'security-group', 'eip-switch'];
+    expect(undone.map((p) => phaseOf(after, p)?.state)).toEqual(['compensated', 'compensated', 'compensated']);
+  });
+});
+
+test("nobody decides within the plan's default approval.timeout (7 days): the run completes with the old instance still running", async () => {
+  const plan = workflowPlan();
+  expect(plan.approval.timeout).toBe('7d');
+  const stubs = recordStubs(happyStubs(plan));
+  await withWorker(env, stubs.activities, async (taskQueue) => {
+    const handle = await start(taskQueue, plan);
+    await awaitingApproval(handle);
+
+    // A minute short of seven days: still waiting.
+    await env.sleep(7 * DAY - 60_000);
+    const nearly = await status(handle);
+    expect(nearly.phase).toBe('awaiting-approval');
+    expect(nearly.approval).toBeUndefined();
+
+    const report = await handle.result();
+    expect(report.outcome).toBe('approval timed out');
+    expect(report.approval?.decision).toBe('timed-out');
+    const waitedMs = Date.parse(report.approval?.at ?? '') - Date.parse(phaseOf(report, 'performance')?.endedAt ?? '');
+    expect(waitedMs).toBeGreaterThanOrEqual(7 * DAY);
+    expect(waitedMs).toBeLessThan(7 * DAY + 60_000);
+    expect(report.warnings).toContainEqual(
+      expect.stringContaining(`approval timed out after 7d: the old instance ${IDS.oldInstance} still runs`),
+    );
+    expect(phaseOf(report, 'stop-old')?.state).toBe('skipped');
+    // Nothing stopped, nothing undone: the Elastic IP stays on the new instance, which is imaged.
+    expect(stubs.names(DECIDED_BY_APPROVAL)).toEqual(['createImage']);
+    expect(stubs.inputs('createImage')[0]).toMatchObject({ step: 'golden', instanceId: IDS.newInstance });
+    expect(stubs.inputs('associateAddress').map((i) => i.instanceId)).toEqual([IDS.newInstance]);
+    expect(report.compensations).toEqual([]);
+  });
+});
+
+test('invalid approval signals are recorded as ignored and decide nothing', async () => {
+  const plan = workflowPlan({ approval: { approvers: ['erin'] } });
+  const stubs = recordStubs(happyStubs(plan));
+  await withWorker(env, stubs.activities, async (taskQueue) => {
+    const handle = await start(taskQueue, plan);
+    await awaitingApproval(handle);
+
+    await handle.signal(approveSignal, 'yes' as unknown as ApprovePayload);
+    await handle.signal(approveSignal, { comment: 'no name' } as unknown as ApprovePayload);
+    await handle.signal(rejectSignal, { by: 'erin' } as RejectPayload);
+    await handle.signal(approveSignal, { by: 'frank' });
+    const ignored = await waitFor(
+      'four ignored messages',
+      () => status(handle),
+      (s) => s.ignoredMessages.length >= 4,
+    );
+
+    expect(ignored.ignoredMessages.map((m) => [m.name, m.reason])).toEqual([
+      ['approve', expect.stringContaining('approve needs a JSON object payload')],
+      ['approve', expect.stringContaining('approve needs "by"')],
+      ['reject', expect.stringContaining('reject needs "reason"')],
+      ['approve', expect.stringContaining('frank is not an approver')],
+    ]);
+    expect(ignored.phase).toBe('awaiting-approval');
+    expect(ignored.approval).toBeUndefined();
+    expect(stubs.names(DECIDED_BY_APPROVAL)).toEqual([]);
+
+    await handle.signal(approveSignal, { by: 'erin' });
+    const report = await handle.result();
+    expect(report.approval).toMatchObject({ decision: 'approved', by: 'erin', via: 'signal' });
+    expectCutOver(stubs);
+  });
+});
+
+test('an approval sent before the wait is ignored, and the run still waits for a decision', async () => {
+  const plan = workflowPlan();
+  let release!: () => void;
+  const released = new Promise<void>((resolve) => (release = resolve));
+  const happy = happyStubs(plan);
+  const stubs = recordStubs({
+    ...happy,
+    launchInstance: async (input) => {
+      await released;
+      return happy.launchInstance!(input);
+    },
+  });
+  await withWorker(env, stubs.activities, async (taskQueue) => {
+    const handle = await start(taskQueue, plan);
+    await waitFor(
+      'the launch',
+      () => status(handle),
+      (s) => s.phase === 'launch',
+    );
+    await handle.signal(approveSignal, { by: 'gina' });
+    const early: MigrationStatus = await waitFor(
+      'the early approval ignored',
+      () => status(handle),
+      (s) => s.ignoredMessages.length === 1,
+    );
+    expect(early.ignoredMessages[0]).toMatchObject({
+      name: 'approve',
+      reason: 'no decision is awaited now (phase: launch)',
+    });
+    release();
+
+    const waiting = await awaitingApproval(handle);
+    expect(waiting.approval).toBeUndefined();
+    expect(stubs.names(DECIDED_BY_APPROVAL)).toEqual([]);
+    await handle.signal(approveSignal, { by: 'gina' });
+    expect((await handle.result()).approval).toMatchObject({ decision: 'approved', by: 'gina' });
+  });
+});
