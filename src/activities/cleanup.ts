@@ -18,7 +18,8 @@ import {
   type Image,
 } from '@aws-sdk/client-ec2';
 import { describeInstances } from '../aws/ec2';
-import { ruleDescription, rulesOf, type Rule } from './network';
+import type { Rule } from '../shared/network';
+import { ruleDescription, rulesOf } from './network';
 import type { Plan } from '../plan/schema';
 import { TAG_PLAN, TAG_STEP } from '../shared/constants';
 import type { AwsClients } from '../aws/clients';

@@ -14,31 +14,11 @@ import type { AwsClients } from '../aws/clients';
 import type { Plan } from '../plan/schema';
 import { ErrorType } from '../shared/errors';
 import { describeInstances, instanceInfo, resolveImageId, rootOf } from '../aws/ec2';
-import type { InstanceInfo } from '../shared/launch';
-import type { createNetworkActivities, AddressInfo } from './network';
+import type { InstanceTypeFacts, PreflightResult } from '../shared/preflight';
+import type { createNetworkActivities } from './network';
 import { provePermissions } from './preflight-permissions';
 import { attempt } from './util';
 import { checkVcpuQuota, quotaOf } from './quotas';
-
-export interface InstanceTypeFacts {
-  instanceType: string;
-  vcpus?: number;
-  memoryMiB?: number;
-  gpus?: string;
-}
-
-export interface PreflightResult {
-  source: InstanceInfo;
-  address: AddressInfo;
-  imageId: string;
-  imageName?: string;
-  subnets: { subnetId: string; availabilityZone?: string }[];
-  instanceTypes: InstanceTypeFacts[];
-  /** What DryRun proved we may do. */
-  permissions: string[];
-  warnings: string[];
-  attempt: number;
-}
 
 type Network = ReturnType<typeof createNetworkActivities>;
 

@@ -4,26 +4,10 @@ import { ApplicationFailure, Context } from '@temporalio/activity';
 import { aws } from '../aws/call';
 import type { AwsClients } from '../aws/clients';
 import { TAG_GUARDED } from '../shared/constants';
-import type { NoticeKind } from '../shared/spot';
+import type { GuardedInstance, ParsedEvent, QueueMessage } from '../shared/spot';
 import { describeInstances } from '../aws/ec2';
 import { withHeartbeat } from './util';
 import { isDead } from '../shared/instance-states';
-
-export interface GuardedInstance {
-  instanceId: string;
-  guardianId: string;
-  state: string;
-  stateReason?: string;
-}
-
-export type ParsedEvent =
-  { ok: true; instanceId: string; kind: NoticeKind; detailType: string; time?: string } | { ok: false; reason: string };
-
-export interface QueueMessage {
-  messageId: string;
-  receiptHandle: string;
-  event: ParsedEvent;
-}
 
 /**
  * Reads one EventBridge event (as the rule delivers it to SQS) about an EC2 instance:

@@ -134,3 +134,20 @@ export interface RouterStatus {
 export const registerGuardianSignal = defineSignal<[RouterRegistration]>('register');
 export const stopRouterSignal = defineSignal<[]>('stop');
 export const routerStatusQuery = defineQuery<RouterStatus>('status');
+
+/** An instance tagged as guarded, as the router's scan finds it. */
+export interface GuardedInstance {
+  instanceId: string;
+  guardianId: string;
+  state: string;
+  stateReason?: string;
+}
+
+export type ParsedEvent =
+  { ok: true; instanceId: string; kind: NoticeKind; detailType: string; time?: string } | { ok: false; reason: string };
+
+export interface QueueMessage {
+  messageId: string;
+  receiptHandle: string;
+  event: ParsedEvent;
+}

@@ -17,7 +17,7 @@ import { durationMs } from '../plan/duration';
 import type { Plan } from '../plan/schema';
 import { routerWorkflowId } from '../shared/constants';
 import type { Activities } from '../activities';
-import type { GuardedInstance, QueueMessage } from '../activities/spot';
+import type { GuardedInstance, QueueMessage } from '../shared/spot';
 import { describeFailure } from '../shared/failures';
 import {
   interruptionSignal,

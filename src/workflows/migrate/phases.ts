@@ -4,7 +4,7 @@
  */
 import { ApplicationFailure, patched } from '@temporalio/workflow';
 import type { ServiceCheck } from '../../shared/checks';
-import type { IngressResult, Rule } from '../../activities/network';
+import type { IngressResult, Rule } from '../../shared/network';
 import { checkHost } from '../../shared/check-host';
 import { launchSpec } from '../../shared/launch';
 import { ingressPlan } from '../../shared/plan-slices';

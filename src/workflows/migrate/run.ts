@@ -4,9 +4,9 @@
  * phases found for the ones after them and for the report. Workflow code only.
  */
 import { setCurrentDetails, setHandler, workflowInfo } from '@temporalio/workflow';
-import type { IngressResult } from '../../activities/network';
+import type { IngressResult } from '../../shared/network';
 import type { InstanceInfo, LaunchResult } from '../../shared/launch';
-import type { PreflightResult } from '../../activities/preflight';
+import type { PreflightResult } from '../../shared/preflight';
 import { checksSpec, type ChecksSpec } from '../../shared/checks';
 import type { InterruptionNotice } from '../../shared/spot';
 import type { Plan } from '../../plan/schema';
