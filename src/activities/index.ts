@@ -7,6 +7,7 @@ import { createNetworkActivities } from './network';
 import { createPreflight } from './preflight';
 import { createPricingActivities } from './pricing';
 import { createRemoteRunner } from './remote';
+import { createRouterActivities } from './router';
 import { createSpotActivities } from './spot';
 
 export interface ActivityDeps {
@@ -30,6 +31,7 @@ export function createActivities(deps: ActivityDeps) {
     ...createImageActivities(deps.aws),
     ...createPricingActivities(deps.aws),
     ...createSpotActivities(deps.aws),
+    ...createRouterActivities(),
   });
 }
 

@@ -54,6 +54,8 @@ export interface GuardianCarried {
   ignored: { at: string; reason: string; notice?: unknown }[];
   runs: number;
   routerReady: boolean;
+  /** The interruption queue's health, as the router last told it. */
+  queue?: QueueHealthNotice;
   /**
    * Replacement launches so far, failed ones included: each launch has a step name (and so
    * ClientTokens and tags) of its own. Missing in runs from before it was carried.
@@ -74,6 +76,10 @@ export interface GuardianStatus {
   events: GuardEvent[];
   pending: InterruptionNotice[];
   ignored: GuardianCarried['ignored'];
+  /** Whether the region's router runs for this guardian (checked at the start of each run). */
+  router?: { ok: boolean; at: string; error?: string };
+  /** The plan's interruption queue as the router reads it: not ok while reads fail. */
+  queue?: QueueHealthNotice;
 }
 
 export const interruptionSignal = defineSignal<[InterruptionNotice]>('interruption');
@@ -81,12 +87,15 @@ export const stopGuardingSignal = defineSignal<[]>('stop');
 /** The migration's golden image is ready: replacements start from it (until then, from the plan's image). */
 export const goldenImageSignal = defineSignal<[{ imageId: string }]>('golden-image');
 export const guardianStatusQuery = defineQuery<GuardianStatus>('status');
+export const queueHealthSignal = defineSignal<[QueueHealthNotice]>('queue-health');
 
 export const GUARDIAN_SIGNAL_DESCRIPTIONS = {
   interruption:
     'An interruption notice: replace the instance now. Payload: {"instanceId": "i-…", "kind": "interruption"|"rebalance"|"stopped"|"manual"}',
   stop: 'Stop guarding: the instance keeps running, nothing is replaced any more.',
   'golden-image': 'The golden image to launch replacements from: {"imageId": "ami-…"}',
+  'queue-health':
+    'From the router: whether the interruption queue can be read. {"queueUrl": "…", "ok": true|false, "error": "…", "since": "…"}',
 } as const;
 
 /** The router's registration: a guardian asks it to read a queue and poll its instances. */
@@ -110,6 +119,9 @@ export interface RouterCarried {
   known: Record<string, string>;
   runs: number;
   stats: RouterStats;
+  /** Each queue's health, and the guardians that registered it (told when it changes). */
+  queues?: Record<string, QueueHealth & { owners: string[] }>;
+  lastScanError?: { at: string; error: string };
 }
 
 export interface RouterStats {
@@ -120,7 +132,27 @@ export interface RouterStats {
   pollNotices: number;
   /** Live instances a scan left out, found alive when asked for by id (no notice sent). */
   missedByScan?: number;
+  /** Scans that failed (the router keeps going and tries again at the next poll). */
+  scanErrors?: number;
+  /** Queue reads that failed, all queues together. */
+  readErrors?: number;
 }
+
+/** How one queue's reads go: `ok` until a read fails, and again after the next read that works. */
+export interface QueueHealth {
+  queueUrl: string;
+  ok: boolean;
+  /** Failed reads in a row (0 when ok). */
+  failures: number;
+  /** The last failure, and since when the queue fails (ISO), while not ok. */
+  error?: string;
+  since?: string;
+  /** The last read that worked (ISO). */
+  lastReadAt?: string;
+}
+
+/** The `queue-health` signal: the router tells a guardian how the queue it registered reads. */
+export type QueueHealthNotice = Pick<QueueHealth, 'queueUrl' | 'ok' | 'error' | 'since'>;
 
 export interface RouterStatus {
   region: string;
@@ -129,6 +161,10 @@ export interface RouterStatus {
   guarded: number;
   run: number;
   stats: RouterStats;
+  /** One entry per queue: a queue that cannot be read shows here, with its error. */
+  queues: QueueHealth[];
+  /** The last scan that failed, if any did since the router started. */
+  lastScanError?: { at: string; error: string };
 }
 
 export const registerGuardianSignal = defineSignal<[RouterRegistration]>('register');

@@ -1,5 +1,4 @@
 import {
-  ApplicationFailure,
   allHandlersFinished,
   condition,
   continueAsNew,
@@ -8,41 +7,32 @@ import {
   proxyActivities,
   setCurrentDetails,
   setHandler,
-  sleep,
   workflowInfo,
 } from '@temporalio/workflow';
 import type { Activities } from '../activities';
-import { durationMs } from '../plan/duration';
-import { checkHost } from '../shared/check-host';
-import { checksSpec } from '../shared/checks';
-import { launchSpec } from '../shared/launch';
 import { describeFailure } from '../shared/failures';
+import { planRef } from '../shared/plan-slices';
 import {
   GUARDIAN_SIGNAL_DESCRIPTIONS,
   NOTICE_KINDS,
   guardianStatusQuery,
   goldenImageSignal,
   interruptionSignal,
+  queueHealthSignal,
   stopGuardingSignal,
-  type GuardEvent,
   type GuardianCarried,
   type GuardianInput,
   type GuardianStatus,
   type InterruptionNotice,
 } from '../shared/spot';
-import { TAG_GUARDED } from '../shared/constants';
-import { checksOptions, REPLACEMENT } from './options';
+import { replace, type Guarded } from './guardian/replace';
+import { REPLACEMENT } from './options';
 import { joinSpotRouter } from './router';
-import { imagePlan, planRef } from '../shared/plan-slices';
 
 const quick = proxyActivities<Activities>(REPLACEMENT.quick);
-const long = proxyActivities<Activities>(REPLACEMENT.long);
-const remote = proxyActivities<Activities>(REPLACEMENT.remote);
 
 /** Events kept in the status (the full list is in the run histories). */
 const KEEP_EVENTS = 50;
-/** Tries of one replacement before the guardian waits for the next notice or poll. */
-const REPLACEMENT_TRIES = 3;
 
 /**
  * Keeps one migrated service alive on Spot: on an interruption notice it launches a replacement
@@ -51,9 +41,7 @@ const REPLACEMENT_TRIES = 3;
  */
 export async function spotGuardian(input: GuardianInput): Promise<GuardianStatus> {
   const { plan } = input;
-  const checks = proxyActivities<Activities>(checksOptions(plan.checks, '5 minutes'));
   const info = workflowInfo();
-  const guardianId = info.workflowId;
   const carried: GuardianCarried = input.carried ?? {
     replacements: 0,
     events: [],
@@ -62,40 +50,39 @@ export async function spotGuardian(input: GuardianInput): Promise<GuardianStatus
     runs: 0,
     routerReady: false,
   };
-  let instanceId = input.instanceId;
-  /** Replacements start from it; the migration sends it once made (until then: the plan's image). */
-  let goldenImageId = input.goldenImageId;
-  let replacing = false;
+  /** Replacements start from its golden image; the migration sends it once made (until then: the plan's image). */
+  const g: Guarded = {
+    plan,
+    guardianId: info.workflowId,
+    firstRunId: info.firstExecutionRunId,
+    carried,
+    instanceId: input.instanceId,
+    goldenImageId: input.goldenImageId,
+  };
+  /** The instance being replaced, while a round runs. */
+  let replacingFrom: string | undefined;
+  /** Notices that came during a round, for instances other than the one it replaces: decided after it. */
+  const deferred: InterruptionNotice[] = [];
+  let router: GuardianStatus['router'];
   let stopRequested = false;
   const pending: InterruptionNotice[] = [...carried.pending];
 
   const status = (): GuardianStatus => ({
-    workflowId: guardianId,
+    workflowId: g.guardianId,
     planName: plan.name,
     region: plan.region,
-    instanceId,
-    goldenImageId,
-    state: stopRequested ? 'stopped' : replacing ? 'replacing' : 'guarding',
+    instanceId: g.instanceId,
+    goldenImageId: g.goldenImageId,
+    state: stopRequested ? 'stopped' : replacingFrom ? 'replacing' : 'guarding',
     replacements: carried.replacements,
     run: carried.runs + 1,
     events: carried.events,
     pending,
     ignored: carried.ignored,
+    ...(router ? { router } : {}),
+    ...(carried.queue ? { queue: carried.queue } : {}),
   });
-  const refreshDetails = () => {
-    const recent = carried.events.slice(-5).reverse();
-    setCurrentDetails(
-      `**${plan.name}** on \`${instanceId}\`: ${status().state}, ${carried.replacements} replacement(s)\n\n` +
-        (recent.length
-          ? `| notice | kind | old | new | outcome | recovery |\n|---|---|---|---|---|---|\n${recent
-              .map(
-                (e) =>
-                  `| ${e.noticeAt} | ${e.kind} | ${e.oldInstanceId} | ${e.newInstanceId ?? '–'} | ${e.outcome} | ${e.recoveryMs !== undefined ? `${(e.recoveryMs / 1000).toFixed(1)} s` : '–'} |`,
-              )
-              .join('\n')}`
-          : 'No interruption yet.'),
-    );
-  };
+  const refreshDetails = () => setCurrentDetails(detailsOf(status()));
   const ignore = (reason: string, notice?: unknown) => {
     carried.ignored.push({ at: new Date().toISOString(), reason, notice });
     if (carried.ignored.length > KEEP_EVENTS) carried.ignored.splice(0, carried.ignored.length - KEEP_EVENTS);
@@ -115,11 +102,19 @@ export async function spotGuardian(input: GuardianInput): Promise<GuardianStatus
         ignore(`invalid payload: expected {"instanceId": "i-…", "kind": one of ${NOTICE_KINDS.join(', ')}}`, notice);
         return;
       }
-      if (notice.instanceId !== instanceId)
-        return ignore(`${notice.instanceId} is not the guarded instance (${instanceId})`, notice);
-      if (replacing || pending.some((p) => p.instanceId === notice.instanceId))
+      const stamped = { ...notice, at: notice.at ?? new Date().toISOString() };
+      if (replacingFrom) {
+        if (notice.instanceId === replacingFrom)
+          return ignore(`duplicate notice for ${notice.instanceId}: already being replaced`, notice);
+        // Perhaps for the replacement itself, which may be interrupted before the round ends.
+        if (!deferred.some((d) => d.instanceId === notice.instanceId)) deferred.push(stamped);
+        return;
+      }
+      if (notice.instanceId !== g.instanceId)
+        return ignore(`${notice.instanceId} is not the guarded instance (${g.instanceId})`, notice);
+      if (pending.some((p) => p.instanceId === notice.instanceId))
         return ignore(`duplicate notice for ${notice.instanceId}: already being replaced`, notice);
-      pending.push({ ...notice, at: notice.at ?? new Date().toISOString() });
+      pending.push(stamped);
     },
     { description: GUARDIAN_SIGNAL_DESCRIPTIONS.interruption },
   );
@@ -129,10 +124,26 @@ export async function spotGuardian(input: GuardianInput): Promise<GuardianStatus
       const imageId = (payload as { imageId?: unknown } | undefined)?.imageId;
       if (typeof imageId !== 'string' || !/^ami-[0-9a-f]+$/.test(imageId))
         return ignore('invalid golden-image payload: expected {"imageId": "ami-…"}', payload);
-      goldenImageId = imageId;
+      g.goldenImageId = imageId;
       refreshDetails();
     },
     { description: GUARDIAN_SIGNAL_DESCRIPTIONS['golden-image'] },
+  );
+  setHandler(
+    queueHealthSignal,
+    (health) => {
+      if (
+        !health ||
+        typeof health !== 'object' ||
+        typeof health.queueUrl !== 'string' ||
+        typeof health.ok !== 'boolean'
+      )
+        return ignore('invalid queue-health payload: expected {"queueUrl": "…", "ok": true|false}', health);
+      carried.queue = health;
+      if (!health.ok) log.warn('the interruption queue cannot be read', { ...health });
+      refreshDetails();
+    },
+    { description: GUARDIAN_SIGNAL_DESCRIPTIONS['queue-health'] },
   );
   setHandler(
     stopGuardingSignal,
@@ -149,9 +160,12 @@ export async function spotGuardian(input: GuardianInput): Promise<GuardianStatus
         .pruneGoldenImages({ plan: planRef(plan), keep: plan.spot.keepGoldenImages ?? 3, inUse: input.goldenImageId })
         .catch((err: Error) => log.warn('could not prune golden images', { error: err.message }));
     }
-    await quick.markGuarded({ region: plan.region, instanceId, guardianId });
-    await joinRouter();
+    await quick.markGuarded({ region: plan.region, instanceId: g.instanceId, guardianId: g.guardianId });
+    await ensureRouter(true);
     carried.routerReady = true;
+  } else if (patched('router-every-run')) {
+    // A router that failed, or was terminated, since the last run is started again.
+    await ensureRouter(false);
   }
   refreshDetails();
 
@@ -160,10 +174,11 @@ export async function spotGuardian(input: GuardianInput): Promise<GuardianStatus
     if (stopRequested) break;
     const notice = pending.shift();
     if (notice) {
-      replacing = true;
+      replacingFrom = g.instanceId;
       refreshDetails();
-      const event = await replace(notice);
-      replacing = false;
+      const event = await replace(g, notice);
+      replacingFrom = undefined;
+      settleDeferred();
       carried.events.push(event);
       if (carried.events.length > KEEP_EVENTS) carried.events.splice(0, carried.events.length - KEEP_EVENTS);
       refreshDetails();
@@ -179,8 +194,8 @@ export async function spotGuardian(input: GuardianInput): Promise<GuardianStatus
       if (stopRequested) break;
       return continueAsNew<typeof spotGuardian>({
         ...input,
-        instanceId,
-        goldenImageId,
+        instanceId: g.instanceId,
+        goldenImageId: g.goldenImageId,
         carried: { ...carried, pending: [...pending], runs: carried.runs + 1 },
       });
     }
@@ -188,108 +203,45 @@ export async function spotGuardian(input: GuardianInput): Promise<GuardianStatus
   refreshDetails();
   return status();
 
-  /** Starts the region's router (first guardian) or registers with the running one. */
-  function joinRouter(): Promise<void> {
-    return joinSpotRouter(plan, guardianId);
+  /**
+   * Makes sure the region's router runs and knows this guardian. In later runs a failure is
+   * recorded in the status, never fatal: the guardian still takes notices sent to it directly.
+   */
+  async function ensureRouter(first: boolean): Promise<void> {
+    try {
+      await joinSpotRouter(plan, g.guardianId);
+      router = { ok: true, at: new Date().toISOString() };
+    } catch (err) {
+      router = { ok: false, at: new Date().toISOString(), error: describeFailure(err) };
+      log.error('could not make sure the router runs', { error: router.error });
+      if (first && !patched('router-every-run')) throw err;
+    }
   }
 
-  async function replace(notice: InterruptionNotice): Promise<GuardEvent> {
-    const noticeAt = notice.at ?? new Date().toISOString();
-    const oldInstanceId = instanceId;
-    let lastError = '';
-    for (let attempt = 1; attempt <= REPLACEMENT_TRIES; attempt++) {
-      // A step of its own for every launch, failed rounds included, in this chain of runs only: a
-      // failed try's ClientTokens would only replay its terminated instances (EC2 keeps them for
-      // 24 hours or more). Runs that began before keep their step names.
-      const perLaunch = patched('launch-per-run');
-      if (perLaunch) carried.launches = (carried.launches ?? carried.replacements) + 1;
-      const step = perLaunch ? `replace-${carried.launches}` : `replace-${carried.replacements + 1}-try-${attempt}`;
-      const runId = perLaunch ? info.firstExecutionRunId : undefined;
-      const event: GuardEvent = {
-        kind: notice.kind,
-        source: notice.source,
-        oldInstanceId,
-        noticeAt,
-        outcome: 'failed',
-      };
-      try {
-        const launched = await long.launchInstance({
-          spec: launchSpec(plan),
-          workflowId: guardianId,
-          runId,
-          step,
-          imageId: goldenImageId ?? (await quick.resolveImage({ plan: imagePlan(plan) })),
-          tags: { [TAG_GUARDED]: guardianId },
-        });
-        Object.assign(event, {
-          newInstanceId: launched.instanceId,
-          instanceType: launched.instanceType,
-          market: launched.market,
-          launchedAt: new Date().toISOString(),
-        });
-        const host = checkHost(plan.checks, launched.publicIp);
-        if (!host)
-          throw ApplicationFailure.nonRetryable(
-            `replacement ${launched.instanceId} has no public address`,
-            'NoPublicAddress',
-          );
-        // Without a golden image the replacement is a bare image: every remote step runs.
-        const steps: [string, string[]][] = goldenImageId
-          ? [['start', plan.remote.start]]
-          : [
-              ['setup', plan.remote.setup],
-              ['source', plan.remote.deploy],
-              ['build', plan.remote.build],
-              ['start', plan.remote.start],
-            ];
-        for (const [label, commands] of steps) {
-          if (commands.length)
-            await remote.runRemote({
-              region: plan.region,
-              instanceId: launched.instanceId,
-              label,
-              commands,
-              timeoutSeconds: 3600,
-            });
-        }
-        await checks.checkServices({ spec: checksSpec(plan), instanceId: launched.instanceId, host, scope: 'all' });
-        event.healthyAt = new Date().toISOString();
-        const moved = await quick.associateAddress({
-          region: plan.region,
-          allocationId: plan.elasticIp.allocationId,
-          instanceId: launched.instanceId,
-        });
-        event.eipMovedAt = new Date().toISOString();
-        instanceId = launched.instanceId;
-        carried.replacements++;
-        await checks.checkServices({
-          spec: checksSpec(plan),
-          instanceId: launched.instanceId,
-          host: checkHost(plan.checks, moved.publicIp),
-          scope: 'public',
-        });
-        event.recoveryMs = Date.parse(event.eipMovedAt) - Date.parse(noticeAt);
-        try {
-          await long.terminateInstance({ region: plan.region, instanceId: oldInstanceId });
-          event.oldTerminatedAt = new Date().toISOString();
-        } catch (err) {
-          log.warn('could not terminate the old instance', { oldInstanceId, error: describeFailure(err) });
-        }
-        event.outcome = 'replaced';
-        return event;
-      } catch (err) {
-        lastError = describeFailure(err);
-        log.error('replacement failed', { attempt, error: lastError });
-        // Never leave a half-made replacement running; the EIP stays where it is (moved only
-        // once a replacement is healthy).
-        if (instanceId === oldInstanceId)
-          await quick
-            .terminateLaunched({ region: plan.region, workflowId: guardianId, runId, step })
-            .catch(() => undefined);
-        else return { ...event, outcome: 'replaced', error: `verification after the move failed: ${lastError}` };
-        if (attempt < REPLACEMENT_TRIES) await sleep(durationMs(plan.checks.interval));
-      }
+  /** Notices that came during the round: one for the instance now guarded is acted on next (runs that began before ignore them). */
+  function settleDeferred(): void {
+    const keep = deferred.length > 0 && patched('notices-during-replacement');
+    for (const d of deferred.splice(0)) {
+      if (keep && d.instanceId === g.instanceId && !pending.some((p) => p.instanceId === d.instanceId)) pending.push(d);
+      else ignore(`${d.instanceId} is not the guarded instance (${g.instanceId})`, d);
     }
-    return { kind: notice.kind, source: notice.source, oldInstanceId, noticeAt, outcome: 'failed', error: lastError };
   }
+}
+
+function detailsOf(s: GuardianStatus): string {
+  const recent = s.events.slice(-5).reverse();
+  const rows = recent.map(
+    (e) =>
+      `| ${e.noticeAt} | ${e.kind} | ${e.oldInstanceId} | ${e.newInstanceId ?? '–'} | ${e.outcome} | ${e.recoveryMs !== undefined ? `${(e.recoveryMs / 1000).toFixed(1)} s` : '–'} |`,
+  );
+  return (
+    `**${s.planName}** on \`${s.instanceId}\`: ${s.state}, ${s.replacements} replacement(s)\n\n` +
+    (s.queue && !s.queue.ok
+      ? `**The interruption queue cannot be read** since ${s.queue.since}: ${s.queue.error}\n\n`
+      : '') +
+    (s.router && !s.router.ok ? `**The router could not be started** (${s.router.at}): ${s.router.error}\n\n` : '') +
+    (rows.length
+      ? `| notice | kind | old | new | outcome | recovery |\n|---|---|---|---|---|---|\n${rows.join('\n')}`
+      : 'No interruption yet.')
+  );
 }

@@ -59,11 +59,23 @@ export const ROUTING = {
     startToCloseTimeout: '1 minute',
     retry: { ...retry('1s', '30s'), nonRetryableErrorTypes: [...NON_RETRYABLE_AWS_CODES] },
   },
-  /** A queue read waits up to 20 s and heartbeats: a worker that dies in one is noticed within seconds. */
+  /**
+   * A few tries, then the caller records the failure and goes on: the router's scan of guarded
+   * instances (it scans again at its next poll) and a guardian making sure its router runs, so
+   * an outage shows in their status instead of one call retried forever.
+   */
+  bounded: {
+    startToCloseTimeout: '1 minute',
+    retry: { ...retry('1s', '10s', 3), nonRetryableErrorTypes: [...NON_RETRYABLE_AWS_CODES] },
+  },
+  /**
+   * A queue read waits up to 20 s and heartbeats: a worker that dies in one is noticed within
+   * seconds. A few tries, then the reader records the failure and reads again after a pause.
+   */
   reads: {
     startToCloseTimeout: '1 minute',
     heartbeatTimeout: '5 seconds',
-    retry: { ...retry('1s', '30s'), nonRetryableErrorTypes: [...NON_RETRYABLE_AWS_CODES] },
+    retry: { ...retry('1s', '10s', 3), nonRetryableErrorTypes: [...NON_RETRYABLE_AWS_CODES] },
   },
 } satisfies Record<string, ActivityOptions>;
 

@@ -4,18 +4,13 @@ import {
   continueAsNew,
   getExternalWorkflowHandle,
   log,
-  ParentClosePolicy,
+  metricMeter,
   patched,
   proxyActivities,
   setCurrentDetails,
   setHandler,
-  startChild,
   workflowInfo,
 } from '@temporalio/workflow';
-import { WorkflowExecutionAlreadyStartedError } from '@temporalio/common';
-import { durationMs } from '../plan/duration';
-import type { Plan } from '../plan/schema';
-import { routerWorkflowId } from '../shared/constants';
 import type { Activities } from '../activities';
 import type { GuardedInstance, QueueMessage } from '../shared/spot';
 import { describeFailure } from '../shared/failures';
@@ -31,38 +26,13 @@ import {
 } from '../shared/spot';
 import { isDead } from '../shared/instance-states';
 import { ROUTING } from './options';
+import { QueueBook } from './router/queues';
+import { QueueReaders, tellOwners } from './router/readers';
 
-/**
- * Makes the region's router route the notices of instances tagged as guarded by `ownerId` (a
- * guardian, or a migration that still stands by its old instance): starts the router, or
- * registers with the one that runs.
- */
-export async function joinSpotRouter(plan: Plan, ownerId: string): Promise<void> {
-  const registration = {
-    guardianId: ownerId,
-    queueUrl: plan.spot.interruptionQueueUrl,
-    pollIntervalMs: durationMs(plan.spot.pollInterval),
-  };
-  try {
-    await startChild(spotEventRouter, {
-      workflowId: routerWorkflowId(plan.region),
-      parentClosePolicy: ParentClosePolicy.ABANDON,
-      args: [
-        {
-          region: plan.region,
-          queueUrls: registration.queueUrl ? [registration.queueUrl] : [],
-          pollIntervalMs: registration.pollIntervalMs,
-        },
-      ],
-    });
-  } catch (err) {
-    if (!(err instanceof WorkflowExecutionAlreadyStartedError)) throw err;
-    await getExternalWorkflowHandle(routerWorkflowId(plan.region)).signal(registerGuardianSignal, registration);
-  }
-}
+export { joinSpotRouter } from './router/join';
 
 const acts = proxyActivities<Activities>(ROUTING.quick);
-const reads = proxyActivities<Activities>(ROUTING.reads);
+const scans = proxyActivities<Activities>(ROUTING.bounded);
 
 /** Polls per run before continuing as new (each poll is a handful of events). */
 const POLLS_PER_RUN = 500;
@@ -79,7 +49,7 @@ const POLLS_PER_RUN = 500;
  */
 export async function spotEventRouter(input: RouterInput): Promise<RouterStatus> {
   const region = input.region;
-  const queueUrls = new Set(input.queueUrls);
+  const queues = new QueueBook(input.queueUrls, input.carried?.queues);
   let pollIntervalMs = input.pollIntervalMs;
   let stop = false;
   const carried: RouterCarried = input.carried ?? {
@@ -89,21 +59,30 @@ export async function spotEventRouter(input: RouterInput): Promise<RouterStatus>
   };
   const known = new Map(Object.entries(carried.known));
   const stats = carried.stats;
+  let lastScanError = carried.lastScanError;
+  const scanErrorCount = metricMeter.createCounter(
+    'ec2_gpu_migration_router_scan_errors',
+    'errors',
+    'Scans of guarded instances that failed (the router tries again at the next poll)',
+  );
 
   const status = (): RouterStatus => ({
     region,
-    queueUrls: [...queueUrls],
+    queueUrls: queues.urls,
     pollIntervalMs,
     guarded: known.size,
     run: carried.runs + 1,
     stats,
+    queues: queues.list(),
+    ...(lastScanError ? { lastScanError } : {}),
   });
   setHandler(routerStatusQuery, status, { description: 'Queues, poll interval, guarded instances and counters.' });
   setHandler(
     registerGuardianSignal,
-    (r) => {
+    async (r) => {
       if (!r || typeof r !== 'object') return;
-      if (typeof r.queueUrl === 'string' && r.queueUrl) queueUrls.add(r.queueUrl);
+      const owner = typeof r.guardianId === 'string' ? r.guardianId : undefined;
+      if (typeof r.queueUrl === 'string' && r.queueUrl) await tellOwners(queues.add(r.queueUrl, owner));
       if (typeof r.pollIntervalMs === 'number' && r.pollIntervalMs >= 1000)
         pollIntervalMs = Math.min(pollIntervalMs, r.pollIntervalMs);
     },
@@ -148,14 +127,27 @@ export async function spotEventRouter(input: RouterInput): Promise<RouterStatus>
   const pollsPerRun = input.pollsPerRun ?? POLLS_PER_RUN;
   const carryOver = (): RouterInput => ({
     region,
-    queueUrls: [...queueUrls],
+    queueUrls: queues.urls,
     pollIntervalMs,
     ...(input.pollsPerRun !== undefined ? { pollsPerRun: input.pollsPerRun } : {}),
-    carried: { known: Object.fromEntries(known), runs: carried.runs + 1, stats },
+    carried: {
+      known: Object.fromEntries(known),
+      runs: carried.runs + 1,
+      stats,
+      queues: queues.carried(),
+      ...(lastScanError ? { lastScanError } : {}),
+    },
   });
   const showDetails = () =>
     setCurrentDetails(
-      `Spot events for **${region}**: ${known.size} guarded instance(s), ${queueUrls.size} queue(s), every ${pollIntervalMs / 1000} s.\n\n${JSON.stringify(stats)}`,
+      `Spot events for **${region}**: ${known.size} guarded instance(s), ${queues.urls.length} queue(s), every ${pollIntervalMs / 1000} s.\n\n` +
+        queues
+          .list()
+          .filter((q) => !q.ok)
+          .map((q) => `**Queue failing** since ${q.since}: ${q.queueUrl}: ${q.error}\n\n`)
+          .join('') +
+        (lastScanError ? `Last failed scan ${lastScanError.at}: ${lastScanError.error}\n\n` : '') +
+        JSON.stringify(stats),
     );
 
   // Guarded instance → its guardian, as the last scan saw them (dead ones included).
@@ -170,7 +162,7 @@ export async function spotEventRouter(input: RouterInput): Promise<RouterStatus>
   const scan = (): Promise<void> => {
     scanning ??= (async () => {
       try {
-        const guarded = await acts.scanGuarded({ region });
+        const guarded = await scans.scanGuarded({ region });
         stats.describeCalls++;
         owner = new Map(guarded.map((g) => [g.instanceId, g.guardianId]));
         // Instances that died since the last scan, with or without a warning.
@@ -205,38 +197,6 @@ export async function spotEventRouter(input: RouterInput): Promise<RouterStatus>
     })();
     return scanning;
   };
-
-  let winding = false;
-  const readers = new Map<string, Promise<void>>();
-  const startReaders = () => {
-    for (const queueUrl of queueUrls) if (!readers.has(queueUrl)) readers.set(queueUrl, readQueue(queueUrl));
-  };
-  const newQueue = () => [...queueUrls].some((q) => !readers.has(q));
-
-  /** Reads one queue until the run winds down: each read waits for a message up to the poll interval. */
-  async function readQueue(queueUrl: string): Promise<void> {
-    while (!stop && !winding) {
-      let messages: QueueMessage[];
-      try {
-        messages = await reads.receiveSpotEvents({
-          region,
-          queueUrl,
-          waitSeconds: Math.min(20, Math.max(1, Math.ceil(pollIntervalMs / 1000))),
-        });
-      } catch (err) {
-        log.error('could not read the queue', { queueUrl, error: describeFailure(err) });
-        await condition(() => stop || winding, pollIntervalMs);
-        continue;
-      }
-      try {
-        if (messages.length) await route(queueUrl, messages);
-      } catch (err) {
-        // What was not deleted comes back once its visibility timeout ends.
-        log.error('could not route the messages', { queueUrl, error: describeFailure(err) });
-        await condition(() => stop || winding, pollIntervalMs);
-      }
-    }
-  }
 
   /** Instances launched since the last scan (a fresh replacement): their owners, by id. */
   async function lookUp(instanceIds: string[]): Promise<void> {
@@ -277,9 +237,27 @@ export async function spotEventRouter(input: RouterInput): Promise<RouterStatus>
     if (done.length) await acts.deleteSpotEvents({ region, queueUrl, receiptHandles: done });
   }
 
-  startReaders();
+  const readers = new QueueReaders({
+    region,
+    queues,
+    stats,
+    pollIntervalMs: () => pollIntervalMs,
+    stopped: () => stop,
+    route,
+  });
+  readers.startNew();
   for (let polls = 0; !stop;) {
-    await scan();
+    try {
+      await scan();
+    } catch (err) {
+      // A scan that fails (credentials, permissions, AWS down) must not end the router: every
+      // guardian of the region depends on it. Runs that began before fail as they did.
+      if (!patched('survive-scan-errors')) throw err;
+      lastScanError = { at: new Date().toISOString(), error: describeFailure(err) };
+      stats.scanErrors = (stats.scanErrors ?? 0) + 1;
+      scanErrorCount.add(1, { region });
+      log.error('the scan of guarded instances failed; trying again at the next poll', { region, ...lastScanError });
+    }
     stats.polls++;
     polls++;
     showDetails();
@@ -287,13 +265,11 @@ export async function spotEventRouter(input: RouterInput): Promise<RouterStatus>
     const due = Date.now() + pollIntervalMs;
     // A queue registered meanwhile gets its reader at once; the next poll stays on time.
     while (!stop && Date.now() < due) {
-      await condition(() => stop || newQueue(), due - Date.now());
-      startReaders();
+      await condition(() => stop || readers.hasNew, due - Date.now());
+      readers.startNew();
     }
   }
-  // Wind down: each reader ends after its read in flight (routing what it brought).
-  winding = true;
-  await Promise.all(readers.values());
+  await readers.windDown();
   await condition(allHandlersFinished);
   if (stop) return status();
   return continueAsNew<typeof spotEventRouter>(carryOver());

@@ -6,7 +6,7 @@ import { DescribeInstancesCommand, TerminateInstancesCommand } from '@aws-sdk/cl
 import type { WorkflowHandle } from '@temporalio/client';
 import { guardianWorkflowId, TAG_GUARDED } from '../../src/shared/constants';
 import { decideUpdate } from '../../src/shared/migration';
-import { guardianStatusQuery, interruptionSignal, type GuardianStatus } from '../../src/shared/spot';
+import { guardianStatusQuery, interruptionSignal } from '../../src/shared/spot';
 import { runCli, setEnv } from '../harness/cli';
 import { temporalAddress, temporalNamespace } from '../harness/env';
 import { useIntegration } from '../harness/lifecycle';
@@ -17,7 +17,8 @@ import { ErrorType } from '../../src/shared/errors';
 import { startScenario, type Scenario } from '../harness/scenario';
 import { testPlan } from '../harness/seed';
 import { createQueue, endSpotWorkflows, putMessage, routerStatus, spotEvent, waitForGuardian } from '../harness/spot';
-import { startWorker, type TestWorker } from '../harness/worker';
+import { startWorker } from '../harness/worker';
+import { expectRecovered, migrated as migratedOnSpot, waitFor } from '../harness/guarded';
 import type { Plan } from '../../src/plan/schema';
 
 // Guardian tests use their own region, so the region's router is theirs alone.
@@ -25,73 +26,7 @@ const REGION = 'us-west-2';
 
 const t = useIntegration();
 
-interface Guarded {
-  s: Scenario;
-  w: TestWorker;
-  plan: Plan;
-  queueUrl: string;
-  guardian: WorkflowHandle;
-  first: GuardianStatus;
-}
-
-/** A Spot migration, approved; returns its guardian once it guards the new instance. */
-async function migrated(overrides: Parameters<typeof testPlan>[2] = {}): Promise<Guarded> {
-  const s = await startScenario({ maxAttempts: 3, seed: { region: REGION } });
-  t.track(s);
-  const queueUrl = await createQueue(s.direct, REGION);
-  const plan = testPlan(s.source, s.world.ports, {
-    target: { market: 'spot', ...(overrides.target ?? {}) },
-    spot: { interruptionQueueUrl: queueUrl, pollInterval: '1s' },
-    checks: { attempts: 3, interval: '1s' },
-    ...overrides,
-  } as Parameters<typeof testPlan>[2]);
-  const w = await startWorker({ clients: s.clients });
-  t.track({ close: () => w.stop() });
-  t.track({ close: () => endSpotWorkflows(t.client, REGION, [guardianWorkflowId(plan.name)]) });
-  const handle = await startMigration(t.client, w.taskQueue, plan);
-  await waitForPhase(handle, 'awaiting-approval');
-  await handle.executeUpdate(decideUpdate, { args: [{ decision: 'approve', by: 'ops' }] });
-  const report = await handle.result();
-  expect(report.guardianWorkflowId).toBe(guardianWorkflowId(plan.name));
-  const guardian = t.client.workflow.getHandle(guardianWorkflowId(plan.name));
-  const first = await waitForGuardian(
-    guardian,
-    'guarding',
-    (g) => g.state === 'guarding' && g.instanceId === report.after.instanceId,
-  );
-  // The router knows the instance before the test interrupts it.
-  await routerKnows(1);
-  return { s, w, plan, queueUrl, guardian, first };
-}
-
-async function routerKnows(count: number): Promise<void> {
-  await waitFor(
-    `router sees ${count} guarded instance(s)`,
-    async () => (await routerStatus(t.client, REGION)).guarded >= count,
-  );
-}
-
-async function waitFor(what: string, ok: () => Promise<boolean>, timeoutMs = 60_000): Promise<void> {
-  const { pollUntil } = await import('../harness/net');
-  await pollUntil(what, async () => ((await ok()) ? true : undefined), { timeoutMs, intervalMs: 100 });
-}
-
-async function expectRecovered(g: Guarded, oldId: string, status: GuardianStatus): Promise<string> {
-  const newId = status.instanceId;
-  expect(newId).not.toBe(oldId);
-  expect((await instance(g.s.direct, REGION, newId)).State?.Name).toBe('running');
-  expect(await addressHolder(g.s.direct, g.plan)).toBe(newId);
-  expect((await instance(g.s.direct, REGION, oldId)).State?.Name).toBe('terminated');
-  // The service answers on the Elastic IP, from the replacement.
-  const eip = g.s.source.publicIp;
-  const res = await fetch(g.s.world.url(eip, 'backend'));
-  expect(res.status).toBe(200);
-  expect(g.s.world.startedInstances()).toContain(newId);
-  const event = status.events[status.events.length - 1];
-  expect(event).toMatchObject({ oldInstanceId: oldId, newInstanceId: newId, outcome: 'replaced' });
-  expect(event.recoveryMs).toBeGreaterThanOrEqual(0);
-  return newId;
-}
+const migrated = (overrides: Parameters<typeof testPlan>[2] = {}) => migratedOnSpot(t, REGION, overrides);
 
 /** A Spot migration of its own plan, up to the approval wait; the guardian does not run yet. */
 async function awaitingApproval(): Promise<{

@@ -68,8 +68,12 @@ interface Launch {
  * The happy stubs, with a launch that gives replacementId(1), (2), … and remembers when each was
  * scheduled; `launch` may fail or hold a call (by its 1-based number).
  */
-function guardianStubs(plan: Plan, launch: (n: number) => Promise<void> = async () => undefined) {
-  const happy = happyStubs(plan);
+function guardianStubs(
+  plan: Plan,
+  launch: (n: number) => Promise<void> = async () => undefined,
+  extra: Partial<Activities> = {},
+) {
+  const happy = { ...happyStubs(plan), ...extra };
   const launches: Launch[] = [];
   const stubs = recordStubs({
     ...happy,
@@ -316,6 +320,55 @@ test('a failed replacement round (every launch try fails) is recorded as failed 
     expect(stubs.inputs('terminateInstance')).toEqual([
       expect.objectContaining({ region: plan.region, instanceId: GUARDED }),
     ]);
+    await stopGuardian(handle);
+  });
+});
+
+test('notices that come while a round ends: one for the replacement is acted on next, others are ignored after the round', async () => {
+  const plan = spotPlan();
+  const held = gate();
+  let terminating = false;
+  const { stubs } = guardianStubs(plan, undefined, {
+    terminateInstance: async ({ instanceId }) => {
+      terminating = true;
+      if (instanceId === GUARDED) await held.passed();
+      return { instanceId, state: 'terminated' };
+    },
+  });
+  const stranger = 'i-0123456789abcdef9';
+  await withWorker(env, stubs.activities, held.open, async (taskQueue) => {
+    const handle = await startGuardian(taskQueue, plan);
+    await until(handle, 'guarding', (s) => s.state === 'guarding');
+    await handle.signal(interruptionSignal, notice(GUARDED));
+    const ending = await until(handle, 'the old instance being terminated', (s) => s.instanceId === replacementId(1));
+    expect(ending.state).toBe('replacing');
+    await waitFor(
+      'terminateInstance called',
+      async () => terminating,
+      (x) => x,
+    );
+
+    await handle.signal(interruptionSignal, { ...notice(replacementId(1)), kind: 'rebalance' });
+    await handle.signal(interruptionSignal, notice(stranger));
+    await handle.signal(interruptionSignal, notice(GUARDED));
+    const during = await until(handle, 'the duplicate ignored', (s) => s.ignored.length === 1);
+    expect(during.ignored[0].reason).toBe(`duplicate notice for ${GUARDED}: already being replaced`);
+    expect(during.pending).toEqual([]);
+    held.open();
+
+    // Run 2 starts with the rebalance for replacement 1 pending, and replaces it at once.
+    const second = await nextRun(handle, handle.firstExecutionRunId);
+    const third = await until((await nextRun(handle, second.runId)).run, 'guarding', (s) => s.state === 'guarding');
+    expect(third).toMatchObject({ run: 3, replacements: 2, instanceId: replacementId(2), pending: [] });
+    expect(third.events.map((e) => [e.kind, e.oldInstanceId, e.newInstanceId, e.outcome])).toEqual([
+      ['interruption', GUARDED, replacementId(1), 'replaced'],
+      ['rebalance', replacementId(1), replacementId(2), 'replaced'],
+    ]);
+    expect(third.ignored.map((i) => i.reason)).toEqual([
+      `duplicate notice for ${GUARDED}: already being replaced`,
+      `${stranger} is not the guarded instance (${replacementId(1)})`,
+    ]);
+    expect(stubs.inputs('terminateInstance').map((i) => i.instanceId)).toEqual([GUARDED, replacementId(1)]);
     await stopGuardian(handle);
   });
 });

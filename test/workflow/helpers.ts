@@ -12,6 +12,7 @@ import { ApplicationFailure, type QueryDefinition } from '@temporalio/common';
 import { TestWorkflowEnvironment } from '@temporalio/testing';
 import { Worker } from '@temporalio/worker';
 import { createActivities, type Activities } from '../../src/activities';
+import { createRouterActivities } from '../../src/activities/router';
 import type { AwsClients } from '../../src/aws/clients';
 import { validatePlan } from '../../src/plan/load';
 import type { Plan } from '../../src/plan/schema';
@@ -274,7 +275,9 @@ export function happyStubs(plan: Plan): Partial<Activities> {
         spotPerHour: { value: 0.2, unit: 'USD/h', source: 'measured' as const },
       })),
     markGuarded: async () => undefined,
-    // The region's router, idle: no guarded instance dies, no queue has messages.
+    // The region's router, idle: no guarded instance dies, no queue has messages. It is started
+    // (or signalled) by the real activity, through the worker's client.
+    ensureRouter: createRouterActivities().ensureRouter,
     scanGuarded: async () => [],
     lookupGuarded: async () => [],
     confirmInstances: async () => [],

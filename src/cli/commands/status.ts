@@ -10,6 +10,12 @@ function renderGuardian(g: GuardianStatus): string {
   const lines = [
     `${g.workflowId}: ${g.state} ${g.instanceId} in ${g.region}, ${g.replacements} replacement(s), run ${g.run}`,
   ];
+  if (g.queue && !g.queue.ok)
+    lines.push(
+      `  the interruption queue ${g.queue.queueUrl} cannot be read since ${g.queue.since ?? '?'}: ${g.queue.error ?? 'unknown error'}`,
+    );
+  if (g.router && !g.router.ok)
+    lines.push(`  the router could not be started at ${g.router.at}: ${g.router.error ?? ''}`);
   for (const e of g.events.slice(-10)) {
     lines.push(
       `  ${e.noticeAt} ${e.kind}${e.source ? ` (${e.source})` : ''}: ${e.oldInstanceId} → ${e.newInstanceId ?? '–'} ${e.outcome}${e.recoveryMs !== undefined ? ` in ${(e.recoveryMs / 1000).toFixed(1)} s` : ''}${e.error ? ` (${e.error})` : ''}`,

@@ -1,0 +1,131 @@
+/**
+ * One replacement round of a guardian: launch from the golden image (or the plan's, running
+ * every remote step), check, move the Elastic IP, verify from outside, terminate the old
+ * instance. Workflow code only.
+ */
+import { ApplicationFailure, log, patched, proxyActivities, sleep } from '@temporalio/workflow';
+import type { Activities } from '../../activities';
+import { durationMs } from '../../plan/duration';
+import type { Plan } from '../../plan/schema';
+import { checkHost } from '../../shared/check-host';
+import { checksSpec } from '../../shared/checks';
+import { TAG_GUARDED } from '../../shared/constants';
+import { describeFailure } from '../../shared/failures';
+import { launchSpec } from '../../shared/launch';
+import { imagePlan } from '../../shared/plan-slices';
+import type { GuardEvent, GuardianCarried, InterruptionNotice } from '../../shared/spot';
+import { checksOptions, REPLACEMENT } from '../options';
+
+const quick = proxyActivities<Activities>(REPLACEMENT.quick);
+const long = proxyActivities<Activities>(REPLACEMENT.long);
+const remote = proxyActivities<Activities>(REPLACEMENT.remote);
+
+/** Tries of one replacement before the guardian waits for the next notice or poll. */
+export const REPLACEMENT_TRIES = 3;
+
+/** What a round reads and changes of its guardian. */
+export interface Guarded {
+  readonly plan: Plan;
+  readonly guardianId: string;
+  readonly firstRunId: string;
+  readonly carried: GuardianCarried;
+  /** The instance guarded: the round sets it to the replacement once the Elastic IP is on it. */
+  instanceId: string;
+  goldenImageId?: string;
+}
+
+export async function replace(g: Guarded, notice: InterruptionNotice): Promise<GuardEvent> {
+  const { plan, guardianId, carried } = g;
+  const checks = proxyActivities<Activities>(checksOptions(plan.checks, '5 minutes'));
+  const noticeAt = notice.at ?? new Date().toISOString();
+  const oldInstanceId = g.instanceId;
+  let lastError = '';
+  for (let attempt = 1; attempt <= REPLACEMENT_TRIES; attempt++) {
+    // A step of its own for every launch, failed rounds included, in this chain of runs only: a
+    // failed try's ClientTokens would only replay its terminated instances (EC2 keeps them for
+    // 24 hours or more). Runs that began before keep their step names.
+    const perLaunch = patched('launch-per-run');
+    if (perLaunch) carried.launches = (carried.launches ?? carried.replacements) + 1;
+    const step = perLaunch ? `replace-${carried.launches}` : `replace-${carried.replacements + 1}-try-${attempt}`;
+    const runId = perLaunch ? g.firstRunId : undefined;
+    const event: GuardEvent = { kind: notice.kind, source: notice.source, oldInstanceId, noticeAt, outcome: 'failed' };
+    try {
+      const launched = await long.launchInstance({
+        spec: launchSpec(plan),
+        workflowId: guardianId,
+        runId,
+        step,
+        imageId: g.goldenImageId ?? (await quick.resolveImage({ plan: imagePlan(plan) })),
+        tags: { [TAG_GUARDED]: guardianId },
+      });
+      Object.assign(event, {
+        newInstanceId: launched.instanceId,
+        instanceType: launched.instanceType,
+        market: launched.market,
+        launchedAt: new Date().toISOString(),
+      });
+      const host = checkHost(plan.checks, launched.publicIp);
+      if (!host)
+        throw ApplicationFailure.nonRetryable(
+          `replacement ${launched.instanceId} has no public address`,
+          'NoPublicAddress',
+        );
+      // Without a golden image the replacement is a bare image: every remote step runs.
+      const steps: [string, string[]][] = g.goldenImageId
+        ? [['start', plan.remote.start]]
+        : [
+            ['setup', plan.remote.setup],
+            ['source', plan.remote.deploy],
+            ['build', plan.remote.build],
+            ['start', plan.remote.start],
+          ];
+      for (const [label, commands] of steps) {
+        if (commands.length)
+          await remote.runRemote({
+            region: plan.region,
+            instanceId: launched.instanceId,
+            label,
+            commands,
+            timeoutSeconds: 3600,
+          });
+      }
+      await checks.checkServices({ spec: checksSpec(plan), instanceId: launched.instanceId, host, scope: 'all' });
+      event.healthyAt = new Date().toISOString();
+      const moved = await quick.associateAddress({
+        region: plan.region,
+        allocationId: plan.elasticIp.allocationId,
+        instanceId: launched.instanceId,
+      });
+      event.eipMovedAt = new Date().toISOString();
+      g.instanceId = launched.instanceId;
+      carried.replacements++;
+      await checks.checkServices({
+        spec: checksSpec(plan),
+        instanceId: launched.instanceId,
+        host: checkHost(plan.checks, moved.publicIp),
+        scope: 'public',
+      });
+      event.recoveryMs = Date.parse(event.eipMovedAt) - Date.parse(noticeAt);
+      try {
+        await long.terminateInstance({ region: plan.region, instanceId: oldInstanceId });
+        event.oldTerminatedAt = new Date().toISOString();
+      } catch (err) {
+        log.warn('could not terminate the old instance', { oldInstanceId, error: describeFailure(err) });
+      }
+      event.outcome = 'replaced';
+      return event;
+    } catch (err) {
+      lastError = describeFailure(err);
+      log.error('replacement failed', { attempt, error: lastError });
+      // Never leave a half-made replacement running; the EIP stays where it is (moved only
+      // once a replacement is healthy).
+      if (g.instanceId === oldInstanceId)
+        await quick
+          .terminateLaunched({ region: plan.region, workflowId: guardianId, runId, step })
+          .catch(() => undefined);
+      else return { ...event, outcome: 'replaced', error: `verification after the move failed: ${lastError}` };
+      if (attempt < REPLACEMENT_TRIES) await sleep(durationMs(plan.checks.interval));
+    }
+  }
+  return { kind: notice.kind, source: notice.source, oldInstanceId, noticeAt, outcome: 'failed', error: lastError };
+}

@@ -1,0 +1,159 @@
+/**
+ * No notice lost, no silent router: notices that come while a replacement ends, a router that
+ * meets failing scans and unreadable queues, and a router that is gone, against the real dev
+ * server and moto (EC2, SQS) behind the strict world (IAM enforced).
+ */
+import { TerminateInstancesCommand } from '@aws-sdk/client-ec2';
+import { iamPolicy } from '../../src/aws/permissions';
+import { routerWorkflowId } from '../../src/shared/constants';
+import { guardianStatusQuery, type RouterInput } from '../../src/shared/spot';
+import { runCli, setEnv } from '../harness/cli';
+import { temporalAddress, temporalNamespace } from '../harness/env';
+import { expectRecovered, migrated, routerKnows, waitFor } from '../harness/guarded';
+import { withoutAction } from '../harness/iam';
+import { useIntegration } from '../harness/lifecycle';
+import { gate } from '../harness/outcome';
+import { startScenario } from '../harness/scenario';
+import { createQueue, endSpotWorkflows, putMessage, routerStatus, spotEvent, waitForGuardian } from '../harness/spot';
+import { startWorker } from '../harness/worker';
+
+// A region of this file's own: the region's router is shared by its guardians.
+const REGION = 'ap-northeast-1';
+
+const t = useIntegration();
+const router = () => routerStatus(t.client, REGION);
+
+test('a rebalance for the replacement that comes while the old instance is terminated is acted on after the round', async () => {
+  const g = await migrated(t, REGION);
+  const oldId = g.first.instanceId;
+  // The round's last step waits: EC2 has terminated the old instance, its answer is held.
+  const held = gate();
+  const release = g.s.proxy.onAfter('TerminateInstances', () => held.promise);
+  t.track({ close: async () => (held.open(), release()) });
+  await putMessage(g.s.direct, REGION, g.queueUrl, spotEvent('interruption', oldId, REGION));
+  const moved = await waitForGuardian(
+    g.guardian,
+    'the Elastic IP on the replacement, the round not ended',
+    (s) => s.state === 'replacing' && s.instanceId !== oldId,
+    90_000,
+  );
+  const firstReplacement = moved.instanceId;
+  const routed = (await router()).stats.messagesRouted;
+  await putMessage(g.s.direct, REGION, g.queueUrl, spotEvent('rebalance', firstReplacement, REGION));
+  // The router delivered it (and deleted the message) while the round still runs.
+  await waitFor('the rebalance routed', async () => (await router()).stats.messagesRouted > routed);
+  expect((await g.guardian.query(guardianStatusQuery)).state).toBe('replacing');
+  held.open();
+
+  const after = await waitForGuardian(
+    g.guardian,
+    'the replacement replaced in turn',
+    (s) => s.replacements === 2 && s.state === 'guarding',
+    90_000,
+  );
+  expect(after.events.map((e) => [e.kind, e.oldInstanceId, e.outcome])).toEqual([
+    ['interruption', oldId, 'replaced'],
+    ['rebalance', firstReplacement, 'replaced'],
+  ]);
+  await expectRecovered(g, firstReplacement, after);
+  expect(after.ignored.map((i) => (i.notice as { instanceId?: string } | undefined)?.instanceId)).not.toContain(
+    firstReplacement,
+  );
+});
+
+test('scans refused by IAM do not end the router: the failure shows in its status, and once allowed it finds a death again', async () => {
+  const g = await migrated(t, REGION);
+  const before = await router();
+  // The worker's role loses ec2:DescribeInstances (a narrowed policy, an SCP).
+  g.s.proxy.setPolicies([withoutAction(iamPolicy(g.plan), 'ec2:DescribeInstances')]);
+  await waitFor('two failed scans', async () => ((await router()).stats.scanErrors ?? 0) >= 2);
+  const failing = await router();
+  expect(failing.lastScanError?.error).toContain('not authorized');
+  expect((await t.client.workflow.getHandle(routerWorkflowId(REGION)).describe()).status.name).toBe('RUNNING');
+  expect(failing.run).toBe(before.run);
+
+  g.s.proxy.setPolicies([iamPolicy(g.plan)]);
+  const polls = (await router()).stats.polls;
+  await waitFor('scans work again', async () => (await router()).stats.polls > polls + 1);
+  await g.s.direct.ec2(REGION).send(new TerminateInstancesCommand({ InstanceIds: [g.first.instanceId] }));
+  const after = await waitForGuardian(
+    g.guardian,
+    'the death found by a scan',
+    (s) => s.replacements === 1 && s.state === 'guarding',
+  );
+  expect(after.events[0]).toMatchObject({ kind: 'stopped', source: 'poll' });
+  await expectRecovered(g, g.first.instanceId, after);
+});
+
+test('a queue the worker may not read shows in the router, the guardian and `migration status`, until it reads again', async () => {
+  const g = await migrated(t, REGION);
+  g.s.proxy.setPolicies([withoutAction(iamPolicy(g.plan), 'sqs:ReceiveMessage')]);
+  const told = await waitForGuardian(g.guardian, 'told the queue fails', (s) => s.queue?.ok === false);
+  expect(told.queue).toMatchObject({ queueUrl: g.queueUrl, ok: false, since: expect.any(String) });
+  expect(told.queue?.error).toMatch(/not authorized|denied/i);
+  const seen = (await router()).queues.find((q) => q.queueUrl === g.queueUrl);
+  expect(seen).toMatchObject({ ok: false });
+  expect(seen?.failures).toBeGreaterThan(0);
+
+  const restore = setEnv({ TEMPORAL_ADDRESS: temporalAddress(), TEMPORAL_NAMESPACE: temporalNamespace() });
+  try {
+    const text = await runCli(['status', g.guardian.workflowId]);
+    expect(text.code).toBe(0);
+    expect(text.stdout).toContain(`the interruption queue ${g.queueUrl} cannot be read since ${told.queue?.since}`);
+  } finally {
+    restore();
+  }
+
+  g.s.proxy.setPolicies([iamPolicy(g.plan)]);
+  const healthy = await waitForGuardian(g.guardian, 'told the queue reads again', (s) => s.queue?.ok === true);
+  expect(healthy.queue).toEqual({ queueUrl: g.queueUrl, ok: true });
+  // And the queue's warnings reach the guardian again.
+  await putMessage(g.s.direct, REGION, g.queueUrl, spotEvent('interruption', g.first.instanceId, REGION));
+  const after = await waitForGuardian(g.guardian, 'replaced', (s) => s.replacements === 1 && s.state === 'guarding');
+  expect(after.events[0]).toMatchObject({ kind: 'interruption', source: 'queue' });
+});
+
+test('reads that keep failing do not freeze the router at continue-as-new: it winds down and keeps polling', async () => {
+  const s = await startScenario({ maxAttempts: 2, seed: { region: REGION } });
+  t.track(s);
+  const queueUrl = await createQueue(s.direct, REGION);
+  const w = await startWorker({ clients: s.clients });
+  t.track({ close: () => w.stop() });
+  t.track({ close: () => endSpotWorkflows(t.client, REGION, []) });
+  // SQS answers every read with a 500: retryable, for as long as the test runs.
+  s.proxy.serverError('ReceiveMessage', { status: 500 });
+  const input: RouterInput = { region: REGION, queueUrls: [queueUrl], pollIntervalMs: 1_000, pollsPerRun: 3 };
+  await t.client.workflow.start('spotEventRouter', {
+    workflowId: routerWorkflowId(REGION),
+    taskQueue: w.taskQueue,
+    args: [input],
+  });
+  await waitFor('three runs', async () => (await router()).run >= 3, 120_000);
+  const status = await router();
+  expect(status.queues).toEqual([expect.objectContaining({ queueUrl, ok: false })]);
+  expect(status.stats.readErrors ?? 0).toBeGreaterThan(0);
+  expect(status.stats.polls).toBeGreaterThanOrEqual(6);
+}, 180_000);
+
+test('a router that was terminated is started again by the next run of a guardian, with its queue', async () => {
+  const g = await migrated(t, REGION);
+  const handle = t.client.workflow.getHandle(routerWorkflowId(REGION));
+  await handle.terminate('an operator ended it');
+  // A replacement (a notice sent to the guardian directly) ends the guardian's run; the next run
+  // makes sure the router runs.
+  await g.guardian.signal('interruption', { instanceId: g.first.instanceId, kind: 'manual' });
+  const second = await waitForGuardian(g.guardian, 'its next run', (s) => s.run === 2 && s.state === 'guarding');
+  expect(second.router).toMatchObject({ ok: true });
+  await waitFor('the router runs again', async () => (await handle.describe()).status.name === 'RUNNING');
+  await routerKnows(t, REGION, 1);
+  expect((await router()).queueUrls).toContain(g.queueUrl);
+
+  // A warning on the queue reaches the guardian through the new router.
+  await putMessage(g.s.direct, REGION, g.queueUrl, spotEvent('interruption', second.instanceId, REGION));
+  const third = await waitForGuardian(
+    g.guardian,
+    'replaced again',
+    (s) => s.replacements === 2 && s.state === 'guarding',
+  );
+  expect(third.events[1]).toMatchObject({ kind: 'interruption', source: 'queue', oldInstanceId: second.instanceId });
+});
