@@ -638,6 +638,14 @@ export class AwsProxy {
         }
       }
     }
+    if (request?.service === 'sqs' && bypass) {
+      // A queue URL names SQS's one endpoint, whichever door was asked: a client that takes the
+      // URL as its endpoint (the SDK does, unless given one) reaches the main door, as on AWS.
+      const text = reply.body.toString('utf8');
+      if (text.includes(this.bypassEndpoint)) {
+        reply = { ...reply, body: Buffer.from(text.split(this.bypassEndpoint).join(this.endpoint)) };
+      }
+    }
     if (res.destroyed) return;
     res.writeHead(reply.status, { ...reply.headers, 'content-length': String(reply.body.length) });
     res.end(reply.body);

@@ -1,19 +1,25 @@
 /**
  * The production worker (`migration worker`, in a process of its own): it serves Prometheus
- * metrics, shuts down cleanly on SIGTERM while an activity runs, and the migration completes on
- * the next worker without running the interrupted remote step twice.
+ * metrics, the router's failures among them, shuts down cleanly on SIGTERM while an activity
+ * runs, and the migration completes on the next worker without running the interrupted remote
+ * step twice.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
 import { getHeapStatistics } from 'node:v8';
+import { iamPolicy } from '../../src/aws/permissions';
+import { routerWorkflowId } from '../../src/shared/constants';
 import { decideUpdate, statusQuery } from '../../src/shared/migration';
+import type { RouterInput } from '../../src/shared/spot';
 import { WORKER_HEAP_MIB } from '../../src/worker';
 import { temporalAddress, temporalNamespace } from '../harness/env';
+import { withoutAction } from '../harness/iam';
 import { useIntegration } from '../harness/lifecycle';
 import { aliveInstancesOfPlan, startMigration, waitForPhase } from '../harness/migration';
 import { freePort, pollUntil } from '../harness/net';
 import { startScenario } from '../harness/scenario';
+import { createQueue, endSpotWorkflows, routerStatus } from '../harness/spot';
 
 const ROOT = join(__dirname, '..', '..');
 const BUILD = 'docker compose build';
@@ -141,4 +147,53 @@ test('SIGTERM while an activity runs: the worker exits cleanly and the next one 
   expect(await aliveInstancesOfPlan(s.direct, s.plan)).toHaveLength(1);
   second.child.kill('SIGTERM');
   expect(await second.exited).toEqual({ code: 0, signal: null });
+});
+
+// Our own metrics carry no `temporal_` prefix (the runtime adds it to its own only), and carry the region.
+const SCAN_ERRORS = 'ec2_gpu_migration_router_scan_errors';
+const READ_ERRORS = 'ec2_gpu_migration_router_read_errors';
+
+test("the worker's metrics count the router's failed scans and queue reads", async () => {
+  // A region no other test's router uses.
+  const region = 'sa-east-1';
+  const s = t.track(await startScenario());
+  const queueUrl = await createQueue(s.direct, region);
+  // The worker's role may neither list instances nor read the queue.
+  const policy = iamPolicy({ ...s.plan, region });
+  s.proxy.setPolicies([withoutAction(withoutAction(policy, 'ec2:DescribeInstances'), 'sqs:ReceiveMessage')]);
+  const taskQueue = `metrics-${randomBytes(5).toString('hex')}`;
+  const metricsPort = await freePort();
+  const worker = await startCliWorker(taskQueue, s.proxy.endpoint, metricsPort);
+  const input: RouterInput = { region, queueUrls: [queueUrl], pollIntervalMs: 1000 };
+  await t.client.workflow.start('spotEventRouter', {
+    workflowId: routerWorkflowId(region),
+    taskQueue,
+    args: [input],
+  });
+  t.track({ close: () => endSpotWorkflows(t.client, region, []) });
+  await pollUntil(
+    'a failed scan and a failed read',
+    async () => {
+      const r = await routerStatus(t.client, region);
+      return (r.stats.scanErrors ?? 0) >= 1 && (r.stats.readErrors ?? 0) >= 1 ? r : undefined;
+    },
+    { timeoutMs: 90_000, intervalMs: 200 },
+  );
+  const counter = async (name: string) => {
+    const text = await (await fetch(`http://127.0.0.1:${metricsPort}/metrics`)).text();
+    const line = text.split('\n').find((l) => l.startsWith(`${name}{`) && l.includes(`region="${region}"`));
+    return line === undefined ? undefined : Number(line.slice(line.lastIndexOf(' ') + 1));
+  };
+  // The runtime exports on its own schedule: wait for the counters to appear there.
+  const scans = await pollUntil('the scan counter', async () => ((await counter(SCAN_ERRORS)) ?? 0) >= 1 || undefined, {
+    timeoutMs: 30_000,
+    intervalMs: 200,
+  });
+  const reads = await pollUntil('the read counter', async () => ((await counter(READ_ERRORS)) ?? 0) >= 1 || undefined, {
+    timeoutMs: 30_000,
+    intervalMs: 200,
+  });
+  expect([scans, reads]).toEqual([true, true]);
+  worker.child.kill('SIGTERM');
+  expect(await worker.exited).toEqual({ code: 0, signal: null });
 });
