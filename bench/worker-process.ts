@@ -1,6 +1,6 @@
 /**
  * The worker the benchmarks measure, in a process of its own so that its memory and CPU are its
- * own: the project's createMigrationWorker, with AWS clients pointed at a benchmark proxy.
+ * own: the project's createMigrationWorkers, with AWS clients pointed at a benchmark proxy.
  *
  * Environment (set by bench/stack.ts `spawnBenchWorker`):
  *   TEMPORAL_ADDRESS, TEMPORAL_NAMESPACE   the benchmark's dev server (read through envconfig)
@@ -21,7 +21,7 @@ import { DefaultLogger, NativeConnection, Runtime } from '@temporalio/worker';
 import { createAwsClients } from '../src/aws/clients';
 import { temporalTarget } from '../src/connection';
 import { readConfig } from '../src/config';
-import { createMigrationWorker, runUntilSignal } from '../src/worker';
+import { createMigrationWorkers, runUntilSignal } from '../src/worker';
 import { READY_LINE } from './ready';
 
 function env(name: string): string {
@@ -41,7 +41,7 @@ async function main(): Promise<void> {
   try {
     const bundle = process.env.WORKFLOW_BUNDLE_PATH;
     const cached = readConfig().maxCachedWorkflows;
-    const worker = await createMigrationWorker({
+    const worker = await createMigrationWorkers({
       connection,
       namespace: target.namespace,
       taskQueue: env('TASK_QUEUE'),

@@ -21,7 +21,7 @@ import { guardianWorkflowId, migrationWorkflowId } from '../src/shared/constants
 import { decideUpdate, statusQuery, type MigrationStatus } from '../src/shared/migration';
 import { renderReportMarkdown, type MigrationReport } from '../src/shared/report';
 import { guardianStatusQuery } from '../src/shared/spot';
-import { createMigrationWorker } from '../src/worker';
+import { createMigrationWorkers } from '../src/worker';
 import { AwsProxy } from '../test/harness/aws-proxy';
 import { startMoto } from '../test/harness/moto';
 import { seedSource } from '../test/harness/seed';
@@ -158,7 +158,7 @@ async function main(): Promise<void> {
     await writeFile(demoPlan, toYaml(plan));
 
     const connection = await NativeConnection.connect({ address });
-    const worker = await createMigrationWorker({
+    const worker = await createMigrationWorkers({
       connection,
       namespace: 'default',
       aws: proxy.clients({ maxAttempts: 3 }),
@@ -170,7 +170,7 @@ async function main(): Promise<void> {
       await running;
       await connection.close();
     });
-    say('  a worker polls the task queue ec2-gpu-migration');
+    say(`  a worker polls the task queues ${worker.taskQueues.join(' and ')} (guardians and routers on the second)`);
 
     step(`Migrating ${plan.name}: ${source.instanceType} → ${plan.target.instanceType} (${plan.target.market})`);
     say(`  $ npm run migration -- start --plan ${demoPlan}`);

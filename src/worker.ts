@@ -13,7 +13,7 @@ import { createAwsClients, type AwsClients } from './aws/clients';
 import { dataConverterFromEnv } from './codec';
 import { ConfigError, readConfig } from './config';
 import { TemporalUnreachable, temporalTarget } from './connection';
-import { TASK_QUEUE } from './shared/constants';
+import { TASK_QUEUE, migrationTaskQueue, spotTaskQueue } from './shared/constants';
 
 export interface MigrationWorkerOptions {
   connection: NativeConnection;
@@ -67,7 +67,11 @@ export function heapLimitWarning(
   return `the V8 heap may grow to ${mib} MiB before garbage is collected hard; run the worker with NODE_OPTIONS=--max-old-space-size=${WORKER_HEAP_MIB} (as npm run worker does) to keep it near 450 MiB, or larger for a bigger fleet`;
 }
 
-export async function createMigrationWorker(options: MigrationWorkerOptions): Promise<Worker> {
+/** One worker on one task queue (`createMigrationWorkers` makes the process's set). */
+export async function createMigrationWorker(
+  options: MigrationWorkerOptions,
+  activities = createActivities({ aws: options.aws, http: options.http, pollIntervalMs: options.pollIntervalMs }),
+): Promise<Worker> {
   return Worker.create({
     connection: options.connection,
     namespace: options.namespace,
@@ -75,7 +79,7 @@ export async function createMigrationWorker(options: MigrationWorkerOptions): Pr
     ...(options.workflowBundle
       ? { workflowBundle: options.workflowBundle }
       : { workflowsPath: require.resolve('./workflows') }),
-    activities: createActivities({ aws: options.aws, http: options.http, pollIntervalMs: options.pollIntervalMs }),
+    activities,
     ...(options.identity ? { identity: options.identity } : {}),
     ...(options.stickyQueueScheduleToStartTimeout
       ? { stickyQueueScheduleToStartTimeout: options.stickyQueueScheduleToStartTimeout }
@@ -87,11 +91,76 @@ export async function createMigrationWorker(options: MigrationWorkerOptions): Pr
   });
 }
 
+/** Which task queues a worker process polls: both (the default), or one of them. */
+export const WORKER_QUEUES = ['all', 'migration', 'spot'] as const;
+export type WorkerQueues = (typeof WORKER_QUEUES)[number];
+
+/**
+ * The queues a worker polls for `taskQueue`: the migrations' and the spot queue beside it
+ * (guardians, routers, their activities), or only one of them.
+ */
+export function queuesToPoll(taskQueue: string, queues: WorkerQueues = 'all'): string[] {
+  const migration = migrationTaskQueue(taskQueue);
+  const spot = spotTaskQueue(migration);
+  if (queues === 'migration') return [migration];
+  if (queues === 'spot') return [spot];
+  return [migration, spot];
+}
+
+/** The workers of one process, one per task queue, run and shut down together. */
+export interface MigrationWorkers {
+  readonly workers: Worker[];
+  readonly taskQueues: string[];
+  /** Runs every worker; ends when all have ended, and fails (after shutting the others down) if one fails. */
+  run(): Promise<void>;
+  shutdown(): void;
+  getState(): ReturnType<Worker['getState']>;
+}
+
+/**
+ * A worker for each queue `queuesToPoll` names, on one connection, sharing the activities (and so
+ * the AWS clients). Each keeps its own sticky cache of `maxCachedWorkflows` runs.
+ */
+export async function createMigrationWorkers(
+  options: MigrationWorkerOptions & { queues?: WorkerQueues },
+): Promise<MigrationWorkers> {
+  const taskQueues = queuesToPoll(options.taskQueue ?? TASK_QUEUE, options.queues);
+  const activities = createActivities({
+    aws: options.aws,
+    http: options.http,
+    pollIntervalMs: options.pollIntervalMs,
+  });
+  const workers: Worker[] = [];
+  for (const taskQueue of taskQueues) workers.push(await createMigrationWorker({ ...options, taskQueue }, activities));
+  const shutdown = () => {
+    for (const w of workers) if (w.getState() === 'RUNNING') w.shutdown();
+  };
+  return {
+    workers,
+    taskQueues,
+    async run() {
+      const runs = workers.map((w) =>
+        w.run().catch((err: unknown) => {
+          shutdown();
+          throw err;
+        }),
+      );
+      const settled = await Promise.allSettled(runs);
+      const failed = settled.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+      if (failed) throw failed.reason;
+    },
+    shutdown,
+    getState: () => (workers.some((w) => w.getState() === 'RUNNING') ? 'RUNNING' : workers[0].getState()),
+  };
+}
+
 export interface RunWorkerOptions {
   /** Serve Prometheus metrics on this address, e.g. 0.0.0.0:9464. */
   metricsAddress?: string;
   logLevel?: LogLevel;
   taskQueue?: string;
+  /** Poll both queues (default), or only the migrations' or only the spot queue. */
+  queues?: WorkerQueues;
 }
 
 /**
@@ -122,13 +191,15 @@ export async function runWorker(options: RunWorkerOptions = {}): Promise<void> {
     throw new TemporalUnreachable(target.address, err);
   }
   const cached = config.maxCachedWorkflows;
-  const worker = await createMigrationWorker({
+  const worker = await createMigrationWorkers({
     connection,
     namespace: target.namespace,
     taskQueue: options.taskQueue,
+    queues: options.queues,
     aws: createAwsClients(),
     ...(cached !== undefined ? { maxCachedWorkflows: cached } : {}),
   });
+  Runtime.instance().logger.info('polling task queues', { taskQueues: worker.taskQueues });
   try {
     await runUntilSignal(worker);
   } finally {
@@ -140,7 +211,7 @@ export async function runWorker(options: RunWorkerOptions = {}): Promise<void> {
  * Runs `worker` until SIGINT or SIGTERM asks it to shut down (running activities get their grace
  * time); `started` is called once it runs.
  */
-export async function runUntilSignal(worker: Worker, started?: () => void): Promise<void> {
+export async function runUntilSignal(worker: Pick<Worker, 'run' | 'shutdown'>, started?: () => void): Promise<void> {
   const stop = () => worker.shutdown();
   process.once('SIGINT', stop);
   process.once('SIGTERM', stop);

@@ -4,6 +4,7 @@ import { createCheckActivities } from './checks';
 import { createImageActivities } from './images';
 import { createInstanceActivities } from './instances';
 import { createNetworkActivities } from './network';
+import { createPoolActivities } from './pools';
 import { createPreflight } from './preflight';
 import { createPricingActivities } from './pricing';
 import { createRemoteRunner } from './remote';
@@ -30,6 +31,7 @@ export function createActivities(deps: ActivityDeps) {
     ...network,
     ...createImageActivities(deps.aws),
     ...createPricingActivities(deps.aws),
+    ...createPoolActivities(deps.aws),
     ...createSpotActivities(deps.aws),
     ...createRouterActivities(),
   });

@@ -1,5 +1,5 @@
 import { Context } from '@temporalio/activity';
-import { routerWorkflowId } from '../shared/constants';
+import { routerWorkflowId, spotTaskQueue } from '../shared/constants';
 import { registerGuardianSignal, type RouterInput, type RouterRegistration } from '../shared/spot';
 
 export interface EnsureRouterInput {
@@ -11,7 +11,8 @@ export interface EnsureRouterInput {
  * Makes sure the region's router runs and knows `registration` (its owner, queue and poll
  * interval): one signal-with-start through the worker's own client, so it starts the router
  * when none runs (the first guardian, or one that failed or was terminated) and registers with
- * the one that does. Safe to repeat: every guardian run calls it.
+ * the one that does. Safe to repeat: every guardian run calls it. A router it starts runs on the
+ * spot task queue beside the caller's.
  */
 export function createRouterActivities() {
   return {
@@ -25,7 +26,8 @@ export function createRouterActivities() {
       };
       const handle = await client.workflow.signalWithStart('spotEventRouter', {
         workflowId: routerWorkflowId(region),
-        taskQueue: info.taskQueue,
+        // A router it starts runs on the spot queue, whoever asks (a guardian, or a migration).
+        taskQueue: spotTaskQueue(info.taskQueue),
         args: [routerInput],
         signal: registerGuardianSignal,
         signalArgs: [registration],

@@ -74,6 +74,13 @@ export const WORKER_PERMISSIONS: readonly PermissionGroup[] = [
     actions: ['ec2:DescribeSpotPriceHistory'],
   },
   {
+    sid: 'SpotPools',
+    // A guardian ranks its Spot pools before each replacement: the zones' placement scores for
+    // the planned types, then their Spot prices (DescribeSpotPriceHistory, granted above).
+    why: "spot guardian: rank the replacement's Spot pools by placement score",
+    actions: ['ec2:GetSpotPlacementScores'],
+  },
+  {
     sid: 'StopOld',
     // CreateImage tags the image on creation (ec2:CreateTags, granted above). StartInstances is
     // the undo of stop-old. The old instance is never terminated.

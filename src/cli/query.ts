@@ -1,5 +1,6 @@
 import { WorkflowNotFoundError, type Client } from '@temporalio/client';
 import type { QueryDefinition } from '@temporalio/common';
+import { migrationTaskQueue } from '../shared/constants';
 import { statusQuery, type MigrationStatus } from '../shared/migration';
 
 /** TASK_QUEUE_TYPE_WORKFLOW of temporal.api.enums.v1.TaskQueueType. */
@@ -26,7 +27,9 @@ export async function queryWorkflow<T>(client: Client, workflowId: string, query
   const handle = client.workflow.getHandle(workflowId);
   const described = await handle.describe();
   const taskQueue = described.taskQueue;
-  const hint = `start one with: migration worker --task-queue ${taskQueue}`;
+  // A guardian's or router's queue is the spot queue beside a migrations' queue: a worker for that polls both.
+  const base = migrationTaskQueue(taskQueue);
+  const hint = `start one with: migration worker --task-queue ${base}${base === taskQueue ? '' : ` (it polls ${taskQueue} too)`}`;
   const queue = await client.workflowService
     .describeTaskQueue({
       namespace: client.options.namespace,

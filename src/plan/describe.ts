@@ -228,11 +228,22 @@ export function describePlan(plan: Plan): string {
     );
     if (durationMs(spot.pollInterval) > 60_000)
       line('   Note: a poll interval over 1m leaves little of the two-minute interruption warning.');
+    const order = spot.poolOrder ?? 'placement-score';
+    const avoid = spot.avoidInterruptedPoolFor ?? '3m';
     line(
-      `   On an interruption or rebalance notice: replacement from the golden AMI (${list(types)}, then on-demand),`,
+      `   On an interruption or rebalance notice: replacement from the golden AMI in a Spot pool (${list(types)} × the planned subnets' zones), then on-demand,`,
     );
     line(
-      '   remote.start, every service checked, Elastic IP moved, checked from outside, old Spot instance terminated.',
+      `   pools tried ${order === 'placement-score' ? 'by Spot placement score, then price' : order === 'price' ? 'cheapest first' : 'in the plan order'}${durationMs(avoid) > 0 ? `; the interrupted pool skipped for ${humanDuration(avoid)}` : ''};`,
+    );
+    line(
+      `   remote.start, every service checked${checks.voiceClone ? `, a voice clone within ${checks.voiceClone.maxSeconds} s` : ''}, Elastic IP moved, checked from outside, old Spot instance terminated.`,
+    );
+    const revert = spot.revertAfter ?? '1h';
+    line(
+      durationMs(revert) > 0
+        ? `   On on-demand (no Spot capacity anywhere): Spot tried again every ${humanDuration(revert)}; the on-demand instance serves until a checked Spot one holds the Elastic IP.`
+        : '   On on-demand (no Spot capacity anywhere): it stays there (spot.revertAfter is 0s).',
     );
     line();
   }

@@ -5,7 +5,7 @@
  */
 import { z } from 'zod';
 import { canonicalCidr, CIDR_PATTERN } from './cidr';
-import { POSITIVE_DURATION } from './duration';
+import { DURATION_PATTERN, POSITIVE_DURATION } from './duration';
 
 export const awsId = (prefix: string, what: string, description: string) =>
   z
@@ -24,6 +24,16 @@ export const duration = (description: string) =>
   z
     .string()
     .regex(POSITIVE_DURATION, 'a duration such as 5s, 10m, 2h or 7d (a whole number > 0 and a unit ms, s, m, h or d)')
+    .describe(description);
+
+/** A duration where 0 (in any unit) means "never" or "not at all". */
+export const durationOrZero = (description: string) =>
+  z
+    .string()
+    .regex(
+      DURATION_PATTERN,
+      'a duration such as 0s, 3m, 1h or 7d (a whole number and a unit ms, s, m, h or d; 0 = off)',
+    )
     .describe(description);
 
 const command = z.string().regex(/\S/, 'a non-empty shell command');

@@ -2,6 +2,18 @@
 
 export const TASK_QUEUE = 'ec2-gpu-migration';
 
+/**
+ * Guardians, routers and their activities run on a task queue of their own beside the
+ * migrations' (`<queue>-spot`), so a recovery never waits behind hour-long migration activities.
+ * Workers poll both by default. Idempotent: a spot queue is its own spot queue.
+ */
+export const SPOT_QUEUE_SUFFIX = '-spot';
+export const spotTaskQueue = (taskQueue: string): string =>
+  taskQueue.endsWith(SPOT_QUEUE_SUFFIX) ? taskQueue : `${taskQueue}${SPOT_QUEUE_SUFFIX}`;
+/** The migrations' queue a spot queue belongs to. */
+export const migrationTaskQueue = (taskQueue: string): string =>
+  taskQueue.endsWith(SPOT_QUEUE_SUFFIX) ? taskQueue.slice(0, -SPOT_QUEUE_SUFFIX.length) : taskQueue;
+
 /** Tag keys on every AWS resource we create; lookups by these make every activity idempotent. */
 export const TAG_PLAN = 'ec2-gpu-migration:plan';
 export const TAG_STEP = 'ec2-gpu-migration:step';

@@ -50,6 +50,13 @@ export interface LaunchSpec {
   sourceInstanceId: string;
   /** The types, subnets and market to choose from (`launchChoices` orders them). */
   target: LaunchTargets;
+  /**
+   * The Spot pools to try, in this order, before on-demand (a guardian's ranking: interrupted
+   * pools left out, the rest by placement score and price). Without it: the plan's order.
+   */
+  spotPools?: { instanceType: string; subnetId: string }[];
+  /** False: Spot or nothing (a guardian's return to Spot from on-demand). Default: on-demand after Spot. */
+  onDemandFallback?: boolean;
   securityGroupIds: string[];
   /** A public address on the interface, for checks that reach it there (`checks.host: auto`). */
   publicIp: boolean;
@@ -79,14 +86,25 @@ export interface LaunchInput {
 /** The input of launches scheduled by runs from before the spec: the whole plan. Still accepted. */
 export type PlanLaunchInput = Omit<LaunchInput, 'spec'> & { plan: Plan };
 
-/** Every (type, subnet, market) to try, best first: types, then subnets, then on-demand. */
-export function launchChoices(plan: { target: LaunchTargets }): LaunchChoice[] {
+/**
+ * Every (type, subnet, market) to try, best first: types, then subnets, then on-demand. With
+ * `spotPools`, the Spot choices are those pools in their order (none: straight to on-demand).
+ */
+export function launchChoices(
+  plan: { target: LaunchTargets } & Pick<LaunchSpec, 'spotPools' | 'onDemandFallback'>,
+): LaunchChoice[] {
   const types = [plan.target.instanceType, ...plan.target.fallbackInstanceTypes];
-  const markets: Market[] = plan.target.market === 'spot' ? ['spot', 'on-demand'] : ['on-demand'];
+  const markets: Market[] =
+    plan.target.market !== 'spot' ? ['on-demand'] : plan.onDemandFallback === false ? ['spot'] : ['spot', 'on-demand'];
   const out: LaunchChoice[] = [];
-  for (const market of markets)
+  for (const market of markets) {
+    if (market === 'spot' && plan.spotPools) {
+      for (const { instanceType, subnetId } of plan.spotPools) out.push({ instanceType, subnetId, market });
+      continue;
+    }
     for (const instanceType of types)
       for (const subnetId of plan.target.subnetIds) out.push({ instanceType, subnetId, market });
+  }
   return out;
 }
 

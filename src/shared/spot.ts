@@ -4,6 +4,8 @@
  */
 import { defineQuery, defineSignal } from '@temporalio/workflow';
 import type { Plan } from '../plan/schema';
+import type { Market } from './launch';
+import type { InterruptedPool, PoolRanking } from './pools';
 
 export const NOTICE_KINDS = ['interruption', 'rebalance', 'stopped', 'manual'] as const;
 export type NoticeKind = (typeof NOTICE_KINDS)[number];
@@ -18,16 +20,27 @@ export interface InterruptionNotice {
   source?: string;
 }
 
+/** What started a round: a notice, or the guardian's own return to Spot from on-demand. */
+export type RoundKind = NoticeKind | 'back-to-spot';
+
 export interface GuardEvent {
-  kind: NoticeKind;
+  kind: RoundKind;
   source?: string;
   oldInstanceId: string;
   newInstanceId?: string;
   instanceType?: string;
   market?: string;
+  /** The replacement's zone. */
+  availabilityZone?: string;
+  /** The pool of the instance replaced, left out of this and the next rounds for a while. */
+  interruptedPool?: { instanceType: string; availabilityZone: string };
+  /** How the replacement's Spot pools were ordered, and the pools left out. */
+  pools?: { order: string; tried: string[]; skipped: string[]; sources: PoolRanking['sources'] };
   noticeAt: string;
   launchedAt?: string;
   healthyAt?: string;
+  /** The replacement's voice clone before the switch (with `checks.voiceClone`). */
+  synthesisSeconds?: number;
   eipMovedAt?: string;
   oldTerminatedAt?: string;
   outcome: 'replaced' | 'failed';
@@ -43,6 +56,8 @@ export interface GuardianInput {
   /** AMI to launch replacements from; without one, replacements run every remote step. */
   goldenImageId?: string;
   migrationWorkflowId?: string;
+  /** The guarded instance's market (the migration may have fallen back to on-demand); unknown: Spot. */
+  market?: Market;
   /** State carried across continue-as-new. */
   carried?: GuardianCarried;
 }
@@ -61,6 +76,12 @@ export interface GuardianCarried {
    * ClientTokens and tags) of its own. Missing in runs from before it was carried.
    */
   launches?: number;
+  /** Pools a notice named, still avoided by replacements (`spot.avoidInterruptedPoolFor`). */
+  interruptedPools?: InterruptedPool[];
+  /** The guarded instance's market, once known. */
+  market?: Market;
+  /** On on-demand: when the guardian tries Spot again (`spot.revertAfter` after the fallback or the last try). */
+  nextSpotTryAt?: string;
 }
 
 export interface GuardianStatus {
@@ -80,6 +101,10 @@ export interface GuardianStatus {
   router?: { ok: boolean; at: string; error?: string };
   /** The plan's interruption queue as the router reads it: not ok while reads fail. */
   queue?: QueueHealthNotice;
+  /** The guarded instance's market, when known. */
+  market?: Market;
+  /** On on-demand: when it tries Spot again. */
+  nextSpotTryAt?: string;
 }
 
 export const interruptionSignal = defineSignal<[InterruptionNotice]>('interruption');

@@ -10,6 +10,7 @@ import {
   workflowInfo,
 } from '@temporalio/workflow';
 import type { Activities } from '../activities';
+import { durationMs } from '../plan/duration';
 import { describeFailure } from '../shared/failures';
 import { planRef } from '../shared/plan-slices';
 import {
@@ -20,12 +21,13 @@ import {
   interruptionSignal,
   queueHealthSignal,
   stopGuardingSignal,
+  type GuardEvent,
   type GuardianCarried,
   type GuardianInput,
   type GuardianStatus,
   type InterruptionNotice,
 } from '../shared/spot';
-import { replace, type Guarded } from './guardian/replace';
+import { replace, type Guarded, type RoundTrigger } from './guardian/replace';
 import { REPLACEMENT } from './options';
 import { joinSpotRouter } from './router';
 
@@ -61,6 +63,8 @@ export async function spotGuardian(input: GuardianInput): Promise<GuardianStatus
   };
   /** The instance being replaced, while a round runs. */
   let replacingFrom: string | undefined;
+  /** True while the round is a return to Spot: notices for the on-demand instance wait for its end. */
+  let returning = false;
   /** Notices that came during a round, for instances other than the one it replaces: decided after it. */
   const deferred: InterruptionNotice[] = [];
   let router: GuardianStatus['router'];
@@ -81,6 +85,8 @@ export async function spotGuardian(input: GuardianInput): Promise<GuardianStatus
     ignored: carried.ignored,
     ...(router ? { router } : {}),
     ...(carried.queue ? { queue: carried.queue } : {}),
+    ...(carried.market ? { market: carried.market } : {}),
+    ...(carried.nextSpotTryAt ? { nextSpotTryAt: carried.nextSpotTryAt } : {}),
   });
   const refreshDetails = () => setCurrentDetails(detailsOf(status()));
   const ignore = (reason: string, notice?: unknown) => {
@@ -88,6 +94,14 @@ export async function spotGuardian(input: GuardianInput): Promise<GuardianStatus
     if (carried.ignored.length > KEEP_EVENTS) carried.ignored.splice(0, carried.ignored.length - KEEP_EVENTS);
     log.info('ignored a notice', { reason });
   };
+
+  // On on-demand (a fallback), Spot is tried again every spot.revertAfter.
+  const revertMs = durationMs(plan.spot.revertAfter ?? '1h');
+  const backToSpot = plan.target.market === 'spot' && revertMs > 0 && patched('back-to-spot');
+  if (backToSpot) {
+    carried.market ??= input.market;
+    if (carried.market === 'on-demand' && !carried.nextSpotTryAt) carried.nextSpotTryAt = isoIn(revertMs);
+  }
 
   setHandler(guardianStatusQuery, status, { description: 'The guarded instance, replacements and recent events.' });
   setHandler(
@@ -104,7 +118,7 @@ export async function spotGuardian(input: GuardianInput): Promise<GuardianStatus
       }
       const stamped = { ...notice, at: notice.at ?? new Date().toISOString() };
       if (replacingFrom) {
-        if (notice.instanceId === replacingFrom)
+        if (notice.instanceId === replacingFrom && !returning)
           return ignore(`duplicate notice for ${notice.instanceId}: already being replaced`, notice);
         // Perhaps for the replacement itself, which may be interrupted before the round ends.
         if (!deferred.some((d) => d.instanceId === notice.instanceId)) deferred.push(stamped);
@@ -170,26 +184,31 @@ export async function spotGuardian(input: GuardianInput): Promise<GuardianStatus
   refreshDetails();
 
   for (;;) {
-    await condition(() => pending.length > 0 || stopRequested || workflowInfo().continueAsNewSuggested);
+    const woken = () => pending.length > 0 || stopRequested || workflowInfo().continueAsNewSuggested;
+    const spotTryAt = backToSpot && carried.market === 'on-demand' ? carried.nextSpotTryAt : undefined;
+    if (spotTryAt === undefined) await condition(woken);
+    else if (Date.parse(spotTryAt) > Date.now()) await condition(woken, Date.parse(spotTryAt) - Date.now());
     if (stopRequested) break;
     const notice = pending.shift();
+    let round = false;
     if (notice) {
-      replacingFrom = g.instanceId;
-      refreshDetails();
-      const event = await replace(g, notice);
-      replacingFrom = undefined;
-      settleDeferred();
-      carried.events.push(event);
-      if (carried.events.length > KEEP_EVENTS) carried.events.splice(0, carried.events.length - KEEP_EVENTS);
-      refreshDetails();
+      const event = await runRound(notice);
+      round = true;
       if (event.outcome === 'failed') {
         // Capacity or the app may come back: try again after a pause, unless told to stop.
         await condition(() => stopRequested, '1 minute');
         if (!pending.some((p) => p.instanceId === notice.instanceId)) pending.unshift(notice);
       }
+    } else if (spotTryAt !== undefined && Date.now() >= Date.parse(spotTryAt)) {
+      // The on-demand instance serves throughout; it goes only once a Spot one took the address.
+      returning = true;
+      const event = await runRound({ kind: 'back-to-spot', source: 'guardian' }, { backToSpot: true });
+      returning = false;
+      if (event.outcome === 'failed') carried.nextSpotTryAt = isoIn(revertMs);
+      round = true;
     }
     // Every replacement (or a long quiet life) starts a fresh run: the history stays small.
-    if (notice || workflowInfo().continueAsNewSuggested) {
+    if (round || workflowInfo().continueAsNewSuggested) {
       await condition(allHandlersFinished);
       if (stopRequested) break;
       return continueAsNew<typeof spotGuardian>({
@@ -218,6 +237,23 @@ export async function spotGuardian(input: GuardianInput): Promise<GuardianStatus
     }
   }
 
+  /** One round, recorded; the market the guarded instance is on afterwards. */
+  async function runRound(trigger: RoundTrigger, options: { backToSpot?: boolean } = {}): Promise<GuardEvent> {
+    replacingFrom = g.instanceId;
+    refreshDetails();
+    const event = await replace(g, { ...trigger, at: trigger.at ?? new Date().toISOString() }, options);
+    replacingFrom = undefined;
+    settleDeferred();
+    carried.events.push(event);
+    if (carried.events.length > KEEP_EVENTS) carried.events.splice(0, carried.events.length - KEEP_EVENTS);
+    if (backToSpot && event.outcome === 'replaced' && (event.market === 'spot' || event.market === 'on-demand')) {
+      carried.market = event.market;
+      carried.nextSpotTryAt = event.market === 'on-demand' ? isoIn(revertMs) : undefined;
+    }
+    refreshDetails();
+    return event;
+  }
+
   /** Notices that came during the round: one for the instance now guarded is acted on next (runs that began before ignore them). */
   function settleDeferred(): void {
     const keep = deferred.length > 0 && patched('notices-during-replacement');
@@ -227,6 +263,8 @@ export async function spotGuardian(input: GuardianInput): Promise<GuardianStatus
     }
   }
 }
+
+const isoIn = (ms: number): string => new Date(Date.now() + ms).toISOString();
 
 function detailsOf(s: GuardianStatus): string {
   const recent = s.events.slice(-5).reverse();

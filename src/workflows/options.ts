@@ -51,6 +51,8 @@ export const REPLACEMENT = {
   long: { startToCloseTimeout: '30 minutes', heartbeatTimeout: '1 minute', retry: retry('1s', '30s', 6) },
   /** A replacement's remote steps: without a golden image they include the build, which SSM lets run an hour. */
   remote: { startToCloseTimeout: '75 minutes', heartbeatTimeout: '1 minute', retry: retry('1s', '30s', 6) },
+  /** Advice on the critical path (the ranking of Spot pools): two quick tries, then the round goes on without it. */
+  advice: { startToCloseTimeout: '20 seconds', retry: retry('500ms', '2s', 2) },
 } satisfies Record<string, ActivityOptions>;
 
 /** The router's kinds: it runs for months, so a call is retried until AWS answers. */

@@ -32,6 +32,7 @@ import { iamPolicy, type PolicyDocument } from '../../src/aws/permissions';
 import { VCPU_QUOTAS } from '../../src/activities/quotas';
 import type { Plan } from '../../src/plan/schema';
 import { authorizations, firstDenied, kmsAuthorizations, type Authorization } from './iam';
+import { placementScores } from './placement';
 
 /** What the proxy saw of one call. */
 export interface CallRecord {
@@ -288,6 +289,7 @@ export class AwsProxy {
   private readonly deadOnLaunch = new Map<string, { code: string; message: string }>();
   /** Spot prices by `type@az` (moto answers one constant price everywhere). */
   private readonly spotPrices = new Map<string, number>();
+  private readonly placementScoreByZone = new Map<string, number>();
   /** Root snapshot size (GiB) of images, where it differs from what moto reports. */
   private readonly imageRootGiB = new Map<string, number>();
   /** Which AZs offer which instance types, and each subnet's AZ (moto's own data, read once). */
@@ -434,6 +436,11 @@ export class AwsProxy {
     return ruleHandle(rule, () => {
       this.omissions = this.omissions.filter((r) => r !== rule);
     });
+  }
+
+  /** A zone's Spot placement score (1–10) for any request of three types or more (default 5). */
+  setPlacementScore(availabilityZone: string, score: number): void {
+    this.placementScoreByZone.set(availabilityZone, score);
   }
 
   /** The current Spot price of a type in one zone, as DescribeSpotPriceHistory reports it. */
@@ -675,6 +682,8 @@ export class AwsProxy {
     if (request.service === 'servicequotas') return this.serviceQuota(request);
     const invalid = invalidParameters(request);
     if (invalid) return errorReply(request, { code: 'InvalidParameters', status: 400, message: invalid });
+    if (request.service === 'ec2' && request.action === 'GetSpotPlacementScores')
+      return this.spotPlacementScores(req, request);
     if (request.service === 'ec2' && request.action === 'RunInstances') return this.runInstances(req, body, request);
     if (request.service === 'ec2' && request.action === 'CreateImage') return this.createImage(req, request);
     if (request.service === 'ec2' && request.action === 'RevokeSecurityGroupIngress')
@@ -1040,6 +1049,19 @@ export class AwsProxy {
         message: `You are not authorized to perform this operation. ${message}`,
       };
     return { code: 'AccessDeniedException', status: 400, message };
+  }
+
+  /** GetSpotPlacementScores (moto has none): the region's zones, scored as `setPlacementScore` says. */
+  private async spotPlacementScores(req: IncomingMessage, request: ProxyRequest): Promise<Reply> {
+    const xml = (await this.ec2Side(req, { Action: 'DescribeAvailabilityZones' })).body.toString('utf8');
+    const zones = [...xml.matchAll(/<item>([\s\S]*?)<\/item>/g)].flatMap((m) => {
+      const zoneName = /<zoneName>([^<]+)</.exec(m[1])?.[1];
+      const zoneId = /<zoneId>([^<]+)</.exec(m[1])?.[1];
+      return zoneName && zoneId ? [{ zoneName, zoneId, score: this.placementScoreByZone.get(zoneName) }] : [];
+    });
+    const answer = placementScores(request.params, request.region ?? 'us-east-1', zones);
+    if (!answer.ok) return errorReply(request, { code: answer.code, status: 400, message: answer.message });
+    return { status: 200, headers: { 'content-type': 'text/xml;charset=UTF-8' }, body: Buffer.from(answer.xml) };
   }
 
   /** Service Quotas' GetServiceQuota for EC2's quotas (every other call of the service: UnknownOperationException). */

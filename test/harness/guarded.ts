@@ -15,9 +15,13 @@ import { testPlan } from './seed';
 import { createQueue, endSpotWorkflows, routerStatus, waitForGuardian } from './spot';
 import { startWorker, type TestWorker } from './worker';
 
+type PlanOverrides = NonNullable<Parameters<typeof testPlan>[2]>;
+
 export interface Guarded {
   s: Scenario;
   w: TestWorker;
+  /** The spot queue's own worker, when the workers run apart. */
+  spot?: TestWorker;
   plan: Plan;
   queueUrl: string;
   guardian: WorkflowHandle;
@@ -39,19 +43,32 @@ export async function routerKnows(t: Integration, region: string, count: number)
 export async function migrated(
   t: Integration,
   region: string,
-  overrides: Parameters<typeof testPlan>[2] = {},
+  overrides: PlanOverrides | ((s: Scenario) => PlanOverrides) = {},
+  options: { workers?: 'together' | 'apart' } = {},
 ): Promise<Guarded> {
   const s = await startScenario({ maxAttempts: 3, seed: { region } });
   t.track(s);
   const queueUrl = await createQueue(s.direct, region);
+  const o = typeof overrides === 'function' ? overrides(s) : overrides;
   const plan = testPlan(s.source, s.world.ports, {
-    target: { market: 'spot', ...(overrides.target ?? {}) },
-    spot: { interruptionQueueUrl: queueUrl, pollInterval: '1s' },
     checks: { attempts: 3, interval: '1s' },
-    ...overrides,
-  } as Parameters<typeof testPlan>[2]);
-  const w = await startWorker({ clients: s.clients });
+    ...o,
+    target: { market: 'spot', ...(o.target ?? {}) },
+    spot: { interruptionQueueUrl: queueUrl, pollInterval: '1s', ...(o.spot ?? {}) },
+  } as PlanOverrides);
+  // One worker on both queues, as `migration worker` runs by default; or one on each, as the
+  // docs show for keeping recoveries apart.
+  const apart = options.workers === 'apart';
+  const w = await startWorker({
+    clients: s.clients,
+    ...(apart ? { queues: 'migration' as const, identity: 'migration-worker' } : {}),
+  });
   t.track({ close: () => w.stop() });
+  let spot: TestWorker | undefined;
+  if (apart) {
+    spot = await startWorker({ clients: s.clients, taskQueue: w.taskQueue, queues: 'spot', identity: 'spot-worker' });
+    t.track({ close: async () => spot?.stop() });
+  }
   t.track({ close: () => endSpotWorkflows(t.client, region, [guardianWorkflowId(plan.name)]) });
   const handle = await startMigration(t.client, w.taskQueue, plan);
   await waitForPhase(handle, 'awaiting-approval');
@@ -66,7 +83,7 @@ export async function migrated(
   );
   // The router knows the instance before the test interrupts it.
   await routerKnows(t, region, 1);
-  return { s, w, plan, queueUrl, guardian, first };
+  return { s, w, ...(spot ? { spot } : {}), plan, queueUrl, guardian, first };
 }
 
 /** The replacement `status` names runs, holds the Elastic IP and serves; `oldId` is terminated. */

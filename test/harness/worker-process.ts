@@ -1,6 +1,6 @@
 /**
  * A migration worker in a process of its own, for tests that kill it (SIGKILL) and start
- * another: the project's createMigrationWorker with AWS clients for the test's proxy.
+ * another: the project's createMigrationWorkers with AWS clients for the test's proxy.
  *
  * Environment:
  *   TEMPORAL_ADDRESS, TEMPORAL_NAMESPACE  where Temporal is (through envconfig, as the worker does)
@@ -17,7 +17,7 @@ import { readFileSync } from 'node:fs';
 import { DefaultLogger, NativeConnection, Runtime, type LogLevel } from '@temporalio/worker';
 import { createAwsClients } from '../../src/aws/clients';
 import { temporalTarget } from '../../src/connection';
-import { createMigrationWorker, runUntilSignal } from '../../src/worker';
+import { createMigrationWorkers, runUntilSignal } from '../../src/worker';
 
 const READY_PREFIX = 'worker-process polling';
 
@@ -43,7 +43,7 @@ async function run(): Promise<void> {
   const target = temporalTarget();
   const connection = await NativeConnection.connect(target.connectionOptions);
   try {
-    const worker = await createMigrationWorker({
+    const worker = await createMigrationWorkers({
       connection,
       namespace: target.namespace,
       taskQueue,

@@ -11,11 +11,10 @@ import {
   bundleWorkflowCode,
   type LogLevel,
   type NativeConnection,
-  type Worker,
   type WorkflowBundleWithSourceMap,
 } from '@temporalio/worker';
 import type { AwsClients } from '../../src/aws/clients';
-import { createMigrationWorker } from '../../src/worker';
+import { createMigrationWorkers, type MigrationWorkers, type WorkerQueues } from '../../src/worker';
 import { connectWorker, temporalNamespace } from './env';
 
 let bundle: Promise<WorkflowBundleWithSourceMap> | undefined;
@@ -39,7 +38,8 @@ export function workflowBundle(): Promise<WorkflowBundleWithSourceMap> {
 const quietLogger = { trace() {}, debug() {}, info() {}, warn() {}, error() {}, log() {} };
 
 export interface TestWorker {
-  worker: Worker;
+  /** The workers on the test's task queue and the spot queue beside it. */
+  worker: MigrationWorkers;
   taskQueue: string;
   /** Resolves when run() ends; rejects if it failed. */
   running: Promise<void>;
@@ -51,12 +51,14 @@ export async function startWorker(options: {
   taskQueue?: string;
   pollIntervalMs?: number;
   identity?: string;
+  /** Both queues (the test's and the spot queue beside it, the default), or one of them. */
+  queues?: WorkerQueues;
 }): Promise<TestWorker> {
   const connection: NativeConnection = await connectWorker();
   const taskQueue = options.taskQueue ?? `test-${randomBytes(6).toString('hex')}`;
-  let worker: Worker;
+  let worker: MigrationWorkers;
   try {
-    worker = await createMigrationWorker({
+    worker = await createMigrationWorkers({
       connection,
       namespace: temporalNamespace(),
       taskQueue,
@@ -64,6 +66,7 @@ export async function startWorker(options: {
       pollIntervalMs: options.pollIntervalMs ?? 50,
       workflowBundle: await workflowBundle(),
       ...(options.identity ? { identity: options.identity } : {}),
+      ...(options.queues ? { queues: options.queues } : {}),
       shutdownGraceTime: '2s',
     });
   } catch (err) {

@@ -370,6 +370,11 @@ describe('bad arguments exit 2 without connecting', () => {
     ['status with an invalid id', ['status', '../etc/passwd'], /ID: expected a workflow id/],
     ['report with an invalid id', ['report', 'migrate-x y'], /ID: expected a workflow id/],
     ['status without an id', ['status'], /missing required argument 'id'/],
+    [
+      'worker --only with a queue that does not exist',
+      ['worker', '--only', 'guardians'],
+      /argument 'guardians' is invalid\. Allowed choices are migration, spot/,
+    ],
   ])('%s', async (_what, args, message) => {
     const r = await runCli(args);
     expect(r.code).toBe(2);

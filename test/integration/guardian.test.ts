@@ -199,7 +199,10 @@ test('two notices for the same instance give one replacement', async () => {
 });
 
 test('InsufficientInstanceCapacity on the first type takes the next type; on every Spot type, on-demand', async () => {
-  const g = await migrated();
+  // The launch's own fallback through the plan's order: no pool ranked, none skipped.
+  const g = await migrated({ spot: { poolOrder: 'plan', avoidInterruptedPoolFor: '0s' } } as Parameters<
+    typeof testPlan
+  >[2]);
   const forReal = (p: Record<string, unknown>) => p.DryRun !== 'true';
   // First replacement: the main type has no capacity.
   g.s.proxy.fail({

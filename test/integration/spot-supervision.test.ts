@@ -142,7 +142,12 @@ test('a router that was terminated is started again by the next run of a guardia
   // A replacement (a notice sent to the guardian directly) ends the guardian's run; the next run
   // makes sure the router runs.
   await g.guardian.signal('interruption', { instanceId: g.first.instanceId, kind: 'manual' });
-  const second = await waitForGuardian(g.guardian, 'its next run', (s) => s.run === 2 && s.state === 'guarding');
+  // The run shows the router once it has made sure of it (its first step).
+  const second = await waitForGuardian(
+    g.guardian,
+    'its next run, its router checked',
+    (s) => s.run === 2 && s.state === 'guarding' && s.router !== undefined,
+  );
   expect(second.router).toMatchObject({ ok: true });
   await waitFor('the router runs again', async () => (await handle.describe()).status.name === 'RUNNING');
   await routerKnows(t, REGION, 1);

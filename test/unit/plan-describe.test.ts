@@ -300,7 +300,10 @@ describe('describePlan: launch, ingress and Spot details', () => {
       '   - market: Spot; if no Spot capacity in any type or subnet, on-demand (g4dn.xlarge, g4dn.2xlarge, g5.xlarge)',
     );
     expect(lines).toContain(
-      '   On an interruption or rebalance notice: replacement from the golden AMI (g4dn.xlarge, g4dn.2xlarge, g5.xlarge, then on-demand),',
+      "   On an interruption or rebalance notice: replacement from the golden AMI in a Spot pool (g4dn.xlarge, g4dn.2xlarge, g5.xlarge × the planned subnets' zones), then on-demand,",
+    );
+    expect(lines).toContain(
+      '   pools tried by Spot placement score, then price; the interrupted pool skipped for 3m (3 minutes);',
     );
     const choices = launchChoices(plan);
     const spotTypes = [...new Set(choices.filter((c) => c.market === 'spot').map((c) => c.instanceType))];
@@ -308,6 +311,30 @@ describe('describePlan: launch, ingress and Spot details', () => {
     expect(spotTypes).toEqual(['g4dn.xlarge', 'g4dn.2xlarge', 'g5.xlarge']);
     expect(onDemandTypes).toEqual(spotTypes);
     expect(choices.findIndex((c) => c.market === 'on-demand')).toBe(spotTypes.length * plan.target.subnetIds.length);
+  });
+
+  it('says how the guardian orders its pools and for how long it skips an interrupted one', () => {
+    const pinned = describePlan(
+      planWith((p) => {
+        p.spot = { ...(p.spot as object), poolOrder: 'plan', avoidInterruptedPoolFor: '0s' };
+      }),
+    ).split('\n');
+    expect(pinned).toContain('   pools tried in the plan order;');
+    expect(describePlan(planWith()).split('\n')).toContain(
+      '   On on-demand (no Spot capacity anywhere): Spot tried again every 1h (1 hour); the on-demand instance serves until a checked Spot one holds the Elastic IP.',
+    );
+    const never = describePlan(
+      planWith((p) => {
+        p.spot = { ...(p.spot as object), revertAfter: '0s' };
+      }),
+    );
+    expect(never).toContain('   On on-demand (no Spot capacity anywhere): it stays there (spot.revertAfter is 0s).');
+    const cheap = describePlan(
+      planWith((p) => {
+        p.spot = { ...(p.spot as object), poolOrder: 'price', avoidInterruptedPoolFor: '10m' };
+      }),
+    ).split('\n');
+    expect(cheap).toContain('   pools tried cheapest first; the interrupted pool skipped for 10m (10 minutes);');
   });
 
   it('names the key pair, and notes an SSH rule without one', () => {

@@ -130,7 +130,14 @@ describe('valid plans', () => {
     });
     expect(plan.checks).toEqual({ host: 'auto', requestTimeoutSeconds: 10, interval: '10s', attempts: 30 });
     expect(plan.approval).toEqual({ timeout: '7d', approvers: [] });
-    expect(plan.spot).toEqual({ pollInterval: '5s', interruptionQueueUrl: null, keepGoldenImages: 3 });
+    expect(plan.spot).toEqual({
+      pollInterval: '5s',
+      interruptionQueueUrl: null,
+      keepGoldenImages: 3,
+      avoidInterruptedPoolFor: '3m',
+      revertAfter: '1h',
+      poolOrder: 'placement-score',
+    });
   });
 
   it('fills defaults inside sections that are partly written', () => {

@@ -37,10 +37,12 @@ import {
 const GUARDED = IDS.newInstance;
 const REPLACEMENT_STEPS = [
   'markGuarded',
+  'rankSpotPools',
   'launchInstance',
   'terminateLaunched',
   'runRemote',
   'checkServices',
+  'voiceCloneTest',
   'associateAddress',
   'terminateInstance',
 ];
@@ -96,6 +98,7 @@ function guardianStubs(
 async function startGuardian(
   taskQueue: string,
   plan: Plan,
+  market?: 'spot' | 'on-demand',
 ): Promise<WorkflowHandleWithFirstExecutionRunId<typeof spotGuardian>> {
   const handle = await env.client.workflow.start<typeof spotGuardian>('spotGuardian', {
     taskQueue,
@@ -106,6 +109,7 @@ async function startGuardian(
         instanceId: GUARDED,
         goldenImageId: IDS.goldenImage,
         migrationWorkflowId: migrationWorkflowId(plan.name),
+        ...(market ? { market } : {}),
       },
     ],
   });
@@ -145,9 +149,11 @@ function expectReplacement(stubs: Stubs, plan: Plan, oldId: string, n: number): 
   const newId = replacementId(n);
   expect(stubs.names(REPLACEMENT_STEPS)).toEqual([
     'markGuarded',
+    'rankSpotPools',
     'launchInstance',
     'runRemote',
     'checkServices',
+    'voiceCloneTest',
     'associateAddress',
     'checkServices',
     'terminateInstance',
@@ -155,6 +161,9 @@ function expectReplacement(stubs: Stubs, plan: Plan, oldId: string, n: number): 
   const guardianId = guardianWorkflowId(plan.name);
   expect(stubs.inputs('markGuarded')).toEqual([
     expect.objectContaining({ region: plan.region, instanceId: oldId, guardianId }),
+  ]);
+  expect(stubs.inputs('rankSpotPools')).toEqual([
+    expect.objectContaining({ region: plan.region, order: 'placement-score', avoid: [], interruptedInstanceId: oldId }),
   ]);
   expect(stubs.inputs('launchInstance')).toEqual([
     expect.objectContaining({
@@ -164,6 +173,14 @@ function expectReplacement(stubs: Stubs, plan: Plan, oldId: string, n: number): 
       tags: { [TAG_GUARDED]: guardianId },
     }),
   ]);
+  // The launch tries the Spot pools in the ranking's order.
+  const [launch] = stubs.inputs('launchInstance');
+  expect('spec' in launch ? launch.spec.spotPools : undefined).toEqual(
+    [plan.target.instanceType, ...plan.target.fallbackInstanceTypes].flatMap((instanceType) =>
+      plan.target.subnetIds.map((subnetId) => ({ instanceType, subnetId })),
+    ),
+  );
+  expect(stubs.inputs('voiceCloneTest').map((i) => i.host)).toEqual([replacementIp(n)]);
   // From the golden image only the start step runs.
   expect(stubs.inputs('runRemote').map((i) => [i.instanceId, i.commands])).toEqual([[newId, plan.remote.start]]);
   expect(stubs.inputs('checkServices').map((i) => [i.instanceId, i.scope, i.host])).toEqual([
@@ -371,4 +388,197 @@ test('notices that come while a round ends: one for the replacement is acted on 
     expect(stubs.inputs('terminateInstance').map((i) => i.instanceId)).toEqual([GUARDED, replacementId(1)]);
     await stopGuardian(handle);
   });
+});
+
+test('a replacement whose voice clone is over the limit is never switched to: it is terminated and the round fails', async () => {
+  // One check a try: the retries of a check are the plan's to pace, and not what this test is about.
+  const plan = workflowPlan({
+    target: { market: 'spot' },
+    spot: { pollInterval: '2m' },
+    checks: { attempts: 1, interval: '1s' },
+  });
+  const { stubs, launches } = guardianStubs(plan, undefined, {
+    voiceCloneTest: async () => {
+      throw ApplicationFailure.create({
+        type: 'LimitExceeded',
+        message: 'synthesis took 2.50 s, over the limit of 2 s',
+      });
+    },
+  });
+  await withWorker(env, stubs.activities, async (taskQueue) => {
+    const handle = await startGuardian(taskQueue, plan);
+    await until(handle, 'guarding', (s) => s.state === 'guarding');
+    await handle.signal(interruptionSignal, { ...notice(GUARDED), kind: 'rebalance' });
+    const failed = await until(handle, 'the round given up', (s) => s.events.length === 1);
+    expect(failed.events[0]).toMatchObject({
+      outcome: 'failed',
+      oldInstanceId: GUARDED,
+      error: 'synthesis took 2.50 s, over the limit of 2 s',
+    });
+    expect(failed).toMatchObject({ instanceId: GUARDED, replacements: 0 });
+    // Three tries, each checked and then cleaned up; the Elastic IP never moved.
+    expect(launches).toHaveLength(3);
+    expect(stubs.inputs('terminateLaunched').map((i) => i.step)).toEqual(['replace-1', 'replace-2', 'replace-3']);
+    expect(stubs.names(['associateAddress', 'terminateInstance'])).toEqual([]);
+    await stopGuardian(handle);
+  });
+});
+
+test('the pool of an interrupted instance is left out of the rounds within spot.avoidInterruptedPoolFor, and no longer after', async () => {
+  const plan = workflowPlan({
+    target: { market: 'spot' },
+    spot: { pollInterval: '2m', avoidInterruptedPoolFor: '3m' },
+  });
+  const P1 = { instanceType: 'g4dn.xlarge', availabilityZone: 'eu-west-1a' };
+  const P2 = { instanceType: 'g5.xlarge', availabilityZone: 'eu-west-1b' };
+  const poolOf = new Map([
+    [GUARDED, P1],
+    [replacementId(1), P2],
+  ]);
+  const happy = happyStubs(plan);
+  const { stubs } = guardianStubs(plan, undefined, {
+    rankSpotPools: async (input) => {
+      const interruptedPool = input.interruptedInstanceId ? poolOf.get(input.interruptedInstanceId) : undefined;
+      return { ...(await happy.rankSpotPools!(input)), ...(interruptedPool ? { interruptedPool } : {}) };
+    },
+  });
+  await withWorker(env, stubs.activities, async (taskQueue) => {
+    const handle = await startGuardian(taskQueue, plan);
+    await until(handle, 'guarding', (s) => s.state === 'guarding');
+    // Notices without a time: the guardian stamps them with its own clock.
+    await handle.signal(interruptionSignal, notice(GUARDED));
+    const second = await nextRun(handle, handle.firstExecutionRunId);
+    const two = await until(second.run, 'guarding', (s) => s.state === 'guarding');
+    expect(two.events[0]).toMatchObject({
+      outcome: 'replaced',
+      interruptedPool: P1,
+      pools: { order: 'placement-score', sources: { scores: 'GetSpotPlacementScores' } },
+    });
+    const firstAt = two.events[0].noticeAt;
+
+    // Straight away, the replacement is interrupted too: the first pool is still left out.
+    await second.run.signal(interruptionSignal, notice(replacementId(1)));
+    const third = await nextRun(handle, second.runId);
+    const three = await until(third.run, 'guarding', (s) => s.replacements === 2);
+    const secondAt = three.events[1].noticeAt;
+    expect(Date.parse(secondAt) - Date.parse(firstAt)).toBeLessThan(180_000);
+
+    // Past both windows, nothing is left out any more.
+    await env.sleep(200_000);
+    await third.run.signal(interruptionSignal, notice(replacementId(2)));
+    await until((await nextRun(handle, third.runId)).run, 'guarding', (s) => s.replacements === 3);
+
+    expect(stubs.inputs('rankSpotPools').map((i) => [i.interruptedInstanceId, i.avoid])).toEqual([
+      [GUARDED, []],
+      [replacementId(1), [{ ...P1, at: firstAt }]],
+      [replacementId(2), []],
+    ]);
+    await stopGuardian(handle);
+  });
+});
+
+test('a ranking that cannot be had does not hold the recovery: the launch tries the plan order', async () => {
+  const plan = spotPlan();
+  const { stubs } = guardianStubs(plan, undefined, {
+    rankSpotPools: async () => {
+      throw ApplicationFailure.nonRetryable(
+        'not authorized to perform ec2:GetSpotPlacementScores',
+        'UnauthorizedOperation',
+      );
+    },
+  });
+  await withWorker(env, stubs.activities, async (taskQueue) => {
+    const handle = await startGuardian(taskQueue, plan);
+    await until(handle, 'guarding', (s) => s.state === 'guarding');
+    await handle.signal(interruptionSignal, notice(GUARDED));
+    const next = await until(
+      (await nextRun(handle, handle.firstExecutionRunId)).run,
+      'guarding',
+      (s) => s.state === 'guarding',
+    );
+    expect(next).toMatchObject({ replacements: 1, instanceId: replacementId(1) });
+    expect(next.events[0].pools).toBeUndefined();
+    const [launch] = stubs.inputs('launchInstance');
+    expect('spec' in launch ? launch.spec.spotPools : 'no spec').toBeUndefined();
+    await stopGuardian(handle);
+  });
+});
+
+test('on on-demand the guardian tries Spot every spot.revertAfter: a failed try changes nothing; a Spot instance, fully checked, takes the Elastic IP before the on-demand one goes', async () => {
+  const plan = workflowPlan({ target: { market: 'spot' }, spot: { pollInterval: '2m', revertAfter: '1h' } });
+  const { stubs, launches } = guardianStubs(plan, async (n) => {
+    if (n === 1) throw ApplicationFailure.nonRetryable('no Spot capacity in any planned pool', 'NoCapacity');
+  });
+  await withWorker(env, stubs.activities, async (taskQueue) => {
+    const handle = await startGuardian(taskQueue, plan, 'on-demand');
+    const first = await until(handle, 'guarding', (s) => s.state === 'guarding');
+    expect(first).toMatchObject({ market: 'on-demand', instanceId: GUARDED });
+    const firstTry = Date.parse(first.nextSpotTryAt ?? '');
+    expect(launches).toHaveLength(0);
+
+    // An hour on: the try fails, and the on-demand instance goes on serving.
+    await env.sleep(61 * 60_000);
+    const second = await nextRun(handle, handle.firstExecutionRunId);
+    const failed = await until(second.run, 'the try recorded', (s) => s.events.length === 1);
+    expect(failed.events[0]).toMatchObject({ kind: 'back-to-spot', outcome: 'failed', oldInstanceId: GUARDED });
+    expect(failed).toMatchObject({ market: 'on-demand', instanceId: GUARDED, replacements: 0 });
+    expect(Date.parse(failed.nextSpotTryAt ?? '') - firstTry).toBeGreaterThanOrEqual(60 * 60_000);
+    expect(stubs.names(['associateAddress', 'terminateInstance'])).toEqual([]);
+    // Spot or nothing: no on-demand fallback on a return.
+    const [attempt] = stubs.inputs('launchInstance');
+    expect('spec' in attempt ? attempt.spec.onDemandFallback : 'no spec').toBe(false);
+    expect(stubs.inputs('rankSpotPools')[0].interruptedInstanceId).toBeUndefined();
+
+    // Another hour: the Spot instance is checked, takes the address, and only then the on-demand one goes.
+    await env.sleep(61 * 60_000);
+    const back = await until((await nextRun(handle, second.runId)).run, 'back on Spot', (s) => s.replacements === 1);
+    expect(back).toMatchObject({ market: 'spot', instanceId: replacementId(2) });
+    expect(back.nextSpotTryAt).toBeUndefined();
+    expect(back.events[1]).toMatchObject({ kind: 'back-to-spot', outcome: 'replaced', market: 'spot' });
+    const order = stubs.names(['checkServices', 'voiceCloneTest', 'associateAddress', 'terminateInstance']);
+    expect(order).toEqual([
+      'checkServices',
+      'voiceCloneTest',
+      'associateAddress',
+      'checkServices',
+      'terminateInstance',
+    ]);
+    expect(stubs.inputs('terminateInstance').map((i) => i.instanceId)).toEqual([GUARDED]);
+    await stopGuardian(handle);
+  });
+});
+
+test('a replacement that falls back to on-demand schedules the return to Spot; spot.revertAfter 0s never returns', async () => {
+  for (const revertAfter of ['30m', '0s']) {
+    const plan = workflowPlan({ target: { market: 'spot' }, spot: { pollInterval: '2m', revertAfter } });
+    const happy = happyStubs(plan);
+    const stubs = recordStubs({
+      ...happy,
+      launchInstance: async (input) => ({
+        ...(await happy.launchInstance!(input)),
+        instanceId: replacementId(1),
+        publicIp: replacementIp(1),
+        market: 'on-demand' as const,
+      }),
+    } satisfies Partial<Activities>);
+    await withWorker(env, stubs.activities, async (taskQueue) => {
+      const handle = await startGuardian(taskQueue, plan, 'spot');
+      await until(handle, 'guarding', (s) => s.state === 'guarding');
+      await handle.signal(interruptionSignal, notice(GUARDED));
+      const next = await until(
+        (await nextRun(handle, handle.firstExecutionRunId)).run,
+        'guarding',
+        (s) => s.state === 'guarding',
+      );
+      if (revertAfter === '0s') {
+        expect(next.market).toBeUndefined();
+        expect(next.nextSpotTryAt).toBeUndefined();
+      } else {
+        expect(next.market).toBe('on-demand');
+        const at = Date.parse(next.nextSpotTryAt ?? '');
+        expect(at - Date.parse(next.events[0].eipMovedAt ?? '')).toBeGreaterThanOrEqual(29 * 60_000);
+      }
+      await stopGuardian(handle);
+    });
+  }
 });

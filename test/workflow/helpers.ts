@@ -13,6 +13,7 @@ import { TestWorkflowEnvironment } from '@temporalio/testing';
 import { Worker } from '@temporalio/worker';
 import { createActivities, type Activities } from '../../src/activities';
 import { createRouterActivities } from '../../src/activities/router';
+import { queuesToPoll } from '../../src/worker';
 import type { AwsClients } from '../../src/aws/clients';
 import { validatePlan } from '../../src/plan/load';
 import type { Plan } from '../../src/plan/schema';
@@ -274,6 +275,14 @@ export function happyStubs(plan: Plan): Partial<Activities> {
         onDemandPerHour: { value: 0.5, unit: 'USD/h', source: 'price table' as const },
         spotPerHour: { value: 0.2, unit: 'USD/h', source: 'measured' as const },
       })),
+    // Every planned pool in the plan's order, the zones unknown, nothing left out.
+    rankSpotPools: async ({ target, order }) => ({
+      pools: [target.instanceType, ...target.fallbackInstanceTypes].flatMap((instanceType) =>
+        target.subnetIds.map((subnetId) => ({ instanceType, subnetId })),
+      ),
+      skipped: [],
+      sources: { ...(order === 'placement-score' ? { scores: 'GetSpotPlacementScores' } : {}) },
+    }),
     markGuarded: async () => undefined,
     // The region's router, idle: no guarded instance dies, no queue has messages. It is started
     // (or signalled) by the real activity, through the worker's client.
@@ -301,19 +310,27 @@ export async function withWorker<T>(
 ): Promise<T> {
   const [release, fn] = args.length === 1 ? [() => undefined, args[0]] : args;
   const taskQueue = `wf-${randomBytes(6).toString('hex')}`;
-  const worker = await Worker.create({
-    connection: env.nativeConnection,
-    taskQueue,
-    workflowBundle: await workflowBundle(),
-    activities,
-  });
-  return worker.runUntil(async () => {
-    try {
-      return await fn(taskQueue);
-    } finally {
-      release();
-    }
-  });
+  // The test's queue and the spot queue beside it (guardians and routers), as a worker polls them.
+  const bundle = await workflowBundle();
+  const workers = await Promise.all(
+    queuesToPoll(taskQueue).map((queue) =>
+      Worker.create({ connection: env.nativeConnection, taskQueue: queue, workflowBundle: bundle, activities }),
+    ),
+  );
+  const [main, ...others] = workers;
+  const runningOthers = others.map((w) => w.run());
+  try {
+    return await main.runUntil(async () => {
+      try {
+        return await fn(taskQueue);
+      } finally {
+        release();
+      }
+    });
+  } finally {
+    for (const w of others) if (w.getState() === 'RUNNING') w.shutdown();
+    await Promise.allSettled(runningOthers);
+  }
 }
 
 /** Holds the stubs that await `passed()` until `open()`. */

@@ -8,8 +8,9 @@ import { guardianStatusQuery, routerStatusQuery, type GuardianStatus } from '../
 
 function renderGuardian(g: GuardianStatus): string {
   const lines = [
-    `${g.workflowId}: ${g.state} ${g.instanceId} in ${g.region}, ${g.replacements} replacement(s), run ${g.run}`,
+    `${g.workflowId}: ${g.state} ${g.instanceId}${g.market ? ` (${g.market})` : ''} in ${g.region}, ${g.replacements} replacement(s), run ${g.run}`,
   ];
+  if (g.nextSpotTryAt) lines.push(`  on on-demand: tries Spot again at ${g.nextSpotTryAt}`);
   if (g.queue && !g.queue.ok)
     lines.push(
       `  the interruption queue ${g.queue.queueUrl} cannot be read since ${g.queue.since ?? '?'}: ${g.queue.error ?? 'unknown error'}`,
@@ -18,8 +19,9 @@ function renderGuardian(g: GuardianStatus): string {
     lines.push(`  the router could not be started at ${g.router.at}: ${g.router.error ?? ''}`);
   for (const e of g.events.slice(-10)) {
     lines.push(
-      `  ${e.noticeAt} ${e.kind}${e.source ? ` (${e.source})` : ''}: ${e.oldInstanceId} → ${e.newInstanceId ?? '–'} ${e.outcome}${e.recoveryMs !== undefined ? ` in ${(e.recoveryMs / 1000).toFixed(1)} s` : ''}${e.error ? ` (${e.error})` : ''}`,
+      `  ${e.noticeAt} ${e.kind}${e.source ? ` (${e.source})` : ''}: ${e.oldInstanceId} → ${e.newInstanceId ?? '–'}${e.instanceType ? ` ${e.instanceType}${e.availabilityZone ? `@${e.availabilityZone}` : ''} ${e.market ?? ''}`.trimEnd() : ''} ${e.outcome}${e.recoveryMs !== undefined ? ` in ${(e.recoveryMs / 1000).toFixed(1)} s` : ''}${e.error ? ` (${e.error})` : ''}`,
     );
+    if (e.pools?.skipped.length) lines.push(`    skipped: ${e.pools.skipped.join(', ')}`);
   }
   return lines.join('\n');
 }

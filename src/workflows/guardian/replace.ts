@@ -11,14 +11,21 @@ import { checkHost } from '../../shared/check-host';
 import { checksSpec } from '../../shared/checks';
 import { TAG_GUARDED } from '../../shared/constants';
 import { describeFailure } from '../../shared/failures';
-import { launchSpec } from '../../shared/launch';
+import { launchSpec, type LaunchSpec } from '../../shared/launch';
+import { samePool, stillAvoided } from '../../shared/pools';
 import { imagePlan } from '../../shared/plan-slices';
-import type { GuardEvent, GuardianCarried, InterruptionNotice } from '../../shared/spot';
+import type { GuardEvent, GuardianCarried, InterruptionNotice, RoundKind } from '../../shared/spot';
 import { checksOptions, REPLACEMENT } from '../options';
 
 const quick = proxyActivities<Activities>(REPLACEMENT.quick);
 const long = proxyActivities<Activities>(REPLACEMENT.long);
 const remote = proxyActivities<Activities>(REPLACEMENT.remote);
+const advice = proxyActivities<Activities>(REPLACEMENT.advice);
+/** A return to Spot launches once: no capacity now means the next try, spot.revertAfter later. */
+const longOnce = proxyActivities<Activities>({
+  ...REPLACEMENT.long,
+  retry: { ...REPLACEMENT.long.retry, maximumAttempts: 1 },
+});
 
 /** Tries of one replacement before the guardian waits for the next notice or poll. */
 export const REPLACEMENT_TRIES = 3;
@@ -34,13 +41,27 @@ export interface Guarded {
   goldenImageId?: string;
 }
 
-export async function replace(g: Guarded, notice: InterruptionNotice): Promise<GuardEvent> {
+/** What starts a round: a notice for the guarded instance, or the return to Spot from on-demand. */
+export type RoundTrigger = Pick<InterruptionNotice, 'at' | 'source'> & { kind: RoundKind };
+
+/**
+ * One round. `backToSpot`: the guarded instance runs on-demand and is healthy; the round
+ * launches on Spot only (no on-demand fallback), once, and leaves everything as it was if that
+ * fails.
+ */
+export async function replace(
+  g: Guarded,
+  notice: RoundTrigger,
+  options: { backToSpot?: boolean } = {},
+): Promise<GuardEvent> {
   const { plan, guardianId, carried } = g;
   const checks = proxyActivities<Activities>(checksOptions(plan.checks, '5 minutes'));
   const noticeAt = notice.at ?? new Date().toISOString();
   const oldInstanceId = g.instanceId;
+  const ranked = await rankedPools(g, options.backToSpot ? undefined : oldInstanceId, noticeAt);
+  const tries = options.backToSpot ? 1 : REPLACEMENT_TRIES;
   let lastError = '';
-  for (let attempt = 1; attempt <= REPLACEMENT_TRIES; attempt++) {
+  for (let attempt = 1; attempt <= tries; attempt++) {
     // A step of its own for every launch, failed rounds included, in this chain of runs only: a
     // failed try's ClientTokens would only replay its terminated instances (EC2 keeps them for
     // 24 hours or more). Runs that began before keep their step names.
@@ -48,10 +69,21 @@ export async function replace(g: Guarded, notice: InterruptionNotice): Promise<G
     if (perLaunch) carried.launches = (carried.launches ?? carried.replacements) + 1;
     const step = perLaunch ? `replace-${carried.launches}` : `replace-${carried.replacements + 1}-try-${attempt}`;
     const runId = perLaunch ? g.firstRunId : undefined;
-    const event: GuardEvent = { kind: notice.kind, source: notice.source, oldInstanceId, noticeAt, outcome: 'failed' };
+    const event: GuardEvent = {
+      kind: notice.kind,
+      source: notice.source,
+      oldInstanceId,
+      noticeAt,
+      outcome: 'failed',
+      ...ranked?.event,
+    };
     try {
-      const launched = await long.launchInstance({
-        spec: launchSpec(plan),
+      const launched = await (options.backToSpot ? longOnce : long).launchInstance({
+        spec: {
+          ...launchSpec(plan),
+          ...(ranked ? { spotPools: ranked.spotPools } : {}),
+          ...(options.backToSpot ? { onDemandFallback: false } : {}),
+        },
         workflowId: guardianId,
         runId,
         step,
@@ -62,6 +94,7 @@ export async function replace(g: Guarded, notice: InterruptionNotice): Promise<G
         newInstanceId: launched.instanceId,
         instanceType: launched.instanceType,
         market: launched.market,
+        ...(launched.availabilityZone ? { availabilityZone: launched.availabilityZone } : {}),
         launchedAt: new Date().toISOString(),
       });
       const host = checkHost(plan.checks, launched.publicIp);
@@ -90,6 +123,12 @@ export async function replace(g: Guarded, notice: InterruptionNotice): Promise<G
           });
       }
       await checks.checkServices({ spec: checksSpec(plan), instanceId: launched.instanceId, host, scope: 'all' });
+      // Ready means what the migration's phases 5-8 proved: every service answers, and a voice
+      // clone comes back within the plan's limit (a GPU that is not used still answers health checks).
+      if (plan.checks.voiceClone && patched('replacement-voice-check')) {
+        const synthesis = await checks.voiceCloneTest({ spec: checksSpec(plan), host });
+        event.synthesisSeconds = synthesis.seconds;
+      }
       event.healthyAt = new Date().toISOString();
       const moved = await quick.associateAddress({
         region: plan.region,
@@ -124,8 +163,65 @@ export async function replace(g: Guarded, notice: InterruptionNotice): Promise<G
           .terminateLaunched({ region: plan.region, workflowId: guardianId, runId, step })
           .catch(() => undefined);
       else return { ...event, outcome: 'replaced', error: `verification after the move failed: ${lastError}` };
-      if (attempt < REPLACEMENT_TRIES) await sleep(durationMs(plan.checks.interval));
+      if (attempt < tries) await sleep(durationMs(plan.checks.interval));
     }
   }
-  return { kind: notice.kind, source: notice.source, oldInstanceId, noticeAt, outcome: 'failed', error: lastError };
+  return {
+    kind: notice.kind,
+    source: notice.source,
+    oldInstanceId,
+    noticeAt,
+    outcome: 'failed',
+    error: lastError,
+    ...ranked?.event,
+  };
+}
+
+/**
+ * The round's Spot pools: the pool of the instance being replaced (and any other still within
+ * `spot.avoidInterruptedPoolFor`) left out, the rest in `spot.poolOrder`. Undefined (the plan's
+ * order, nothing left out) in runs that began before, or when the ranking cannot be had: a
+ * recovery never waits on advice.
+ */
+async function rankedPools(
+  g: Guarded,
+  /** The instance a notice named (its pool is left out); none on a return to Spot. */
+  oldInstanceId: string | undefined,
+  noticeAt: string,
+): Promise<{ spotPools: LaunchSpec['spotPools']; event: Partial<GuardEvent> } | undefined> {
+  const { plan, carried } = g;
+  if (plan.target.market !== 'spot' || !patched('ranked-pools')) return undefined;
+  const windowMs = durationMs(plan.spot.avoidInterruptedPoolFor ?? '3m');
+  const order = plan.spot.poolOrder ?? 'placement-score';
+  carried.interruptedPools = stillAvoided(carried.interruptedPools ?? [], Date.now(), windowMs);
+  try {
+    const { instanceType, fallbackInstanceTypes, subnetIds } = plan.target;
+    const ranking = await advice.rankSpotPools({
+      region: plan.region,
+      target: { instanceType, fallbackInstanceTypes, subnetIds },
+      order,
+      avoid: carried.interruptedPools,
+      ...(windowMs > 0 && oldInstanceId ? { interruptedInstanceId: oldInstanceId, noticeAt } : {}),
+    });
+    const hit = ranking.interruptedPool;
+    if (hit && !carried.interruptedPools.some((p) => p.at === noticeAt && samePool(p, hit)))
+      carried.interruptedPools.push({ ...hit, at: noticeAt });
+    const name = (p: { instanceType: string; availabilityZone?: string; subnetId: string }) =>
+      `${p.instanceType}@${p.availabilityZone ?? p.subnetId}`;
+    return {
+      spotPools: ranking.pools.map(({ instanceType, subnetId }) => ({ instanceType, subnetId })),
+      event: {
+        ...(ranking.interruptedPool ? { interruptedPool: ranking.interruptedPool } : {}),
+        pools: {
+          order,
+          tried: ranking.pools.map(name),
+          skipped: ranking.skipped.map((s) => `${name(s.pool)} (${s.reason})`),
+          sources: ranking.sources,
+        },
+      },
+    };
+  } catch (err) {
+    log.warn('could not rank the Spot pools; trying them in the plan order', { error: describeFailure(err) });
+    return undefined;
+  }
 }

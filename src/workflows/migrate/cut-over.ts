@@ -11,11 +11,12 @@ import {
   log,
   patched,
   startChild,
+  workflowInfo,
 } from '@temporalio/workflow';
 import { WorkflowExecutionAlreadyStartedError } from '@temporalio/common';
 import { durationMs } from '../../plan/duration';
 import type { Plan } from '../../plan/schema';
-import { guardianWorkflowId } from '../../shared/constants';
+import { guardianWorkflowId, spotTaskQueue } from '../../shared/constants';
 import { ErrorType } from '../../shared/errors';
 import { describeFailure } from '../../shared/failures';
 import { planRef } from '../../shared/plan-slices';
@@ -104,7 +105,7 @@ export async function afterCutOver(run: MigrationRun, vm: NewInstance): Promise<
   // unguarded. It replaces from the plan's image until it is told of the golden one.
   const guardFirst = vm.market === 'spot' && patched('guard-before-golden');
   if (guardFirst) {
-    status.guardianWorkflowId = await startGuardian(plan, vm.instanceId, undefined, workflowId);
+    status.guardianWorkflowId = await startGuardian(plan, vm, undefined, workflowId);
     run.guarding = false;
     // A notice that came in between goes on to the guardian.
     if (run.notice) await getExternalWorkflowHandle(status.guardianWorkflowId).signal(interruptionSignal, run.notice);
@@ -150,8 +151,10 @@ export async function afterCutOver(run: MigrationRun, vm: NewInstance): Promise<
       await getExternalWorkflowHandle(status.guardianWorkflowId as string).signal(goldenImageSignal, {
         imageId: images.golden,
       });
-  } else if (vm.market === 'spot') {
-    status.guardianWorkflowId = await startGuardian(plan, vm.instanceId, images.golden, workflowId);
+  } else if (vm.market === 'spot' || (plan.target.market === 'spot' && patched('guard-on-demand-fallback'))) {
+    // A Spot plan that launched on-demand (no Spot capacity anywhere) is guarded too: its
+    // guardian goes back to Spot every spot.revertAfter.
+    status.guardianWorkflowId = await startGuardian(plan, vm, images.golden, workflowId);
   }
 }
 
@@ -161,16 +164,20 @@ export async function afterCutOver(run: MigrationRun, vm: NewInstance): Promise<
  */
 async function startGuardian(
   plan: Plan,
-  instanceId: string,
+  vm: NewInstance,
   goldenImageId: string | undefined,
   migrationWorkflowId: string,
 ): Promise<string> {
+  const { instanceId, market } = vm;
   const id = guardianWorkflowId(plan.name);
   try {
     await startChild(spotGuardian, {
       workflowId: id,
       parentClosePolicy: ParentClosePolicy.ABANDON,
-      args: [{ plan, instanceId, goldenImageId, migrationWorkflowId }],
+      // On the spot queue, so its recoveries never wait behind migration activities (runs that
+      // began before start it on their own queue, which the workers poll too).
+      ...(patched('spot-task-queue') ? { taskQueue: spotTaskQueue(workflowInfo().taskQueue) } : {}),
+      args: [{ plan, instanceId, goldenImageId, migrationWorkflowId, market }],
     });
   } catch (err) {
     if (!(err instanceof WorkflowExecutionAlreadyStartedError)) throw err;
