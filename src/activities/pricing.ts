@@ -8,12 +8,21 @@ export interface PriceFacts {
   instanceType: string;
   onDemandPerHour: Figure;
   spotPerHour: Figure;
+  /** The same, per month of `hoursPerMonth` hours (missing in results of workers from before). */
+  onDemandPerMonth?: Figure;
+  spotPerMonth?: Figure;
+  /** The date of the on-demand price table, and the hours it counts a month as. */
+  priceTableDate?: string;
+  hoursPerMonth?: number;
   spotAvailabilityZone?: string;
   spotTimestamp?: string;
 }
 
-export const PRICE_TABLE_DATE = table.asOf;
-export const HOURS_PER_MONTH = table.hoursPerMonth;
+/** A price per hour as a price per month of the table's hours. */
+const perMonth = (f: Figure): Figure =>
+  typeof f.value === 'number'
+    ? { value: f.value * table.hoursPerMonth, unit: 'USD', source: f.source }
+    : { value: null, unit: 'USD', source: f.source };
 
 export function onDemandPrice(region: string, instanceType: string): Figure {
   const price = (table.regions as Record<string, Record<string, number>>)[region]?.[instanceType];
@@ -55,12 +64,18 @@ export function createPricingActivities(clients: AwsClients) {
           latest.set(az, { price: Number(h.SpotPrice), at: h.Timestamp });
       }
       const cheapest = [...latest.entries()].sort((a, b) => a[1].price - b[1].price)[0];
+      const onDemandPerHour = onDemandPrice(input.region, instanceType);
+      const spotPerHour: Figure = cheapest
+        ? { value: cheapest[1].price, unit: 'USD/h', source: 'measured' }
+        : { value: null, unit: 'USD/h', source: 'measured' };
       out.push({
         instanceType,
-        onDemandPerHour: onDemandPrice(input.region, instanceType),
-        spotPerHour: cheapest
-          ? { value: cheapest[1].price, unit: 'USD/h', source: 'measured' }
-          : { value: null, unit: 'USD/h', source: 'measured' },
+        onDemandPerHour,
+        spotPerHour,
+        onDemandPerMonth: perMonth(onDemandPerHour),
+        spotPerMonth: perMonth(spotPerHour),
+        priceTableDate: table.asOf,
+        hoursPerMonth: table.hoursPerMonth,
         spotAvailabilityZone: cheapest?.[0],
         spotTimestamp: cheapest?.[1].at?.toISOString(),
       });

@@ -86,6 +86,13 @@ test('approved by the approve signal: the old instance is stopped after its back
     });
     expect(report.images).toMatchObject({ backup: IDS.backupImage, golden: IDS.goldenImage });
     expect(report.compensations).toEqual([]);
+    // Monthly prices come from the prices activity, with its table's date: no table in workflow code.
+    expect(report.cost).toMatchObject({ priceTableDate: '2026-11-01', hoursPerMonth: 730 });
+    expect(report.cost.rows.find((r) => r.label === 'after' && r.market === 'spot')?.perMonth).toEqual({
+      value: 146,
+      unit: 'USD',
+      source: 'measured',
+    });
     expectCutOver(stubs);
     const done = await status(handle);
     expect(done.phase).toBe('completed');

@@ -6,7 +6,6 @@
 import { describeFailure } from '../../shared/failures';
 import type { Figure } from '../../shared/migration';
 import type { CostRow, MigrationReport } from '../../shared/report';
-import priceTable from '../../pricing/on-demand.json';
 import type { MigrationRun } from './run';
 
 export async function buildReport(run: MigrationRun): Promise<MigrationReport> {
@@ -70,7 +69,7 @@ export async function buildReport(run: MigrationRun): Promise<MigrationReport> {
         : undefined,
     gpu: run.gpu,
     securityGroup: ingress && ingressRules ? { groupId: ingress.groupId, rules: ingressRules } : undefined,
-    cost: { rows: cost, priceTableDate: priceTable.asOf, hoursPerMonth: priceTable.hoursPerMonth },
+    cost: { rows: cost.rows, priceTableDate: cost.priceTableDate, hoursPerMonth: cost.hoursPerMonth },
     approval: status.approval,
     images: run.images,
     compensations: status.compensations,
@@ -80,10 +79,20 @@ export async function buildReport(run: MigrationRun): Promise<MigrationReport> {
   };
 }
 
-/** Before (the old type, on-demand) and after (the new type, on-demand and Spot), per hour and month. */
-async function costRows(run: MigrationRun): Promise<CostRow[]> {
+/** What the report says of a month when the prices activity did not (results of workers from before). */
+const HOURS_PER_MONTH = 730;
+
+/**
+ * Before (the old type, on-demand) and after (the new type, on-demand and Spot), per hour and
+ * month, as the prices activity gives them (with its table's date and month).
+ */
+async function costRows(
+  run: MigrationRun,
+): Promise<{ rows: CostRow[]; priceTableDate: string; hoursPerMonth: number }> {
   const { plan, preflight, newInstance } = run;
   const cost: CostRow[] = [];
+  let priceTableDate = 'unknown';
+  let hoursPerMonth = HOURS_PER_MONTH;
   try {
     const afterType = newInstance?.instanceType ?? plan.target.instanceType;
     const priced = [plan.source.instanceId && preflight?.source.instanceType, afterType].filter((t): t is string =>
@@ -97,10 +106,13 @@ async function costRows(run: MigrationRun): Promise<CostRow[]> {
       instanceTypes: priced,
       availabilityZones: zones,
     });
-    const month = (f: Figure): Figure =>
-      typeof f.value === 'number'
-        ? { value: f.value * priceTable.hoursPerMonth, unit: 'USD', source: f.source }
-        : { value: null, unit: 'USD', source: f.source };
+    priceTableDate = prices.find((p) => p.priceTableDate)?.priceTableDate ?? priceTableDate;
+    hoursPerMonth = prices.find((p) => p.hoursPerMonth)?.hoursPerMonth ?? hoursPerMonth;
+    const month = (given: Figure | undefined, f: Figure): Figure =>
+      given ??
+      (typeof f.value === 'number'
+        ? { value: f.value * hoursPerMonth, unit: 'USD', source: f.source }
+        : { value: null, unit: 'USD', source: f.source });
     const before = prices.find((p) => p.instanceType === preflight?.source.instanceType);
     const after = prices.find((p) => p.instanceType === afterType);
     if (before)
@@ -109,7 +121,7 @@ async function costRows(run: MigrationRun): Promise<CostRow[]> {
         instanceType: before.instanceType,
         market: 'on-demand',
         perHour: before.onDemandPerHour,
-        perMonth: month(before.onDemandPerHour),
+        perMonth: month(before.onDemandPerMonth, before.onDemandPerHour),
       });
     if (after) {
       const row = { label: 'after', instanceType: after.instanceType } as const;
@@ -117,14 +129,19 @@ async function costRows(run: MigrationRun): Promise<CostRow[]> {
         ...row,
         market: 'on-demand',
         perHour: after.onDemandPerHour,
-        perMonth: month(after.onDemandPerHour),
+        perMonth: month(after.onDemandPerMonth, after.onDemandPerHour),
       });
-      cost.push({ ...row, market: 'spot', perHour: after.spotPerHour, perMonth: month(after.spotPerHour) });
+      cost.push({
+        ...row,
+        market: 'spot',
+        perHour: after.spotPerHour,
+        perMonth: month(after.spotPerMonth, after.spotPerHour),
+      });
     }
   } catch (err) {
     run.warnings.push(`prices could not be read: ${describeFailure(err)}`);
   }
-  return cost;
+  return { rows: cost, priceTableDate, hoursPerMonth };
 }
 
 function pickFacts(t: { vcpus?: number; memoryMiB?: number; gpus?: string } | undefined) {
