@@ -21,6 +21,7 @@ import { guardianWorkflowId, migrationWorkflowId } from '../src/shared/constants
 import { decideUpdate, statusQuery, type MigrationStatus } from '../src/shared/migration';
 import { renderReportMarkdown, type MigrationReport } from '../src/shared/report';
 import { guardianStatusQuery } from '../src/shared/spot';
+import { describeLedger, ledgerAt } from '../src/shared/ledger';
 import { createMigrationWorkers } from '../src/worker';
 import { AwsProxy } from '../test/harness/aws-proxy';
 import { startMoto } from '../test/harness/moto';
@@ -246,10 +247,14 @@ async function main(): Promise<void> {
       const holder = (
         await direct.ec2(region).send(new DescribeAddressesCommand({ AllocationIds: [plan.elasticIp.allocationId] }))
       ).Addresses?.[0]?.InstanceId;
-      say(`  recovered: ${e.oldInstanceId} → ${e.newInstanceId} (${e.instanceType}, ${e.market}), ${e.outcome}`);
       say(
-        `  notice ${e.noticeAt} · launched ${e.launchedAt} · healthy ${e.healthyAt} · Elastic IP moved ${e.eipMovedAt}`,
+        `  recovered: ${e.oldInstanceId} → ${e.newInstanceId} (${e.instanceType}@${e.availabilityZone ?? '?'}, ${e.market}), ${e.outcome}`,
       );
+      if (e.pools?.skipped.length) say(`  skipped, as just interrupted: ${e.pools.skipped.join(', ')}`);
+      say(
+        `  notice ${e.noticeAt} · running ${e.runningAt} · agent online ${e.agentOnlineAt ?? '–'} · started ${e.startedAt} · checked ${e.healthyAt} · Elastic IP moved ${e.eipMovedAt}`,
+      );
+      if (g.ledgerBook) say(`  ledger: ${describeLedger(ledgerAt(g.ledgerBook, Date.now()))}`);
       say(
         `  recovery took ${((e.recoveryMs ?? 0) / 1000).toFixed(2)} s (measured, local AWS answers at once); the Elastic IP ${source.publicIp} is on ${holder}`,
       );

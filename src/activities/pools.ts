@@ -14,7 +14,15 @@ import { aws } from '../aws/call';
 import type { AwsClients } from '../aws/clients';
 import { describeInstance } from '../aws/ec2';
 import { describeFailure } from '../shared/failures';
-import { plannedPools, rankPools, type PoolRanking, type RankPoolsInput, type RankedPool } from '../shared/pools';
+import {
+  plannedPools,
+  poolName,
+  rankPools,
+  type PoolRanking,
+  type RankPoolsInput,
+  type RankedPool,
+} from '../shared/pools';
+import { onDemandPrice } from './pricing';
 
 export function createPoolActivities(clients: AwsClients) {
   async function rankSpotPools(input: RankPoolsInput): Promise<PoolRanking> {
@@ -72,37 +80,47 @@ export function createPoolActivities(clients: AwsClients) {
         log.warn('Spot placement scores could not be read; ordering by price', { error: sources.scores });
       }
     }
-    if (input.order !== 'plan') {
-      try {
-        const history = await aws('read Spot prices of the planned types', () =>
-          ec2.send(
-            new DescribeSpotPriceHistoryCommand({
-              InstanceTypes: types as _InstanceType[],
-              ProductDescriptions: ['Linux/UNIX'],
-              StartTime: new Date(),
-              MaxResults: 1000,
-            }),
-          ),
-        );
-        // The newest price of each type in each zone.
-        const latest = new Map<string, { price: number; at: number }>();
-        for (const h of history.SpotPriceHistory ?? []) {
-          const key = `${h.InstanceType}@${h.AvailabilityZone}`;
-          const at = h.Timestamp?.getTime() ?? 0;
-          const seen = latest.get(key);
-          if (!seen || at > seen.at) latest.set(key, { price: Number(h.SpotPrice), at });
-        }
-        for (const pool of pools) {
-          const price = latest.get(`${pool.instanceType}@${pool.availabilityZone}`)?.price;
-          if (price !== undefined && Number.isFinite(price)) pool.pricePerHour = price;
-        }
-        sources.prices = 'DescribeSpotPriceHistory';
-      } catch (err) {
-        sources.prices = `not read: ${describeFailure(err)}`;
-        log.warn('Spot prices could not be read', { error: sources.prices });
+    // Read for every order: the ledger prices what runs (the `plan` order does not use them).
+    try {
+      const history = await aws('read Spot prices of the planned types', () =>
+        ec2.send(
+          new DescribeSpotPriceHistoryCommand({
+            InstanceTypes: types as _InstanceType[],
+            ProductDescriptions: ['Linux/UNIX'],
+            StartTime: new Date(),
+            MaxResults: 1000,
+          }),
+        ),
+      );
+      // The newest price of each type in each zone.
+      const latest = new Map<string, { price: number; at: number }>();
+      for (const h of history.SpotPriceHistory ?? []) {
+        const key = `${h.InstanceType}@${h.AvailabilityZone}`;
+        const at = h.Timestamp?.getTime() ?? 0;
+        const seen = latest.get(key);
+        if (!seen || at > seen.at) latest.set(key, { price: Number(h.SpotPrice), at });
       }
+      for (const pool of pools) {
+        const price = latest.get(`${pool.instanceType}@${pool.availabilityZone}`)?.price;
+        if (price !== undefined && Number.isFinite(price)) pool.pricePerHour = price;
+      }
+      sources.prices = 'DescribeSpotPriceHistory';
+    } catch (err) {
+      sources.prices = `not read: ${describeFailure(err)}`;
+      log.warn('Spot prices could not be read', { error: sources.prices });
     }
-    return { ...rankPools(pools, input.order, avoid), sources, ...(interruptedPool ? { interruptedPool } : {}) };
+    const prices: NonNullable<PoolRanking['prices']> = { spot: {}, onDemand: {} };
+    for (const pool of pools) if (pool.pricePerHour !== undefined) prices.spot[poolName(pool)] = pool.pricePerHour;
+    for (const t of types) {
+      const od = onDemandPrice(input.region, t).value;
+      if (typeof od === 'number') prices.onDemand[t] = od;
+    }
+    return {
+      ...rankPools(pools, input.order, avoid),
+      sources,
+      prices,
+      ...(interruptedPool ? { interruptedPool } : {}),
+    };
   }
   return { rankSpotPools };
 }

@@ -35,6 +35,8 @@ export interface RemoteInput {
 
 export interface RemoteResult extends RemoteOutput {
   commandId: string;
+  /** When this worker first saw the instance's SSM agent online. */
+  agentOnlineAt?: string;
   status: string;
   durationMs: number;
   attempt: number;
@@ -84,8 +86,8 @@ export function stepMark(
  * before that heartbeat went out, the step's mark in the command's comment finds it.
  */
 export function createRemoteRunner(clients: AwsClients, options: RemoteOptions) {
-  /** Instances whose SSM agent was seen Online (by region): no need to ask again. */
-  const online = new Set<string>();
+  /** Instances whose SSM agent was seen Online (by region), and when: no need to ask again. */
+  const online = new Map<string, string>();
 
   /**
    * Waits until the instance's SSM agent has registered (DescribeInstanceInformation: Online),
@@ -103,7 +105,7 @@ export function createRemoteRunner(clients: AwsClients, options: RemoteOptions) 
         ),
       );
       if (out.InstanceInformationList?.some((i) => i.InstanceId === input.instanceId && i.PingStatus === 'Online')) {
-        online.add(key);
+        online.set(key, new Date().toISOString());
         return;
       }
       if (Date.now() >= deadline) return; // SendCommand then says why (InvalidInstanceId).
@@ -232,6 +234,9 @@ export function createRemoteRunner(clients: AwsClients, options: RemoteOptions) 
       ...(cut ? { cut } : {}),
       durationMs: Date.now() - started,
       attempt: attempt(),
+      ...(online.has(`${input.region}/${input.instanceId}`)
+        ? { agentOnlineAt: online.get(`${input.region}/${input.instanceId}`) }
+        : {}),
     };
   }
 

@@ -40,6 +40,8 @@ export interface PoolRanking {
   sources: { scores?: string; prices?: string };
   /** The pool of the instance a notice named, when the ranking was asked for it. */
   interruptedPool?: { instanceType: string; availabilityZone: string };
+  /** Prices read for the ranking, USD/h: Spot by pool (`type@zone`, skipped pools too), on-demand by type. */
+  prices?: { spot: Record<string, number>; onDemand: Record<string, number> };
 }
 
 export interface RankPoolsInput {
@@ -73,6 +75,10 @@ export function stillAvoided(pools: readonly InterruptedPool[], nowMs: number, w
   if (windowMs <= 0) return [];
   return pools.filter((p) => Date.parse(p.at) + windowMs > nowMs);
 }
+
+/** A pool's name: `g4dn.xlarge@us-east-2a`. */
+export const poolName = (p: { instanceType: string; availabilityZone?: string; subnetId?: string }): string =>
+  `${p.instanceType}@${p.availabilityZone ?? p.subnetId ?? '?'}`;
 
 export const samePool = (
   a: { instanceType: string; availabilityZone?: string },

@@ -5,6 +5,7 @@
 import { defineQuery, defineSignal } from '@temporalio/workflow';
 import type { Plan } from '../plan/schema';
 import type { Market } from './launch';
+import type { Ledger, LedgerBook } from './ledger';
 import type { InterruptedPool, PoolRanking } from './pools';
 
 export const NOTICE_KINDS = ['interruption', 'rebalance', 'stopped', 'manual'] as const;
@@ -36,13 +37,22 @@ export interface GuardEvent {
   interruptedPool?: { instanceType: string; availabilityZone: string };
   /** How the replacement's Spot pools were ordered, and the pools left out. */
   pools?: { order: string; tried: string[]; skipped: string[]; sources: PoolRanking['sources'] };
+  /** The timeline: notice → launched (RunInstances) → running → agent online → started → checked (healthy) → EIP moved. */
   noticeAt: string;
   launchedAt?: string;
+  runningAt?: string;
+  /** When the replacement's SSM agent was first seen online. */
+  agentOnlineAt?: string;
+  /** When its remote steps (`remote.start`, or every step without a golden image) had run. */
+  startedAt?: string;
+  /** When every check (services, voice clone) had passed. */
   healthyAt?: string;
   /** The replacement's voice clone before the switch (with `checks.voiceClone`). */
   synthesisSeconds?: number;
   eipMovedAt?: string;
   oldTerminatedAt?: string;
+  /** The replacement's price, USD/h (Spot: the pool's price at the launch; on-demand: the price table). */
+  pricePerHour?: number;
   outcome: 'replaced' | 'failed';
   error?: string;
   /** From notice to the Elastic IP on a healthy replacement. */
@@ -82,6 +92,8 @@ export interface GuardianCarried {
   market?: Market;
   /** On on-demand: when the guardian tries Spot again (`spot.revertAfter` after the fallback or the last try). */
   nextSpotTryAt?: string;
+  /** Hours by market, cost against all-on-demand, interruptions by pool. Missing in runs from before it was kept. */
+  ledger?: LedgerBook;
 }
 
 export interface GuardianStatus {
@@ -105,6 +117,13 @@ export interface GuardianStatus {
   market?: Market;
   /** On on-demand: when it tries Spot again. */
   nextSpotTryAt?: string;
+  /**
+   * Hours on Spot and on-demand, the cost against all-on-demand, interruptions by pool, as of
+   * `ledger.at`: a query sees the workflow's clock, which stands at its last task. A reader
+   * counts up to its own now with `ledgerAt(ledgerBook, now)`.
+   */
+  ledger?: Ledger;
+  ledgerBook?: LedgerBook;
 }
 
 export const interruptionSignal = defineSignal<[InterruptionNotice]>('interruption');

@@ -12,6 +12,7 @@ import {
 import type { Activities } from '../activities';
 import { durationMs } from '../plan/duration';
 import { describeFailure } from '../shared/failures';
+import { ledgerAt, openLedger } from '../shared/ledger';
 import { planRef } from '../shared/plan-slices';
 import {
   GUARDIAN_SIGNAL_DESCRIPTIONS,
@@ -27,6 +28,8 @@ import {
   type GuardianStatus,
   type InterruptionNotice,
 } from '../shared/spot';
+import { account, guardianMetrics } from './guardian/accounts';
+import { detailsOf } from './guardian/details';
 import { replace, type Guarded, type RoundTrigger } from './guardian/replace';
 import { REPLACEMENT } from './options';
 import { joinSpotRouter } from './router';
@@ -87,6 +90,8 @@ export async function spotGuardian(input: GuardianInput): Promise<GuardianStatus
     ...(carried.queue ? { queue: carried.queue } : {}),
     ...(carried.market ? { market: carried.market } : {}),
     ...(carried.nextSpotTryAt ? { nextSpotTryAt: carried.nextSpotTryAt } : {}),
+    ledger: ledgerAt(book, Date.now()),
+    ledgerBook: book,
   });
   const refreshDetails = () => setCurrentDetails(detailsOf(status()));
   const ignore = (reason: string, notice?: unknown) => {
@@ -102,6 +107,15 @@ export async function spotGuardian(input: GuardianInput): Promise<GuardianStatus
     carried.market ??= input.market;
     if (carried.market === 'on-demand' && !carried.nextSpotTryAt) carried.nextSpotTryAt = isoIn(revertMs);
   }
+
+  // The ledger: from the first run of this code on, the instance guarded now is its open segment.
+  carried.ledger ??= openLedger({
+    instanceId: g.instanceId,
+    since: new Date().toISOString(),
+    ...((carried.market ?? input.market) ? { market: carried.market ?? input.market } : {}),
+  });
+  const book = carried.ledger;
+  const metrics = guardianMetrics();
 
   setHandler(guardianStatusQuery, status, { description: 'The guarded instance, replacements and recent events.' });
   setHandler(
@@ -246,6 +260,7 @@ export async function spotGuardian(input: GuardianInput): Promise<GuardianStatus
     settleDeferred();
     carried.events.push(event);
     if (carried.events.length > KEEP_EVENTS) carried.events.splice(0, carried.events.length - KEEP_EVENTS);
+    account(book, g, metrics, event);
     if (backToSpot && event.outcome === 'replaced' && (event.market === 'spot' || event.market === 'on-demand')) {
       carried.market = event.market;
       carried.nextSpotTryAt = event.market === 'on-demand' ? isoIn(revertMs) : undefined;
@@ -265,21 +280,3 @@ export async function spotGuardian(input: GuardianInput): Promise<GuardianStatus
 }
 
 const isoIn = (ms: number): string => new Date(Date.now() + ms).toISOString();
-
-function detailsOf(s: GuardianStatus): string {
-  const recent = s.events.slice(-5).reverse();
-  const rows = recent.map(
-    (e) =>
-      `| ${e.noticeAt} | ${e.kind} | ${e.oldInstanceId} | ${e.newInstanceId ?? '–'} | ${e.outcome} | ${e.recoveryMs !== undefined ? `${(e.recoveryMs / 1000).toFixed(1)} s` : '–'} |`,
-  );
-  return (
-    `**${s.planName}** on \`${s.instanceId}\`: ${s.state}, ${s.replacements} replacement(s)\n\n` +
-    (s.queue && !s.queue.ok
-      ? `**The interruption queue cannot be read** since ${s.queue.since}: ${s.queue.error}\n\n`
-      : '') +
-    (s.router && !s.router.ok ? `**The router could not be started** (${s.router.at}): ${s.router.error}\n\n` : '') +
-    (rows.length
-      ? `| notice | kind | old | new | outcome | recovery |\n|---|---|---|---|---|---|\n${rows.join('\n')}`
-      : 'No interruption yet.')
-  );
-}

@@ -39,9 +39,13 @@ test('npm run demo -- --auto-approve migrates, recovers a Spot interruption and 
   expect(at.every((i) => i >= 0)).toBe(true);
   expect([...at].sort((a, b) => a - b)).toEqual(at);
   expect(out).toMatch(/approved by demo/);
-  const recovered = /recovered: (i-[0-9a-f]+) → (i-[0-9a-f]+) \(g4dn\.xlarge, spot\), replaced/.exec(out);
+  const recovered = /recovered: (i-[0-9a-f]+) → (i-[0-9a-f]+) \(([a-z0-9.]+)@([a-z0-9-]+), spot\), replaced/.exec(out);
   expect(recovered).not.toBeNull();
   expect(recovered?.[1]).not.toBe(recovered?.[2]);
+  // The pool just interrupted (the plan's first type, in its one subnet's zone) is skipped.
+  expect(recovered?.[3]).not.toBe('g4dn.xlarge');
+  expect(out).toContain(`skipped, as just interrupted: g4dn.xlarge@${recovered?.[4]} (interrupted at `);
+  expect(out).toMatch(/ledger: [\d.]+ h on Spot, 0 h on-demand; \$[\d.]+ against \$[\d.]+ all on-demand/);
   expect(out).toMatch(/the Elastic IP [\d.]+ is on (i-[0-9a-f]+)/);
   expect(/the Elastic IP [\d.]+ is on (i-[0-9a-f]+)/.exec(out)?.[1]).toBe(recovered?.[2]);
   expect(out).toMatch(/\/health → 200/);

@@ -335,8 +335,11 @@ test('the CLI rehearses a replacement (`interrupt --kind rebalance`) and shows t
     expect(text.code).toBe(0);
     expect(text.stdout).toContain(`guarding ${after.instanceId}`);
     expect(text.stdout).toMatch(
-      new RegExp(`rebalance \\(cli\\): ${g.first.instanceId} → ${after.instanceId} replaced`),
+      new RegExp(`rebalance \\(cli\\): ${g.first.instanceId} → ${after.instanceId} \\S+@\\S+ spot replaced`),
     );
+    // The interrupted pool, skipped, and the ledger.
+    expect(text.stdout).toMatch(/\n {4}skipped: g4dn\.xlarge@\S+ \(interrupted at /);
+    expect(text.stdout).toMatch(/\n {2}ledger: [\d.]+ h on Spot, 0 h on-demand; /);
     const json = await runCli(['status', g.guardian.workflowId, '--json']);
     expect(JSON.parse(json.stdout)).toMatchObject({ instanceId: after.instanceId, replacements: 1 });
 

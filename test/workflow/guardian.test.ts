@@ -17,6 +17,7 @@ import {
   type GuardianStatus,
   type InterruptionNotice,
 } from '../../src/shared/spot';
+import { ledgerAt } from '../../src/shared/ledger';
 import type { spotGuardian } from '../../src/workflows/guardian';
 import type { Plan } from '../../src/plan/schema';
 import {
@@ -581,4 +582,62 @@ test('a replacement that falls back to on-demand schedules the return to Spot; s
       await stopGuardian(handle);
     });
   }
+});
+
+test('each round is in the ledger (hours by market, cost against all-on-demand, interruptions per pool) with its timeline', async () => {
+  const plan = spotPlan();
+  const happy = happyStubs(plan);
+  const pool = { instanceType: 'g4dn.xlarge', availabilityZone: 'us-east-1a' };
+  const { stubs } = guardianStubs(plan, undefined, {
+    rankSpotPools: async (input) => ({
+      ...(await happy.rankSpotPools!(input)),
+      ...(input.interruptedInstanceId === GUARDED ? { interruptedPool: pool } : {}),
+      prices: {
+        spot: { 'g4dn.xlarge@us-east-1a': 0.2, 'g4dn.2xlarge@us-east-1a': 0.3 },
+        onDemand: { 'g4dn.xlarge': 0.526, 'g4dn.2xlarge': 0.752 },
+      },
+    }),
+    runRemote: async (input) => ({ ...(await happy.runRemote!(input)), agentOnlineAt: new Date().toISOString() }),
+  });
+  await withWorker(env, stubs.activities, async (taskQueue) => {
+    const handle = await startGuardian(taskQueue, plan, 'spot');
+    const first = await until(handle, 'guarding', (s) => s.state === 'guarding');
+    expect(first.ledger).toMatchObject({ interruptions: {}, current: { instanceId: GUARDED, market: 'spot' } });
+
+    await handle.signal(interruptionSignal, notice(GUARDED));
+    const next = await until(
+      (await nextRun(handle, handle.firstExecutionRunId)).run,
+      'guarding',
+      (s) => s.state === 'guarding',
+    );
+    const e = next.events[0];
+    const timeline = [e.noticeAt, e.launchedAt, e.runningAt, e.agentOnlineAt, e.startedAt, e.healthyAt, e.eipMovedAt];
+    expect(timeline.every((t) => typeof t === 'string')).toBe(true);
+    const ms = timeline.map((t) => Date.parse(t ?? ''));
+    expect(ms.slice(2)).toEqual([...ms.slice(2)].sort((a, b) => a - b));
+    // The stub launches g4dn.xlarge in us-east-1a on Spot at 0.2 $/h.
+    expect(e).toMatchObject({ instanceType: 'g4dn.xlarge', market: 'spot', pricePerHour: 0.2 });
+
+    const ledger = next.ledger!;
+    expect(ledger.interruptions).toEqual({ 'g4dn.xlarge@us-east-1a': 1 });
+    expect(ledger.current).toMatchObject({
+      instanceId: replacementId(1),
+      market: 'spot',
+      since: e.eipMovedAt,
+      pricePerHour: 0.2,
+      onDemandPerHour: 0.526,
+    });
+    // The guarded instance's segment learnt its pool and price from the round that replaced it.
+    expect(ledger.unpricedHours).toBe(0);
+
+    // An hour on Spot: 0.2 $ against 0.526 $ on-demand.
+    await env.sleep(3_600_000);
+    const later = await guardianStatus((await nextRun(handle, handle.firstExecutionRunId)).run);
+    // The query answers at the workflow's clock (its last task); a reader counts on to its own now.
+    const now = ledgerAt(later.ledgerBook!, await env.currentTimeMs());
+    expect(now.hours.spot).toBeGreaterThanOrEqual(1);
+    expect(now.costUsd.saved).toBeGreaterThan(0.3);
+    expect(now.unpricedHours).toBe(0);
+    await stopGuardian(handle);
+  });
 });

@@ -4,6 +4,7 @@ import { EXIT } from '../errors';
 import { followMigration, renderLive } from '../follow';
 import { resolveId } from '../ids';
 import { queryStatus, queryWorkflow } from '../query';
+import { describeLedger, ledgerAt } from '../../shared/ledger';
 import { guardianStatusQuery, routerStatusQuery, type GuardianStatus } from '../../shared/spot';
 
 function renderGuardian(g: GuardianStatus): string {
@@ -11,6 +12,9 @@ function renderGuardian(g: GuardianStatus): string {
     `${g.workflowId}: ${g.state} ${g.instanceId}${g.market ? ` (${g.market})` : ''} in ${g.region}, ${g.replacements} replacement(s), run ${g.run}`,
   ];
   if (g.nextSpotTryAt) lines.push(`  on on-demand: tries Spot again at ${g.nextSpotTryAt}`);
+  // Counted up to now: the guardian's own clock stands at its last task.
+  const ledger = g.ledgerBook ? ledgerAt(g.ledgerBook, Date.now()) : g.ledger;
+  if (ledger) lines.push(`  ledger: ${describeLedger(ledger)}`);
   if (g.queue && !g.queue.ok)
     lines.push(
       `  the interruption queue ${g.queue.queueUrl} cannot be read since ${g.queue.since ?? '?'}: ${g.queue.error ?? 'unknown error'}`,

@@ -12,7 +12,7 @@ import { checksSpec } from '../../shared/checks';
 import { TAG_GUARDED } from '../../shared/constants';
 import { describeFailure } from '../../shared/failures';
 import { launchSpec, type LaunchSpec } from '../../shared/launch';
-import { samePool, stillAvoided } from '../../shared/pools';
+import { poolName, samePool, stillAvoided, type PoolRanking } from '../../shared/pools';
 import { imagePlan } from '../../shared/plan-slices';
 import type { GuardEvent, GuardianCarried, InterruptionNotice, RoundKind } from '../../shared/spot';
 import { checksOptions, REPLACEMENT } from '../options';
@@ -39,6 +39,8 @@ export interface Guarded {
   /** The instance guarded: the round sets it to the replacement once the Elastic IP is on it. */
   instanceId: string;
   goldenImageId?: string;
+  /** The prices the last ranking read (for the ledger). */
+  prices?: PoolRanking['prices'];
 }
 
 /** What starts a round: a notice for the guarded instance, or the return to Spot from on-demand. */
@@ -90,12 +92,18 @@ export async function replace(
         imageId: g.goldenImageId ?? (await quick.resolveImage({ plan: imagePlan(plan) })),
         tags: { [TAG_GUARDED]: guardianId },
       });
+      const runningAt = new Date().toISOString();
+      const pool = poolName({ instanceType: launched.instanceType, availabilityZone: launched.availabilityZone });
+      const pricePerHour =
+        launched.market === 'spot' ? g.prices?.spot[pool] : g.prices?.onDemand[launched.instanceType];
       Object.assign(event, {
         newInstanceId: launched.instanceId,
         instanceType: launched.instanceType,
         market: launched.market,
         ...(launched.availabilityZone ? { availabilityZone: launched.availabilityZone } : {}),
-        launchedAt: new Date().toISOString(),
+        launchedAt: launched.launchTime ?? runningAt,
+        runningAt,
+        ...(pricePerHour !== undefined ? { pricePerHour } : {}),
       });
       const host = checkHost(plan.checks, launched.publicIp);
       if (!host)
@@ -113,15 +121,17 @@ export async function replace(
             ['start', plan.remote.start],
           ];
       for (const [label, commands] of steps) {
-        if (commands.length)
-          await remote.runRemote({
-            region: plan.region,
-            instanceId: launched.instanceId,
-            label,
-            commands,
-            timeoutSeconds: 3600,
-          });
+        if (!commands.length) continue;
+        const ran = await remote.runRemote({
+          region: plan.region,
+          instanceId: launched.instanceId,
+          label,
+          commands,
+          timeoutSeconds: 3600,
+        });
+        event.agentOnlineAt ??= ran.agentOnlineAt;
       }
+      event.startedAt = new Date().toISOString();
       await checks.checkServices({ spec: checksSpec(plan), instanceId: launched.instanceId, host, scope: 'all' });
       // Ready means what the migration's phases 5-8 proved: every service answers, and a voice
       // clone comes back within the plan's limit (a GPU that is not used still answers health checks).
@@ -203,19 +213,18 @@ async function rankedPools(
       avoid: carried.interruptedPools,
       ...(windowMs > 0 && oldInstanceId ? { interruptedInstanceId: oldInstanceId, noticeAt } : {}),
     });
+    g.prices = ranking.prices;
     const hit = ranking.interruptedPool;
     if (hit && !carried.interruptedPools.some((p) => p.at === noticeAt && samePool(p, hit)))
       carried.interruptedPools.push({ ...hit, at: noticeAt });
-    const name = (p: { instanceType: string; availabilityZone?: string; subnetId: string }) =>
-      `${p.instanceType}@${p.availabilityZone ?? p.subnetId}`;
     return {
       spotPools: ranking.pools.map(({ instanceType, subnetId }) => ({ instanceType, subnetId })),
       event: {
         ...(ranking.interruptedPool ? { interruptedPool: ranking.interruptedPool } : {}),
         pools: {
           order,
-          tried: ranking.pools.map(name),
-          skipped: ranking.skipped.map((s) => `${name(s.pool)} (${s.reason})`),
+          tried: ranking.pools.map(poolName),
+          skipped: ranking.skipped.map((s) => `${poolName(s.pool)} (${s.reason})`),
           sources: ranking.sources,
         },
       },

@@ -1,0 +1,73 @@
+/**
+ * The guardian's ledger: hours by market, the cost against all-on-demand, interruptions per
+ * pool, with the segment serving now counted up to the moment asked.
+ */
+import { countInterruption, describeLedger, ledgerAt, openLedger, switchTo } from '../../src/shared/ledger';
+
+const T0 = Date.parse('2026-12-06T00:00:00.000Z');
+const at = (hours: number) => new Date(T0 + hours * 3_600_000).toISOString();
+
+describe('ledger', () => {
+  it('counts the open segment up to the moment asked, priced by its market', () => {
+    const book = openLedger({
+      instanceId: 'i-1',
+      market: 'spot',
+      since: at(0),
+      pricePerHour: 0.2,
+      onDemandPerHour: 0.5,
+    });
+    expect(ledgerAt(book, T0 + 2 * 3_600_000)).toMatchObject({
+      hours: { spot: 2, onDemand: 0, unknown: 0 },
+      costUsd: { actual: 0.4, allOnDemand: 1, saved: 0.6 },
+      unpricedHours: 0,
+    });
+    // Asking changes nothing kept.
+    expect(book.ms.spot).toBe(0);
+  });
+
+  it('closes a segment when the Elastic IP moves, at the moment it moved', () => {
+    const book = openLedger({
+      instanceId: 'i-1',
+      market: 'spot',
+      since: at(0),
+      pricePerHour: 0.2,
+      onDemandPerHour: 0.5,
+    });
+    switchTo(book, { instanceId: 'i-2', market: 'on-demand', since: at(10), onDemandPerHour: 0.6 });
+    switchTo(book, { instanceId: 'i-3', market: 'spot', since: at(11), pricePerHour: 0.25, onDemandPerHour: 0.5 });
+    const l = ledgerAt(book, T0 + 12 * 3_600_000);
+    expect(l.hours).toEqual({ spot: 11, onDemand: 1, unknown: 0 });
+    // 10 h × 0.2 + 1 h × 0.6 (on-demand: its on-demand price) + 1 h × 0.25
+    expect(l.costUsd.actual).toBeCloseTo(2.85, 6);
+    expect(l.costUsd.allOnDemand).toBeCloseTo(10 * 0.5 + 0.6 + 0.5, 6);
+    expect(l.costUsd.saved).toBeCloseTo(6.1 - 2.85, 6);
+    expect(l.current.instanceId).toBe('i-3');
+  });
+
+  it('keeps hours it cannot price out of the cost, and says how many', () => {
+    const book = openLedger({ instanceId: 'i-1', since: at(0) });
+    switchTo(book, { instanceId: 'i-2', market: 'spot', since: at(3), pricePerHour: 0.2, onDemandPerHour: 0.5 });
+    const l = ledgerAt(book, T0 + 4 * 3_600_000);
+    expect(l.hours).toEqual({ spot: 1, onDemand: 0, unknown: 3 });
+    expect(l.unpricedHours).toBe(3);
+    expect(l.costUsd).toEqual({ actual: 0.2, allOnDemand: 0.5, saved: 0.3 });
+  });
+
+  it('counts interruptions per pool, and says it all in one line', () => {
+    const book = openLedger({
+      instanceId: 'i-1',
+      market: 'spot',
+      since: at(0),
+      pricePerHour: 0.2,
+      onDemandPerHour: 0.5,
+    });
+    countInterruption(book, 'g4dn.xlarge@us-east-2a');
+    countInterruption(book, 'g5.xlarge@us-east-2b');
+    countInterruption(book, 'g4dn.xlarge@us-east-2a');
+    const l = ledgerAt(book, T0 + 3_600_000);
+    expect(l.interruptions).toEqual({ 'g4dn.xlarge@us-east-2a': 2, 'g5.xlarge@us-east-2b': 1 });
+    expect(describeLedger(l)).toBe(
+      '1 h on Spot, 0 h on-demand; $0.20 against $0.50 all on-demand (saved $0.30); interruptions: g4dn.xlarge@us-east-2a ×2, g5.xlarge@us-east-2b ×1',
+    );
+  });
+});
