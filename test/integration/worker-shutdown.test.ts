@@ -9,9 +9,11 @@ import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
 import { getHeapStatistics } from 'node:v8';
 import { iamPolicy } from '../../src/aws/permissions';
-import { routerWorkflowId } from '../../src/shared/constants';
+import { RunInstancesCommand } from '@aws-sdk/client-ec2';
+import { guardianWorkflowId, routerWorkflowId } from '../../src/shared/constants';
 import { decideUpdate, statusQuery } from '../../src/shared/migration';
-import type { RouterInput } from '../../src/shared/spot';
+import { interruptionSignal, type GuardianInput, type RouterInput } from '../../src/shared/spot';
+import type { spotGuardian } from '../../src/workflows';
 import { WORKER_HEAP_MIB } from '../../src/worker';
 import { temporalAddress, temporalNamespace } from '../harness/env';
 import { withoutAction } from '../harness/iam';
@@ -19,7 +21,8 @@ import { useIntegration } from '../harness/lifecycle';
 import { aliveInstancesOfPlan, startMigration, waitForPhase } from '../harness/migration';
 import { freePort, pollUntil } from '../harness/net';
 import { startScenario } from '../harness/scenario';
-import { createQueue, endSpotWorkflows, routerStatus } from '../harness/spot';
+import { testPlan, tagForPlan } from '../harness/seed';
+import { createQueue, endSpotWorkflows, routerStatus, waitForGuardian } from '../harness/spot';
 
 const ROOT = join(__dirname, '..', '..');
 const BUILD = 'docker compose build';
@@ -197,3 +200,69 @@ test("the worker's metrics count the router's failed scans and queue reads", asy
   worker.child.kill('SIGTERM');
   expect(await worker.exited).toEqual({ code: 0, signal: null });
 });
+
+test("the worker's metrics count a guardian's rounds by kind and outcome", async () => {
+  // A region no other test's router uses.
+  const region = 'ca-central-1';
+  const s = t.track(await startScenario({ seed: { region } }));
+  const plan = testPlan(s.source, s.world.ports, {
+    target: { market: 'spot' },
+    spot: { pollInterval: '2m' },
+    checks: { attempts: 1, interval: '1s' },
+  });
+  // An instance to guard, tagged with its plan as the migration leaves it.
+  const launched = await s.direct.ec2(region).send(
+    new RunInstancesCommand({
+      ImageId: s.source.imageId,
+      InstanceType: 'g4dn.xlarge',
+      MinCount: 1,
+      MaxCount: 1,
+      SubnetId: s.source.subnetId,
+      InstanceMarketOptions: { MarketType: 'spot' },
+    }),
+  );
+  const instanceId = launched.Instances?.[0]?.InstanceId as string;
+  await tagForPlan(s.direct, plan, [instanceId]);
+  // The worker may not launch: every replacement try fails at once.
+  s.proxy.setPolicies([withoutAction(iamPolicy(plan), 'ec2:RunInstances')]);
+  const taskQueue = `metrics-${randomBytes(5).toString('hex')}`;
+  const metricsPort = await freePort();
+  const worker = await startCliWorker(taskQueue, s.proxy.endpoint, metricsPort);
+  const input: GuardianInput = { plan, instanceId, goldenImageId: s.source.imageId, market: 'spot' };
+  const guardian = await t.client.workflow.start<typeof spotGuardian>('spotGuardian', {
+    taskQueue,
+    workflowId: guardianWorkflowId(plan.name),
+    args: [input],
+  });
+  t.track({ close: () => endSpotWorkflows(t.client, region, [guardian.workflowId]) });
+  await waitForGuardian(guardian, 'guarding', (g) => g.state === 'guarding');
+  await guardian.signal(interruptionSignal, { instanceId, kind: 'manual', source: 'test' });
+  const failed = await waitForGuardian(guardian, 'the round given up', (g) => g.events.length === 1, 90_000);
+  expect(failed.events[0]).toMatchObject({ kind: 'manual', outcome: 'failed' });
+  expect(failed.ledger?.interruptions).toEqual({ [`g4dn.xlarge@${s.source.availabilityZone}`]: 1 });
+
+  const counter = async (name: string, labels: string[]) => {
+    const text = await (await fetch(`http://127.0.0.1:${metricsPort}/metrics`)).text();
+    const line = text.split('\n').find((l) => l.startsWith(`${name}{`) && labels.every((x) => l.includes(x)));
+    return line === undefined ? undefined : Number(line.slice(line.lastIndexOf(' ') + 1));
+  };
+  // The runtime exports on its own schedule: wait for the counters to appear there.
+  const rounds = await pollUntil(
+    'the rounds counter',
+    async () =>
+      ((await counter('ec2_gpu_migration_guardian_rounds', ['kind="manual"', 'outcome="failed"'])) ?? 0) >= 1 ||
+      undefined,
+    { timeoutMs: 30_000, intervalMs: 200 },
+  );
+  const pools = await pollUntil(
+    'the interruptions counter',
+    async () =>
+      ((await counter('ec2_gpu_migration_guardian_interruptions', [
+        `pool="g4dn.xlarge@${s.source.availabilityZone}"`,
+      ])) ?? 0) >= 1 || undefined,
+    { timeoutMs: 30_000, intervalMs: 200 },
+  );
+  expect([rounds, pools]).toEqual([true, true]);
+  worker.child.kill('SIGTERM');
+  expect(await worker.exited).toEqual({ code: 0, signal: null });
+}, 180_000);
