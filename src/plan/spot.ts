@@ -1,0 +1,54 @@
+/**
+ * The plan's `spot` section: how the Spot instance is guarded and replaced. Part of the plan
+ * schema (`schema.ts`); the same rules for messages apply. Pure.
+ */
+import { z } from 'zod';
+import { duration, durationOrZero } from './fields';
+
+export const spotSchema = z
+  .strictObject({
+    pollInterval: duration('How often the instance state is polled, from 1s to 2m').default('5s'),
+    interruptionQueueUrl: z
+      .url({
+        protocol: /^https?$/,
+        error: 'an SQS queue URL such as https://sqs.ap-northeast-1.amazonaws.com/123456789012/spot-events',
+      })
+      .nullable()
+      .describe(
+        'SQS queue that EventBridge feeds with Spot interruption, rebalance and state-change events; null: polling only',
+      )
+      .default(null),
+    keepGoldenImages: z
+      .number({ error: 'a whole number of golden images from 1 to 100' })
+      .int('a whole number of golden images from 1 to 100')
+      .min(1, 'a whole number of golden images from 1 to 100')
+      .max(100, 'a whole number of golden images from 1 to 100')
+      .describe(
+        'Golden images of this plan kept (newest first, the one in use always); older ones are deregistered with their snapshots',
+      )
+      .default(3),
+    avoidInterruptedPoolFor: durationOrZero(
+      'After a notice, a replacement skips the pool (instance type in an availability zone) of the instance it replaces for this long; 0s = never skip',
+    ).default('3m'),
+    revertAfter: durationOrZero(
+      'After a fallback to on-demand, try Spot again this often: a Spot replacement, fully checked, takes the Elastic IP before the on-demand instance goes; 0s = never',
+    ).default('1h'),
+    poolOrder: z
+      .enum(['placement-score', 'price', 'plan'], {
+        error:
+          "one of placement-score (Spot placement score, then price), price (cheapest first) or plan (the plan's own order: types, then subnets)",
+      })
+      .describe(
+        'How a replacement orders its Spot pools (the planned types across the planned subnets): placement-score, price, or plan',
+      )
+      .default('placement-score'),
+  })
+  .describe('Spot guarding, when target.market is spot')
+  .default({
+    pollInterval: '5s',
+    interruptionQueueUrl: null,
+    keepGoldenImages: 3,
+    avoidInterruptedPoolFor: '3m',
+    revertAfter: '1h',
+    poolOrder: 'placement-score',
+  });
