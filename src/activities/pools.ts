@@ -22,7 +22,7 @@ import {
   type RankPoolsInput,
   type RankedPool,
 } from '../shared/pools';
-import { onDemandPrice } from './pricing';
+import { newestSpotPrices, onDemandPrice } from './pricing';
 
 export function createPoolActivities(clients: AwsClients) {
   async function rankSpotPools(input: RankPoolsInput): Promise<PoolRanking> {
@@ -92,16 +92,9 @@ export function createPoolActivities(clients: AwsClients) {
           }),
         ),
       );
-      // The newest price of each type in each zone.
-      const latest = new Map<string, { price: number; at: number }>();
-      for (const h of history.SpotPriceHistory ?? []) {
-        const key = `${h.InstanceType}@${h.AvailabilityZone}`;
-        const at = h.Timestamp?.getTime() ?? 0;
-        const seen = latest.get(key);
-        if (!seen || at > seen.at) latest.set(key, { price: Number(h.SpotPrice), at });
-      }
+      const latest = newestSpotPrices(history.SpotPriceHistory);
       for (const pool of pools) {
-        const price = latest.get(`${pool.instanceType}@${pool.availabilityZone}`)?.price;
+        const price = latest.get(poolName(pool))?.price;
         if (price !== undefined && Number.isFinite(price)) pool.pricePerHour = price;
       }
       sources.prices = 'DescribeSpotPriceHistory';

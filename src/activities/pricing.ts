@@ -1,4 +1,4 @@
-import { DescribeSpotPriceHistoryCommand, type _InstanceType } from '@aws-sdk/client-ec2';
+import { DescribeSpotPriceHistoryCommand, type SpotPrice, type _InstanceType } from '@aws-sdk/client-ec2';
 import { aws } from '../aws/call';
 import type { AwsClients } from '../aws/clients';
 import table from '../pricing/on-demand.json';
@@ -23,6 +23,22 @@ const perMonth = (f: Figure): Figure =>
   typeof f.value === 'number'
     ? { value: f.value * table.hoursPerMonth, unit: 'USD', source: f.source }
     : { value: null, unit: 'USD', source: f.source };
+
+/** The newest price of each type in each zone of a DescribeSpotPriceHistory answer, by `type@zone`. */
+export function newestSpotPrices(
+  history: SpotPrice[] = [],
+): Map<string, { instanceType: string; availabilityZone: string; price: number; at?: Date }> {
+  const newest = new Map<string, { instanceType: string; availabilityZone: string; price: number; at?: Date }>();
+  for (const h of history) {
+    const instanceType = String(h.InstanceType);
+    const availabilityZone = h.AvailabilityZone ?? '?';
+    const key = `${instanceType}@${availabilityZone}`;
+    const seen = newest.get(key);
+    if (!seen || (h.Timestamp && seen.at && h.Timestamp > seen.at))
+      newest.set(key, { instanceType, availabilityZone, price: Number(h.SpotPrice), at: h.Timestamp });
+  }
+  return newest;
+}
 
 export function onDemandPrice(region: string, instanceType: string): Figure {
   const price = (table.regions as Record<string, Record<string, number>>)[region]?.[instanceType];
@@ -54,19 +70,14 @@ export function createPricingActivities(clients: AwsClients) {
           }),
         ),
       );
-      const latest = new Map<string, { price: number; at?: Date }>();
-      for (const h of history.SpotPriceHistory ?? []) {
-        const az = h.AvailabilityZone ?? '?';
-        // A zone the plan cannot launch in has a price the service will never pay.
-        if (zones.size > 0 && !zones.has(az)) continue;
-        const seen = latest.get(az);
-        if (!seen || (h.Timestamp && seen.at && h.Timestamp > seen.at))
-          latest.set(az, { price: Number(h.SpotPrice), at: h.Timestamp });
-      }
-      const cheapest = [...latest.entries()].sort((a, b) => a[1].price - b[1].price)[0];
+      // A zone the plan cannot launch in has a price the service will never pay.
+      const latest = [...newestSpotPrices(history.SpotPriceHistory).values()].filter(
+        (p) => zones.size === 0 || zones.has(p.availabilityZone),
+      );
+      const cheapest = latest.sort((a, b) => a.price - b.price)[0];
       const onDemandPerHour = onDemandPrice(input.region, instanceType);
       const spotPerHour: Figure = cheapest
-        ? { value: cheapest[1].price, unit: 'USD/h', source: 'measured' }
+        ? { value: cheapest.price, unit: 'USD/h', source: 'measured' }
         : { value: null, unit: 'USD/h', source: 'measured' };
       out.push({
         instanceType,
@@ -76,8 +87,8 @@ export function createPricingActivities(clients: AwsClients) {
         spotPerMonth: perMonth(spotPerHour),
         priceTableDate: table.asOf,
         hoursPerMonth: table.hoursPerMonth,
-        spotAvailabilityZone: cheapest?.[0],
-        spotTimestamp: cheapest?.[1].at?.toISOString(),
+        spotAvailabilityZone: cheapest?.availabilityZone,
+        spotTimestamp: cheapest?.at?.toISOString(),
       });
     }
     return out;

@@ -88,6 +88,7 @@ export function stepMark(
 export function createRemoteRunner(clients: AwsClients, options: RemoteOptions) {
   /** Instances whose SSM agent was seen Online (by region), and when: no need to ask again. */
   const online = new Map<string, string>();
+  const agentKey = (input: RemoteInput) => `${input.region}/${input.instanceId}`;
 
   /**
    * Waits until the instance's SSM agent has registered (DescribeInstanceInformation: Online),
@@ -95,7 +96,7 @@ export function createRemoteRunner(clients: AwsClients, options: RemoteOptions) 
    * cheap call per poll instead of a SendCommand that fails.
    */
   async function agentOnline(input: RemoteInput, deadline: number): Promise<void> {
-    const key = `${input.region}/${input.instanceId}`;
+    const key = agentKey(input);
     if (online.has(key)) return;
     const ssm = clients.ssm(input.region);
     for (let wait = Math.min(250, options.pollIntervalMs); ; wait = Math.min(wait * 2, options.pollIntervalMs * 5)) {
@@ -225,6 +226,7 @@ export function createRemoteRunner(clients: AwsClients, options: RemoteOptions) 
       await ctx.sleep(options.pollIntervalMs);
     }
     const cut = outputCut(inv.StandardOutputContent, inv.StandardErrorContent);
+    const agentOnlineAt = online.get(agentKey(input));
     return {
       commandId,
       status: inv.Status ?? 'unknown',
@@ -234,9 +236,7 @@ export function createRemoteRunner(clients: AwsClients, options: RemoteOptions) 
       ...(cut ? { cut } : {}),
       durationMs: Date.now() - started,
       attempt: attempt(),
-      ...(online.has(`${input.region}/${input.instanceId}`)
-        ? { agentOnlineAt: online.get(`${input.region}/${input.instanceId}`) }
-        : {}),
+      ...(agentOnlineAt ? { agentOnlineAt } : {}),
     };
   }
 

@@ -62,6 +62,15 @@ export async function replace(
   const oldInstanceId = g.instanceId;
   const ranked = await rankedPools(g, options.backToSpot ? undefined : oldInstanceId, noticeAt);
   const tries = options.backToSpot ? 1 : REPLACEMENT_TRIES;
+  /** What every try's event starts from, and the round's event when every try failed. */
+  const unreplaced: GuardEvent = {
+    kind: notice.kind,
+    source: notice.source,
+    oldInstanceId,
+    noticeAt,
+    outcome: 'failed',
+    ...ranked?.event,
+  };
   let lastError = '';
   for (let attempt = 1; attempt <= tries; attempt++) {
     // A step of its own for every launch, failed rounds included, in this chain of runs only: a
@@ -71,14 +80,7 @@ export async function replace(
     if (perLaunch) carried.launches = (carried.launches ?? carried.replacements) + 1;
     const step = perLaunch ? `replace-${carried.launches}` : `replace-${carried.replacements + 1}-try-${attempt}`;
     const runId = perLaunch ? g.firstRunId : undefined;
-    const event: GuardEvent = {
-      kind: notice.kind,
-      source: notice.source,
-      oldInstanceId,
-      noticeAt,
-      outcome: 'failed',
-      ...ranked?.event,
-    };
+    const event: GuardEvent = { ...unreplaced };
     try {
       const launched = await (options.backToSpot ? longOnce : long).launchInstance({
         spec: {
@@ -176,15 +178,7 @@ export async function replace(
       if (attempt < tries) await sleep(durationMs(plan.checks.interval));
     }
   }
-  return {
-    kind: notice.kind,
-    source: notice.source,
-    oldInstanceId,
-    noticeAt,
-    outcome: 'failed',
-    error: lastError,
-    ...ranked?.event,
-  };
+  return { ...unreplaced, error: lastError };
 }
 
 /**
