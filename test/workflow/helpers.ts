@@ -274,10 +274,12 @@ export function happyStubs(plan: Plan): Partial<Activities> {
         instanceType,
         onDemandPerHour: { value: 0.5, unit: 'USD/h', source: 'price table' as const },
         spotPerHour: { value: 0.2, unit: 'USD/h', source: 'measured' as const },
-        onDemandPerMonth: { value: 365, unit: 'USD', source: 'price table' as const },
-        spotPerMonth: { value: 146, unit: 'USD', source: 'measured' as const },
-        priceTableDate: '2026-11-01',
-        hoursPerMonth: 730,
+        // A table unlike the one in src/pricing/ (dated 2026-11-01, 730 h a month): the report
+        // must take the activity's figures, never compute its own.
+        onDemandPerMonth: { value: 360, unit: 'USD', source: 'price table' as const },
+        spotPerMonth: { value: 144, unit: 'USD', source: 'measured' as const },
+        priceTableDate: '2026-01-15',
+        hoursPerMonth: 720,
       })),
     // Every planned pool in the plan's order, the zones unknown, nothing left out.
     rankSpotPools: async ({ target, order }) => ({

@@ -87,9 +87,9 @@ test('approved by the approve signal: the old instance is stopped after its back
     expect(report.images).toMatchObject({ backup: IDS.backupImage, golden: IDS.goldenImage });
     expect(report.compensations).toEqual([]);
     // Monthly prices come from the prices activity, with its table's date: no table in workflow code.
-    expect(report.cost).toMatchObject({ priceTableDate: '2026-11-01', hoursPerMonth: 730 });
+    expect(report.cost).toMatchObject({ priceTableDate: '2026-01-15', hoursPerMonth: 720 });
     expect(report.cost.rows.find((r) => r.label === 'after' && r.market === 'spot')?.perMonth).toEqual({
-      value: 146,
+      value: 144,
       unit: 'USD',
       source: 'measured',
     });
