@@ -220,5 +220,71 @@ export function createImageActivities(clients: AwsClients) {
     return { kept: kept.map((i) => i.ImageId ?? ''), deregistered: old.map((i) => i.ImageId ?? ''), snapshotsDeleted };
   }
 
-  return { createImage, pruneGoldenImages };
+  /**
+   * The undo of a golden image made while the migration waited for approval (its instance was
+   * lost, or the migration was rejected): deregisters what this run made for the step (only the
+   * images of `sourceInstanceId` when given; never `keep`) and deletes their snapshots, and any
+   * snapshot of the run's step no image uses (left by a crash between the two). An image still
+   * pending is waited for first. Idempotent.
+   */
+  async function discardImages(input: {
+    plan: PlanRef;
+    workflowId: string;
+    step: 'golden';
+    sourceInstanceId?: string;
+    keep?: string;
+  }): Promise<{ deregistered: string[]; snapshotsDeleted: string[] }> {
+    const { plan, workflowId, step, sourceInstanceId } = input;
+    const ec2 = clients.ec2(plan.region);
+    const filters = [
+      ...taggedFor(plan, step),
+      { Name: `tag:${TAG_WORKFLOW}`, Values: [workflowId] },
+      ...(sourceInstanceId ? [{ Name: 'tag:source-instance', Values: [sourceInstanceId] }] : []),
+    ];
+    const listed = await aws(`list the ${step} images of ${workflowId}`, () =>
+      ec2.send(new DescribeImagesCommand({ Owners: ['self'], Filters: filters })),
+    );
+    const images = listed.Images ?? [];
+    const kept = images.filter((i) => i.ImageId === input.keep);
+    const doomed = images.filter((i) => i.ImageId !== input.keep && i.State !== 'deregistered');
+    const snapshotsDeleted: string[] = [];
+    for (const image of doomed) {
+      let found = image;
+      if (image.State === 'pending') {
+        // Its snapshots are known once it is available (or failed): wait, then discard all of it.
+        await withHeartbeat(
+          () =>
+            waitUntilImageAvailable(
+              {
+                client: ec2,
+                maxWaitTime: 3600,
+                minDelay: 5,
+                maxDelay: 30,
+                abortSignal: Context.current().cancellationSignal,
+              },
+              { ImageIds: [image.ImageId as string] },
+            ).catch(() => undefined),
+          () => ({ imageId: image.ImageId }),
+        );
+        const again = await aws(`look at ${image.ImageId}`, () =>
+          ec2.send(new DescribeImagesCommand({ ImageIds: [image.ImageId as string] })),
+        ).catch(() => undefined);
+        found = again?.Images?.[0] ?? image;
+      }
+      snapshotsDeleted.push(...(await deleteImage(plan.region, found)));
+    }
+    const snapshots = await aws(`list the ${step} snapshots of ${workflowId}`, () =>
+      ec2.send(new DescribeSnapshotsCommand({ OwnerIds: ['self'], Filters: filters })),
+    );
+    const used = new Set(kept.flatMap((i) => (i.BlockDeviceMappings ?? []).map((m) => m.Ebs?.SnapshotId)));
+    for (const snap of snapshots.Snapshots ?? []) {
+      const id = snap.SnapshotId;
+      if (!id || used.has(id) || snapshotsDeleted.includes(id)) continue;
+      await deleteSnapshot(plan.region, id);
+      snapshotsDeleted.push(id);
+    }
+    return { deregistered: doomed.map((i) => i.ImageId ?? ''), snapshotsDeleted };
+  }
+
+  return { createImage, pruneGoldenImages, discardImages };
 }

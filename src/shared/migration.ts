@@ -23,7 +23,15 @@ export const PHASES = [
 export type PhaseName = (typeof PHASES)[number]['name'];
 export type PhaseState = 'pending' | 'running' | 'succeeded' | 'failed' | 'skipped' | 'compensated';
 /** Top-level `phase` of the status query: the phase running now, or where the run stands. */
-export type MigrationPhase = PhaseName | 'awaiting-approval' | 'rolling-back' | 'completed' | 'rolled-back' | 'failed';
+export type MigrationPhase =
+  | PhaseName
+  | 'awaiting-approval'
+  /** A new Spot instance was lost before the migration stood: a new one is on its way. */
+  | 'relaunching'
+  | 'rolling-back'
+  | 'completed'
+  | 'rolled-back'
+  | 'failed';
 
 /** A number or fact with where it came from. Nothing is an estimate dressed as a result. */
 export interface Figure {
@@ -85,6 +93,32 @@ export interface MigrationStatus {
   compensations: { name: string; state: 'done' | 'failed' | 'skipped'; detail?: string }[];
   error?: { type: string; message: string; phase?: PhaseName };
   guardianWorkflowId?: string;
+  /** New Spot instances lost before the migration stood, each replaced by a relaunch. */
+  relaunches?: Relaunch[];
+  /** The golden image of the new instance, made while the migration waits for approval. */
+  golden?: { instanceId: string; state: 'making' | 'made' | 'failed' | 'discarded'; imageId?: string };
+}
+
+/**
+ * A new Spot instance that got a notice (or died) before the migration stood, and what the
+ * migration did: before the Elastic IP switch it launched again in another pool; after it, the
+ * Elastic IP went back to the old instance first, and approval was asked again.
+ */
+export interface Relaunch {
+  instanceId: string;
+  /** Its pool, `type@zone`, left out of the next launch for spot.avoidInterruptedPoolFor. */
+  pool?: string;
+  kind: string;
+  source?: string;
+  noticeAt: string;
+  /** The phase the migration was in. */
+  during: MigrationPhase;
+  /** After the switch: when the Elastic IP was back on the old instance. */
+  elasticIpBackAt?: string;
+  /** Golden images of it that were being made, discarded with their snapshots. */
+  goldenDiscarded?: string[];
+  /** The instance launched in its place (set once it runs). */
+  replacedBy?: string;
 }
 
 export interface MigrationInput {

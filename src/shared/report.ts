@@ -2,7 +2,7 @@
  * The migration report: the data (the workflow's result) and its Markdown rendering.
  * Pure: the workflow builds it, the CLI renders it.
  */
-import type { ApprovalRecord, Figure, MigrationStatus, PhaseRecord } from './migration';
+import type { ApprovalRecord, Figure, MigrationStatus, PhaseRecord, Relaunch } from './migration';
 
 export interface MachineFacts {
   instanceId?: string;
@@ -55,6 +55,19 @@ export interface MigrationReport {
   warnings: string[];
   error?: MigrationStatus['error'];
   guardianWorkflowId?: string;
+  /** New Spot instances lost before the migration stood, and their relaunches. */
+  relaunches?: Relaunch[];
+}
+
+/** One relaunch, as the report says it. */
+export function relaunchLine(l: Relaunch): string {
+  const what = `\`${l.instanceId}\`${l.pool ? ` (${l.pool})` : ''}: ${l.kind} notice${l.source ? ` from the ${l.source}` : ''} at ${l.noticeAt}, during ${l.during}`;
+  const back = l.elasticIpBackAt
+    ? `; the Elastic IP went back to the old instance at ${l.elasticIpBackAt} and approval was asked again`
+    : '';
+  const golden = l.goldenDiscarded?.length ? `; its golden image ${l.goldenDiscarded.join(', ')} discarded` : '';
+  const next = l.replacedBy ? `; relaunched as \`${l.replacedBy}\`` : '';
+  return `${what}${back}${golden}${next}`;
 }
 
 export function formatFigure(f: Figure | undefined): string {
@@ -218,6 +231,14 @@ export function renderReportMarkdown(r: MigrationReport): string {
       out.push(
         `- Older golden images deregistered with their snapshots: ${r.images.deregistered.map((id) => `\`${id}\``).join(', ')}`,
       );
+  }
+  if (r.relaunches?.length) {
+    out.push('');
+    out.push('## Relaunches');
+    out.push('');
+    out.push('New Spot instances lost before the migration stood, each replaced in another pool:');
+    out.push('');
+    for (const l of r.relaunches) out.push(`- ${relaunchLine(l)}`);
   }
   if (r.guardianWorkflowId) {
     out.push('');

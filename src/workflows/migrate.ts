@@ -21,6 +21,7 @@ import {
 } from './migrate/phases';
 import { buildReport } from './migrate/report';
 import { rollBack } from './migrate/rollback';
+import { untilDecided } from './migrate/guarded';
 import { MigrationRun } from './migrate/run';
 
 export async function migrateToGpu(input: MigrationInput): Promise<MigrationReport> {
@@ -30,24 +31,12 @@ export async function migrateToGpu(input: MigrationInput): Promise<MigrationRepo
   setNoticeHandler(run);
   try {
     const imageId = await preflight(run);
-    const vm = await launch(run, imageId); // undo: terminate it
-    // Security groups deny inbound traffic by default: the planned ingress is in place before
-    // anything is checked from outside (runs that began before this order keep theirs).
-    const ingressFirst = patched('ingress-before-public-checks');
-    if (ingressFirst) await openIngress(run); // undo: the security-group changes
-    await setUp(run, vm);
-    await run.remoteStep('source', vm, plan.remote.deploy);
-    await run.remoteStep('build', vm, plan.remote.build);
-    await startServices(run, vm);
-    await voiceTest(run, vm);
-    if (!ingressFirst) await openIngress(run);
-    await checkConnectivity(run, vm);
-    const served = await switchElasticIp(run, vm); // undo: move it back; on Spot, guard it
-    await performanceTest(run, served);
-    const decision = await awaitApproval(run); // rejected, or a Spot notice: roll back
+    const { vm, decision } = patched('guard-from-launch')
+      ? await untilDecided(run, imageId) // a lost Spot instance: launch again
+      : await decidedUnguarded(run, imageId);
     if (decision === 'approved') await stopOld(run); // undo: start the old instance again
     run.stand();
-    await afterCutOver(run, vm); // golden image; on Spot, the guardian
+    await afterCutOver(run, vm); // on Spot, the guardian; the golden image
     if (decision === 'timed-out')
       run.warnings.push(
         `approval timed out after ${plan.approval.timeout}: the old instance ${plan.source.instanceId} still runs and the Elastic IP is on ${vm.instanceId}; stop the old instance by hand once satisfied`,
@@ -59,4 +48,25 @@ export async function migrateToGpu(input: MigrationInput): Promise<MigrationRepo
   }
   run.refreshDetails();
   return buildReport(run);
+}
+
+/** Runs that began before the guard from the launch: a notice after the switch rolls back. */
+async function decidedUnguarded(run: MigrationRun, imageId: string) {
+  const { plan } = run;
+  const vm = await launch(run, imageId); // undo: terminate it
+  // Security groups deny inbound traffic by default: the planned ingress is in place before
+  // anything is checked from outside (runs that began before this order keep theirs).
+  const ingressFirst = patched('ingress-before-public-checks');
+  if (ingressFirst) await openIngress(run); // undo: the security-group changes
+  await setUp(run, vm);
+  await run.remoteStep('source', vm, plan.remote.deploy);
+  await run.remoteStep('build', vm, plan.remote.build);
+  await startServices(run, vm);
+  await voiceTest(run, vm);
+  if (!ingressFirst) await openIngress(run);
+  await checkConnectivity(run, vm);
+  const served = await switchElasticIp(run, vm); // undo: move it back; on Spot, guard it
+  await performanceTest(run, served);
+  const decision = await awaitApproval(run); // rejected, or a Spot notice: roll back
+  return { vm, decision };
 }

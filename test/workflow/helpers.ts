@@ -269,6 +269,7 @@ export function happyStubs(plan: Plan): Partial<Activities> {
       ...OK,
     }),
     pruneGoldenImages: async ({ inUse }) => ({ kept: inUse ? [inUse] : [], deregistered: [], snapshotsDeleted: [] }),
+    discardImages: async () => ({ deregistered: [], snapshotsDeleted: [] }),
     prices: async ({ instanceTypes }) =>
       instanceTypes.map((instanceType) => ({
         instanceType,

@@ -161,8 +161,12 @@ test('the backup image fails for good after the approval: the old instance is st
   });
 
   expect(failure.type).toBe('InvalidAMIName.Duplicate');
-  expect(callsAfterFailureOf(stubs, 'createImage').map((c) => [c.name, c.input.instanceId])).toEqual([
+  expect(
+    callsAfterFailureOf(stubs, 'createImage').map((c) => [c.name, c.input.instanceId ?? c.input.sourceInstanceId]),
+  ).toEqual([
     ['startInstance', IDS.oldInstance],
+    // The golden image made during the wait: the new instance is not kept.
+    ['discardImages', IDS.newInstance],
     ['associateAddress', IDS.oldInstance],
     ['undoIngress', undefined],
     ['terminateLaunched', undefined],
@@ -178,6 +182,7 @@ test('the backup image fails for good after the approval: the old instance is st
   ]);
   expect(report.compensations.map((c) => c.name)).toEqual([
     `start ${IDS.oldInstance} again`,
+    `discard the golden image of ${IDS.newInstance}`,
     `move the Elastic IP back to ${IDS.oldInstance}`,
     'undo the security-group changes',
     'terminate the new instance',

@@ -11,16 +11,16 @@ import { checkHost } from '../../shared/check-host';
 import { checksSpec } from '../../shared/checks';
 import { TAG_GUARDED } from '../../shared/constants';
 import { describeFailure } from '../../shared/failures';
-import { launchSpec, type LaunchSpec } from '../../shared/launch';
-import { poolName, samePool, stillAvoided, type PoolRanking } from '../../shared/pools';
+import { launchSpec } from '../../shared/launch';
+import { poolName, type PoolRanking } from '../../shared/pools';
 import { imagePlan } from '../../shared/plan-slices';
 import type { GuardEvent, GuardianCarried, InterruptionNotice, RoundKind } from '../../shared/spot';
 import { checksOptions, REPLACEMENT } from '../options';
+import { rankedPools } from '../spot-pools';
 
 const quick = proxyActivities<Activities>(REPLACEMENT.quick);
 const long = proxyActivities<Activities>(REPLACEMENT.long);
 const remote = proxyActivities<Activities>(REPLACEMENT.remote);
-const advice = proxyActivities<Activities>(REPLACEMENT.advice);
 /** A return to Spot launches once: no capacity now means the next try, spot.revertAfter later. */
 const longOnce = proxyActivities<Activities>({
   ...REPLACEMENT.long,
@@ -60,7 +60,14 @@ export async function replace(
   const checks = proxyActivities<Activities>(checksOptions(plan.checks, '5 minutes'));
   const noticeAt = notice.at ?? new Date().toISOString();
   const oldInstanceId = g.instanceId;
-  const ranked = await rankedPools(g, options.backToSpot ? undefined : oldInstanceId, noticeAt);
+  carried.interruptedPools ??= [];
+  const ranked = await rankedPools(
+    plan,
+    carried.interruptedPools,
+    options.backToSpot ? undefined : oldInstanceId,
+    noticeAt,
+  );
+  if (ranked?.prices) g.prices = ranked.prices;
   const tries = options.backToSpot ? 1 : REPLACEMENT_TRIES;
   /** What every try's event starts from, and the round's event when every try failed. */
   const unreplaced: GuardEvent = {
@@ -179,52 +186,4 @@ export async function replace(
     }
   }
   return { ...unreplaced, error: lastError };
-}
-
-/**
- * The round's Spot pools: the pool of the instance being replaced (and any other still within
- * `spot.avoidInterruptedPoolFor`) left out, the rest in `spot.poolOrder`. Undefined (the plan's
- * order, nothing left out) in runs that began before, or when the ranking cannot be had: a
- * recovery never waits on advice.
- */
-async function rankedPools(
-  g: Guarded,
-  /** The instance a notice named (its pool is left out); none on a return to Spot. */
-  oldInstanceId: string | undefined,
-  noticeAt: string,
-): Promise<{ spotPools: LaunchSpec['spotPools']; event: Partial<GuardEvent> } | undefined> {
-  const { plan, carried } = g;
-  if (plan.target.market !== 'spot' || !patched('ranked-pools')) return undefined;
-  const windowMs = durationMs(plan.spot.avoidInterruptedPoolFor ?? '3m');
-  const order = plan.spot.poolOrder ?? 'placement-score';
-  carried.interruptedPools = stillAvoided(carried.interruptedPools ?? [], Date.now(), windowMs);
-  try {
-    const { instanceType, fallbackInstanceTypes, subnetIds } = plan.target;
-    const ranking = await advice.rankSpotPools({
-      region: plan.region,
-      target: { instanceType, fallbackInstanceTypes, subnetIds },
-      order,
-      avoid: carried.interruptedPools,
-      ...(windowMs > 0 && oldInstanceId ? { interruptedInstanceId: oldInstanceId, noticeAt } : {}),
-    });
-    g.prices = ranking.prices;
-    const hit = ranking.interruptedPool;
-    if (hit && !carried.interruptedPools.some((p) => p.at === noticeAt && samePool(p, hit)))
-      carried.interruptedPools.push({ ...hit, at: noticeAt });
-    return {
-      spotPools: ranking.pools.map(({ instanceType, subnetId }) => ({ instanceType, subnetId })),
-      event: {
-        ...(ranking.interruptedPool ? { interruptedPool: ranking.interruptedPool } : {}),
-        pools: {
-          order,
-          tried: ranking.pools.map(poolName),
-          skipped: ranking.skipped.map((s) => `${poolName(s.pool)} (${s.reason})`),
-          sources: ranking.sources,
-        },
-      },
-    };
-  } catch (err) {
-    log.warn('could not rank the Spot pools; trying them in the plan order', { error: describeFailure(err) });
-    return undefined;
-  }
 }

@@ -18,7 +18,7 @@ import { durationMs } from '../../plan/duration';
 import type { Plan } from '../../plan/schema';
 import { guardianWorkflowId, spotTaskQueue } from '../../shared/constants';
 import { ErrorType } from '../../shared/errors';
-import { describeFailure } from '../../shared/failures';
+import { describeFailure, isCancelled } from '../../shared/failures';
 import { planRef } from '../../shared/plan-slices';
 import { goldenImageSignal, interruptionSignal } from '../../shared/spot';
 import { spotGuardian } from '../guardian';
@@ -100,7 +100,7 @@ export async function stopOld(run: MigrationRun): Promise<void> {
 /** The golden image of the new instance, and its Spot guardian when it runs on Spot. */
 export async function afterCutOver(run: MigrationRun, vm: NewInstance): Promise<void> {
   const { plan, status, images, workflowId } = run;
-  const { quick, long, remote } = run.acts;
+  const { quick } = run.acts;
   // The guardian first: the golden image takes minutes, and the service must not wait for it
   // unguarded. It replaces from the plan's image until it is told of the golden one.
   const guardFirst = vm.market === 'spot' && patched('guard-before-golden');
@@ -110,30 +110,9 @@ export async function afterCutOver(run: MigrationRun, vm: NewInstance): Promise<
     // A notice that came in between goes on to the guardian.
     if (run.notice) await getExternalWorkflowHandle(status.guardianWorkflowId).signal(interruptionSignal, run.notice);
   }
-  try {
-    // The new instance keeps serving while its image is taken (NoReboot): what is in its page
-    // cache goes to disk first, so the image holds what the app wrote.
-    if (patched('sync-before-golden')) {
-      await remote.runRemote({
-        region: plan.region,
-        instanceId: vm.instanceId,
-        label: 'sync before the golden image',
-        commands: ['sync'],
-        timeoutSeconds: 600,
-      });
-    }
-    const stamp = run.startedAt.slice(0, 10);
-    const golden = await long.createImage({
-      plan: planRef(plan),
-      workflowId,
-      step: 'golden',
-      instanceId: vm.instanceId,
-      stamp,
-    });
-    images.golden = golden.imageId;
-  } catch (err) {
-    run.warnings.push(`the golden image of ${vm.instanceId} could not be made: ${describeFailure(err)}`);
-  }
+  // Made while the migration waited for approval, or now (runs that began before).
+  const golden = await (run.golden ?? makeGolden(run, vm));
+  if (golden) images.golden = golden;
   // Older golden images of the plan (earlier runs) are billed for their snapshots: keep the newest.
   if (images.golden && patched('prune-golden-images')) {
     try {
@@ -155,6 +134,44 @@ export async function afterCutOver(run: MigrationRun, vm: NewInstance): Promise<
     // A Spot plan that launched on-demand (no Spot capacity anywhere) is guarded too: its
     // guardian goes back to Spot every spot.revertAfter.
     status.guardianWorkflowId = await startGuardian(plan, vm, images.golden, workflowId);
+    // Guarded by the migration from its launch: a notice that came in between goes on too.
+    if (run.guarding) {
+      run.guarding = false;
+      if (run.notice) await getExternalWorkflowHandle(status.guardianWorkflowId).signal(interruptionSignal, run.notice);
+    }
+  }
+}
+
+/**
+ * The golden image of the new instance, for fast replacements: undefined, with a warning, when
+ * it cannot be made (and silently when the wait for it was cancelled: its instance was lost).
+ */
+export async function makeGolden(run: MigrationRun, vm: NewInstance): Promise<string | undefined> {
+  const { plan, workflowId } = run;
+  try {
+    // The new instance keeps serving while its image is taken (NoReboot): what is in its page
+    // cache goes to disk first, so the image holds what the app wrote.
+    if (patched('sync-before-golden')) {
+      await run.acts.remote.runRemote({
+        region: plan.region,
+        instanceId: vm.instanceId,
+        label: 'sync before the golden image',
+        commands: ['sync'],
+        timeoutSeconds: 600,
+      });
+    }
+    const golden = await run.acts.long.createImage({
+      plan: planRef(plan),
+      workflowId,
+      step: 'golden',
+      instanceId: vm.instanceId,
+      stamp: run.startedAt.slice(0, 10),
+    });
+    return golden.imageId;
+  } catch (err) {
+    if (!isCancelled(err))
+      run.warnings.push(`the golden image of ${vm.instanceId} could not be made: ${describeFailure(err)}`);
+    return undefined;
   }
 }
 

@@ -66,9 +66,10 @@ export function setApprovalHandlers(run: MigrationRun): void {
 }
 
 /**
- * From the Elastic IP switch until the guardian takes over, the migration itself owns the new
- * Spot instance's notices (the router sends them here): while the old instance still runs, an
- * interrupted new one means rolling back to it, not running without anyone watching.
+ * From the launch (runs that began before: from the Elastic IP switch) until the guardian takes
+ * over, the migration itself owns the new Spot instance's notices (the router sends them here):
+ * while the old instance still runs, a lost new one is launched again (or, in runs that began
+ * before, the migration rolls back to the old one), never left without anyone watching.
  */
 export function setNoticeHandler(run: MigrationRun): void {
   setHandler(
@@ -95,7 +96,7 @@ export function setNoticeHandler(run: MigrationRun): void {
     },
     {
       description:
-        "A Spot notice for the new instance (from the region's router) while the migration still stands by the old one: roll back to it.",
+        "A Spot notice for the new instance (from the region's router) while the migration still stands by the old one: the Elastic IP goes back to the old one and a new instance is launched.",
     },
   );
 }

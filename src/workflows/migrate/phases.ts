@@ -6,7 +6,7 @@ import { ApplicationFailure, patched } from '@temporalio/workflow';
 import type { ServiceCheck } from '../../shared/checks';
 import type { IngressResult, Rule } from '../../shared/network';
 import { checkHost } from '../../shared/check-host';
-import { launchSpec } from '../../shared/launch';
+import { launchSpec, type LaunchSpec } from '../../shared/launch';
 import { ingressPlan } from '../../shared/plan-slices';
 import type { Figure } from '../../shared/migration';
 import { joinSpotRouter } from '../router';
@@ -28,21 +28,41 @@ export async function preflight(run: MigrationRun): Promise<string> {
   return result.imageId;
 }
 
+/** How a launch of the migration differs from the first: a relaunch after a Spot notice. */
+export interface LaunchOptions {
+  /** `launch`, then `launch-2`, …: each launch has tags and ClientTokens of its own. */
+  step?: string;
+  /** The Spot pools to try, best first (the interrupted one left out). */
+  spotPools?: LaunchSpec['spotPools'];
+  /** Tags for the instance from its first second (the migration's guard marker). */
+  tags?: Record<string, string>;
+}
+
 /** Phase 1: the GPU instance, from the first type, subnet and market that has capacity. */
-export async function launch(run: MigrationRun, imageId: string): Promise<NewInstance> {
+export async function launch(run: MigrationRun, imageId: string, options: LaunchOptions = {}): Promise<NewInstance> {
   const { plan, workflowId } = run;
+  const step = options.step ?? 'launch';
   // Whatever an attempt launched is found by its tags, so the undo needs no instance id. The
   // run's id keeps its launch apart from other runs' (runs that began before keep theirs).
   const runId = patched('launch-per-run') ? run.runId : undefined;
   run.undoable({
-    name: 'terminate the new instance',
+    name: step === 'launch' ? 'terminate the new instance' : `terminate the new instance of ${step}`,
     keepable: true,
     phase: 'launch',
-    run: () => run.acts.undo.terminateLaunched({ region: plan.region, workflowId, runId, step: 'launch' }),
+    run: () => run.acts.undo.terminateLaunched({ region: plan.region, workflowId, runId, step }),
   });
+  const spec = { ...launchSpec(plan), ...(options.spotPools ? { spotPools: options.spotPools } : {}) };
   const vm = await run.phase(
     'launch',
-    () => run.acts.long.launchInstance({ spec: launchSpec(plan), workflowId, runId, step: 'launch', imageId }),
+    () =>
+      run.acts.long.launchInstance({
+        spec,
+        workflowId,
+        runId,
+        step,
+        imageId,
+        ...(options.tags ? { tags: options.tags } : {}),
+      }),
     (r) => ({
       instanceType: { value: r.instanceType, source: 'measured' },
       market: { value: r.market, source: 'measured' },
@@ -201,7 +221,8 @@ export async function switchElasticIp(run: MigrationRun, vm: NewInstance): Promi
       verified: { value: 'public services answer on it', source: 'measured' },
     }),
   );
-  if (vm.market === 'spot' && patched('guard-from-eip-switch')) {
+  // Runs guarded from the launch on are guarded already.
+  if (vm.market === 'spot' && !run.guarding && patched('guard-from-eip-switch')) {
     await run.acts.quick.markGuarded({ region: plan.region, instanceId: vm.instanceId, guardianId: run.workflowId });
     await joinSpotRouter(plan, run.workflowId);
     run.guarding = true;

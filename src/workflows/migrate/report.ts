@@ -76,6 +76,7 @@ export async function buildReport(run: MigrationRun): Promise<MigrationReport> {
     warnings: run.warnings,
     error: status.error,
     guardianWorkflowId: status.guardianWorkflowId,
+    ...(status.relaunches?.length ? { relaunches: status.relaunches } : {}),
   };
 }
 

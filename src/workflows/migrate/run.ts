@@ -3,12 +3,13 @@
  * UI's current details), the phase runner that records every phase, the undo list and what the
  * phases found for the ones after them and for the report. Workflow code only.
  */
-import { setCurrentDetails, setHandler, workflowInfo } from '@temporalio/workflow';
+import { setCurrentDetails, setHandler, workflowInfo, type CancellationScope } from '@temporalio/workflow';
 import type { IngressResult } from '../../shared/network';
 import type { InstanceInfo, LaunchResult } from '../../shared/launch';
 import type { PreflightResult } from '../../shared/preflight';
 import { checksSpec, type ChecksSpec } from '../../shared/checks';
 import type { InterruptionNotice } from '../../shared/spot';
+import type { InterruptedPool } from '../../shared/pools';
 import type { Plan } from '../../plan/schema';
 import { describeFailure, failedAttempts, failureType, remoteOutputOf } from '../../shared/failures';
 import {
@@ -63,10 +64,17 @@ export class MigrationRun {
   synthesisSeconds?: number;
   afterInstance?: InstanceInfo;
 
-  // The person's decision, and the new Spot instance's notices while the migration guards it.
+  // The person's decision, and the new Spot instance's notices while the migration guards it
+  // (from its launch until the guardian takes over).
   decision?: ApprovalRecord;
   guarding = false;
   notice?: InterruptionNotice;
+  /** The golden image, made while the migration waits for approval (undefined: could not be made). */
+  golden?: Promise<string | undefined>;
+  /** How to stop and undo that image when its instance is lost first. */
+  goldenWork?: { scope: CancellationScope; undo: Compensation; instanceId: string };
+  /** Pools of new instances lost before the migration stood: left out of its next launches. */
+  readonly interruptedPools: InterruptedPool[] = [];
 
   constructor(input: MigrationInput) {
     this.plan = input.plan;
@@ -108,8 +116,14 @@ export class MigrationRun {
     );
   }
 
-  /** Adds the undo of the step about to run: it finds its own target, so a step that half-ran is undone too. */
+  /**
+   * Adds the undo of the step about to run: it finds its own target, so a step that half-ran is
+   * undone too. A step run again (after a relaunch) moves its undo to the front, so it runs once,
+   * in the order the steps last ran.
+   */
   undoable(c: Compensation): void {
+    const earlier = this.compensations.findIndex((x) => x.name === c.name);
+    if (earlier >= 0) this.compensations.splice(earlier, 1);
     this.compensations.unshift(c);
   }
 
