@@ -1,6 +1,6 @@
 import type { WorkflowHandle } from '@temporalio/client';
 import { statusQuery, type MigrationStatus, type PhaseRecord } from '../shared/migration';
-import { formatFigure } from '../shared/report';
+import { formatFigure, relaunchLine } from '../shared/report';
 
 function elapsed(p: PhaseRecord, now: number): string {
   const ms = p.durationMs ?? (p.startedAt ? now - Date.parse(p.startedAt) : undefined);
@@ -33,6 +33,11 @@ export function renderLive(s: MigrationStatus, now = Date.now()): string {
     lines.push(
       `  waiting for approval: migration approve ${s.workflowId} --by NAME   (or "Send a Signal" → approve in the Web UI)`,
     );
+  if (s.golden)
+    lines.push(
+      `  golden image of ${s.golden.instanceId}: ${s.golden.state}${s.golden.imageId ? ` ${s.golden.imageId}` : ''}`,
+    );
+  for (const l of s.relaunches ?? []) lines.push(`  relaunch: ${relaunchLine(l)}`);
   for (const c of s.compensations) lines.push(`  rollback: ${c.name}: ${c.state}`);
   return lines.join('\n');
 }
@@ -50,6 +55,12 @@ export function plainChanges(prev: MigrationStatus | undefined, s: MigrationStat
     );
   });
   if (prev?.phase !== s.phase) out.push(`${t} status ${s.phase}`);
+  // A relaunch is told when it starts, and again once its new instance runs.
+  (s.relaunches ?? []).forEach((l, i) => {
+    const before = prev?.relaunches?.[i];
+    if (before?.replacedBy || (before && !l.replacedBy)) return;
+    out.push(`${t} relaunch ${relaunchLine(l)}`);
+  });
   s.compensations
     .slice(prev?.compensations.length ?? 0)
     .forEach((c) => out.push(`${t} rollback ${c.name}: ${c.state}`));

@@ -363,3 +363,37 @@ describe('formatFigure', () => {
     expect(formatFigure(undefined)).toBe('–');
   });
 });
+
+test('a report with relaunches has a Relaunches section, one line each, before the guardian', () => {
+  const md = renderReportMarkdown({
+    ...completed,
+    guardianWorkflowId: 'spot-guardian-demo',
+    relaunches: [
+      {
+        instanceId: 'i-0aaa',
+        pool: 'g4dn.xlarge@us-east-1a',
+        kind: 'interruption',
+        source: 'queue',
+        noticeAt: '2026-12-06T10:00:00.000Z',
+        during: 'build',
+        replacedBy: 'i-0bbb',
+      },
+      {
+        instanceId: 'i-0bbb',
+        kind: 'stopped',
+        source: 'poll',
+        noticeAt: '2026-12-06T10:20:00.000Z',
+        during: 'awaiting-approval',
+        elasticIpBackAt: '2026-12-06T10:20:01.000Z',
+        goldenDiscarded: ['ami-0ccc'],
+        replacedBy: 'i-0ddd',
+      },
+    ],
+  });
+  const section = md.slice(md.indexOf('## Relaunches'), md.indexOf('Spot guardian:'));
+  expect(section.split('\n').filter((l) => l.startsWith('- '))).toEqual([
+    '- `i-0aaa` (g4dn.xlarge@us-east-1a): interruption notice from the queue at 2026-12-06T10:00:00.000Z, during build; relaunched as `i-0bbb`',
+    '- `i-0bbb`: stopped notice from the poll at 2026-12-06T10:20:00.000Z, during awaiting-approval; the Elastic IP went back to the old instance at 2026-12-06T10:20:01.000Z and approval was asked again; its golden image ami-0ccc discarded; relaunched as `i-0ddd`',
+  ]);
+  expect(renderReportMarkdown(completed)).not.toContain('## Relaunches');
+});

@@ -1,0 +1,63 @@
+/**
+ * What `migration start --follow` and `migration status` print of a relaunch: when a new Spot
+ * instance is lost before the migration stands, and again once the next one runs.
+ */
+import { plainChanges, renderLive } from '../../src/cli/follow';
+import { PHASES, type MigrationStatus, type Relaunch } from '../../src/shared/migration';
+
+const base = (over: Partial<MigrationStatus> = {}): MigrationStatus => ({
+  workflowId: 'migrate-demo',
+  planName: 'demo',
+  region: 'us-east-1',
+  phase: 'build',
+  phases: PHASES.map((p) => ({ name: p.name, title: p.title, state: 'pending', attempts: 0, figures: {} })),
+  oldInstanceId: 'i-old',
+  newInstanceId: 'i-first',
+  ignoredMessages: [],
+  compensations: [],
+  ...over,
+});
+
+const lost: Relaunch = {
+  instanceId: 'i-first',
+  pool: 'g4dn.xlarge@us-east-1a',
+  kind: 'interruption',
+  source: 'queue',
+  noticeAt: '2026-12-06T10:00:00.000Z',
+  during: 'awaiting-approval',
+  elasticIpBackAt: '2026-12-06T10:00:01.000Z',
+  goldenDiscarded: ['ami-1'],
+};
+
+test('a relaunch is told when it starts and again with the instance in its place; nothing is repeated', () => {
+  const before = base();
+  const started = base({ phase: 'relaunching', relaunches: [lost] });
+  const first = plainChanges(before, started).filter((l) => l.includes('relaunch '));
+  expect(first).toHaveLength(1);
+  expect(first[0]).toContain(
+    '`i-first` (g4dn.xlarge@us-east-1a): interruption notice from the queue at 2026-12-06T10:00:00.000Z, during awaiting-approval; the Elastic IP went back to the old instance at 2026-12-06T10:00:01.000Z and approval was asked again; its golden image ami-1 discarded',
+  );
+  expect(plainChanges(started, started).filter((l) => l.includes('relaunch '))).toEqual([]);
+  const replaced = base({
+    phase: 'launch',
+    newInstanceId: 'i-second',
+    relaunches: [{ ...lost, replacedBy: 'i-second' }],
+  });
+  const second = plainChanges(started, replaced).filter((l) => l.includes('relaunch '));
+  expect(second).toHaveLength(1);
+  expect(second[0]).toContain('relaunched as `i-second`');
+  expect(plainChanges(replaced, replaced).filter((l) => l.includes('relaunch '))).toEqual([]);
+});
+
+test('the live view lists each relaunch and the golden image', () => {
+  const view = renderLive(
+    base({
+      phase: 'awaiting-approval',
+      newInstanceId: 'i-second',
+      relaunches: [{ ...lost, replacedBy: 'i-second' }],
+      golden: { instanceId: 'i-second', state: 'made', imageId: 'ami-2' },
+    }),
+  );
+  expect(view).toContain('  golden image of i-second: made ami-2');
+  expect(view).toMatch(/\n {2}relaunch: `i-first` \(g4dn\.xlarge@us-east-1a\): .*relaunched as `i-second`/);
+});
