@@ -68,7 +68,9 @@ function ignoredCount(handle: WorkflowHandle, n: number): Promise<MigrationStatu
   );
 }
 
-const COMPENSATIONS = (s: Scenario) => [
+/** What a rejection undoes, newest first: the golden image was being made while the person decided. */
+const COMPENSATIONS = (s: Scenario, newId: string) => [
+  `discard the golden image of ${newId}`,
   `move the Elastic IP back to ${s.source.instanceId}`,
   'undo the security-group changes',
   'terminate the new instance',
@@ -138,7 +140,7 @@ describe.each(['signal', 'update'] as const)('a rejection by %s', (via) => {
     expect(failure.message).toContain(`rejected by bob: ${reason}`);
     expect(report.outcome).toBe('rolled back');
     expect(report.approval).toMatchObject({ decision: 'rejected', by: 'bob', comment: reason, via });
-    expect(report.compensations).toEqual(COMPENSATIONS(s).map((name) => ({ name, state: 'done' })));
+    expect(report.compensations).toEqual(COMPENSATIONS(s, newId).map((name) => ({ name, state: 'done' })));
     expect(report.error).toMatchObject({ type: ErrorType.Rejected });
 
     const status = await handle.query(statusQuery);
@@ -347,8 +349,9 @@ describe('--keep-failed', () => {
     const { failure, report } = await failureOf(handle);
     expect(failure.type).toBe(ErrorType.Rejected);
     expect(report.outcome).toBe('rolled back');
-    const [eipBack, ingressUndo, terminate] = COMPENSATIONS(s);
+    const [golden, eipBack, ingressUndo, terminate] = COMPENSATIONS(s, newId);
     expect(report.compensations).toEqual([
+      { name: golden, state: 'done' },
       { name: eipBack, state: 'done' },
       { name: ingressUndo, state: 'done' },
       { name: terminate, state: 'skipped', detail: '--keep-failed' },

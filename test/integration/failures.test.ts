@@ -294,9 +294,11 @@ const CASES: FailureCase[] = [
 const order = (name: PhaseName) => PHASES.findIndex((p) => p.name === name);
 
 /** The undo steps that exist once `phase` has started, most recent first. */
-function expectedCompensations(s: Scenario, phase: PhaseName): string[] {
+function expectedCompensations(s: Scenario, phase: PhaseName, newInstanceId?: string): string[] {
   const undo: [PhaseName, string][] = [
     ['stop-old', `start ${s.source.instanceId} again`],
+    // Made while the person decided: a run that got to stop-old had one under way.
+    ['stop-old', `discard the golden image of ${newInstanceId}`],
     ['eip-switch', `move the Elastic IP back to ${s.source.instanceId}`],
     ['security-group', 'undo the security-group changes'],
     ['launch', 'terminate the new instance'],
@@ -345,7 +347,9 @@ describe('a failure that retries cannot fix rolls the migration back', () => {
         i < at ? (UNDONE_PHASES.includes(p.name) ? 'compensated' : 'succeeded') : i === at ? 'failed' : 'pending',
       ),
     );
-    expect(status.compensations).toEqual(expectedCompensations(s, c.phase).map((name) => ({ name, state: 'done' })));
+    expect(status.compensations).toEqual(
+      expectedCompensations(s, c.phase, status.newInstanceId).map((name) => ({ name, state: 'done' })),
+    );
 
     // The old instance serves on its Elastic IP, as before the run.
     expect((await instance(s.direct, s.plan.region, s.source.instanceId)).State?.Name).toBe('running');
