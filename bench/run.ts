@@ -83,15 +83,15 @@ async function main(): Promise<void> {
           results.sections.recovery = await benchRecovery(stack, { recoveries: q ? 3 : 20, log });
           break;
         case 'warning':
-          results.sections.warning = await benchWarning(stack, { repeats: q ? 2 : 8, log });
+          results.sections.warning = await benchWarning(stack, { repeats: q ? 1 : 8, log });
           break;
         case 'migration':
           results.sections.migration = await benchMigration(stack, { runs: q ? 1 : 10, log });
           break;
         case 'fleet':
           results.sections.fleet = await benchFleet(stack, {
-            migrations: args.fleet?.[0] ?? (q ? 10 : 200),
-            guardians: args.fleet?.[1] ?? (q ? 100 : 1000),
+            migrations: args.fleet?.[0] ?? (q ? 5 : 200),
+            guardians: args.fleet?.[1] ?? (q ? 50 : 1000),
             quick: q,
             log,
           });
