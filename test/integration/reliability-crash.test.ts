@@ -14,6 +14,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import type { Client, WorkflowHandle } from '@temporalio/client';
+import { defaultPayloadConverter } from '@temporalio/common';
 import { TestWorkflowEnvironment } from '@temporalio/testing';
 import { plannedIngress } from '../../src/plan/ingress';
 import { TAG_PLAN, TAG_STEP } from '../../src/shared/constants';
@@ -90,14 +91,18 @@ interface Hold {
 const within = <T>(what: string, probe: () => Promise<T | undefined>) =>
   pollUntil(what, probe, { timeoutMs: 120_000, intervalMs: 50 });
 
-/** The first real (not DryRun) successful call of `action` reaches AWS; its answer waits for the release. */
-function holdCall(c: Crash, action: string): Hold {
+/**
+ * The first real (not DryRun) successful call of `action` (that `which` picks) reaches AWS; its
+ * answer waits for the release.
+ */
+function holdCall(c: Crash, action: string, which: (params: Record<string, unknown>) => boolean = () => true): Hold {
   const reached = gate();
   const released = gate();
   t.track({ close: async () => released.open() });
   let held = false;
   c.s.proxy.onAfter(action, async ({ call, request }) => {
     if (held || call.status !== 200 || call.injected || String(request.params.DryRun) === 'true') return;
+    if (!which(request.params)) return;
     held = true;
     reached.open();
     await released.promise;
@@ -200,7 +205,7 @@ const HELD_ACTIVITY: Record<Exclude<Where, 'approval'>, string> = {
   connectivity: 'checkServices',
   'eip-switch': 'associateAddress',
   performance: 'voiceCloneTest',
-  'stop-old': 'createImage',
+  'stop-old': 'createImage(backup)',
 };
 
 /** `type:attempt:identity` of every activity that completed, from the history. */
@@ -209,8 +214,14 @@ async function completedActivities(handle: WorkflowHandle): Promise<string[]> {
   const typeOf = new Map<string, string>();
   const out: string[] = [];
   for (const e of events) {
-    if (e.activityTaskScheduledEventAttributes)
-      typeOf.set(String(e.eventId), e.activityTaskScheduledEventAttributes.activityType?.name ?? '?');
+    const scheduled = e.activityTaskScheduledEventAttributes;
+    if (scheduled) {
+      // An image is named by its step: the golden one is made while the backup may be held.
+      const [input] = scheduled.input?.payloads ?? [];
+      const step = input ? defaultPayloadConverter.fromPayload<{ step?: unknown }>(input)?.step : undefined;
+      const type = scheduled.activityType?.name ?? '?';
+      typeOf.set(String(e.eventId), type === 'createImage' && typeof step === 'string' ? `${type}(${step})` : type);
+    }
     const started = e.activityTaskStartedEventAttributes;
     if (started) out.push(`${typeOf.get(String(started.scheduledEventId))}:${started.attempt}:${started.identity}`);
   }
@@ -233,7 +244,8 @@ const HOLDS: Record<Where, (c: Crash, handle: () => WorkflowHandle) => Hold> = {
   'eip-switch': (c) => holdCall(c, 'AssociateAddress'),
   // The synthesis at the Elastic IP comes after the switch.
   performance: (c) => holdService(c, 'synthesis', (apply) => afterFirst(c, 'AssociateAddress', apply)),
-  'stop-old': (c) => holdCall(c, 'CreateImage'),
+  // The backup's CreateImage (the golden image's is made during the approval wait).
+  'stop-old': (c) => holdCall(c, 'CreateImage', (p) => String(p.Description ?? '').startsWith('backup')),
   approval: (c, h) => ({ reached: () => waitForPhase(h(), 'awaiting-approval', 120_000), release: () => undefined }),
 };
 

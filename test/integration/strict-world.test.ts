@@ -26,6 +26,7 @@ import { ReceiveMessageCommand } from '@aws-sdk/client-sqs';
 import { pollUntil } from '../harness/net';
 import { httpGet, rejectionOf, runCommand } from '../harness/calls';
 import { startScenario, type Scenario } from '../harness/scenario';
+import { PROXY_TIMING } from '../harness/aws-proxy';
 import { cidrContains } from '../harness/world';
 import { ALLOW_ALL, withoutAction } from '../harness/iam';
 import { createQueue } from '../harness/spot';
@@ -365,62 +366,69 @@ describe('RunInstances', () => {
 
 describe('a new instance, a moment after launch', () => {
   it('is not there yet by id or in listings, then is; its SSM agent registers a little later', async () => {
-    const ec2 = s.clients.ec2(REGION);
-    const ssm = s.clients.ssm(REGION);
-    const out = await ec2.send(
-      new RunInstancesCommand({
-        ImageId: s.source.imageId,
-        InstanceType: 'g4dn.xlarge',
-        MinCount: 1,
-        MaxCount: 1,
-        SubnetId: s.source.subnetId,
-      }),
-    );
-    const id = out.Instances?.[0]?.InstanceId as string;
-    expect((await rejectionOf(ec2.send(new DescribeInstancesCommand({ InstanceIds: [id] })))).name).toBe(
-      'InvalidInstanceID.NotFound',
-    );
-    expect(
-      (await rejectionOf(ec2.send(new CreateTagsCommand({ Resources: [id], Tags: [{ Key: 'k', Value: 'v' }] })))).name,
-    ).toBe('InvalidInstanceID.NotFound');
-    const listing = await ec2.send(
-      new DescribeInstancesCommand({ Filters: [{ Name: 'instance-state-name', Values: ['running', 'pending'] }] }),
-    );
-    expect(listing.Reservations?.flatMap((r) => r.Instances ?? []).map((i) => i.InstanceId)).not.toContain(id);
-    const info = () =>
-      ssm.send(new DescribeInstanceInformationCommand({ Filters: [{ Key: 'InstanceIds', Values: [id] }] }));
-    expect((await info()).InstanceInformationList).toEqual([]);
-    expect(
-      (
-        await rejectionOf(
-          ssm.send(
-            new SendCommandCommand({
-              DocumentName: 'AWS-RunShellScript',
-              InstanceIds: [id],
-              Parameters: { commands: ['true'] },
-            }),
-          ),
-        )
-      ).name,
-    ).toBe('InvalidInstanceId');
+    // Long enough for the checks below to land inside the lag on a loaded machine.
+    s.proxy.setTiming({ consistencyLagMs: 3_000, agentRegistrationMs: 4_000 });
+    try {
+      const ec2 = s.clients.ec2(REGION);
+      const ssm = s.clients.ssm(REGION);
+      const out = await ec2.send(
+        new RunInstancesCommand({
+          ImageId: s.source.imageId,
+          InstanceType: 'g4dn.xlarge',
+          MinCount: 1,
+          MaxCount: 1,
+          SubnetId: s.source.subnetId,
+        }),
+      );
+      const id = out.Instances?.[0]?.InstanceId as string;
+      expect((await rejectionOf(ec2.send(new DescribeInstancesCommand({ InstanceIds: [id] })))).name).toBe(
+        'InvalidInstanceID.NotFound',
+      );
+      expect(
+        (await rejectionOf(ec2.send(new CreateTagsCommand({ Resources: [id], Tags: [{ Key: 'k', Value: 'v' }] }))))
+          .name,
+      ).toBe('InvalidInstanceID.NotFound');
+      const listing = await ec2.send(
+        new DescribeInstancesCommand({ Filters: [{ Name: 'instance-state-name', Values: ['running', 'pending'] }] }),
+      );
+      expect(listing.Reservations?.flatMap((r) => r.Instances ?? []).map((i) => i.InstanceId)).not.toContain(id);
+      const info = () =>
+        ssm.send(new DescribeInstanceInformationCommand({ Filters: [{ Key: 'InstanceIds', Values: [id] }] }));
+      expect((await info()).InstanceInformationList).toEqual([]);
+      expect(
+        (
+          await rejectionOf(
+            ssm.send(
+              new SendCommandCommand({
+                DocumentName: 'AWS-RunShellScript',
+                InstanceIds: [id],
+                Parameters: { commands: ['true'] },
+              }),
+            ),
+          )
+        ).name,
+      ).toBe('InvalidInstanceId');
 
-    await pollUntil(
-      'the instance to be visible by id',
-      async () => (await ec2.send(new DescribeInstancesCommand({ InstanceIds: [id] }))).Reservations?.[0],
-      { timeoutMs: 5_000, intervalMs: 50 },
-    );
-    const online = await pollUntil('the agent to register', async () => (await info()).InstanceInformationList?.[0], {
-      timeoutMs: 5_000,
-      intervalMs: 50,
-    });
-    expect(online).toMatchObject({ InstanceId: id, PingStatus: 'Online', PlatformType: 'Linux' });
-    const { invocation } = await runCommand(ssm, id, ['true']);
-    expect(invocation.Status).toBe('Success');
-    // The old instance (there long before) is Online from the start.
-    const all = await ssm.send(new DescribeInstanceInformationCommand({}));
-    expect(all.InstanceInformationList?.map((i) => i.InstanceId)).toEqual(
-      expect.arrayContaining([s.source.instanceId, id]),
-    );
+      await pollUntil(
+        'the instance to be visible by id',
+        async () => (await ec2.send(new DescribeInstancesCommand({ InstanceIds: [id] }))).Reservations?.[0],
+        { timeoutMs: 15_000, intervalMs: 50 },
+      );
+      const online = await pollUntil('the agent to register', async () => (await info()).InstanceInformationList?.[0], {
+        timeoutMs: 15_000,
+        intervalMs: 50,
+      });
+      expect(online).toMatchObject({ InstanceId: id, PingStatus: 'Online', PlatformType: 'Linux' });
+      const { invocation } = await runCommand(ssm, id, ['true']);
+      expect(invocation.Status).toBe('Success');
+      // The old instance (there long before) is Online from the start.
+      const all = await ssm.send(new DescribeInstanceInformationCommand({}));
+      expect(all.InstanceInformationList?.map((i) => i.InstanceId)).toEqual(
+        expect.arrayContaining([s.source.instanceId, id]),
+      );
+    } finally {
+      s.proxy.setTiming(PROXY_TIMING);
+    }
   });
 });
 
@@ -468,7 +476,7 @@ describe('IAM: every call is authorised by the policy `migration iam-policy --pl
         if (err) throw err;
         return true;
       },
-      { timeoutMs: 5_000, intervalMs: 50 },
+      { timeoutMs: 15_000, intervalMs: 50 },
     );
     await ec2.send(new TerminateInstancesCommand({ InstanceIds: [ours] }));
 
