@@ -282,7 +282,7 @@ test('an approval sent before the wait is ignored, and the run still waits for a
 
     const waiting = await awaitingApproval(handle);
     expect(waiting.approval).toBeUndefined();
-    expect(stubs.names(DECIDED_BY_APPROVAL)).toEqual([]);
+    expect(decided(stubs)).toEqual([]);
     await handle.signal(approveSignal, { by: 'gina' });
     expect((await handle.result()).approval).toMatchObject({ decision: 'approved', by: 'gina' });
   });
