@@ -1,3 +1,4 @@
+import { abandonReads } from './activities/watch';
 import { getHeapStatistics } from 'node:v8';
 import type { Duration } from '@temporalio/common';
 import {
@@ -203,6 +204,8 @@ export async function runWorker(options: RunWorkerOptions = {}): Promise<void> {
   try {
     await runUntilSignal(worker);
   } finally {
+    // Reads the router's watches left in flight would hold the process for up to 20 s.
+    abandonReads();
     await connection.close();
   }
 }

@@ -10,6 +10,7 @@ import { createPricingActivities } from './pricing';
 import { createRemoteRunner } from './remote';
 import { createRouterActivities } from './router';
 import { createSpotActivities } from './spot';
+import { createWatchActivities } from './watch';
 
 export interface ActivityDeps {
   aws: AwsClients;
@@ -33,6 +34,7 @@ export function createActivities(deps: ActivityDeps) {
     ...createPricingActivities(deps.aws),
     ...createPoolActivities(deps.aws),
     ...createSpotActivities(deps.aws),
+    ...createWatchActivities(deps.aws),
     ...createRouterActivities(),
   });
 }

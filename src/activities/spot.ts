@@ -1,5 +1,5 @@
 import { CreateTagsCommand, type Instance } from '@aws-sdk/client-ec2';
-import { DeleteMessageBatchCommand, ReceiveMessageCommand } from '@aws-sdk/client-sqs';
+import { DeleteMessageBatchCommand, ReceiveMessageCommand, type SQSClient } from '@aws-sdk/client-sqs';
 import { ApplicationFailure, Context } from '@temporalio/activity';
 import { aws } from '../aws/call';
 import type { AwsClients } from '../aws/clients';
@@ -56,7 +56,44 @@ export function parseSpotEvent(body: string): ParsedEvent {
   }
 }
 
-function guardedOf(i: Instance): GuardedInstance {
+/**
+ * Up to `max` messages (default 100) of the queue, parsed; they stay invisible for 120 s, until
+ * deleted. With `waitSeconds` (SQS long polling, at most 20) the first read waits until a message
+ * arrives or the time is up; the reads that follow only drain what is already there. `signal`
+ * aborts a read in flight.
+ */
+export async function readSpotEvents(
+  sqs: SQSClient,
+  queueUrl: string,
+  options: { max?: number; waitSeconds?: number; signal?: AbortSignal },
+): Promise<QueueMessage[]> {
+  const out: QueueMessage[] = [];
+  const max = options.max ?? 100;
+  let wait = Math.max(0, Math.min(20, Math.floor(options.waitSeconds ?? 0)));
+  while (out.length < max) {
+    const command = new ReceiveMessageCommand({
+      QueueUrl: queueUrl,
+      MaxNumberOfMessages: Math.min(10, max - out.length),
+      WaitTimeSeconds: wait,
+      VisibilityTimeout: 120,
+    });
+    const res = await aws(`read ${queueUrl}`, () =>
+      sqs.send(command, wait > 0 && options.signal ? { abortSignal: options.signal } : {}),
+    );
+    wait = 0;
+    const messages = res.Messages ?? [];
+    for (const m of messages)
+      out.push({
+        messageId: m.MessageId ?? '',
+        receiptHandle: m.ReceiptHandle ?? '',
+        event: parseSpotEvent(m.Body ?? ''),
+      });
+    if (messages.length === 0) break;
+  }
+  return out;
+}
+
+export function guardedOf(i: Instance): GuardedInstance {
   return {
     instanceId: i.InstanceId ?? '',
     guardianId: i.Tags?.find((t) => t.Key === TAG_GUARDED)?.Value ?? '',
@@ -122,9 +159,9 @@ export function createSpotActivities(clients: AwsClients) {
   /**
    * Up to `max` messages of the queue, parsed; they stay invisible until deleted or timed out.
    * With `waitSeconds` (SQS long polling, at most 20) the first read waits until a message
-   * arrives or the time is up, so a message is picked up the moment it is sent; the reads that
-   * follow only drain what is already there. A waiting read heartbeats every second (so a worker
-   * that died in the middle of one is noticed at once) and ends when the activity is cancelled.
+   * arrives or the time is up, so a message is picked up the moment it is sent. A waiting read
+   * heartbeats every second (so a worker that died in the middle of one is noticed at once) and
+   * ends when the activity is cancelled.
    */
   async function receiveSpotEvents(input: {
     region: string;
@@ -132,39 +169,13 @@ export function createSpotActivities(clients: AwsClients) {
     max?: number;
     waitSeconds?: number;
   }): Promise<QueueMessage[]> {
-    const out: QueueMessage[] = [];
-    const max = input.max ?? 100;
-    let wait = Math.max(0, Math.min(20, Math.floor(input.waitSeconds ?? 0)));
-    while (out.length < max) {
-      const command = new ReceiveMessageCommand({
-        QueueUrl: input.queueUrl,
-        MaxNumberOfMessages: Math.min(10, max - out.length),
-        WaitTimeSeconds: wait,
-        VisibilityTimeout: 120,
+    const read = () =>
+      readSpotEvents(clients.sqs(input.region), input.queueUrl, {
+        max: input.max,
+        waitSeconds: input.waitSeconds,
+        signal: Context.current().cancellationSignal,
       });
-      const res =
-        wait > 0
-          ? await withHeartbeat(
-              () =>
-                aws(`read ${input.queueUrl}`, () =>
-                  clients.sqs(input.region).send(command, { abortSignal: Context.current().cancellationSignal }),
-                ),
-              undefined,
-              1_000,
-            )
-          : await aws(`read ${input.queueUrl}`, () => clients.sqs(input.region).send(command));
-      wait = 0;
-      const messages = res.Messages ?? [];
-      for (const m of messages) {
-        out.push({
-          messageId: m.MessageId ?? '',
-          receiptHandle: m.ReceiptHandle ?? '',
-          event: parseSpotEvent(m.Body ?? ''),
-        });
-      }
-      if (messages.length === 0) break;
-    }
-    return out;
+    return (input.waitSeconds ?? 0) > 0 ? withHeartbeat(read, undefined, 1_000) : read();
   }
 
   async function deleteSpotEvents(input: {

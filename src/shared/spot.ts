@@ -153,9 +153,60 @@ export interface RouterInput {
   region: string;
   queueUrls: string[];
   pollIntervalMs: number;
-  /** Polls per run before it continues as new (default 500). */
+  /** Polls per run before it continues as new (default 500; runs that watch from an activity: watches per run, default 200). */
   pollsPerRun?: number;
+  /** How the watch activity runs (defaults: WATCH_DEFAULTS). */
+  watch?: Partial<WatchTiming>;
   carried?: RouterCarried;
+}
+
+/**
+ * The router's watch activity: it returns at the latest after `maxMs`, and heartbeats every
+ * `heartbeatMs` (each heartbeat is a billed action on Temporal Cloud; a worker that died is
+ * noticed within the heartbeat timeout, twice that).
+ */
+export interface WatchTiming {
+  maxMs: number;
+  heartbeatMs: number;
+}
+
+export const WATCH_DEFAULTS: WatchTiming = { maxMs: 60 * 60_000, heartbeatMs: 60_000 };
+
+/** What the router hands its watch activity. */
+export interface WatchInput extends WatchTiming {
+  region: string;
+  queueUrls: string[];
+  /** Live guarded instances → guardian, as the router knows them. */
+  known: Record<string, string>;
+  pollIntervalMs: number;
+  /** Whether the last scan failed (a scan that works again is then news). */
+  scanFailing: boolean;
+  /** The queues whose last read failed (a read that works again is then news). */
+  failingQueues: string[];
+}
+
+/** Why a watch returned: news for the router, or its time was up. */
+export interface WatchResult {
+  reason: 'messages' | 'deaths' | 'guarded' | 'missed' | 'scan' | 'queue' | 'time';
+  /** Scans made (each one DescribeInstances listing, plus by-id confirmations when needed). */
+  scans: number;
+  describeCalls: number;
+  /** Scans that failed, and the last failure. */
+  scanErrors: number;
+  lastScanError?: { at: string; error: string };
+  /** Whether the last scan failed. */
+  scanFailing: boolean;
+  /** Live instances a listing left out, found alive by id. */
+  missedByScan: number;
+  /** Known instances found dead (confirmed by id when the listing left them out). */
+  deaths: { instanceId: string; guardianId: string }[];
+  /** Live guarded instances → guardian, after the last scan that worked. */
+  known: Record<string, string>;
+  /** Messages read, per queue (not deleted: the router deletes what it delivered). */
+  messages: { queueUrl: string; messages: QueueMessage[] }[];
+  /** Each queue's reads: failures in a row and the last outcome. */
+  queues: { queueUrl: string; ok: boolean; error?: string; at: string; reads: number; readErrors: number }[];
+  heartbeats: number;
 }
 
 export interface RouterCarried {
@@ -166,6 +217,8 @@ export interface RouterCarried {
   /** Each queue's health, and the guardians that registered it (told when it changes). */
   queues?: Record<string, QueueHealth & { owners: string[] }>;
   lastScanError?: { at: string; error: string };
+  /** Whether the last scan failed. */
+  scanFailing?: boolean;
 }
 
 export interface RouterStats {
@@ -180,6 +233,10 @@ export interface RouterStats {
   scanErrors?: number;
   /** Queue reads that failed, all queues together. */
   readErrors?: number;
+  /** Watch activities that returned, their heartbeats, and those that failed. */
+  watches?: number;
+  heartbeats?: number;
+  watchErrors?: number;
 }
 
 /** How one queue's reads go: `ok` until a read fails, and again after the next read that works. */
@@ -209,6 +266,8 @@ export interface RouterStatus {
   queues: QueueHealth[];
   /** The last scan that failed, if any did since the router started. */
   lastScanError?: { at: string; error: string };
+  /** Set while scans fail (the last one failed). */
+  scanFailing?: boolean;
 }
 
 export const registerGuardianSignal = defineSignal<[RouterRegistration]>('register');

@@ -11,6 +11,7 @@ import { durationMs } from '../plan/duration';
 import type { Plan } from '../plan/schema';
 import { ErrorType, NON_RETRYABLE_AWS_CODES } from '../shared/errors';
 import { timeoutsProblem, type MigrationInput } from '../shared/migration';
+import type { WatchTiming } from '../shared/spot';
 
 /** Failure types no retry can fix: AWS codes that need a change, and our own verdicts. */
 export const NON_RETRYABLE: readonly string[] = [
@@ -80,6 +81,18 @@ export const ROUTING = {
     retry: { ...retry('1s', '10s', 3), nonRetryableErrorTypes: [...NON_RETRYABLE_AWS_CODES] },
   },
 } satisfies Record<string, ActivityOptions>;
+
+/**
+ * The router's watch: it returns after `maxMs` at the latest, and heartbeats every `heartbeatMs`;
+ * a worker that dies in it is noticed after two heartbeats missed, and the watch retried.
+ */
+export function watchOptions(timing: WatchTiming): ActivityOptions {
+  return {
+    startToCloseTimeout: timing.maxMs + 5 * 60_000,
+    heartbeatTimeout: 2 * timing.heartbeatMs,
+    retry: { ...retry('1s', '30s', 3), nonRetryableErrorTypes: [...NON_RETRYABLE_AWS_CODES] },
+  };
+}
 
 /** Checks retried as slow polls: the plan says how often and how far apart. */
 export function checksOptions(

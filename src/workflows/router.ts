@@ -1,8 +1,10 @@
 import {
   allHandlersFinished,
+  CancellationScope,
   condition,
   continueAsNew,
   getExternalWorkflowHandle,
+  isCancellation,
   log,
   metricMeter,
   patched,
@@ -23,9 +25,11 @@ import {
   type RouterCarried,
   type RouterInput,
   type RouterStatus,
+  type WatchResult,
+  WATCH_DEFAULTS,
 } from '../shared/spot';
 import { isDead } from '../shared/instance-states';
-import { ROUTING } from './options';
+import { ROUTING, watchOptions } from './options';
 import { QueueBook } from './router/queues';
 import { QueueReaders, tellOwners } from './router/readers';
 
@@ -36,6 +40,8 @@ const scans = proxyActivities<Activities>(ROUTING.bounded);
 
 /** Polls per run before continuing as new (each poll is a handful of events). */
 const POLLS_PER_RUN = 500;
+/** Watches per run before continuing as new (each watch is six events, and one more per notice). */
+const WATCHES_PER_RUN = 200;
 
 /**
  * The one reader of Spot events in a region: it reads the EventBridge → SQS queues, polls every
@@ -60,10 +66,16 @@ export async function spotEventRouter(input: RouterInput): Promise<RouterStatus>
   const known = new Map(Object.entries(carried.known));
   const stats = carried.stats;
   let lastScanError = carried.lastScanError;
+  let scanFailing = carried.scanFailing ?? false;
   const scanErrorCount = metricMeter.createCounter(
     'ec2_gpu_migration_router_scan_errors',
     'errors',
     'Scans of guarded instances that failed (the router tries again at the next poll)',
+  );
+  const readErrorCount = metricMeter.createCounter(
+    'ec2_gpu_migration_router_read_errors',
+    'errors',
+    'Reads of an interruption queue that failed',
   );
 
   const status = (): RouterStatus => ({
@@ -75,6 +87,7 @@ export async function spotEventRouter(input: RouterInput): Promise<RouterStatus>
     stats,
     queues: queues.list(),
     ...(lastScanError ? { lastScanError } : {}),
+    ...(scanFailing ? { scanFailing } : {}),
   });
   setHandler(routerStatusQuery, status, { description: 'Queues, poll interval, guarded instances and counters.' });
   setHandler(
@@ -130,12 +143,14 @@ export async function spotEventRouter(input: RouterInput): Promise<RouterStatus>
     queueUrls: queues.urls,
     pollIntervalMs,
     ...(input.pollsPerRun !== undefined ? { pollsPerRun: input.pollsPerRun } : {}),
+    ...(input.watch ? { watch: input.watch } : {}),
     carried: {
       known: Object.fromEntries(known),
       runs: carried.runs + 1,
       stats,
       queues: queues.carried(),
       ...(lastScanError ? { lastScanError } : {}),
+      ...(scanFailing ? { scanFailing } : {}),
     },
   });
   const showDetails = () =>
@@ -245,31 +260,147 @@ export async function spotEventRouter(input: RouterInput): Promise<RouterStatus>
     stopped: () => stop,
     route,
   });
-  readers.startNew();
-  for (let polls = 0; !stop;) {
-    try {
-      await scan();
-    } catch (err) {
-      // A scan that fails (credentials, permissions, AWS down) must not end the router: every
-      // guardian of the region depends on it. Runs that began before fail as they did.
-      if (!patched('survive-scan-errors')) throw err;
-      lastScanError = { at: new Date().toISOString(), error: describeFailure(err) };
-      stats.scanErrors = (stats.scanErrors ?? 0) + 1;
-      scanErrorCount.add(1, { region });
-      log.error('the scan of guarded instances failed; trying again at the next poll', { region, ...lastScanError });
+  /**
+   * Runs that began before: one scan activity and one timer per poll, one read activity per
+   * queue read.
+   */
+  async function pollInWorkflow(): Promise<void> {
+    readers.startNew();
+    for (let polls = 0; !stop;) {
+      try {
+        await scan();
+      } catch (err) {
+        // A scan that fails (credentials, permissions, AWS down) must not end the router: every
+        // guardian of the region depends on it. Runs that began before fail as they did.
+        if (!patched('survive-scan-errors')) throw err;
+        lastScanError = { at: new Date().toISOString(), error: describeFailure(err) };
+        stats.scanErrors = (stats.scanErrors ?? 0) + 1;
+        scanErrorCount.add(1, { region });
+        log.error('the scan of guarded instances failed; trying again at the next poll', { region, ...lastScanError });
+      }
+      stats.polls++;
+      polls++;
+      showDetails();
+      if (polls >= pollsPerRun || workflowInfo().continueAsNewSuggested) break;
+      const due = Date.now() + pollIntervalMs;
+      // A queue registered meanwhile gets its reader at once; the next poll stays on time.
+      while (!stop && Date.now() < due) {
+        await condition(() => stop || readers.hasNew, due - Date.now());
+        readers.startNew();
+      }
     }
-    stats.polls++;
-    polls++;
-    showDetails();
-    if (polls >= pollsPerRun || workflowInfo().continueAsNewSuggested) break;
-    const due = Date.now() + pollIntervalMs;
-    // A queue registered meanwhile gets its reader at once; the next poll stays on time.
-    while (!stop && Date.now() < due) {
-      await condition(() => stop || readers.hasNew, due - Date.now());
-      readers.startNew();
+    await readers.windDown();
+  }
+
+  /**
+   * The polls and the queue reads run in one long-lived activity (watchRegion) that returns
+   * only with news or after `watch.maxMs`; the workflow routes what it brings. A queue
+   * registered meanwhile, or the stop, cancels the watch (it learns of it at its next heartbeat).
+   */
+  async function watchFromActivity(): Promise<void> {
+    const timing = { ...WATCH_DEFAULTS, ...input.watch };
+    const watcher = proxyActivities<Activities>(watchOptions(timing));
+    const watchesPerRun = input.pollsPerRun ?? WATCHES_PER_RUN;
+    for (let watches = 0; !stop;) {
+      const queueUrls = queues.urls;
+      const failingQueues = queues
+        .list()
+        .filter((q) => !q.ok)
+        .map((q) => q.queueUrl);
+      const scope = new CancellationScope();
+      let settled = false;
+      const watching = scope.run(() =>
+        watcher.watchRegion({
+          region,
+          queueUrls,
+          known: Object.fromEntries(known),
+          pollIntervalMs,
+          scanFailing,
+          failingQueues,
+          ...timing,
+        }),
+      );
+      void watching.then(
+        () => (settled = true),
+        () => (settled = true),
+      );
+      await condition(() => settled || stop || queues.urls.length !== queueUrls.length);
+      if (!settled) scope.cancel();
+      let r: WatchResult;
+      try {
+        r = await watching;
+      } catch (err) {
+        if (isCancellation(err)) continue;
+        stats.watchErrors = (stats.watchErrors ?? 0) + 1;
+        log.error('the watch of the region failed; watching again after a pause', {
+          region,
+          error: describeFailure(err),
+        });
+        await condition(() => stop, pollIntervalMs);
+        continue;
+      }
+      watches++;
+      await absorb(r);
+      scanFailing = r.scanFailing;
+      showDetails();
+      if (watches >= watchesPerRun || workflowInfo().continueAsNewSuggested) break;
     }
   }
-  await readers.windDown();
+
+  /** Takes in what a watch found: counters, queue health, the guarded instances, deaths, messages. */
+  async function absorb(r: WatchResult): Promise<void> {
+    stats.polls += r.scans;
+    stats.describeCalls += r.describeCalls;
+    stats.watches = (stats.watches ?? 0) + 1;
+    stats.heartbeats = (stats.heartbeats ?? 0) + r.heartbeats;
+    if (r.missedByScan) stats.missedByScan = (stats.missedByScan ?? 0) + r.missedByScan;
+    if (r.scanErrors) {
+      stats.scanErrors = (stats.scanErrors ?? 0) + r.scanErrors;
+      scanErrorCount.add(r.scanErrors, { region });
+    }
+    if (r.lastScanError) {
+      lastScanError = r.lastScanError;
+      if (r.scanFailing)
+        log.error('the scan of guarded instances fails; trying again at every poll', { region, ...lastScanError });
+    }
+    for (const q of r.queues) {
+      if (q.readErrors) {
+        stats.readErrors = (stats.readErrors ?? 0) + q.readErrors;
+        readErrorCount.add(q.readErrors, { region });
+      }
+      if (!q.ok) {
+        log.error('could not read the queue', { queueUrl: q.queueUrl, error: q.error });
+        await tellOwners(queues.readFailed(q.queueUrl, q.error ?? 'unknown', q.at));
+      } else if (q.reads > 0) await tellOwners(queues.readOk(q.queueUrl, q.at));
+    }
+    known.clear();
+    for (const [instanceId, guardianId] of Object.entries(r.known)) {
+      known.set(instanceId, guardianId);
+      owner.set(instanceId, guardianId);
+    }
+    await Promise.all(
+      r.deaths.map(async ({ instanceId, guardianId }) => {
+        stats.pollNotices++;
+        await deliver(instanceId, guardianId, {
+          instanceId,
+          kind: 'stopped',
+          source: 'poll',
+          at: new Date().toISOString(),
+        });
+      }),
+    );
+    for (const { queueUrl, messages } of r.messages) {
+      try {
+        await route(queueUrl, messages);
+      } catch (err) {
+        // What was not deleted comes back once its visibility timeout ends.
+        log.error('could not route the messages', { queueUrl, error: describeFailure(err) });
+      }
+    }
+  }
+
+  if (patched('watch-in-activity')) await watchFromActivity();
+  else await pollInWorkflow();
   await condition(allHandlersFinished);
   if (stop) return status();
   return continueAsNew<typeof spotEventRouter>(carryOver());

@@ -1,4 +1,5 @@
 /** Spot helpers for tests: the EventBridge → SQS queue, events in EventBridge's shape, guardians. */
+import type { AwsProxy } from './aws-proxy';
 import { randomBytes } from 'node:crypto';
 import { CreateQueueCommand, SendMessageCommand } from '@aws-sdk/client-sqs';
 import type { Client, WorkflowHandle } from '@temporalio/client';
@@ -76,4 +77,14 @@ export async function endSpotWorkflows(client: Client, region: string, guardianI
       // not running
     }
   }
+}
+
+/** Counts the router's scans (DescribeInstances listing every guarded instance) through the proxy. */
+export function countScans(proxy: AwsProxy): { readonly count: number } {
+  const counter = { count: 0 };
+  proxy.onAfter('DescribeInstances', (e) => {
+    if (Object.entries(e.request.params).some(([k, v]) => /^Filter\.\d+\.Name$/.test(k) && v === 'tag-key'))
+      counter.count++;
+  });
+  return counter;
 }

@@ -14,7 +14,15 @@ import { addressHolder, aliveInstancesOfPlan, instance, startMigration, waitForP
 import { gate, onLaunched } from '../harness/outcome';
 import { startScenario, type Scenario } from '../harness/scenario';
 import { testPlan } from '../harness/seed';
-import { createQueue, endSpotWorkflows, putMessage, routerStatus, spotEvent, waitForGuardian } from '../harness/spot';
+import {
+  countScans,
+  createQueue,
+  endSpotWorkflows,
+  putMessage,
+  routerStatus,
+  spotEvent,
+  waitForGuardian,
+} from '../harness/spot';
 import { startWorker } from '../harness/worker';
 import { expectRecovered, migrated as migratedOnSpot, waitFor } from '../harness/guarded';
 import type { Plan } from '../../src/plan/schema';
@@ -256,6 +264,7 @@ test('a guarded instance one listing leaves out is asked for by id, not replaced
   const g = await migrated();
   // The region's router is shared by this file's tests: compare its counters with now.
   const before = (await routerStatus(t.client, REGION)).stats;
+  const scans = countScans(g.s.proxy);
   const omitted = g.s.proxy.omitFromListings(g.first.instanceId, 1);
   await waitFor(
     'the scan that missed it',
@@ -263,9 +272,9 @@ test('a guarded instance one listing leaves out is asked for by id, not replaced
       omitted.fired === 1 &&
       ((await routerStatus(t.client, REGION)).stats.missedByScan ?? 0) > (before.missedByScan ?? 0),
   );
-  // A few more polls: still no notice, still the same instance.
-  const polls = (await routerStatus(t.client, REGION)).stats.polls;
-  await waitFor('three more polls', async () => (await routerStatus(t.client, REGION)).stats.polls >= polls + 3);
+  // A few more scans: still no notice, still the same instance.
+  const seen = scans.count;
+  await waitFor('three more scans', async () => scans.count >= seen + 3);
   const status = await g.guardian.query(guardianStatusQuery);
   expect(status).toMatchObject({ instanceId: g.first.instanceId, replacements: 0, state: 'guarding', pending: [] });
   expect(status.events).toEqual([]);
