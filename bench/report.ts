@@ -218,13 +218,15 @@ export function rows(r: Results): Row[] {
     const l = s.longLife;
     add(
       '5 long life',
-      `router: ${l.router.polls} polls at ${l.pollIntervalMs / 1000} s, ${l.router.pollsPerRun} per run`,
+      `router: ${l.router.watches} watches of ${l.router.watchMs / 1000} s (${l.router.polls} polls at ${l.pollIntervalMs / 1000} s), ${l.router.watchesPerRun} per run`,
       `${l.router.runs} runs, ${l.router.closedRuns} continued as new, ${l.router.totalEvents} events in all`,
     );
     add(
       '5 long life',
-      '  events per poll / per queue read',
-      `${l.router.eventsPerPoll.toFixed(1)} / ${l.router.eventsPerRead.toFixed(1)} (+ ${Math.round(l.router.eventsPerRunFixed)} per run)`,
+      '  per watch: events / billed actions / heartbeats',
+      `${l.router.eventsPerWatch.toFixed(1)} / ${l.router.actionsPerWatch.toFixed(1)} / ${l.router.heartbeatsPerWatch.toFixed(1)} (+ ${Math.round(l.router.eventsPerRunFixed)} events, ${Math.round(l.router.actionsPerRunFixed)} actions per run)`,
+      `heartbeats ≤ ${1 + Math.floor(l.router.watchMs / l.router.heartbeatMs)}`,
+      verdict(l.router.heartbeatsPerWatch <= 1 + Math.floor(l.router.watchMs / l.router.heartbeatMs) + 0.5),
     );
     add(
       '5 long life',
@@ -249,9 +251,16 @@ export function rows(r: Results): Row[] {
     add(
       '5 long life',
       'a month of 5 s polls (extrapolated)',
-      `router: ${l.month.routerRuns} runs of ≈ ${l.month.routerEventsPerRun} events (${(l.month.routerEvents / 1e6).toFixed(1)} M in all); guardian with 10 recoveries: ≈ ${l.month.guardianEvents} events in 11 runs`,
+      `router: ${l.month.routerRuns} runs of ≈ ${l.month.routerEventsPerRun} events (${l.month.routerEvents.toLocaleString('en')} in all); guardian with 10 recoveries: ≈ ${l.month.guardianEvents} events in 11 runs`,
       'each run < 10,240',
       verdict(l.month.routerEventsPerRun < 10_240),
+    );
+    add(
+      '5 long life',
+      '  router: Temporal Cloud actions a month (extrapolated)',
+      `${l.month.routerActions.toLocaleString('en')} (${l.month.watches} watches, ${l.month.heartbeats.toLocaleString('en')} heartbeats)`,
+      '< 50,000',
+      verdict(l.month.routerActions < 50_000),
     );
   }
   return out;
@@ -352,7 +361,7 @@ export function renderMarkdownFigures(r: Results): string {
     const l = s.longLife;
     lines.push(
       '',
-      `**5 — router runs** (events each, closed by continue-as-new): ${l.router.eventsPerClosedRun.join(', ')}; queue reads per poll here ${l.router.readsPerPoll.toFixed(2)} (moto answers an idle ${l.pollIntervalMs / 1000} s long poll after 1–2 s; SQS after exactly the wait, so at 5 s polls one read per poll is assumed). The month is ${l.month.polls.toLocaleString('en')} polls ÷ 500 per run.`,
+      `**5 — router runs** (events each, closed by continue-as-new): ${l.router.eventsPerClosedRun.join(', ')}. The month is ${l.month.polls.toLocaleString('en')} polls made inside ${l.month.watches} idle watches of an hour (each returns at its time, and sooner with news), 200 per run; each watch heartbeats at its start and every minute. Heartbeats are counted as called, an upper bound on those the SDK sends.`,
     );
   }
   return lines.join('\n');

@@ -98,8 +98,8 @@ async function main(): Promise<void> {
           break;
         case 'longLife':
           results.sections.longLife = await benchLongLife(stack, {
-            polls: q ? 20 : 300,
-            pollsPerRun: q ? 10 : 100,
+            watches: q ? 4 : 24,
+            watchesPerRun: q ? 2 : 4,
             recoveries: q ? 2 : 10,
             log,
           });

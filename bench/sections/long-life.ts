@@ -1,14 +1,17 @@
 /**
- * Section 5, long life. A month of 5 s polls is 518,400 polls, too many to run; instead the
- * router polls a few hundred times at 1 s (with fewer polls per run than its default 500, so
- * several runs close), the guardian goes through some recoveries, and the histories say how
- * many events a poll, a queue read and a recovery cost. A month is extrapolated from those
- * (and labelled so), and the runs show that continue-as-new keeps every run bounded.
+ * Section 5, long life. A month of 5 s polls is 518,400 polls, too many to run. The router
+ * watches its region from one activity that returns with news or after `watch.maxMs` (an hour by
+ * default); here it watches at 1 s polls with watches of 10 s and heartbeats every 2 s, with few
+ * watches per run so several runs close. The histories say how many events and billed Temporal
+ * Cloud actions a watch costs, the router how many heartbeats; a month at the defaults is
+ * extrapolated from those (and labelled so). The guardian goes through some recoveries, and its
+ * runs show that continue-as-new keeps every run bounded.
  */
 import { routerWorkflowId } from '../../src/shared/constants';
+import { WATCH_DEFAULTS } from '../../src/shared/spot';
 import type { spotEventRouter } from '../../src/workflows';
 import { createQueue, endSpotWorkflows, waitForGuardian } from '../../test/harness/spot';
-import { eventsByCause, fetchEvents, runsOf } from '../history';
+import { eventsByCause, fetchEvents, runsOf, type HistoryEvent } from '../history';
 import { guardedService, routerStatusOf, startGuardian } from '../spot';
 import { openAccount, spawnBenchWorker, type Stack } from '../stack';
 import { sleep, summarize, type Summary } from '../stats';
@@ -17,22 +20,27 @@ import { recoverOnce, waitRouterKnows } from './recovery';
 export interface LongLifeResult {
   pollIntervalMs: number;
   router: {
+    /** The watch as run here (scaled down from WATCH_DEFAULTS). */
+    watchMs: number;
+    heartbeatMs: number;
+    watches: number;
+    watchesPerRun: number;
     polls: number;
-    pollsPerRun: number;
     runs: number;
     closedRuns: number;
     /** History length of every closed run. */
     eventsPerClosedRun: number[];
     maxEventsPerRun: number;
     totalEvents: number;
-    /** Events of the DescribeInstances poll (its activity, timer and workflow tasks), per poll. */
-    eventsPerPoll: number;
-    /** Events of one queue read (long poll), its activity and workflow task. */
-    eventsPerRead: number;
-    /** Queue reads per poll in this run (moto answers an idle long poll after 1–2 s). */
-    readsPerPoll: number;
-    /** Events of a run that are neither polls nor reads (start, registration, continue-as-new). */
+    /** Events of one watch: its activity and the workflow task it wakes. */
+    eventsPerWatch: number;
+    /** Billed actions of one watch in the history (its activity scheduled; timers, signals). */
+    actionsPerWatch: number;
+    /** Heartbeats a watch called (an upper bound on those the SDK sent, which it throttles). */
+    heartbeatsPerWatch: number;
+    /** Events and actions of a run that are no watch (start, registration, continue-as-new). */
     eventsPerRunFixed: number;
+    actionsPerRunFixed: number;
   };
   guardian: {
     recoveries: number;
@@ -45,23 +53,43 @@ export interface LongLifeResult {
     eventsAddedByPolls: number;
     recovery: Summary;
   };
-  /** Extrapolated, not measured: 30 days of 5 s polls. */
+  /** Extrapolated, not measured: 30 days of 5 s polls, with the default watch (WATCH_DEFAULTS). */
   month: {
     polls: number;
+    watches: number;
+    heartbeats: number;
     routerRuns: number;
     routerEventsPerRun: number;
     routerEvents: number;
+    routerActions: number;
     guardianEvents: number;
   };
 }
 
+/**
+ * The history events that are billed actions on Temporal Cloud: a run started (or continued as
+ * new), an activity scheduled, a timer started, a signal sent or received, a child started.
+ */
+const BILLED = new Set([
+  'WORKFLOW_EXECUTION_STARTED',
+  'ACTIVITY_TASK_SCHEDULED',
+  'TIMER_STARTED',
+  'SIGNAL_EXTERNAL_WORKFLOW_EXECUTION_INITIATED',
+  'WORKFLOW_EXECUTION_SIGNALED',
+  'START_CHILD_WORKFLOW_EXECUTION_INITIATED',
+]);
+const billed = (events: readonly HistoryEvent[]) => events.filter((e) => BILLED.has(e.type)).length;
+
 const REGION = 'ap-northeast-1';
-const MONTH_POLLS = (30 * 86_400) / 5;
-const DEFAULT_POLLS_PER_RUN = 500;
+const MONTH_MS = 30 * 86_400_000;
+const MONTH_POLLS = MONTH_MS / 5_000;
+/** The router's default watches per run (src/workflows/router.ts). */
+const DEFAULT_WATCHES_PER_RUN = 200;
+const WATCH = { maxMs: 10_000, heartbeatMs: 2_000 };
 
 export async function benchLongLife(
   stack: Stack,
-  options: { polls: number; pollsPerRun: number; recoveries: number; log: (s: string) => void },
+  options: { watches: number; watchesPerRun: number; recoveries: number; log: (s: string) => void },
 ): Promise<LongLifeResult> {
   const account = await openAccount(stack, REGION);
   const worker = await spawnBenchWorker(stack, account);
@@ -70,11 +98,13 @@ export async function benchLongLife(
   try {
     const queueUrl = await createQueue(account.direct, REGION);
     const pollIntervalMs = 1000;
-    // The router first, with fewer polls per run than its default, so that runs close here.
+    // The router first, with short watches and few of them per run, so that runs close here.
     await stack.client.workflow.start<typeof spotEventRouter>('spotEventRouter', {
       taskQueue: worker.taskQueue,
       workflowId: routerId,
-      args: [{ region: REGION, queueUrls: [queueUrl], pollIntervalMs, pollsPerRun: options.pollsPerRun }],
+      args: [
+        { region: REGION, queueUrls: [queueUrl], pollIntervalMs, pollsPerRun: options.watchesPerRun, watch: WATCH },
+      ],
     });
     const svc = await guardedService(account, { spot: { pollInterval: '1s', interruptionQueueUrl: queueUrl } });
     guardianId = svc.guardianId;
@@ -86,13 +116,13 @@ export async function benchLongLife(
     const guardianLength = async () => (await stack.client.workflow.getHandle(guardianId).describe()).historyLength;
     const before = await guardianLength();
     const t0 = Date.now();
-    for (let polls = 0; polls < options.polls;) {
+    for (let watches = 0; watches < options.watches;) {
       await sleep(2000);
-      polls = (await routerStatusOf(router)).stats.polls;
-      options.log(`  ${polls}/${options.polls} polls (${((Date.now() - t0) / 1000).toFixed(0)} s)`);
+      watches = (await routerStatusOf(router)).stats.watches ?? 0;
+      options.log(`  ${watches}/${options.watches} watches (${((Date.now() - t0) / 1000).toFixed(0)} s)`);
     }
     const eventsAddedByPolls = (await guardianLength()) - before;
-    const pollsDone = (await routerStatusOf(router)).stats.polls;
+    const idle = (await routerStatusOf(router)).stats;
     const recoveriesFrom = Date.now();
 
     const recovery: number[] = [];
@@ -104,53 +134,66 @@ export async function benchLongLife(
       options.log(`  recovery ${i + 1}/${options.recoveries}: ${r.sample.recordedMs} ms`);
     }
 
-    // The router: runs closed by continue-as-new before the recoveries hold polls and reads only.
+    // The router: runs closed by continue-as-new before the recoveries hold watches only.
     const routerRuns = await runsOf(stack.client, routerId);
     const quiet = routerRuns.filter(
       (r) => r.status === 'CONTINUED_AS_NEW' && (r.closeTime ?? Infinity) <= recoveriesFrom,
     );
-    const byCause: Record<string, number> = {};
-    let reads = 0;
+    let watchEvents = 0;
+    let watchActions = 0;
+    let quietActions = 0;
+    let quietWatches = 0;
     for (const run of quiet) {
       const events = await fetchEvents(stack.client, routerId, run.runId);
-      for (const [k, v] of Object.entries(eventsByCause(events))) byCause[k] = (byCause[k] ?? 0) + v;
-      reads += events.filter(
+      watchEvents += eventsByCause(events).watchRegion ?? 0;
+      const watches = events.filter(
         (e) =>
           e.type === 'ACTIVITY_TASK_SCHEDULED' &&
-          e.raw.activityTaskScheduledEventAttributes?.activityType?.name === 'receiveSpotEvents',
+          e.raw.activityTaskScheduledEventAttributes?.activityType?.name === 'watchRegion',
       ).length;
+      quietWatches += watches;
+      watchActions += watches;
+      quietActions += billed(events);
     }
-    const quietPolls = quiet.length * options.pollsPerRun;
     const quietEvents = quiet.reduce((sum, r) => sum + r.historyLength, 0);
-    const pollEvents = (byCause.scanGuarded ?? 0) + (byCause.timer ?? 0);
-    const readEvents = byCause.receiveSpotEvents ?? 0;
-    const eventsPerPoll = quietPolls ? pollEvents / quietPolls : NaN;
-    const eventsPerRead = reads ? readEvents / reads : NaN;
-    const eventsPerRunFixed = quiet.length ? (quietEvents - pollEvents - readEvents) / quiet.length : NaN;
+    const eventsPerWatch = quietWatches ? watchEvents / quietWatches : NaN;
+    const actionsPerWatch = quietWatches ? watchActions / quietWatches : NaN;
+    const eventsPerRunFixed = quiet.length ? (quietEvents - watchEvents) / quiet.length : NaN;
+    const actionsPerRunFixed = quiet.length ? (quietActions - watchActions) / quiet.length : NaN;
     const closed = routerRuns.filter((r) => r.status === 'CONTINUED_AS_NEW');
+    const heartbeatsPerWatch = (idle.heartbeats ?? 0) / Math.max(1, idle.watches ?? 0);
 
     const guardianRuns = await runsOf(stack.client, guardianId);
     // Every run after the first one starts from a recovery; the first also holds the start-up.
     const recoveryRuns = guardianRuns.filter((r, i) => i > 0 && r.status === 'CONTINUED_AS_NEW');
     const firstRun = guardianRuns[0];
 
-    // At 5 s polls an idle long poll waits the full 5 s, so a month reads the queue once per poll.
-    const routerEventsPerRun = Math.round(DEFAULT_POLLS_PER_RUN * (eventsPerPoll + eventsPerRead) + eventsPerRunFixed);
+    // A month at the defaults: an idle watch returns after maxMs, having heartbeaten at its start
+    // and every heartbeatMs (as measured here at the scaled watch: compare heartbeatsPerWatch
+    // with 1 + watchMs / heartbeatMs).
+    const monthWatches = Math.ceil(MONTH_MS / WATCH_DEFAULTS.maxMs);
+    const monthHeartbeats = monthWatches * (1 + Math.floor(WATCH_DEFAULTS.maxMs / WATCH_DEFAULTS.heartbeatMs));
+    const monthRuns = Math.ceil(monthWatches / DEFAULT_WATCHES_PER_RUN);
+    const routerEventsPerRun = Math.round(DEFAULT_WATCHES_PER_RUN * eventsPerWatch + eventsPerRunFixed);
     const perRecovery = summarize(recoveryRuns.map((r) => r.historyLength));
     return {
       pollIntervalMs,
       router: {
-        polls: pollsDone,
-        pollsPerRun: options.pollsPerRun,
+        watchMs: WATCH.maxMs,
+        heartbeatMs: WATCH.heartbeatMs,
+        watches: idle.watches ?? 0,
+        watchesPerRun: options.watchesPerRun,
+        polls: idle.polls,
         runs: routerRuns.length,
         closedRuns: closed.length,
         eventsPerClosedRun: closed.map((r) => r.historyLength),
         maxEventsPerRun: Math.max(0, ...routerRuns.map((r) => r.historyLength)),
         totalEvents: routerRuns.reduce((sum, r) => sum + r.historyLength, 0),
-        eventsPerPoll,
-        eventsPerRead,
-        readsPerPoll: quietPolls ? reads / quietPolls : NaN,
+        eventsPerWatch,
+        actionsPerWatch,
+        heartbeatsPerWatch,
         eventsPerRunFixed,
+        actionsPerRunFixed,
       },
       guardian: {
         recoveries: recovery.length,
@@ -163,9 +206,12 @@ export async function benchLongLife(
       },
       month: {
         polls: MONTH_POLLS,
-        routerRuns: Math.ceil(MONTH_POLLS / DEFAULT_POLLS_PER_RUN),
+        watches: monthWatches,
+        heartbeats: monthHeartbeats,
+        routerRuns: monthRuns,
         routerEventsPerRun,
-        routerEvents: Math.ceil(MONTH_POLLS / DEFAULT_POLLS_PER_RUN) * routerEventsPerRun,
+        routerEvents: Math.round(monthWatches * eventsPerWatch + monthRuns * eventsPerRunFixed),
+        routerActions: Math.round(monthWatches * actionsPerWatch + monthHeartbeats + monthRuns * actionsPerRunFixed),
         // Ten recoveries in the month: the first run (start-up and recovery 1), nine recovery
         // runs, and the run that guards now; polls add nothing to the guardian.
         guardianEvents: Math.round(
