@@ -227,8 +227,8 @@ test('a notice for the guarded instance: launch, start, checks, the Elastic IP m
     expectReplacement(stubs, plan, GUARDED, 1);
     const firstRun = await env.client.workflow.getHandle(handle.workflowId, handle.firstExecutionRunId).describe();
     expect(firstRun.status.name).toBe('CONTINUED_AS_NEW');
-    // The router it started idles: it scans, finds nothing guarded, and keeps running.
-    expect(stubs.names(['scanGuarded']).length).toBeGreaterThan(0);
+    // The router it started idles: it watches, finds nothing guarded, and keeps running.
+    expect(stubs.names(['watchRegion']).length).toBeGreaterThan(0);
     const router = await env.client.workflow.getHandle(routerWorkflowId(plan.region)).describe();
     expect(router.status.name).toBe('RUNNING');
 

@@ -299,6 +299,11 @@ export function happyStubs(plan: Plan): Partial<Activities> {
     confirmInstances: async () => [],
     receiveSpotEvents: async () => [],
     deleteSpotEvents: async () => ({ deleted: 0, failed: [] }),
+    // No AWS here: the router's watch fails, and the router watches again after a poll interval
+    // (a timer, which the test server skips; a watch that waited would hold the clock).
+    watchRegion: async () => {
+      throw ApplicationFailure.nonRetryable('no AWS in workflow tests', 'NoAws');
+    },
   };
 }
 

@@ -33,7 +33,7 @@ import {
   switchElasticIp,
   voiceTest,
 } from './phases';
-import type { Compensation, MigrationRun, NewInstance } from './run';
+import type { MigrationRun, NewInstance } from './run';
 
 /** New instances lost before the migration stands, relaunched; one more rolls the migration back. */
 export const MAX_RELAUNCHES = 3;
@@ -140,7 +140,7 @@ function goldenMeanwhile(run: MigrationRun, vm: NewInstance): void {
   const scope = new CancellationScope();
   const progress: NonNullable<MigrationRun['status']['golden']> = { instanceId: vm.instanceId, state: 'making' };
   run.status.golden = progress;
-  const undo: Compensation = {
+  const undo: NonNullable<MigrationRun['goldenUndo']> = {
     name: `discard the golden image of ${vm.instanceId}`,
     run: async () => {
       // Only an image still being made is cancelled: an activity that already ended is not.
@@ -151,7 +151,7 @@ function goldenMeanwhile(run: MigrationRun, vm: NewInstance): void {
     },
   };
   run.undoable(undo);
-  run.goldenWork = { scope, undo, instanceId: vm.instanceId };
+  run.goldenUndo = undo;
   run.golden = scope.run(async () => {
     const imageId = await makeGolden(run, vm);
     if (progress.state === 'making')
@@ -210,15 +210,13 @@ async function relaunch(run: MigrationRun, vm: NewInstance, afterSwitch: boolean
     .catch((err) =>
       run.warnings.push(`the lost instance ${vm.instanceId} could not be terminated: ${describeFailure(err)}`),
     );
-  const golden = run.goldenWork;
-  if (golden?.instanceId === vm.instanceId) {
-    if (status.golden?.state === 'making') golden.scope.cancel();
+  const undo = run.goldenUndo;
+  if (undo && status.golden?.instanceId === vm.instanceId) {
     run.golden = undefined;
-    run.goldenWork = undefined;
-    const at = run.compensations.indexOf(golden.undo);
+    run.goldenUndo = undefined;
+    const at = run.compensations.indexOf(undo);
     if (at >= 0) run.compensations.splice(at, 1);
-    const discarded = await discardGolden(run, vm);
-    if (status.golden) status.golden.state = 'discarded';
+    const discarded = await undo.run();
     if (discarded.deregistered.length) record.goldenDiscarded = discarded.deregistered;
   }
   const ranked = await rankedPools(plan, run.interruptedPools, vm.instanceId, record.noticeAt);

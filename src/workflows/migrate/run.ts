@@ -3,7 +3,7 @@
  * UI's current details), the phase runner that records every phase, the undo list and what the
  * phases found for the ones after them and for the report. Workflow code only.
  */
-import { setCurrentDetails, setHandler, workflowInfo, type CancellationScope } from '@temporalio/workflow';
+import { setCurrentDetails, setHandler, workflowInfo } from '@temporalio/workflow';
 import type { IngressResult } from '../../shared/network';
 import type { InstanceInfo, LaunchResult } from '../../shared/launch';
 import type { PreflightResult } from '../../shared/preflight';
@@ -71,8 +71,8 @@ export class MigrationRun {
   notice?: InterruptionNotice;
   /** The golden image, made while the migration waits for approval (undefined: could not be made). */
   golden?: Promise<string | undefined>;
-  /** How to stop and undo that image when its instance is lost first. */
-  goldenWork?: { scope: CancellationScope; undo: Compensation; instanceId: string };
+  /** The golden image's undo: it stops the image being made and discards it with its snapshots. */
+  goldenUndo?: Omit<Compensation, 'run'> & { run: () => Promise<{ deregistered: string[] }> };
   /** Pools of new instances lost before the migration stood: left out of its next launches. */
   readonly interruptedPools: InterruptedPool[] = [];
 
