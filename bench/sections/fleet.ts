@@ -4,6 +4,8 @@
  * how long tasks wait for the worker (schedule-to-start, from the histories), and how many
  * DescribeInstances the router makes per poll for all the guardians of a region.
  */
+import { durationMs } from '../../src/plan/duration';
+import type { spotEventRouter } from '../../src/workflows';
 import { TAG_GUARDED, guardianWorkflowId, routerWorkflowId } from '../../src/shared/constants';
 import { routerStatusQuery, type RouterStatus } from '../../src/shared/spot';
 import { tagForPlan, testPlan, type PlanOverrides } from '../../test/harness/seed';
@@ -238,6 +240,19 @@ async function fleetGuardians(
     worker = await spawnBenchWorker(stack, account);
     const w = worker;
     const idleMiB = (await w.memory()).rssMiB;
+    // The router first, with watches of 10 s: its counters come up to date as each one returns.
+    await stack.client.workflow.start<typeof spotEventRouter>('spotEventRouter', {
+      taskQueue: w.taskQueue,
+      workflowId: routerWorkflowId(region),
+      args: [
+        {
+          region,
+          queueUrls: [queueUrl],
+          pollIntervalMs: durationMs(pollInterval),
+          watch: { maxMs: 10_000, heartbeatMs: 2_000 },
+        },
+      ],
+    });
 
     let describeCalls = 0;
     const scanMs: number[] = [];
@@ -275,14 +290,21 @@ async function fleetGuardians(
     );
 
     // A window of quiet polls: how many DescribeInstances each poll makes for the whole region.
+    // It opens and closes as a watch returns (the router's counters move then); the next watch
+    // may scan at once, so either edge may hold one scan the other count has not.
     const routerStats = async () => (await routerStatusOf(router)).stats;
-    const polls0 = (await routerStats()).polls;
+    const nextWatch = async () => {
+      const from = (await routerStats()).watches ?? 0;
+      for (;;) {
+        const now = await routerStats();
+        if ((now.watches ?? 0) > from) return now;
+        await sleep(100);
+      }
+    };
+    const opened = await nextWatch();
     counting = true;
     let polls = 0;
-    while (polls < windowPolls) {
-      await sleep(500);
-      polls = (await routerStats()).polls - polls0;
-    }
+    while (polls < windowPolls) polls = (await nextWatch()).polls - opened.polls;
     counting = false;
     const counted = describeCalls;
     log(`  ${counted} tag-key DescribeInstances in ${polls} polls`);

@@ -28,10 +28,11 @@ function nap(ms: number, signal: AbortSignal): Promise<void> {
 /** A read of one queue, shared by the watches of this process; it never fails (the error is its outcome). */
 type SharedRead = Promise<{ messages: QueueMessage[] } | { error: unknown }>;
 
+/** The shared reads in flight in this process, each with an abort of its own. */
+const inFlight = new Set<AbortController>();
 /** Aborts the shared reads of every watch of this process: for a process about to exit. */
-const exiting = new AbortController();
 export function abandonReads(): void {
-  exiting.abort();
+  for (const c of inFlight) c.abort();
 }
 
 const aliveIn = (found: GuardedInstance[]) => new Set(found.filter((g) => !isDead(g.state)).map((g) => g.instanceId));
@@ -51,11 +52,15 @@ export function createWatchActivities(clients: AwsClients) {
     // What a read brought stays until a watch takes it; messages it held longer than half their
     // visibility timeout are left to come back by themselves.
     if (held && (held.settledAt === undefined || Date.now() - held.settledAt < 60_000)) return held.read;
+    const abort = new AbortController();
+    inFlight.add(abort);
     const entry: { read: SharedRead; settledAt?: number } = {
-      read: readSpotEvents(sqs, queueUrl, { waitSeconds: 20, signal: exiting.signal }).then(
-        (messages) => ({ messages }),
-        (error: unknown) => ({ error }),
-      ),
+      read: readSpotEvents(sqs, queueUrl, { waitSeconds: 20, signal: abort.signal })
+        .then(
+          (messages) => ({ messages }),
+          (error: unknown) => ({ error }),
+        )
+        .finally(() => inFlight.delete(abort)),
     };
     void entry.read.then(() => (entry.settledAt = Date.now()));
     reads.set(queueUrl, entry);
