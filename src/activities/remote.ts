@@ -14,7 +14,7 @@ import type { AwsClients } from '../aws/clients';
 import type { RemoteOutput } from '../shared/migration';
 import { ErrorType } from '../shared/errors';
 import { executionTimeout, outputCut, shellScript } from './ssm-script';
-import { attempt, pause, tail } from './util';
+import { attempt, tail, withHeartbeat } from './util';
 
 export interface RemoteInput {
   region: string;
@@ -110,7 +110,7 @@ export function createRemoteRunner(clients: AwsClients, options: RemoteOptions) 
         return;
       }
       if (Date.now() >= deadline) return; // SendCommand then says why (InvalidInstanceId).
-      await pause(wait);
+      await Context.current().sleep(wait);
     }
   }
 
@@ -141,7 +141,7 @@ export function createRemoteRunner(clients: AwsClients, options: RemoteOptions) 
       } catch (err) {
         // The agent has not registered with SSM yet (a fresh instance takes a minute or two).
         if (err instanceof ApplicationFailure && err.type === 'InvalidInstanceId' && Date.now() < deadline) {
-          await pause(options.pollIntervalMs);
+          await Context.current().sleep(options.pollIntervalMs);
           continue;
         }
         throw err;
@@ -206,29 +206,40 @@ export function createRemoteRunner(clients: AwsClients, options: RemoteOptions) 
       input,
     );
     let commandId = resume && sameStep ? earlierBeat?.commandId : undefined;
-    // The worker may have died between SendCommand and the heartbeat that would have told us.
-    if (resume && !commandId && ctx.info.attempt > 1) commandId = await findSent(input, mark);
-    if (commandId) {
-      const earlier = await readInvocation(input, commandId);
-      if (earlier?.Status && FINAL.has(earlier.Status) && (earlier.Status !== 'Success' || earlier.ResponseCode !== 0))
-        commandId = undefined;
-    }
-    commandId ??= await send(input, mark);
-    ctx.heartbeat(beat(commandId));
-    let inv: GetCommandInvocationCommandOutput | undefined;
-    for (let polls = 1; ; polls++) {
-      inv = await readInvocation(input, commandId);
-      if (inv?.Status && FINAL.has(inv.Status)) break;
-      // SSM keeps a command to an instance that stopped running Pending or InProgress until its
-      // timeout (up to hours): ask EC2 now and then, and give up at once when it is gone.
-      if (polls % INSTANCE_CHECK_EVERY === 0) await stillRunning(input, commandId);
-      ctx.heartbeat(beat(commandId));
-      await ctx.sleep(options.pollIntervalMs);
-    }
+    // Alive from the first moment, however slow AWS answers: until the command id is known the
+    // details name the step only (a retry then finds the command by its mark).
+    const inv = await withHeartbeat(
+      async () => {
+        // The worker may have died between SendCommand and the heartbeat that would have told us.
+        if (resume && !commandId && ctx.info.attempt > 1) commandId = await findSent(input, mark);
+        if (commandId) {
+          const earlier = await readInvocation(input, commandId);
+          if (
+            earlier?.Status &&
+            FINAL.has(earlier.Status) &&
+            (earlier.Status !== 'Success' || earlier.ResponseCode !== 0)
+          )
+            commandId = undefined;
+        }
+        const id = (commandId ??= await send(input, mark));
+        ctx.heartbeat(beat(id));
+        for (let polls = 1; ; polls++) {
+          const read = await readInvocation(input, id);
+          if (read?.Status && FINAL.has(read.Status)) return read;
+          // SSM keeps a command to an instance that stopped running Pending or InProgress until its
+          // timeout (up to hours): ask EC2 now and then, and give up at once when it is gone.
+          if (polls % INSTANCE_CHECK_EVERY === 0) await stillRunning(input, id);
+          ctx.heartbeat(beat(id));
+          await ctx.sleep(options.pollIntervalMs);
+        }
+      },
+      () => (commandId ? beat(commandId) : { label: input.label, instanceId: input.instanceId }),
+      1_000,
+    );
     const cut = outputCut(inv.StandardOutputContent, inv.StandardErrorContent);
     const agentOnlineAt = online.get(agentKey(input));
     return {
-      commandId,
+      commandId: commandId ?? '',
       status: inv.Status ?? 'unknown',
       exitCode: inv.ResponseCode ?? -1,
       stdoutTail: tail(inv.StandardOutputContent),

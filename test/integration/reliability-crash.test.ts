@@ -119,9 +119,14 @@ function holdRemote(c: Crash, handle: () => WorkflowHandle, match: string): Hold
       await within(`the command with '${match}' to be sent`, async () => sent());
       await within('the command id in the heartbeat', async () => {
         const pending = (await handle().describe()).raw.pendingActivities ?? [];
-        return pending.find(
-          (a) => a.activityType?.name === 'runRemote' && (a.heartbeatDetails?.payloads?.length ?? 0) > 0,
-        );
+        return pending.find((a) => {
+          const [details] = a.heartbeatDetails?.payloads ?? [];
+          return (
+            a.activityType?.name === 'runRemote' &&
+            details !== undefined &&
+            defaultPayloadConverter.fromPayload<{ commandId?: string }>(details)?.commandId !== undefined
+          );
+        });
       });
     },
     release: () => {
@@ -346,6 +351,28 @@ test.each(WHERE)(
     expect(second.output()).not.toMatch(/worker-process: /);
   },
 );
+
+test('a SendCommand answered after more than the heartbeat timeout: the step succeeds on its first attempt', async () => {
+  const c = await setup();
+  // The first SendCommand (setup's) is answered 1.5 heartbeat timeouts late, as on a loaded worker.
+  let slowed = false;
+  c.s.proxy.onAfter('SendCommand', async ({ call }) => {
+    if (slowed || call.status !== 200) return;
+    slowed = true;
+    await new Promise((resolve) => setTimeout(resolve, (TIMEOUTS.heartbeatSeconds ?? 3) * 1_500));
+  });
+  await c.spawn('only');
+  const handle = await startMigration(t.client, c.taskQueue, c.s.plan, { timeouts: TIMEOUTS });
+  await within('setup to succeed', async () =>
+    (await handle.query(statusQuery)).phases.find((p) => p.name === 'setup' && p.state === 'succeeded'),
+  );
+  expect(slowed).toBe(true);
+  expect((await completedActivities(handle)).find((a) => a.startsWith('runRemote:'))).toBe('runRemote:1:only');
+  expect(
+    c.s.proxy.sentCommands().filter((x) => x.commands.some((line) => line.includes(REMOTE_STEPS.setup))),
+  ).toHaveLength(1);
+  await handle.terminate('the step under test is done');
+});
 
 test('the Temporal dev server stopped and started again on its database file mid-migration: completes', async () => {
   const port = await freePort();
