@@ -1,4 +1,4 @@
-import { CreateTagsCommand, type Instance } from '@aws-sdk/client-ec2';
+import { CreateTagsCommand, type EC2Client, type Instance } from '@aws-sdk/client-ec2';
 import { DeleteMessageBatchCommand, ReceiveMessageCommand, type SQSClient } from '@aws-sdk/client-sqs';
 import { ApplicationFailure, Context } from '@temporalio/activity';
 import { aws } from '../aws/call';
@@ -102,6 +102,38 @@ export function guardedOf(i: Instance): GuardedInstance {
   };
 }
 
+/** Every guarded instance of the region, in one (paginated) DescribeInstances. */
+export async function listGuarded(ec2: EC2Client): Promise<GuardedInstance[]> {
+  const found = await describeInstances(ec2, 'list guarded instances', {
+    Filters: [{ Name: 'tag-key', Values: [TAG_GUARDED] }],
+  });
+  return found.map(guardedOf);
+}
+
+/**
+ * These instances as DescribeInstances by id sees them (not a filtered listing, which is
+ * eventually consistent and may leave a live instance out): one that does not exist is gone.
+ * `onCall` counts the calls.
+ */
+export async function confirmById(
+  ec2: EC2Client,
+  instanceIds: string[],
+  onCall: () => void = () => undefined,
+): Promise<GuardedInstance[]> {
+  const found = await Promise.all(
+    instanceIds.map(async (id) => {
+      onCall();
+      try {
+        return await describeInstances(ec2, `confirm ${id}`, { InstanceIds: [id] });
+      } catch (err) {
+        if (err instanceof ApplicationFailure && err.type === 'InvalidInstanceID.NotFound') return [];
+        throw err;
+      }
+    }),
+  );
+  return found.flat().map(guardedOf);
+}
+
 export function createSpotActivities(clients: AwsClients) {
   /** Marks an instance as guarded by `guardianId`; the router finds guarded instances by this tag. */
   async function markGuarded(input: { region: string; instanceId: string; guardianId: string }): Promise<void> {
@@ -117,10 +149,7 @@ export function createSpotActivities(clients: AwsClients) {
 
   /** Every guarded instance of the region, in one (paginated) DescribeInstances. */
   async function scanGuarded(input: { region: string }): Promise<GuardedInstance[]> {
-    const found = await describeInstances(clients.ec2(input.region), 'list guarded instances', {
-      Filters: [{ Name: 'tag-key', Values: [TAG_GUARDED] }],
-    });
-    return found.map(guardedOf);
+    return listGuarded(clients.ec2(input.region));
   }
 
   /**
@@ -137,23 +166,9 @@ export function createSpotActivities(clients: AwsClients) {
     return found.map(guardedOf);
   }
 
-  /**
-   * These instances as DescribeInstances by id sees them (not a filtered listing, which is
-   * eventually consistent and may leave a live instance out): one that does not exist is gone.
-   */
+  /** These instances as DescribeInstances by id sees them (see `confirmById`). */
   async function confirmInstances(input: { region: string; instanceIds: string[] }): Promise<GuardedInstance[]> {
-    const ec2 = clients.ec2(input.region);
-    const found = await Promise.all(
-      input.instanceIds.map(async (id) => {
-        try {
-          return await describeInstances(ec2, `confirm ${id}`, { InstanceIds: [id] });
-        } catch (err) {
-          if (err instanceof ApplicationFailure && err.type === 'InvalidInstanceID.NotFound') return [];
-          throw err;
-        }
-      }),
-    );
-    return found.flat().map(guardedOf);
+    return confirmById(clients.ec2(input.region), input.instanceIds);
   }
 
   /**

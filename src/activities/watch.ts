@@ -1,12 +1,10 @@
 import { ApplicationFailure, Context } from '@temporalio/activity';
 import type { AwsClients } from '../aws/clients';
-import { describeInstances } from '../aws/ec2';
 import { describeFailure } from '../shared/failures';
 import { isDead } from '../shared/instance-states';
-import { TAG_GUARDED } from '../shared/constants';
 import type { SQSClient } from '@aws-sdk/client-sqs';
 import type { GuardedInstance, QueueMessage, WatchInput, WatchResult } from '../shared/spot';
-import { guardedOf, readSpotEvents } from './spot';
+import { confirmById, listGuarded, readSpotEvents } from './spot';
 
 /** Tries of one scan before it counts as failed (the SDK retries each call as well). */
 const SCAN_TRIES = 3;
@@ -125,11 +123,7 @@ export function createWatchActivities(clients: AwsClients) {
       for (let attempt = 1; attempt <= SCAN_TRIES && !found; attempt++) {
         try {
           result.describeCalls++;
-          found = (
-            await describeInstances(ec2, 'list guarded instances', {
-              Filters: [{ Name: 'tag-key', Values: [TAG_GUARDED] }],
-            })
-          ).map(guardedOf);
+          found = await listGuarded(ec2);
         } catch (err) {
           failure = err;
           if (err instanceof ApplicationFailure && err.nonRetryable) break;
@@ -180,20 +174,7 @@ export function createWatchActivities(clients: AwsClients) {
       else if (missed) news('missed');
     }
 
-    async function confirm(instanceIds: string[]): Promise<GuardedInstance[]> {
-      const found = await Promise.all(
-        instanceIds.map(async (id) => {
-          result.describeCalls++;
-          try {
-            return await describeInstances(ec2, `confirm ${id}`, { InstanceIds: [id] });
-          } catch (err) {
-            if (err instanceof ApplicationFailure && err.type === 'InvalidInstanceID.NotFound') return [];
-            throw err;
-          }
-        }),
-      );
-      return found.flat().map(guardedOf);
-    }
+    const confirm = (instanceIds: string[]) => confirmById(ec2, instanceIds, () => result.describeCalls++);
 
     async function scanning(): Promise<void> {
       while (!stop.signal.aborted) {

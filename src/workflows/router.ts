@@ -31,7 +31,7 @@ import {
 import { isDead } from '../shared/instance-states';
 import { ROUTING, watchOptions } from './options';
 import { QueueBook } from './router/queues';
-import { QueueReaders, tellOwners } from './router/readers';
+import { QueueReaders, readErrorCounter, tellOwners } from './router/readers';
 
 export { joinSpotRouter } from './router/join';
 
@@ -72,11 +72,7 @@ export async function spotEventRouter(input: RouterInput): Promise<RouterStatus>
     'errors',
     'Scans of guarded instances that failed (the router tries again at the next poll)',
   );
-  const readErrorCount = metricMeter.createCounter(
-    'ec2_gpu_migration_router_read_errors',
-    'errors',
-    'Reads of an interruption queue that failed',
-  );
+  const readErrorCount = readErrorCounter();
 
   const status = (): RouterStatus => ({
     region,
@@ -137,6 +133,17 @@ export async function spotEventRouter(input: RouterInput): Promise<RouterStatus>
     if (now && now !== knownOwner) await notify(now, notice);
   }
 
+  /** A death the poll saw (no notice came for it): a `stopped` notice for its owner. */
+  async function deliverDeath(instanceId: string, guardianId: string): Promise<void> {
+    stats.pollNotices++;
+    await deliver(instanceId, guardianId, {
+      instanceId,
+      kind: 'stopped',
+      source: 'poll',
+      at: new Date().toISOString(),
+    });
+  }
+
   const pollsPerRun = input.pollsPerRun ?? POLLS_PER_RUN;
   const carryOver = (): RouterInput => ({
     region,
@@ -195,17 +202,7 @@ export async function spotEventRouter(input: RouterInput): Promise<RouterStatus>
         }
         for (const [instanceId] of deaths) known.delete(instanceId);
         for (const g of guarded) remember(g);
-        await Promise.all(
-          deaths.map(async ([instanceId, guardianId]) => {
-            stats.pollNotices++;
-            await deliver(instanceId, guardianId, {
-              instanceId,
-              kind: 'stopped',
-              source: 'poll',
-              at: new Date().toISOString(),
-            });
-          }),
-        );
+        await Promise.all(deaths.map(([instanceId, guardianId]) => deliverDeath(instanceId, guardianId)));
       } finally {
         scanning = undefined;
       }
@@ -378,17 +375,7 @@ export async function spotEventRouter(input: RouterInput): Promise<RouterStatus>
       known.set(instanceId, guardianId);
       owner.set(instanceId, guardianId);
     }
-    await Promise.all(
-      r.deaths.map(async ({ instanceId, guardianId }) => {
-        stats.pollNotices++;
-        await deliver(instanceId, guardianId, {
-          instanceId,
-          kind: 'stopped',
-          source: 'poll',
-          at: new Date().toISOString(),
-        });
-      }),
-    );
+    await Promise.all(r.deaths.map(({ instanceId, guardianId }) => deliverDeath(instanceId, guardianId)));
     for (const { queueUrl, messages } of r.messages) {
       try {
         await route(queueUrl, messages);

@@ -18,6 +18,14 @@ import { queueHealthSignal, type QueueMessage, type RouterStats } from '../../sh
 import { ROUTING } from '../options';
 import type { HealthChange, QueueBook } from './queues';
 
+/** The metric of failed queue reads, whichever way the router reads. */
+export const readErrorCounter = () =>
+  metricMeter.createCounter(
+    'ec2_gpu_migration_router_read_errors',
+    'errors',
+    'Reads of an interruption queue that failed',
+  );
+
 const reads = proxyActivities<Activities>(ROUTING.reads);
 
 /** How long the wind-down waits for the reads in flight before it cancels them. */
@@ -52,11 +60,7 @@ export class QueueReaders {
   private winding = false;
   /** The readers run in a scope of their own: at wind-down, one that does not end is cancelled. */
   private readonly scope = new CancellationScope();
-  private readonly errors = metricMeter.createCounter(
-    'ec2_gpu_migration_router_read_errors',
-    'errors',
-    'Reads of an interruption queue that failed',
-  );
+  private readonly errors = readErrorCounter();
 
   constructor(private readonly host: ReaderHost) {}
 
