@@ -40,6 +40,14 @@ export function newestSpotPrices(
   return newest;
 }
 
+/** The dated on-demand table, for what quotes it outside activities (`migration plan`). */
+export const onDemandTable = {
+  asOf: table.asOf,
+  hoursPerMonth: table.hoursPerMonth,
+  perHour: (region: string, instanceType: string): number | undefined =>
+    (table.regions as Record<string, Record<string, number>>)[region]?.[instanceType],
+};
+
 export function onDemandPrice(region: string, instanceType: string): Figure {
   const price = (table.regions as Record<string, Record<string, number>>)[region]?.[instanceType];
   return price === undefined

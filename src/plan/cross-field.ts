@@ -124,6 +124,19 @@ export function crossFieldIssues(plan: Record<string, unknown>): Issue[] {
       });
     }
   }
+  if (typeof spot.standbyCheckInterval === 'string' && POSITIVE_DURATION.test(spot.standbyCheckInterval)) {
+    if (durationMs(spot.standbyCheckInterval) < 1000)
+      issues.push({
+        path: ['spot', 'standbyCheckInterval'],
+        message: `a check interval of at least 1s; got ${spot.standbyCheckInterval}`,
+      });
+  }
+  if (spot.standby === 'warm' && isRecord(plan.target) && plan.target.market === 'on-demand') {
+    issues.push({
+      path: ['spot', 'standby'],
+      message: 'none while target.market is on-demand (a warm spare stands by for a Spot instance)',
+    });
+  }
   if (typeof spot.interruptionQueueUrl === 'string' && typeof plan.region === 'string') {
     const m = /^https?:\/\/sqs\.([a-z0-9-]+)\.amazonaws\.com(?:\.cn)?\//.exec(spot.interruptionQueueUrl);
     if (m && m[1] !== plan.region) {

@@ -40,7 +40,14 @@ function ruleText(r: IngressRule): string {
 }
 
 /** The text the CLI's `plan FILE` prints: what would happen, phase by phase. Touches nothing. */
-export function describePlan(plan: Plan): string {
+/** On-demand prices the description may quote (the CLI passes the dated table). */
+export interface PriceTable {
+  asOf: string;
+  hoursPerMonth: number;
+  perHour(region: string, instanceType: string): number | undefined;
+}
+
+export function describePlan(plan: Plan, prices?: PriceTable): string {
   const { target, ingress, checks, approval, spot } = plan;
   const old = plan.source.instanceId;
   const eip = plan.elasticIp.allocationId;
@@ -239,6 +246,19 @@ export function describePlan(plan: Plan): string {
     line(
       `   remote.start, every service checked${checks.voiceClone ? `, a voice clone within ${checks.voiceClone.maxSeconds} s` : ''}, Elastic IP moved, checked from outside, old Spot instance terminated.`,
     );
+    if ((spot.standby ?? 'none') === 'warm') {
+      const spareTypes = list(types);
+      const od = prices?.perHour(plan.region, target.instanceType);
+      line(
+        `   Warm spare (spot.standby: warm): a second instance (${spareTypes}, Spot only) from the golden AMI in another pool, started and fully checked every ${humanDuration(spot.standbyCheckInterval ?? '5m')};`,
+      );
+      line(
+        '   on a notice the Elastic IP moves to it after a quick check (no launch on the way), then a new spare is launched.',
+      );
+      line(
+        `   Cost: a second Spot instance all the time${prices && od !== undefined ? `, at most $${od.toFixed(3)}/h ($${(od * prices.hoursPerMonth).toFixed(0)} a month) for ${target.instanceType}: its on-demand price (table of ${prices.asOf}); its Spot price is lower` : ''}; the guardian's ledger counts what it cost.`,
+      );
+    }
     const revert = spot.revertAfter ?? '1h';
     line(
       durationMs(revert) > 0

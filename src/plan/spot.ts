@@ -33,6 +33,18 @@ export const spotSchema = z
     revertAfter: durationOrZero(
       'After a fallback to on-demand, try Spot again this often: a Spot replacement, fully checked, takes the Elastic IP before the on-demand instance goes; 0s = never',
     ).default('1h'),
+    standby: z
+      .enum(['none', 'warm'], {
+        error:
+          'one of none (a replacement is launched when a notice comes) or warm (a spare from the golden image runs, checked, in another pool, and takes the Elastic IP on a notice)',
+      })
+      .describe(
+        'none: a notice launches a replacement; warm: a checked spare runs from the golden image in another Spot pool and takes the Elastic IP at once on a notice (it costs a second instance)',
+      )
+      .default('none'),
+    standbyCheckInterval: duration(
+      'With standby: warm, how often the spare is fully checked (every service and the voice clone); one that fails is replaced',
+    ).default('5m'),
     poolOrder: z
       .enum(['placement-score', 'price', 'plan'], {
         error:
@@ -50,5 +62,7 @@ export const spotSchema = z
     keepGoldenImages: 3,
     avoidInterruptedPoolFor: '3m',
     revertAfter: '1h',
+    standby: 'none',
+    standbyCheckInterval: '5m',
     poolOrder: 'placement-score',
   });

@@ -31,18 +31,28 @@ export interface LedgerBook {
   /** Notices per pool (`g4dn.xlarge@us-east-2a`). */
   interruptions: Record<string, number>;
   current: Segment;
+  /** With `spot.standby: warm`: the spare running now, from its launch. */
+  spare?: Segment;
+  /** Milliseconds and USD of spares closed so far (promoted, lost or replaced). */
+  spareMs?: number;
+  spareUsd?: number;
 }
 
 /** The ledger as the status shows it: the open segment counted up to `at`. */
 export interface Ledger {
   at: string;
-  hours: { spot: number; onDemand: number; unknown: number };
-  /** USD: what was paid, what on-demand all along would have cost, and the difference. */
-  costUsd: { actual: number; allOnDemand: number; saved: number };
+  /** `spare`: hours a warm spare ran beside the serving instance (not counted in the others). */
+  hours: { spot: number; onDemand: number; unknown: number; spare: number };
+  /**
+   * USD: what was paid (the spares included), what on-demand all along would have cost (one
+   * instance, no spare), the difference, and the spares' part of `actual`.
+   */
+  costUsd: { actual: number; allOnDemand: number; saved: number; spare: number };
   /** Hours the cost leaves out: segments whose price was not known. */
   unpricedHours: number;
   interruptions: Record<string, number>;
   current: Segment;
+  spare?: Segment;
 }
 
 const HOUR_MS = 3_600_000;
@@ -78,6 +88,21 @@ export function switchTo(book: LedgerBook, next: Segment): void {
   book.current = next;
 }
 
+/** A spare is running from `spare.since` (its launch). */
+export function openSpare(book: LedgerBook, spare: Segment): void {
+  book.spare = spare;
+}
+
+/** The spare ends (terminated, or promoted: the Elastic IP moved to it) at `untilMs`. */
+export function closeSpare(book: LedgerBook, untilMs: number): void {
+  if (!book.spare) return;
+  const ms = Math.max(0, untilMs - Date.parse(book.spare.since));
+  book.spareMs = (book.spareMs ?? 0) + ms;
+  if (book.spare.pricePerHour === undefined) book.unpricedMs += ms;
+  else book.spareUsd = (book.spareUsd ?? 0) + (book.spare.pricePerHour * ms) / HOUR_MS;
+  book.spare = undefined;
+}
+
 /** A notice for an instance in `pool` (`type@zone`). */
 export function countInterruption(book: LedgerBook, pool: string): void {
   book.interruptions[pool] = (book.interruptions[pool] ?? 0) + 1;
@@ -89,21 +114,27 @@ const round = (n: number, digits: number) => Math.round(n * 10 ** digits) / 10 *
 export function ledgerAt(book: LedgerBook, atMs: number): Ledger {
   const view: LedgerBook = { ...book, ms: { ...book.ms }, usd: { ...book.usd } };
   close(view, book.current, atMs);
+  closeSpare(view, atMs);
+  const spareUsd = view.spareUsd ?? 0;
+  const actual = view.usd.actual + spareUsd;
   return {
     at: new Date(atMs).toISOString(),
     hours: {
       spot: round(view.ms.spot / HOUR_MS, 3),
       onDemand: round(view.ms.onDemand / HOUR_MS, 3),
       unknown: round(view.ms.unknown / HOUR_MS, 3),
+      spare: round((view.spareMs ?? 0) / HOUR_MS, 3),
     },
     costUsd: {
-      actual: round(view.usd.actual, 4),
+      actual: round(actual, 4),
       allOnDemand: round(view.usd.allOnDemand, 4),
-      saved: round(view.usd.allOnDemand - view.usd.actual, 4),
+      saved: round(view.usd.allOnDemand - actual, 4),
+      spare: round(spareUsd, 4),
     },
     unpricedHours: round(view.unpricedMs / HOUR_MS, 3),
     interruptions: { ...book.interruptions },
     current: book.current,
+    ...(book.spare ? { spare: book.spare } : {}),
   };
 }
 
@@ -115,6 +146,7 @@ export function describeLedger(l: Ledger): string {
   return (
     `${l.hours.spot} h on Spot, ${l.hours.onDemand} h on-demand` +
     (l.hours.unknown ? `, ${l.hours.unknown} h on an unknown market` : '') +
+    (l.hours.spare ? `, ${l.hours.spare} h of warm spare ($${l.costUsd.spare.toFixed(2)})` : '') +
     `; $${l.costUsd.actual.toFixed(2)} against $${l.costUsd.allOnDemand.toFixed(2)} all on-demand (saved $${l.costUsd.saved.toFixed(2)})` +
     (l.unpricedHours ? `, ${l.unpricedHours} h unpriced` : '') +
     `; interruptions: ${pools.length ? pools.join(', ') : 'none'}`

@@ -57,6 +57,31 @@ export interface GuardEvent {
   error?: string;
   /** From notice to the Elastic IP on a healthy replacement. */
   recoveryMs?: number;
+  /** The replacement was the warm spare (`spot.standby: warm`): no launch on the way. */
+  viaSpare?: boolean;
+}
+
+/** The warm spare (`spot.standby: warm`): launched from the golden image, started and checked. */
+export interface Spare {
+  instanceId: string;
+  instanceType: string;
+  availabilityZone?: string;
+  market: Market;
+  /** Where the checks reach it (its public address, or the plan's `checks.host`). */
+  host: string;
+  launchedAt: string;
+  /** When its last full check (every service, the voice clone) passed. */
+  checkedAt: string;
+  pricePerHour?: number;
+  synthesisSeconds?: number;
+}
+
+/** What happened to spares, newest last (kept short). */
+export interface SpareEvent {
+  at: string;
+  what: 'ready' | 'checked' | 'check failed' | 'launch failed' | 'lost' | 'promoted' | 'stopped';
+  instanceId?: string;
+  error?: string;
 }
 
 export interface GuardianInput {
@@ -94,6 +119,13 @@ export interface GuardianCarried {
   nextSpotTryAt?: string;
   /** Hours by market, cost against all-on-demand, interruptions by pool. Missing in runs from before it was kept. */
   ledger?: LedgerBook;
+  /** With `spot.standby: warm`: the spare, once started and checked. */
+  spare?: Spare;
+  /** Spare launches so far (each has a step name of its own). */
+  spareLaunches?: number;
+  /** When the next spare may be launched (after a failed launch: `spot.standbyCheckInterval` later). */
+  nextSpareAt?: string;
+  spareEvents?: SpareEvent[];
 }
 
 export interface GuardianStatus {
@@ -124,6 +156,11 @@ export interface GuardianStatus {
    */
   ledger?: Ledger;
   ledgerBook?: LedgerBook;
+  /** `spot.standby`: `warm` keeps a spare. */
+  standby?: 'none' | 'warm';
+  /** The warm spare, when one is ready; `spareEvents` say what became of the others. */
+  spare?: Spare;
+  spareEvents?: SpareEvent[];
 }
 
 export const interruptionSignal = defineSignal<[InterruptionNotice]>('interruption');

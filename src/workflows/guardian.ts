@@ -1,7 +1,9 @@
 import {
   allHandlersFinished,
+  CancellationScope,
   condition,
   continueAsNew,
+  isCancellation,
   log,
   patched,
   proxyActivities,
@@ -31,6 +33,7 @@ import {
 import { account, guardianMetrics } from './guardian/accounts';
 import { detailsOf } from './guardian/details';
 import { replace, type Guarded, type RoundTrigger } from './guardian/replace';
+import { checkSpare, dropSpare, launchSpare, promoteSpare } from './guardian/spare';
 import { REPLACEMENT } from './options';
 import { joinSpotRouter } from './router';
 
@@ -92,6 +95,8 @@ export async function spotGuardian(input: GuardianInput): Promise<GuardianStatus
     ...(carried.nextSpotTryAt ? { nextSpotTryAt: carried.nextSpotTryAt } : {}),
     ledger: ledgerAt(book, Date.now()),
     ledgerBook: book,
+    ...(warm ? { standby: 'warm' as const, spareEvents: carried.spareEvents ?? [] } : {}),
+    ...(carried.spare ? { spare: carried.spare } : {}),
   });
   const refreshDetails = () => setCurrentDetails(detailsOf(status()));
   const ignore = (reason: string, notice?: unknown) => {
@@ -117,6 +122,55 @@ export async function spotGuardian(input: GuardianInput): Promise<GuardianStatus
   const book = carried.ledger;
   const metrics = guardianMetrics();
 
+  // spot.standby: warm keeps a checked spare from the golden image, worked on beside the main
+  // loop, so a notice for the serving instance is never kept waiting by it.
+  const warm = plan.target.market === 'spot' && plan.spot.standby === 'warm' && patched('warm-spare');
+  const spareCheckMs = durationMs(plan.spot.standbyCheckInterval ?? '5m');
+  let spareTask: { kind: 'launch' | 'check'; scope: CancellationScope; done: Promise<void> } | undefined;
+  /** Set when spare work ends: the main loop then works out when it is due next. */
+  let spareTaskEnded = false;
+  /** The spare being made, once launched; and the ones a notice named meanwhile. */
+  let spareLaunching: string | undefined;
+  const lostSpares = new Set<string>();
+  /** When spare work is due next: a launch (once the golden image is known) or a check. */
+  const spareDueAt = (): number | undefined => {
+    if (!warm || spareTask || stopRequested) return undefined;
+    if (carried.spare) return Date.parse(carried.spare.checkedAt) + spareCheckMs;
+    if (!g.goldenImageId) return undefined;
+    return carried.nextSpareAt ? Date.parse(carried.nextSpareAt) : Date.now();
+  };
+  const startSpareTask = (): void => {
+    const kind = carried.spare ? 'check' : 'launch';
+    const scope = new CancellationScope();
+    const work =
+      kind === 'check'
+        ? () => checkSpare(g, book)
+        : () =>
+            launchSpare(g, book, spareCheckMs, {
+              onLaunched: (id) => (spareLaunching = id),
+              lost: (id) => lostSpares.has(id),
+            });
+    const done = scope
+      .run(work)
+      .catch((err: unknown) => {
+        if (!isCancellation(err)) log.error('spare work failed', { kind, error: describeFailure(err) });
+      })
+      .finally(() => {
+        spareTask = undefined;
+        spareLaunching = undefined;
+        spareTaskEnded = true;
+        refreshDetails();
+      });
+    spareTask = { kind, scope, done };
+  };
+  /** Waits for the spare work in flight; a check is cancelled (a launch runs to its end). */
+  const settleSpareTask = async (): Promise<void> => {
+    const task = spareTask;
+    if (!task) return;
+    if (task.kind === 'check') task.scope.cancel();
+    await task.done;
+  };
+
   setHandler(guardianStatusQuery, status, { description: 'The guarded instance, replacements and recent events.' });
   setHandler(
     interruptionSignal,
@@ -138,7 +192,12 @@ export async function spotGuardian(input: GuardianInput): Promise<GuardianStatus
         if (!deferred.some((d) => d.instanceId === notice.instanceId)) deferred.push(stamped);
         return;
       }
-      if (notice.instanceId !== g.instanceId)
+      if (warm && notice.instanceId === spareLaunching) {
+        // The spare being made: it is not kept once it is up.
+        lostSpares.add(notice.instanceId);
+        return;
+      }
+      if (notice.instanceId !== g.instanceId && !(warm && notice.instanceId === carried.spare?.instanceId))
         return ignore(`${notice.instanceId} is not the guarded instance (${g.instanceId})`, notice);
       if (pending.some((p) => p.instanceId === notice.instanceId))
         return ignore(`duplicate notice for ${notice.instanceId}: already being replaced`, notice);
@@ -197,17 +256,35 @@ export async function spotGuardian(input: GuardianInput): Promise<GuardianStatus
   }
   refreshDetails();
 
+  let roundDone = false;
   for (;;) {
-    const woken = () => pending.length > 0 || stopRequested || workflowInfo().continueAsNewSuggested;
+    const wantsNewRun = () => roundDone || workflowInfo().continueAsNewSuggested;
+    spareTaskEnded = false;
+    const woken = () =>
+      spareTaskEnded ||
+      pending.length > 0 ||
+      stopRequested ||
+      (wantsNewRun() && spareTask?.kind !== 'launch') ||
+      (spareDueAt() ?? Infinity) <= Date.now();
     const spotTryAt = backToSpot && carried.market === 'on-demand' ? carried.nextSpotTryAt : undefined;
-    if (spotTryAt === undefined) await condition(woken);
-    else if (Date.parse(spotTryAt) > Date.now()) await condition(woken, Date.parse(spotTryAt) - Date.now());
+    const wakeAt = Math.min(spotTryAt ? Date.parse(spotTryAt) : Infinity, spareDueAt() ?? Infinity);
+    if (wakeAt === Infinity) await condition(woken);
+    else if (wakeAt > Date.now()) await condition(woken, wakeAt - Date.now());
     if (stopRequested) break;
     const notice = pending.shift();
-    let round = false;
-    if (notice) {
-      const event = await runRound(notice);
-      round = true;
+    if (notice && warm && notice.instanceId === carried.spare?.instanceId && notice.instanceId !== g.instanceId) {
+      // The spare is going: a new one is made.
+      await settleSpareTask();
+      await dropSpare(g, book, 'lost', `${notice.kind} notice`);
+      roundDone = true;
+    } else if (notice) {
+      let event: GuardEvent | undefined;
+      if (warm && carried.spare) {
+        await settleSpareTask();
+        event = await runRound(notice, {}, () => promoteSpare(g, book, { ...notice, at: notice.at }));
+      }
+      event ??= await runRound(notice);
+      roundDone = true;
       if (event.outcome === 'failed') {
         // Capacity or the app may come back: try again after a pause, unless told to stop.
         await condition(() => stopRequested, '1 minute');
@@ -218,11 +295,16 @@ export async function spotGuardian(input: GuardianInput): Promise<GuardianStatus
       returning = true;
       const event = await runRound({ kind: 'back-to-spot', source: 'guardian' }, { backToSpot: true });
       returning = false;
-      if (event.outcome === 'failed') carried.nextSpotTryAt = isoIn(revertMs);
-      round = true;
+      if (event?.outcome === 'failed') carried.nextSpotTryAt = isoIn(revertMs);
+      roundDone = true;
+    } else if ((spareDueAt() ?? Infinity) <= Date.now()) {
+      startSpareTask();
+      refreshDetails();
     }
-    // Every replacement (or a long quiet life) starts a fresh run: the history stays small.
-    if (round || workflowInfo().continueAsNewSuggested) {
+    // Every replacement (or a long quiet life) starts a fresh run: the history stays small. A
+    // spare being launched finishes in this run first.
+    if (wantsNewRun() && spareTask?.kind !== 'launch') {
+      await settleSpareTask();
       await condition(allHandlersFinished);
       if (stopRequested) break;
       return continueAsNew<typeof spotGuardian>({
@@ -232,6 +314,11 @@ export async function spotGuardian(input: GuardianInput): Promise<GuardianStatus
         carried: { ...carried, pending: [...pending], runs: carried.runs + 1 },
       });
     }
+  }
+  if (warm) {
+    // Nothing is replaced any more: the spare would serve nobody.
+    await settleSpareTask();
+    await dropSpare(g, book, 'stopped');
   }
   refreshDetails();
   return status();
@@ -252,12 +339,24 @@ export async function spotGuardian(input: GuardianInput): Promise<GuardianStatus
   }
 
   /** One round, recorded; the market the guarded instance is on afterwards. */
-  async function runRound(trigger: RoundTrigger, options: { backToSpot?: boolean } = {}): Promise<GuardEvent> {
+  async function runRound(trigger: RoundTrigger, options?: { backToSpot?: boolean }): Promise<GuardEvent>;
+  async function runRound(
+    trigger: RoundTrigger,
+    options: { backToSpot?: boolean },
+    how: () => Promise<GuardEvent | undefined>,
+  ): Promise<GuardEvent | undefined>;
+  async function runRound(
+    trigger: RoundTrigger,
+    options: { backToSpot?: boolean } = {},
+    how: () => Promise<GuardEvent | undefined> = () =>
+      replace(g, { ...trigger, at: trigger.at ?? new Date().toISOString() }, options),
+  ): Promise<GuardEvent | undefined> {
     replacingFrom = g.instanceId;
     refreshDetails();
-    const event = await replace(g, { ...trigger, at: trigger.at ?? new Date().toISOString() }, options);
+    const event = await how();
     replacingFrom = undefined;
     settleDeferred();
+    if (!event) return undefined;
     carried.events.push(event);
     if (carried.events.length > KEEP_EVENTS) carried.events.splice(0, carried.events.length - KEEP_EVENTS);
     account(book, g, metrics, event);
@@ -273,7 +372,8 @@ export async function spotGuardian(input: GuardianInput): Promise<GuardianStatus
   function settleDeferred(): void {
     const keep = deferred.length > 0 && patched('notices-during-replacement');
     for (const d of deferred.splice(0)) {
-      if (keep && d.instanceId === g.instanceId && !pending.some((p) => p.instanceId === d.instanceId)) pending.push(d);
+      const ours = d.instanceId === g.instanceId || (warm && d.instanceId === carried.spare?.instanceId);
+      if (keep && ours && !pending.some((p) => p.instanceId === d.instanceId)) pending.push(d);
       else ignore(`${d.instanceId} is not the guarded instance (${g.instanceId})`, d);
     }
   }

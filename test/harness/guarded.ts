@@ -6,6 +6,7 @@ import type { WorkflowHandle } from '@temporalio/client';
 import type { Plan } from '../../src/plan/schema';
 import { guardianWorkflowId } from '../../src/shared/constants';
 import { decideUpdate } from '../../src/shared/migration';
+import type { MigrationReport } from '../../src/shared/report';
 import type { GuardianStatus } from '../../src/shared/spot';
 import type { Integration } from './lifecycle';
 import { addressHolder, instance, startMigration, waitForPhase } from './migration';
@@ -26,6 +27,7 @@ export interface Guarded {
   queueUrl: string;
   guardian: WorkflowHandle;
   first: GuardianStatus;
+  report: MigrationReport;
 }
 
 export async function waitFor(what: string, ok: () => Promise<boolean>, timeoutMs = 60_000): Promise<void> {
@@ -83,7 +85,7 @@ export async function migrated(
   );
   // The router knows the instance before the test interrupts it.
   await routerKnows(t, region, 1);
-  return { s, w, ...(spot ? { spot } : {}), plan, queueUrl, guardian, first };
+  return { s, w, ...(spot ? { spot } : {}), plan, queueUrl, guardian, first, report };
 }
 
 /** The replacement `status` names runs, holds the Elastic IP and serves; `oldId` is terminated. */

@@ -6,7 +6,7 @@ import { DescribeInstancesCommand, TerminateInstancesCommand } from '@aws-sdk/cl
 import type { WorkflowHandle } from '@temporalio/client';
 import { guardianWorkflowId, TAG_GUARDED } from '../../src/shared/constants';
 import { decideUpdate } from '../../src/shared/migration';
-import { guardianStatusQuery, interruptionSignal } from '../../src/shared/spot';
+import { guardianStatusQuery, interruptionSignal, stopGuardingSignal } from '../../src/shared/spot';
 import { runCli, setEnv } from '../harness/cli';
 import { temporalAddress, temporalNamespace } from '../harness/env';
 import { useIntegration } from '../harness/lifecycle';
@@ -24,7 +24,7 @@ import {
   waitForGuardian,
 } from '../harness/spot';
 import { startWorker } from '../harness/worker';
-import { expectRecovered, migrated as migratedOnSpot, waitFor } from '../harness/guarded';
+import { expectRecovered, migrated as migratedOnSpot, routerKnows, waitFor } from '../harness/guarded';
 import type { Plan } from '../../src/plan/schema';
 
 // Guardian tests use their own region, so the region's router is theirs alone.
@@ -308,6 +308,81 @@ test('many replacements: each run stays small and the state carries over', async
   }
   expect(await aliveInstancesOfPlan(g.s.direct, g.plan)).toHaveLength(1);
 });
+
+test('a warm spare takes the Elastic IP on an interruption before the old instance goes, with no launch on the way; a lost spare is made again', async () => {
+  const g = await migrated({ spot: { standby: 'warm', standbyCheckInterval: '2s' } });
+  const oldId = g.first.instanceId;
+  // The report prices the spare beside the serving instance.
+  const priced = g.report.cost.rows.filter((r) => r.market === 'spot').map((r) => [r.label, r.perHour.value]);
+  expect(priced).toHaveLength(2);
+  expect(priced[1]).toEqual(['warm spare', priced[0][1]]);
+  const ready = await waitForGuardian(
+    g.guardian,
+    'a spare, checked again',
+    (s) => s.spare !== undefined && (s.spareEvents ?? []).some((e) => e.what === 'checked'),
+  );
+  const spare = ready.spare as NonNullable<typeof ready.spare>;
+  const spareOf = await instance(g.s.direct, REGION, spare.instanceId);
+  // From the golden image, in another pool, started, tagged for the router, never behind the EIP.
+  expect(spareOf.ImageId).toBe(ready.goldenImageId);
+  expect(spareOf.State?.Name).toBe('running');
+  expect(spareOf.InstanceType).not.toBe((await instance(g.s.direct, REGION, oldId)).InstanceType);
+  expect(spareOf.Tags).toContainEqual({ Key: TAG_GUARDED, Value: g.guardian.workflowId });
+  expect(g.s.world.startedInstances()).toContain(spare.instanceId);
+  expect(g.s.world.requests({ instanceId: spare.instanceId }).some((r) => r.path.startsWith('/api/voice'))).toBe(true);
+  expect(await addressHolder(g.s.direct, g.plan)).toBe(oldId);
+  await routerKnows(t, REGION, 2);
+  const restore = setEnv({ TEMPORAL_ADDRESS: temporalAddress(), TEMPORAL_NAMESPACE: temporalNamespace() });
+  try {
+    const shown = await runCli(['status', g.guardian.workflowId]);
+    expect(shown).toMatchObject({ code: 0 });
+    expect(shown.stdout).toContain(`warm spare: ${spare.instanceId} ${spareOf.InstanceType}`);
+    expect(shown.stdout).toMatch(/h of warm spare \(\$/);
+  } finally {
+    restore();
+  }
+
+  const launches = g.s.proxy.count('RunInstances');
+  const atMove: { old: string; launches: number }[] = [];
+  g.s.proxy.onAfter('AssociateAddress', async () => {
+    atMove.push({
+      old: (await instance(g.s.direct, REGION, oldId)).State?.Name ?? '?',
+      launches: g.s.proxy.count('RunInstances') - launches,
+    });
+  });
+  await putMessage(g.s.direct, REGION, g.queueUrl, spotEvent('interruption', oldId, REGION));
+  const after = await waitForGuardian(
+    g.guardian,
+    'the spare serving, and a new spare',
+    (s) => s.replacements === 1 && s.state === 'guarding' && s.spare !== undefined,
+  );
+  expect(after.instanceId).toBe(spare.instanceId);
+  await expectRecovered(g, oldId, after);
+  expect(after.events[0]).toMatchObject({ kind: 'interruption', viaSpare: true, newInstanceId: spare.instanceId });
+  // The address moved once, while the old instance still ran, before any new launch.
+  expect(atMove).toEqual([{ old: 'running', launches: 0 }]);
+  const next = after.spare as NonNullable<typeof after.spare>;
+  expect(next.instanceId).not.toBe(spare.instanceId);
+  expect(after.ledger?.hours.spare).toBeGreaterThan(0);
+
+  // A notice for the spare: it goes and another is made; the serving instance is untouched.
+  await g.guardian.signal(interruptionSignal, { instanceId: next.instanceId, kind: 'interruption' });
+  const third = await waitForGuardian(
+    g.guardian,
+    'the lost spare made again',
+    (s) => s.spare !== undefined && s.spare.instanceId !== next.instanceId,
+  );
+  expect(third.instanceId).toBe(spare.instanceId);
+  expect(third.replacements).toBe(1);
+  expect((await instance(g.s.direct, REGION, next.instanceId)).State?.Name).toMatch(/shutting-down|terminated/);
+  expect(third.spareEvents?.map((e) => e.what)).toContain('lost');
+  expect(await addressHolder(g.s.direct, g.plan)).toBe(spare.instanceId);
+
+  // Stopped: the spare goes too; only the serving instance is left.
+  await g.guardian.signal(stopGuardingSignal);
+  await g.guardian.result();
+  expect((await aliveInstancesOfPlan(g.s.direct, g.plan)).map((i) => i.InstanceId)).toEqual([spare.instanceId]);
+}, 240_000);
 
 test('the CLI rehearses a replacement (`interrupt --kind rebalance`) and shows the guardian (`status`)', async () => {
   const g = await migrated();

@@ -1,6 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parse } from 'yaml';
+import { onDemandTable } from '../../src/activities/pricing';
 import { launchChoices } from '../../src/shared/launch';
 import { describePlan, humanDuration } from '../../src/plan/describe';
 import { facesInternet, plannedIngress } from '../../src/plan/ingress';
@@ -197,6 +198,20 @@ describe('describePlan', () => {
     expect(onDemand).not.toContain('Spot guarding');
     expect(onDemand).not.toContain('spot-guardian');
     expect(onDemand).toContain('market: on-demand');
+  });
+
+  it('shows the warm spare and its cost, from the price table, only with spot.standby: warm', () => {
+    expect(text).not.toContain('Warm spare');
+    const t = describePlan(
+      planWith((p) => ((p.spot.standby = 'warm'), (p.spot.standbyCheckInterval = '2m'))),
+      onDemandTable,
+    );
+    expect(t).toContain('Warm spare (spot.standby: warm)');
+    expect(t).toContain('fully checked every 2m (2 minutes)');
+    const perHour = onDemandTable.perHour('ap-northeast-1', 'g4dn.xlarge') as number;
+    expect(t).toContain(
+      `at most $${perHour.toFixed(3)}/h ($${(perHour * onDemandTable.hoursPerMonth).toFixed(0)} a month) for g4dn.xlarge`,
+    );
   });
 
   it('names the event queue when there is one', () => {

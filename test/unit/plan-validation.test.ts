@@ -136,6 +136,8 @@ describe('valid plans', () => {
       keepGoldenImages: 3,
       avoidInterruptedPoolFor: '3m',
       revertAfter: '1h',
+      standby: 'none',
+      standbyCheckInterval: '5m',
       poolOrder: 'placement-score',
     });
   });

@@ -641,3 +641,63 @@ test('each round is in the ledger (hours by market, cost against all-on-demand, 
     await stopGuardian(handle);
   });
 });
+
+test('a warm spare: one that fails its periodic check is replaced by another; one that fails its quick check on a notice is dropped, and a launch answers the notice', async () => {
+  const plan = workflowPlan({
+    target: { market: 'spot' },
+    spot: { pollInterval: '2m', standby: 'warm', standbyCheckInterval: '1m' },
+    checks: { attempts: 1, interval: '1s' },
+  });
+  const slowVoice = new Set<string>();
+  const deadServices = new Set<string>();
+  const happy = happyStubs(plan);
+  const { stubs, launches } = guardianStubs(plan, undefined, {
+    voiceCloneTest: async (input) => {
+      if (slowVoice.has(input.host))
+        throw ApplicationFailure.create({ type: 'LimitExceeded', message: 'synthesis took 2.50 s, over the limit' });
+      return happy.voiceCloneTest!(input);
+    },
+    checkServices: async (input) => {
+      if (deadServices.has(input.instanceId))
+        throw ApplicationFailure.create({ type: 'ServiceUnhealthy', message: 'backend: connection refused' });
+      return happy.checkServices!(input);
+    },
+  });
+  await withWorker(env, stubs.activities, async (taskQueue) => {
+    const handle = await startGuardian(taskQueue, plan);
+    const first = await until(handle, 'a spare', (s) => s.spare?.instanceId === replacementId(1));
+    expect(first).toMatchObject({ instanceId: GUARDED, standby: 'warm', replacements: 0 });
+    expect(launches[0].input).toMatchObject({ step: 'spare-1', imageId: IDS.goldenImage });
+    expect('spec' in launches[0].input && launches[0].input.spec.onDemandFallback).toBe(false);
+
+    // Its check a minute later fails: it goes, and another is made.
+    slowVoice.add(replacementIp(1));
+    await env.sleep(61_000);
+    const second = await until(handle, 'a second spare', (s) => s.spare?.instanceId === replacementId(2));
+    expect(second.spareEvents?.map((e) => e.what)).toEqual(['ready', 'check failed', 'ready']);
+    expect(stubs.inputs('terminateInstance').map((i) => i.instanceId)).toEqual([replacementId(1)]);
+
+    // A notice while the spare does not answer: the spare goes, a launch replaces the instance.
+    deadServices.add(replacementId(2));
+    await handle.signal(interruptionSignal, notice(GUARDED));
+    const next = await until(
+      (await nextRun(handle, handle.firstExecutionRunId)).run,
+      'replaced by a launch, and a new spare',
+      (s) => s.replacements === 1 && s.spare !== undefined,
+    );
+    expect(next.instanceId).toBe(replacementId(3));
+    expect(next.events[0]).toMatchObject({ outcome: 'replaced', newInstanceId: replacementId(3) });
+    expect(next.events[0].viaSpare).toBeUndefined();
+    expect(launches.map((l) => l.input.step)).toEqual(['spare-1', 'spare-2', 'replace-1', 'spare-3']);
+    expect(stubs.inputs('associateAddress').map((i) => i.instanceId)).toEqual([replacementId(3)]);
+    expect(stubs.inputs('terminateInstance').map((i) => i.instanceId)).toEqual([
+      replacementId(1),
+      replacementId(2),
+      GUARDED,
+    ]);
+    // Stopped: the spare goes with it.
+    const last = await stopGuardian(handle);
+    expect(last.spare).toBeUndefined();
+    expect(stubs.inputs('terminateInstance').map((i) => i.instanceId)).toContain(replacementId(4));
+  });
+});

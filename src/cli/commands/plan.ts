@@ -1,4 +1,5 @@
 import type { Command } from 'commander';
+import { onDemandTable } from '../../activities/pricing';
 import { describePlan } from '../../plan/describe';
 import { loadPlanFile } from '../../plan/load';
 import type { CliContext } from '../context';
@@ -12,7 +13,7 @@ export function registerPlan(program: Command, ctx: CliContext, done: (code: num
     .option('--json', 'print the validated plan with its defaults as JSON')
     .action(async (file: string, opts: { json?: boolean }) => {
       const plan = await loadPlanFile(file);
-      ctx.out(opts.json ? `${JSON.stringify(plan, null, 2)}\n` : `${describePlan(plan)}\n`);
+      ctx.out(opts.json ? `${JSON.stringify(plan, null, 2)}\n` : `${describePlan(plan, onDemandTable)}\n`);
       done(EXIT.ok);
     });
 }

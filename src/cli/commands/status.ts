@@ -12,6 +12,19 @@ function renderGuardian(g: GuardianStatus): string {
     `${g.workflowId}: ${g.state} ${g.instanceId}${g.market ? ` (${g.market})` : ''} in ${g.region}, ${g.replacements} replacement(s), run ${g.run}`,
   ];
   if (g.nextSpotTryAt) lines.push(`  on on-demand: tries Spot again at ${g.nextSpotTryAt}`);
+  if (g.standby === 'warm') {
+    const s = g.spare;
+    lines.push(
+      s
+        ? `  warm spare: ${s.instanceId} ${s.instanceType}${s.availabilityZone ? `@${s.availabilityZone}` : ''} ${s.market}, checked ${s.checkedAt}`
+        : '  warm spare: none ready yet',
+    );
+    const last = g.spareEvents?.at(-1);
+    if (last && last.what !== 'checked' && last.what !== 'ready')
+      lines.push(
+        `    last: ${last.what}${last.instanceId ? ` ${last.instanceId}` : ''} at ${last.at}${last.error ? ` (${last.error})` : ''}`,
+      );
+  }
   // Counted up to now: the guardian's own clock stands at its last task.
   const ledger = g.ledgerBook ? ledgerAt(g.ledgerBook, Date.now()) : g.ledger;
   if (ledger) lines.push(`  ledger: ${describeLedger(ledger)}`);
@@ -23,7 +36,7 @@ function renderGuardian(g: GuardianStatus): string {
     lines.push(`  the router could not be started at ${g.router.at}: ${g.router.error ?? ''}`);
   for (const e of g.events.slice(-10)) {
     lines.push(
-      `  ${e.noticeAt} ${e.kind}${e.source ? ` (${e.source})` : ''}: ${e.oldInstanceId} → ${e.newInstanceId ?? '–'}${e.instanceType ? ` ${e.instanceType}${e.availabilityZone ? `@${e.availabilityZone}` : ''} ${e.market ?? ''}`.trimEnd() : ''} ${e.outcome}${e.recoveryMs !== undefined ? ` in ${(e.recoveryMs / 1000).toFixed(1)} s` : ''}${e.error ? ` (${e.error})` : ''}`,
+      `  ${e.noticeAt} ${e.kind}${e.source ? ` (${e.source})` : ''}: ${e.oldInstanceId} → ${e.newInstanceId ?? '–'}${e.instanceType ? ` ${e.instanceType}${e.availabilityZone ? `@${e.availabilityZone}` : ''} ${e.market ?? ''}`.trimEnd() : ''} ${e.outcome}${e.viaSpare ? ' (the spare)' : ''}${e.recoveryMs !== undefined ? ` in ${(e.recoveryMs / 1000).toFixed(1)} s` : ''}${e.error ? ` (${e.error})` : ''}`,
     );
     if (e.pools?.skipped.length) lines.push(`    skipped: ${e.pools.skipped.join(', ')}`);
   }

@@ -6,12 +6,17 @@ export function detailsOf(s: GuardianStatus): string {
   const recent = s.events.slice(-5).reverse();
   const rows = recent.map(
     (e) =>
-      `| ${e.noticeAt} | ${e.kind} | ${e.oldInstanceId} | ${e.newInstanceId ?? '–'} | ${e.outcome} | ${e.recoveryMs !== undefined ? `${(e.recoveryMs / 1000).toFixed(1)} s` : '–'} |`,
+      `| ${e.noticeAt} | ${e.kind} | ${e.oldInstanceId} | ${e.newInstanceId ?? '–'}${e.viaSpare ? ' (spare)' : ''} | ${e.outcome} | ${e.recoveryMs !== undefined ? `${(e.recoveryMs / 1000).toFixed(1)} s` : '–'} |`,
   );
   return (
     `**${s.planName}** on \`${s.instanceId}\`${s.market ? ` (${s.market})` : ''}: ${s.state}, ${s.replacements} replacement(s)\n\n` +
     (s.ledger ? `Ledger: ${describeLedger(s.ledger)}\n\n` : '') +
     (s.nextSpotTryAt ? `Tries Spot again at ${s.nextSpotTryAt}.\n\n` : '') +
+    (s.standby === 'warm'
+      ? s.spare
+        ? `Warm spare \`${s.spare.instanceId}\` (${s.spare.instanceType}${s.spare.availabilityZone ? ` in ${s.spare.availabilityZone}` : ''}), checked ${s.spare.checkedAt}.\n\n`
+        : '**No warm spare ready** yet.\n\n'
+      : '') +
     (s.queue && !s.queue.ok
       ? `**The interruption queue cannot be read** since ${s.queue.since}: ${s.queue.error}\n\n`
       : '') +

@@ -15,6 +15,7 @@ import { launchSpec } from '../../shared/launch';
 import { poolName, type PoolRanking } from '../../shared/pools';
 import { imagePlan } from '../../shared/plan-slices';
 import type { GuardEvent, GuardianCarried, InterruptionNotice, RoundKind } from '../../shared/spot';
+import type { LaunchResult, LaunchSpec } from '../../shared/launch';
 import { checksOptions, REPLACEMENT } from '../options';
 import { rankedPools } from '../spot-pools';
 
@@ -46,6 +47,143 @@ export interface Guarded {
 /** What starts a round: a notice for the guarded instance, or the return to Spot from on-demand. */
 export type RoundTrigger = Pick<InterruptionNotice, 'at' | 'source'> & { kind: RoundKind };
 
+/** Where a launch goes and under which step; `once`: no retry of the launch activity. */
+export interface LaunchPlace {
+  spotPools?: LaunchSpec['spotPools'];
+  onDemandFallback?: boolean;
+  once?: boolean;
+  runId?: string;
+  step: string;
+}
+
+/** The timeline fields `bringUp` fills. */
+export type BringUpTimeline = Pick<
+  GuardEvent,
+  | 'newInstanceId'
+  | 'instanceType'
+  | 'market'
+  | 'availabilityZone'
+  | 'launchedAt'
+  | 'runningAt'
+  | 'pricePerHour'
+  | 'agentOnlineAt'
+  | 'startedAt'
+  | 'synthesisSeconds'
+  | 'healthyAt'
+>;
+
+/**
+ * Launches an instance for the guardian (tagged as guarded by it) from the golden image, or the
+ * plan's image with every remote step, and makes it ready: what the migration's phases 5-8
+ * proved, every service answering and a voice clone within the plan's limit. `onLaunched` hears
+ * the instance id as soon as it runs. Fills `timeline` as it goes; throws when it is not ready.
+ */
+export async function bringUp(
+  g: Guarded,
+  place: LaunchPlace,
+  timeline: BringUpTimeline,
+  onLaunched: (instanceId: string) => void = () => undefined,
+): Promise<{ launched: LaunchResult; host: string }> {
+  const { plan, guardianId } = g;
+  const checks = proxyActivities<Activities>(checksOptions(plan.checks, '5 minutes'));
+  const launched = await (place.once ? longOnce : long).launchInstance({
+    spec: {
+      ...launchSpec(plan),
+      ...(place.spotPools ? { spotPools: place.spotPools } : {}),
+      ...(place.onDemandFallback === false ? { onDemandFallback: false } : {}),
+    },
+    workflowId: guardianId,
+    runId: place.runId,
+    step: place.step,
+    imageId: g.goldenImageId ?? (await quick.resolveImage({ plan: imagePlan(plan) })),
+    tags: { [TAG_GUARDED]: guardianId },
+  });
+  onLaunched(launched.instanceId);
+  const runningAt = new Date().toISOString();
+  const pool = poolName({ instanceType: launched.instanceType, availabilityZone: launched.availabilityZone });
+  const pricePerHour = launched.market === 'spot' ? g.prices?.spot[pool] : g.prices?.onDemand[launched.instanceType];
+  Object.assign(timeline, {
+    newInstanceId: launched.instanceId,
+    instanceType: launched.instanceType,
+    market: launched.market,
+    ...(launched.availabilityZone ? { availabilityZone: launched.availabilityZone } : {}),
+    launchedAt: launched.launchTime ?? runningAt,
+    runningAt,
+    ...(pricePerHour !== undefined ? { pricePerHour } : {}),
+  });
+  const host = checkHost(plan.checks, launched.publicIp);
+  if (!host)
+    throw ApplicationFailure.nonRetryable(
+      `replacement ${launched.instanceId} has no public address`,
+      'NoPublicAddress',
+    );
+  // Without a golden image the replacement is a bare image: every remote step runs.
+  const steps: [string, string[]][] = g.goldenImageId
+    ? [['start', plan.remote.start]]
+    : [
+        ['setup', plan.remote.setup],
+        ['source', plan.remote.deploy],
+        ['build', plan.remote.build],
+        ['start', plan.remote.start],
+      ];
+  for (const [label, commands] of steps) {
+    if (!commands.length) continue;
+    const ran = await remote.runRemote({
+      region: plan.region,
+      instanceId: launched.instanceId,
+      label,
+      commands,
+      timeoutSeconds: 3600,
+    });
+    timeline.agentOnlineAt ??= ran.agentOnlineAt;
+  }
+  timeline.startedAt = new Date().toISOString();
+  await checks.checkServices({ spec: checksSpec(plan), instanceId: launched.instanceId, host, scope: 'all' });
+  // Ready means what the migration's phases 5-8 proved: every service answers, and a voice
+  // clone comes back within the plan's limit (a GPU that is not used still answers health checks).
+  if (plan.checks.voiceClone && patched('replacement-voice-check')) {
+    const synthesis = await checks.voiceCloneTest({ spec: checksSpec(plan), host });
+    timeline.synthesisSeconds = synthesis.seconds;
+  }
+  timeline.healthyAt = new Date().toISOString();
+  return { launched, host };
+}
+
+/**
+ * The switch to a ready instance: the Elastic IP moves to it (it is guarded from then on), it is
+ * checked from outside, and the instance it replaces (`event.oldInstanceId`) is terminated.
+ * Throws only when the check from outside fails, after the move.
+ */
+export async function cutOver(g: Guarded, instanceId: string, event: GuardEvent): Promise<void> {
+  const { plan } = g;
+  const checks = proxyActivities<Activities>(checksOptions(plan.checks, '5 minutes'));
+  const moved = await quick.associateAddress({
+    region: plan.region,
+    allocationId: plan.elasticIp.allocationId,
+    instanceId,
+  });
+  event.eipMovedAt = new Date().toISOString();
+  g.instanceId = instanceId;
+  g.carried.replacements++;
+  await checks.checkServices({
+    spec: checksSpec(plan),
+    instanceId,
+    host: checkHost(plan.checks, moved.publicIp),
+    scope: 'public',
+  });
+  event.recoveryMs = Date.parse(event.eipMovedAt) - Date.parse(event.noticeAt);
+  try {
+    await long.terminateInstance({ region: plan.region, instanceId: event.oldInstanceId });
+    event.oldTerminatedAt = new Date().toISOString();
+  } catch (err) {
+    log.warn('could not terminate the old instance', {
+      oldInstanceId: event.oldInstanceId,
+      error: describeFailure(err),
+    });
+  }
+  event.outcome = 'replaced';
+}
+
 /**
  * One round. `backToSpot`: the guarded instance runs on-demand and is healthy; the round
  * launches on Spot only (no on-demand fallback), once, and leaves everything as it was if that
@@ -57,7 +195,6 @@ export async function replace(
   options: { backToSpot?: boolean } = {},
 ): Promise<GuardEvent> {
   const { plan, guardianId, carried } = g;
-  const checks = proxyActivities<Activities>(checksOptions(plan.checks, '5 minutes'));
   const noticeAt = notice.at ?? new Date().toISOString();
   const oldInstanceId = g.instanceId;
   carried.interruptedPools ??= [];
@@ -89,88 +226,18 @@ export async function replace(
     const runId = perLaunch ? g.firstRunId : undefined;
     const event: GuardEvent = { ...unreplaced };
     try {
-      const launched = await (options.backToSpot ? longOnce : long).launchInstance({
-        spec: {
-          ...launchSpec(plan),
-          ...(ranked ? { spotPools: ranked.spotPools } : {}),
+      const { launched } = await bringUp(
+        g,
+        {
+          spotPools: ranked?.spotPools,
           ...(options.backToSpot ? { onDemandFallback: false } : {}),
+          once: options.backToSpot === true,
+          runId,
+          step,
         },
-        workflowId: guardianId,
-        runId,
-        step,
-        imageId: g.goldenImageId ?? (await quick.resolveImage({ plan: imagePlan(plan) })),
-        tags: { [TAG_GUARDED]: guardianId },
-      });
-      const runningAt = new Date().toISOString();
-      const pool = poolName({ instanceType: launched.instanceType, availabilityZone: launched.availabilityZone });
-      const pricePerHour =
-        launched.market === 'spot' ? g.prices?.spot[pool] : g.prices?.onDemand[launched.instanceType];
-      Object.assign(event, {
-        newInstanceId: launched.instanceId,
-        instanceType: launched.instanceType,
-        market: launched.market,
-        ...(launched.availabilityZone ? { availabilityZone: launched.availabilityZone } : {}),
-        launchedAt: launched.launchTime ?? runningAt,
-        runningAt,
-        ...(pricePerHour !== undefined ? { pricePerHour } : {}),
-      });
-      const host = checkHost(plan.checks, launched.publicIp);
-      if (!host)
-        throw ApplicationFailure.nonRetryable(
-          `replacement ${launched.instanceId} has no public address`,
-          'NoPublicAddress',
-        );
-      // Without a golden image the replacement is a bare image: every remote step runs.
-      const steps: [string, string[]][] = g.goldenImageId
-        ? [['start', plan.remote.start]]
-        : [
-            ['setup', plan.remote.setup],
-            ['source', plan.remote.deploy],
-            ['build', plan.remote.build],
-            ['start', plan.remote.start],
-          ];
-      for (const [label, commands] of steps) {
-        if (!commands.length) continue;
-        const ran = await remote.runRemote({
-          region: plan.region,
-          instanceId: launched.instanceId,
-          label,
-          commands,
-          timeoutSeconds: 3600,
-        });
-        event.agentOnlineAt ??= ran.agentOnlineAt;
-      }
-      event.startedAt = new Date().toISOString();
-      await checks.checkServices({ spec: checksSpec(plan), instanceId: launched.instanceId, host, scope: 'all' });
-      // Ready means what the migration's phases 5-8 proved: every service answers, and a voice
-      // clone comes back within the plan's limit (a GPU that is not used still answers health checks).
-      if (plan.checks.voiceClone && patched('replacement-voice-check')) {
-        const synthesis = await checks.voiceCloneTest({ spec: checksSpec(plan), host });
-        event.synthesisSeconds = synthesis.seconds;
-      }
-      event.healthyAt = new Date().toISOString();
-      const moved = await quick.associateAddress({
-        region: plan.region,
-        allocationId: plan.elasticIp.allocationId,
-        instanceId: launched.instanceId,
-      });
-      event.eipMovedAt = new Date().toISOString();
-      g.instanceId = launched.instanceId;
-      carried.replacements++;
-      await checks.checkServices({
-        spec: checksSpec(plan),
-        instanceId: launched.instanceId,
-        host: checkHost(plan.checks, moved.publicIp),
-        scope: 'public',
-      });
-      event.recoveryMs = Date.parse(event.eipMovedAt) - Date.parse(noticeAt);
-      try {
-        await long.terminateInstance({ region: plan.region, instanceId: oldInstanceId });
-        event.oldTerminatedAt = new Date().toISOString();
-      } catch (err) {
-        log.warn('could not terminate the old instance', { oldInstanceId, error: describeFailure(err) });
-      }
-      event.outcome = 'replaced';
+        event,
+      );
+      await cutOver(g, launched.instanceId, event);
       return event;
     } catch (err) {
       lastError = describeFailure(err);

@@ -138,6 +138,15 @@ async function costRows(
         perHour: after.spotPerHour,
         perMonth: month(after.spotPerMonth, after.spotPerHour),
       });
+      // spot.standby: warm runs a second instance beside it all the time.
+      if (plan.target.market === 'spot' && plan.spot.standby === 'warm')
+        cost.push({
+          label: 'warm spare',
+          instanceType: after.instanceType,
+          market: 'spot',
+          perHour: after.spotPerHour,
+          perMonth: month(after.spotPerMonth, after.spotPerHour),
+        });
     }
   } catch (err) {
     run.warnings.push(`prices could not be read: ${describeFailure(err)}`);
