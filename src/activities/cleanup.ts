@@ -3,8 +3,9 @@
  * and its removal. Behind `migration cleanup --plan FILE [--apply]`.
  *
  * Never touched: the plan's source instance, the instance holding the Elastic IP, backup images,
- * the newest `spot.keepGoldenImages` golden images and their snapshots, and any instance launched
- * more recently than `olderThanMs` (a migration or a Spot replacement may be using it).
+ * the newest `spot.keepGoldenImages` golden images and their snapshots, any instance launched
+ * more recently than `olderThanMs` (a migration or a Spot replacement may be using it), and the
+ * warm spare of a guardian that still runs (or whose guardian cannot be asked).
  */
 import {
   DeleteSnapshotCommand,
@@ -21,7 +22,7 @@ import { describeInstances } from '../aws/ec2';
 import type { Rule } from '../shared/network';
 import { ruleDescription, rulesOf } from './network';
 import type { Plan } from '../plan/schema';
-import { TAG_PLAN, TAG_STEP } from '../shared/constants';
+import { TAG_GUARDED, TAG_PLAN, TAG_STEP } from '../shared/constants';
 import type { AwsClients } from '../aws/clients';
 import { KEPT_STATES } from '../shared/instance-states';
 
@@ -40,6 +41,11 @@ export interface CleanupOptions {
   /** Instances launched more recently than this are left alone. */
   olderThanMs: number;
   now?: Date;
+  /**
+   * Whether the guardian of a warm spare runs: true or unknown (undefined) keeps the spare; only
+   * a guardian known to have ended leaves its spare over. Without it every spare is kept.
+   */
+  guardianRuns?: (guardianId: string) => Promise<boolean | undefined>;
 }
 
 const stepOf = (tags: { Key?: string; Value?: string }[] | undefined) => tags?.find((t) => t.Key === TAG_STEP)?.Value;
@@ -61,6 +67,12 @@ export async function findLeftovers(clients: AwsClients, plan: Plan, options: Cl
     if (id === plan.source.instanceId || id === serving) continue;
     const age = now.getTime() - (i.LaunchTime?.getTime() ?? now.getTime());
     if (age < options.olderThanMs) continue;
+    const guardian = i.Tags?.find((t) => t.Key === TAG_GUARDED)?.Value;
+    if (stepOf(i.Tags)?.startsWith('spare-') && guardian) {
+      if ((await options.guardianRuns?.(guardian)) !== false) continue;
+      out.push({ kind: 'instance', id, why: `${i.State?.Name} warm spare of ${guardian}, which no longer runs` });
+      continue;
+    }
     out.push({
       kind: 'instance',
       id,

@@ -2,11 +2,14 @@
  * spotGuardian and spotEventRouter against the real dev server and moto (EC2, SSM, SQS): every
  * test migrates onto Spot first, so the guardian is started the way production starts it.
  */
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { DescribeInstancesCommand, TerminateInstancesCommand } from '@aws-sdk/client-ec2';
 import type { WorkflowHandle } from '@temporalio/client';
 import { guardianWorkflowId, TAG_GUARDED } from '../../src/shared/constants';
 import { decideUpdate } from '../../src/shared/migration';
-import { guardianStatusQuery, interruptionSignal, stopGuardingSignal } from '../../src/shared/spot';
+import { guardianStatusQuery, interruptionSignal } from '../../src/shared/spot';
 import { runCli, setEnv } from '../harness/cli';
 import { temporalAddress, temporalNamespace } from '../harness/env';
 import { useIntegration } from '../harness/lifecycle';
@@ -309,7 +312,7 @@ test('many replacements: each run stays small and the state carries over', async
   expect(await aliveInstancesOfPlan(g.s.direct, g.plan)).toHaveLength(1);
 });
 
-test('a warm spare takes the Elastic IP on an interruption before the old instance goes, with no launch on the way; a lost spare is made again', async () => {
+test('a warm spare takes the Elastic IP on an interruption before the old instance goes, with no launch on the way; a lost spare is made again; cleanup leaves it while its guardian runs', async () => {
   const g = await migrated({ spot: { standby: 'warm', standbyCheckInterval: '2s' } });
   const oldId = g.first.instanceId;
   // The report prices the spare beside the serving instance.
@@ -378,9 +381,35 @@ test('a warm spare takes the Elastic IP on an interruption before the old instan
   expect(third.spareEvents?.map((e) => e.what)).toContain('lost');
   expect(await addressHolder(g.s.direct, g.plan)).toBe(spare.instanceId);
 
-  // Stopped: the spare goes too; only the serving instance is left.
-  await g.guardian.signal(stopGuardingSignal);
-  await g.guardian.result();
+  // `cleanup` leaves the spare of a running guardian alone; once the guardian is gone without
+  // stopping (terminated), the spare is left over and goes.
+  const cleanup = async (...extra: string[]) => {
+    const dir = await mkdtemp(join(tmpdir(), 'spare-cleanup-'));
+    const file = join(dir, 'plan.json');
+    await writeFile(file, JSON.stringify(g.plan));
+    const env = setEnv({
+      TEMPORAL_ADDRESS: temporalAddress(),
+      TEMPORAL_NAMESPACE: temporalNamespace(),
+      AWS_ENDPOINT_URL: g.s.proxy.endpoint,
+      AWS_ACCESS_KEY_ID: 'testing',
+      AWS_SECRET_ACCESS_KEY: 'testing',
+      AWS_REGION: g.plan.region,
+    });
+    try {
+      return await runCli(['cleanup', '--plan', file, '--older-than', '0s', ...extra]);
+    } finally {
+      env();
+      await rm(dir, { recursive: true, force: true });
+    }
+  };
+  const spareNow = (third.spare as NonNullable<typeof third.spare>).instanceId;
+  const kept = await cleanup();
+  expect(kept.code).toBe(0);
+  expect(kept.stdout).not.toContain(spareNow);
+  await g.guardian.terminate('gone without stopping');
+  const over = await cleanup('--apply');
+  expect(over.stdout).toContain(`${spareNow}  running warm spare of ${g.guardian.workflowId}, which no longer runs`);
+  expect(over.stdout).toContain(`terminated ${spareNow}`);
   expect((await aliveInstancesOfPlan(g.s.direct, g.plan)).map((i) => i.InstanceId)).toEqual([spare.instanceId]);
 }, 240_000);
 

@@ -1,3 +1,4 @@
+import { WorkflowNotFoundError } from '@temporalio/client';
 import type { Command } from 'commander';
 import { findLeftovers, removeLeftovers } from '../../activities/cleanup';
 import { createAwsClients, type AwsClients } from '../../aws/clients';
@@ -34,7 +35,20 @@ export function registerCleanup(
         throw new UsageError(`--older-than: expected a duration such as 30m, 1h or 2d, got '${opts.olderThan}'`);
       const plan = await loadPlanFile(opts.plan);
       const clients = aws();
-      const leftovers = await findLeftovers(clients, plan, { olderThanMs: durationMs(opts.olderThan) });
+      // A warm spare serves while its guardian runs: Temporal is asked; when it cannot be, the spare stays.
+      const guardianRuns = async (guardianId: string): Promise<boolean | undefined> => {
+        try {
+          const client = await ctx.client();
+          return (await client.workflow.getHandle(guardianId).describe()).status.name === 'RUNNING';
+        } catch (err) {
+          if (err instanceof WorkflowNotFoundError) return false;
+          ctx.err(
+            `could not ask Temporal whether ${guardianId} runs, so its warm spare is kept: ${(err as Error).message}\n`,
+          );
+          return undefined;
+        }
+      };
+      const leftovers = await findLeftovers(clients, plan, { olderThanMs: durationMs(opts.olderThan), guardianRuns });
       if (leftovers.length === 0) {
         ctx.out(`nothing left over for ${plan.name} in ${plan.region}\n`);
         return done(EXIT.ok);
