@@ -124,12 +124,10 @@ export function crossFieldIssues(plan: Record<string, unknown>): Issue[] {
       });
     }
   }
-  if (typeof spot.standbyCheckInterval === 'string' && POSITIVE_DURATION.test(spot.standbyCheckInterval)) {
-    if (durationMs(spot.standbyCheckInterval) < 1000)
-      issues.push({
-        path: ['spot', 'standbyCheckInterval'],
-        message: `a check interval of at least 1s; got ${spot.standbyCheckInterval}`,
-      });
+  for (const key of ['standbyCheckInterval', 'retryRoundAfter'] as const) {
+    const value = spot[key];
+    if (typeof value === 'string' && POSITIVE_DURATION.test(value) && durationMs(value) < 1000)
+      issues.push({ path: ['spot', key], message: `a duration of at least 1s; got ${value}` });
   }
   if (spot.standby === 'warm' && isRecord(plan.target) && plan.target.market === 'on-demand') {
     issues.push({

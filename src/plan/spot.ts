@@ -33,6 +33,9 @@ export const spotSchema = z
     revertAfter: durationOrZero(
       'After a fallback to on-demand, try Spot again this often: a Spot replacement, fully checked, takes the Elastic IP before the on-demand instance goes; 0s = never',
     ).default('1h'),
+    retryRoundAfter: duration(
+      'After a replacement round in which every try failed, the guardian tries again this much later (capacity or the app may come back)',
+    ).default('1m'),
     standby: z
       .enum(['none', 'warm'], {
         error:
@@ -62,6 +65,7 @@ export const spotSchema = z
     keepGoldenImages: 3,
     avoidInterruptedPoolFor: '3m',
     revertAfter: '1h',
+    retryRoundAfter: '1m',
     standby: 'none',
     standbyCheckInterval: '5m',
     poolOrder: 'placement-score',

@@ -286,8 +286,8 @@ export async function spotGuardian(input: GuardianInput): Promise<GuardianStatus
       event ??= await runRound(notice);
       roundDone = true;
       if (event.outcome === 'failed') {
-        // Capacity or the app may come back: try again after a pause, unless told to stop.
-        await condition(() => stopRequested, '1 minute');
+        // Capacity or the app may come back: try again spot.retryRoundAfter later, unless told to stop.
+        await condition(() => stopRequested, durationMs(plan.spot.retryRoundAfter ?? '1m'));
         if (!pending.some((p) => p.instanceId === notice.instanceId)) pending.unshift(notice);
       }
     } else if (spotTryAt !== undefined && Date.now() >= Date.parse(spotTryAt)) {

@@ -233,8 +233,8 @@ test('InsufficientInstanceCapacity on the first type takes the next type; on eve
   expect(await addressHolder(g.s.direct, g.plan)).toBe(two.instanceId);
 });
 
-test('after a failed round the guardian launches again: each launch has ClientTokens of its own', async () => {
-  const g = await migrated();
+test('after a failed round the guardian launches again, spot.retryRoundAfter later: each launch has ClientTokens of its own', async () => {
+  const g = await migrated({ spot: { retryRoundAfter: '3s' } });
   // The first round's three replacements never get healthy: their backend refuses connections.
   const launched = new Set<string>();
   onLaunched(g.s.proxy, (id) => {
@@ -250,8 +250,8 @@ test('after a failed round the guardian launches again: each launch has ClientTo
     90_000,
   );
   expect(failed.instanceId).toBe(g.first.instanceId);
-  // The next round (a minute later, in a new run) launches a fourth instance rather than
-  // replaying the first round's terminated ones.
+  // The next round (3 s later, in a new run) launches a fourth instance rather than replaying
+  // the first round's terminated ones.
   const after = await waitForGuardian(
     g.guardian,
     'replaced in the next round',

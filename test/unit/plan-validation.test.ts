@@ -136,6 +136,7 @@ describe('valid plans', () => {
       keepGoldenImages: 3,
       avoidInterruptedPoolFor: '3m',
       revertAfter: '1h',
+      retryRoundAfter: '1m',
       standby: 'none',
       standbyCheckInterval: '5m',
       poolOrder: 'placement-score',
