@@ -4,7 +4,7 @@
  * for the serving instance the Elastic IP moves to it after a quick check, with no boot on the
  * way. Workflow code only.
  */
-import { CancellationScope, isCancellation, log, proxyActivities } from '@temporalio/workflow';
+import { CancellationScope, isCancellation, log, metricMeter, proxyActivities } from '@temporalio/workflow';
 import type { Activities } from '../../activities';
 import { checksSpec } from '../../shared/checks';
 import { describeFailure } from '../../shared/failures';
@@ -20,7 +20,16 @@ const long = proxyActivities<Activities>(REPLACEMENT.long);
 /** Spare events kept in the status. */
 const KEEP_SPARE_EVENTS = 20;
 
+/** What became of spares, as a metric (workflow metrics: emitted once, never on replay). */
+const spareCounter = () =>
+  metricMeter.createCounter(
+    'ec2_gpu_migration_guardian_spare_events',
+    'events',
+    'Warm spare events by kind: ready, checked, check failed, launch failed, lost, promoted, stopped',
+  );
+
 export function noteSpare(g: Guarded, what: SpareEvent['what'], instanceId?: string, error?: string): void {
+  spareCounter().add(1, { what });
   const events = (g.carried.spareEvents ??= []);
   events.push({
     at: new Date().toISOString(),
