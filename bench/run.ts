@@ -83,7 +83,7 @@ async function main(): Promise<void> {
           results.sections.recovery = await benchRecovery(stack, { recoveries: q ? 3 : 20, log });
           break;
         case 'warning':
-          results.sections.warning = await benchWarning(stack, { repeats: q ? 1 : 8, log });
+          results.sections.warning = await benchWarning(stack, { repeats: q ? 1 : 4, quick: q, log });
           break;
         case 'migration':
           results.sections.migration = await benchMigration(stack, { runs: q ? 1 : 10, log });

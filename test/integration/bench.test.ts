@@ -60,10 +60,17 @@ test(
       const recovery = results.sections.recovery as { recorded: { n: number; median: number } };
       expect(recovery.recorded.n).toBe(3);
       expect(recovery.recorded.median).toBeGreaterThan(0);
+      // Downtime per interruption: a boot-on-demand case and the warm spare, which took the address.
+      const warning = results.sections.warning as { cases: { name: string; samples: { viaSpare: boolean }[] }[] };
+      expect(warning.cases.map((c) => [c.name, c.samples.map((x) => x.viaSpare)])).toEqual([
+        ['interruption only', [false]],
+        ['warm spare', [true]],
+      ]);
       const md = await readFile(join(out, 'BENCHMARKS.md'), 'utf8');
       expect(md).toContain('<!-- bench:figures:begin');
       expect(md).toContain('1 recovery');
       expect(md).toContain('5 long life');
+      expect(md).toContain('2 downtime');
     } finally {
       await rm(out, { recursive: true, force: true });
     }

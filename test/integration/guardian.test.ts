@@ -362,10 +362,14 @@ test('a warm spare takes the Elastic IP on an interruption before the old instan
   expect(after.instanceId).toBe(spare.instanceId);
   await expectRecovered(g, oldId, after);
   expect(after.events[0]).toMatchObject({ kind: 'interruption', viaSpare: true, newInstanceId: spare.instanceId });
+  // The pool the notice named is in the ledger, and the next spare goes elsewhere.
+  const oldPool = `${(await instance(g.s.direct, REGION, oldId)).InstanceType}@${g.s.source.availabilityZone}`;
+  expect(after.ledger?.interruptions).toEqual({ [oldPool]: 1 });
   // The address moved once, while the old instance still ran, before any new launch.
   expect(atMove).toEqual([{ old: 'running', launches: 0 }]);
   const next = after.spare as NonNullable<typeof after.spare>;
   expect(next.instanceId).not.toBe(spare.instanceId);
+  expect(`${next.instanceType}@${next.availabilityZone}`).not.toBe(oldPool);
   expect(after.ledger?.hours.spare).toBeGreaterThan(0);
 
   // A notice for the spare: it goes and another is made; the serving instance is untouched.

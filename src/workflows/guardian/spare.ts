@@ -202,5 +202,10 @@ export async function promoteSpare(
   }
   closeSpare(book, Date.parse(event.eipMovedAt ?? new Date().toISOString()));
   noteSpare(g, 'promoted', spare.instanceId);
+  // After the switch, off its path: the pool the notice named, for the ledger and for where the
+  // next spare goes (left out for spot.avoidInterruptedPoolFor, as after a launched replacement).
+  const ranked = await rankedPools(g.plan, (g.carried.interruptedPools ??= []), event.oldInstanceId, noticeAt);
+  if (ranked?.event.interruptedPool) event.interruptedPool = ranked.event.interruptedPool;
+  if (ranked?.prices) g.prices = ranked.prices;
   return event;
 }
