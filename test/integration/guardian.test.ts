@@ -346,11 +346,13 @@ test('a warm spare takes the Elastic IP on an interruption before the old instan
   }
 
   const launches = g.s.proxy.count('RunInstances');
-  const atMove: { old: string; launches: number }[] = [];
+  const commands = g.s.proxy.count('SendCommand');
+  const atMove: { old: string; launches: number; commands: number }[] = [];
   g.s.proxy.onAfter('AssociateAddress', async () => {
     atMove.push({
       old: (await instance(g.s.direct, REGION, oldId)).State?.Name ?? '?',
       launches: g.s.proxy.count('RunInstances') - launches,
+      commands: g.s.proxy.count('SendCommand') - commands,
     });
   });
   await putMessage(g.s.direct, REGION, g.queueUrl, spotEvent('interruption', oldId, REGION));
@@ -365,8 +367,9 @@ test('a warm spare takes the Elastic IP on an interruption before the old instan
   // The pool the notice named is in the ledger, and the next spare goes elsewhere.
   const oldPool = `${(await instance(g.s.direct, REGION, oldId)).InstanceType}@${g.s.source.availabilityZone}`;
   expect(after.ledger?.interruptions).toEqual({ [oldPool]: 1 });
-  // The address moved once, while the old instance still ran, before any new launch.
-  expect(atMove).toEqual([{ old: 'running', launches: 0 }]);
+  // The address moved once, while the old instance still ran, before any new launch and with no
+  // Run Command on the way (the quick check is from outside).
+  expect(atMove).toEqual([{ old: 'running', launches: 0, commands: 0 }]);
   const next = after.spare as NonNullable<typeof after.spare>;
   expect(next.instanceId).not.toBe(spare.instanceId);
   expect(`${next.instanceType}@${next.availabilityZone}`).not.toBe(oldPool);

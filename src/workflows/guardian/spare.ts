@@ -145,8 +145,8 @@ export async function dropSpare(g: Guarded, book: LedgerBook, why: SpareEvent['w
 }
 
 /**
- * A notice for the serving instance, answered with the spare: a quick check of every service
- * (one try), then the Elastic IP moves to it, it is checked from outside, and the old instance
+ * A notice for the serving instance, answered with the spare: a quick check of its public
+ * services from outside (one try), then the Elastic IP moves to it, it is checked from outside, and the old instance
  * is terminated. Undefined when the spare fails its quick check: it is dropped, and the caller
  * replaces the way it does without a spare.
  */
@@ -175,11 +175,13 @@ export async function promoteSpare(
   };
   const once = proxyActivities<Activities>(checksOptions({ ...g.plan.checks, attempts: 1 }, '1 minute'));
   try {
+    // From outside only, one try: the private services passed the last full check, and their
+    // check (Run Command) costs seconds.
     await once.checkServices({
       spec: checksSpec(g.plan),
       instanceId: spare.instanceId,
       host: spare.host,
-      scope: 'all',
+      scope: 'public',
     });
   } catch (err) {
     await dropSpare(g, book, 'check failed', `quick check before the switch: ${describeFailure(err)}`);
