@@ -97,25 +97,28 @@ export function createImageActivities(clients: AwsClients) {
   }): Promise<ImageResult> {
     const { plan, workflowId, step, instanceId } = input;
     const ec2 = clients.ec2(plan.region);
-    let image = await findImage(plan, workflowId, step, instanceId);
-    // A retry after a failed image gets a name of its own: AWS may keep the failed one's name.
-    const n = attempt();
-    const name = `${plan.name}-${step}-${instanceId}-${input.stamp}${n > 1 ? `-a${n}` : ''}`
-      .replace(/[^A-Za-z0-9()[\]./\-'@_]/g, '-')
-      .slice(0, 128);
-    const reused = Boolean(image);
-    if (!image) {
-      const out = await aws(`make the ${step} image of ${instanceId}`, () =>
-        ec2.send(new CreateImageCommand(imageRequest(plan, workflowId, step, instanceId, name))),
-      );
-      if (!out.ImageId)
-        throw ApplicationFailure.create({ type: 'CreateImageFailed', message: 'CreateImage returned no image id' });
-      image = { ImageId: out.ImageId, Name: name, State: 'pending' };
-    }
-    const imageId = image.ImageId as string;
-    await withHeartbeat(
-      () =>
-        aws(`wait for image ${imageId}`, () =>
+    // Alive from the first moment, however slow AWS answers: an attempt timed out while its
+    // CreateImage is still on the way would let the next one, finding nothing yet, make a second image.
+    let known: string | undefined;
+    return withHeartbeat(
+      async () => {
+        let image = await findImage(plan, workflowId, step, instanceId);
+        // A retry after a failed image gets a name of its own: AWS may keep the failed one's name.
+        const n = attempt();
+        const name = `${plan.name}-${step}-${instanceId}-${input.stamp}${n > 1 ? `-a${n}` : ''}`
+          .replace(/[^A-Za-z0-9()[\]./\-'@_]/g, '-')
+          .slice(0, 128);
+        const reused = Boolean(image);
+        if (!image) {
+          const out = await aws(`make the ${step} image of ${instanceId}`, () =>
+            ec2.send(new CreateImageCommand(imageRequest(plan, workflowId, step, instanceId, name))),
+          );
+          if (!out.ImageId)
+            throw ApplicationFailure.create({ type: 'CreateImageFailed', message: 'CreateImage returned no image id' });
+          image = { ImageId: out.ImageId, Name: name, State: 'pending' };
+        }
+        const imageId = (known = image.ImageId as string);
+        await aws(`wait for image ${imageId}`, () =>
           waitUntilImageAvailable(
             {
               client: ec2,
@@ -126,17 +129,18 @@ export function createImageActivities(clients: AwsClients) {
             },
             { ImageIds: [imageId] },
           ),
-        ),
-      () => ({ imageId }),
+        );
+        return {
+          imageId,
+          name: image.Name ?? name,
+          state: 'available' as const,
+          sourceInstanceId: instanceId,
+          reused,
+          attempt: attempt(),
+        };
+      },
+      () => (known ? { imageId: known } : { step, instanceId }),
     );
-    return {
-      imageId,
-      name: image.Name ?? name,
-      state: 'available',
-      sourceInstanceId: instanceId,
-      reused,
-      attempt: attempt(),
-    };
   }
 
   /** The plan's images of one step (`golden`, `backup`), newest first. */

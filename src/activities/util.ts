@@ -1,10 +1,15 @@
 import { Context } from '@temporalio/activity';
 
-/** Heartbeats every `everyMs` while `work` runs, so long waits stay visibly alive. */
+/**
+ * Heartbeats every `everyMs` while `work` runs, so long waits stay visibly alive; at least three
+ * times per heartbeat timeout when the activity has a shorter one.
+ */
 export async function withHeartbeat<T>(work: () => Promise<T>, details?: () => unknown, everyMs = 5_000): Promise<T> {
   const ctx = Context.current();
+  const timeoutMs = ctx.info.heartbeatTimeoutMs;
+  const interval = timeoutMs ? Math.max(100, Math.min(everyMs, Math.floor(timeoutMs / 3))) : everyMs;
   ctx.heartbeat(details?.());
-  const timer = setInterval(() => ctx.heartbeat(details?.()), everyMs);
+  const timer = setInterval(() => ctx.heartbeat(details?.()), interval);
   try {
     return await work();
   } finally {

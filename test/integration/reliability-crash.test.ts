@@ -374,6 +374,29 @@ test('a SendCommand answered after more than the heartbeat timeout: the step suc
   await handle.terminate('the step under test is done');
 });
 
+test('a CreateImage answered after more than the heartbeat timeout: the golden image is made once, on the first attempt', async () => {
+  const c = await setup();
+  // The first CreateImage (the golden image's, during the approval wait) is answered late.
+  let slowed = false;
+  c.s.proxy.onAfter('CreateImage', async ({ call }) => {
+    if (slowed || call.status !== 200) return;
+    slowed = true;
+    await new Promise((resolve) => setTimeout(resolve, (TIMEOUTS.heartbeatSeconds ?? 3) * 1_500));
+  });
+  await c.spawn('only');
+  const handle = await startMigration(t.client, c.taskQueue, c.s.plan, { timeouts: TIMEOUTS });
+  const golden = await within('the golden image made', async () =>
+    (await completedActivities(handle)).find((a) => a.startsWith('createImage(golden):')),
+  );
+  expect(slowed).toBe(true);
+  expect(golden).toBe('createImage(golden):1:only');
+  const images = (await imagesOfPlan(c.s.direct, c.s.plan)).map(
+    (i) => Object.fromEntries((i.Tags ?? []).map((x) => [x.Key, x.Value]))[TAG_STEP],
+  );
+  expect(images).toEqual(['golden']);
+  await handle.terminate('the step under test is done');
+});
+
 test('the Temporal dev server stopped and started again on its database file mid-migration: completes', async () => {
   const port = await freePort();
   const dir = await mkdtemp(join(tmpdir(), 'temporal-restart-'));
