@@ -277,70 +277,82 @@ test('a notice for another instance, and a duplicate for the guarded one, are re
   });
 });
 
-test('a failed replacement round (every launch try fails) is recorded as failed and tried again a minute later', async () => {
-  const plan = spotPlan();
-  const fourth = gate();
-  const { stubs, launches } = guardianStubs(plan, async (n) => {
-    if (n <= 3)
-      throw ApplicationFailure.nonRetryable('no Spot capacity for g4dn.xlarge', 'InsufficientInstanceCapacity');
-    await fourth.passed();
-  });
-  await withWorker(env, stubs.activities, fourth.open, async (taskQueue) => {
-    const handle = await startGuardian(taskQueue, plan);
-    await until(handle, 'guarding', (s) => s.state === 'guarding');
-    await handle.signal(interruptionSignal, { ...notice(GUARDED), kind: 'rebalance' });
+test.each([
+  { after: 'a minute later (the default)', retryRoundAfter: undefined, pauseMs: 60_000 },
+  { after: 'spot.retryRoundAfter (5m) later', retryRoundAfter: '5m', pauseMs: 300_000 },
+])(
+  'a failed replacement round (every launch try fails) is recorded as failed and tried again $after',
+  async ({ retryRoundAfter, pauseMs }) => {
+    const plan = retryRoundAfter
+      ? workflowPlan({ target: { market: 'spot' }, spot: { pollInterval: '2m', retryRoundAfter } })
+      : spotPlan();
+    const fourth = gate();
+    const { stubs, launches } = guardianStubs(plan, async (n) => {
+      if (n <= 3)
+        throw ApplicationFailure.nonRetryable('no Spot capacity for g4dn.xlarge', 'InsufficientInstanceCapacity');
+      await fourth.passed();
+    });
+    await withWorker(env, stubs.activities, fourth.open, async (taskQueue) => {
+      const handle = await startGuardian(taskQueue, plan);
+      await until(handle, 'guarding', (s) => s.state === 'guarding');
+      await handle.signal(interruptionSignal, { ...notice(GUARDED), kind: 'rebalance' });
 
-    // Three tries checks.interval (1 s) apart, then a minute's pause: skipped, not waited. The
-    // server's clock stands still while the fourth launch is held, so the skip ends after it.
-    await waitFor(
-      'the first try',
-      async () => launches.length,
-      (n) => n >= 1,
-    );
-    const skipped = env.sleep(90_000);
-    await waitFor(
-      'the fourth launch',
-      async () => launches.length,
-      (n) => n >= 4,
-    );
-    const second = await nextRun(handle, handle.firstExecutionRunId);
-    const retrying = await until(second.run, 'replacing', (s) => s.state === 'replacing');
-    expect(retrying.run).toBe(2);
+      // Three tries checks.interval (1 s) apart, then the pause: skipped, not waited. The
+      // server's clock stands still while the fourth launch is held, so the skip ends after it.
+      await waitFor(
+        'the first try',
+        async () => launches.length,
+        (n) => n >= 1,
+      );
+      const skipped = env.sleep(pauseMs + 30_000);
+      await waitFor(
+        'the fourth launch',
+        async () => launches.length,
+        (n) => n >= 4,
+      );
+      const second = await nextRun(handle, handle.firstExecutionRunId);
+      const retrying = await until(second.run, 'replacing', (s) => s.state === 'replacing');
+      expect(retrying.run).toBe(2);
 
-    expect(retrying.replacements).toBe(0);
-    expect(retrying.instanceId).toBe(GUARDED);
-    expect(retrying.events).toEqual([
-      expect.objectContaining({
-        kind: 'rebalance',
-        oldInstanceId: GUARDED,
-        outcome: 'failed',
-        error: 'no Spot capacity for g4dn.xlarge',
-      }),
-    ]);
-    expect(retrying.events[0].newInstanceId).toBeUndefined();
-    // Each try had a step of its own, and its half-made launch was cleaned up by that step.
-    expect(launches.map((l) => l.input.step)).toEqual(['replace-1', 'replace-2', 'replace-3', 'replace-4']);
-    expect(stubs.inputs('terminateLaunched').map((i) => i.step)).toEqual(['replace-1', 'replace-2', 'replace-3']);
-    const gaps = launches.slice(1).map((l, i) => l.scheduledMs - launches[i].scheduledMs);
-    expect(gaps[0]).toBeGreaterThanOrEqual(1_000);
-    expect(gaps[1]).toBeGreaterThanOrEqual(1_000);
-    expect(gaps[2]).toBeGreaterThanOrEqual(60_000);
-    expect(stubs.names(['associateAddress', 'terminateInstance'])).toEqual([]);
+      expect(retrying.replacements).toBe(0);
+      expect(retrying.instanceId).toBe(GUARDED);
+      expect(retrying.events).toEqual([
+        expect.objectContaining({
+          kind: 'rebalance',
+          oldInstanceId: GUARDED,
+          outcome: 'failed',
+          error: 'no Spot capacity for g4dn.xlarge',
+        }),
+      ]);
+      expect(retrying.events[0].newInstanceId).toBeUndefined();
+      // Each try had a step of its own, and its half-made launch was cleaned up by that step.
+      expect(launches.map((l) => l.input.step)).toEqual(['replace-1', 'replace-2', 'replace-3', 'replace-4']);
+      expect(stubs.inputs('terminateLaunched').map((i) => i.step)).toEqual(['replace-1', 'replace-2', 'replace-3']);
+      const gaps = launches.slice(1).map((l, i) => l.scheduledMs - launches[i].scheduledMs);
+      expect(gaps[0]).toBeGreaterThanOrEqual(1_000);
+      expect(gaps[1]).toBeGreaterThanOrEqual(1_000);
+      expect(gaps[2]).toBeGreaterThanOrEqual(pauseMs);
+      expect(stubs.names(['associateAddress', 'terminateInstance'])).toEqual([]);
 
-    fourth.open();
-    await skipped;
-    const replaced = await until((await nextRun(handle, second.runId)).run, 'guarding', (s) => s.state === 'guarding');
-    expect(replaced).toMatchObject({ run: 3, replacements: 1, instanceId: replacementId(4), pending: [] });
-    expect(replaced.events.map((e) => [e.outcome, e.newInstanceId])).toEqual([
-      ['failed', undefined],
-      ['replaced', replacementId(4)],
-    ]);
-    expect(stubs.inputs('terminateInstance')).toEqual([
-      expect.objectContaining({ region: plan.region, instanceId: GUARDED }),
-    ]);
-    await stopGuardian(handle);
-  });
-});
+      fourth.open();
+      await skipped;
+      const replaced = await until(
+        (await nextRun(handle, second.runId)).run,
+        'guarding',
+        (s) => s.state === 'guarding',
+      );
+      expect(replaced).toMatchObject({ run: 3, replacements: 1, instanceId: replacementId(4), pending: [] });
+      expect(replaced.events.map((e) => [e.outcome, e.newInstanceId])).toEqual([
+        ['failed', undefined],
+        ['replaced', replacementId(4)],
+      ]);
+      expect(stubs.inputs('terminateInstance')).toEqual([
+        expect.objectContaining({ region: plan.region, instanceId: GUARDED }),
+      ]);
+      await stopGuardian(handle);
+    });
+  },
+);
 
 test('notices that come while a round ends: one for the replacement is acted on next, others are ignored after the round', async () => {
   const plan = spotPlan();
