@@ -23,6 +23,14 @@ export interface Config {
   temporalUiUrl?: string;
   /** TEMPORAL_PROFILE: the envconfig profile to connect with. */
   temporalProfile?: string;
+  /** MIGRATION_VERSIONING: `on` (default) runs the worker as a Worker Deployment Version; `off` unversioned. */
+  versioning: boolean;
+  /** MIGRATION_DEPLOYMENT_NAME: the Worker Deployment's name (default `ec2-gpu-migration`). */
+  deploymentName?: string;
+  /** MIGRATION_BUILD_ID: the build id (default: the hash of the workflow bundle). */
+  buildId?: string;
+  /** WORKFLOW_BUNDLE_PATH: the prebuilt workflow bundle (default: lib/workflow-bundle.js, else bundled at start). */
+  workflowBundlePath?: string;
 }
 
 /** A variable that is set to something it cannot take. */
@@ -43,7 +51,11 @@ export function readConfig(env: NodeJS.ProcessEnv = process.env): Config {
     const v = env[name]?.trim();
     return v ? v : undefined;
   };
-  const config: Config = { logLevel: 'INFO', payloadKeyId: get('MIGRATION_PAYLOAD_KEY_ID') ?? 'default' };
+  const config: Config = {
+    logLevel: 'INFO',
+    payloadKeyId: get('MIGRATION_PAYLOAD_KEY_ID') ?? 'default',
+    versioning: true,
+  };
 
   const level = get('LOG_LEVEL');
   if (level !== undefined) {
@@ -67,6 +79,25 @@ export function readConfig(env: NodeJS.ProcessEnv = process.env): Config {
   config.payloadKeyFile = get('MIGRATION_PAYLOAD_KEY_FILE');
   config.temporalProfile = get('TEMPORAL_PROFILE');
 
+  const versioning = get('MIGRATION_VERSIONING');
+  if (versioning !== undefined) {
+    if (!['on', 'off'].includes(versioning)) throw new ConfigError('MIGRATION_VERSIONING', versioning, 'on or off');
+    config.versioning = versioning === 'on';
+  }
+  const deployment = get('MIGRATION_DEPLOYMENT_NAME');
+  if (deployment !== undefined) {
+    if (!DEPLOYMENT_NAME.test(deployment))
+      throw new ConfigError('MIGRATION_DEPLOYMENT_NAME', deployment, 'letters, digits, - and _ (up to 255)');
+    config.deploymentName = deployment;
+  }
+  const buildId = get('MIGRATION_BUILD_ID');
+  if (buildId !== undefined) {
+    if (!BUILD_ID.test(buildId))
+      throw new ConfigError('MIGRATION_BUILD_ID', buildId, 'letters, digits, - _ . : + (up to 255), e.g. a git SHA');
+    config.buildId = buildId;
+  }
+  config.workflowBundlePath = get('WORKFLOW_BUNDLE_PATH');
+
   const ui = get('TEMPORAL_UI_URL');
   if (ui !== undefined) {
     if (!isHttpUrl(ui)) throw new ConfigError('TEMPORAL_UI_URL', ui, 'an http:// or https:// URL');
@@ -74,6 +105,11 @@ export function readConfig(env: NodeJS.ProcessEnv = process.env): Config {
   }
   return config;
 }
+
+/** A Worker Deployment's name (no `.`: it separates name and build id in a version string). */
+export const DEPLOYMENT_NAME = /^[A-Za-z0-9_-]{1,255}$/;
+/** A build id: a git SHA, a bundle hash or a release number. */
+export const BUILD_ID = /^[A-Za-z0-9_.:+-]{1,255}$/;
 
 /** `host:port` or `[v6]:port`, the port 1–65535 (0 for any free one). */
 export function isHostPort(s: string): boolean {

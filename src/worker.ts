@@ -15,6 +15,8 @@ import { dataConverterFromEnv } from './codec';
 import { ConfigError, readConfig } from './config';
 import { TemporalUnreachable, temporalTarget } from './connection';
 import { TASK_QUEUE, migrationTaskQueue, spotTaskQueue } from './shared/constants';
+import { loadWorkflowBundle } from './bundle';
+import { DEFAULT_DEPLOYMENT_NAME, describeCurrentVersion, makeFirstVersionCurrent } from './deployment';
 
 export interface MigrationWorkerOptions {
   connection: NativeConnection;
@@ -34,6 +36,18 @@ export interface MigrationWorkerOptions {
   stickyQueueScheduleToStartTimeout?: Duration;
   /** Workflow runs kept in memory between their tasks (the SDK's sticky cache); default 100. */
   maxCachedWorkflows?: number;
+  /**
+   * Worker Versioning: the Worker Deployment Version this worker belongs to. Workflows are pinned
+   * to the version they started on (guardians and routers move on at continue-as-new). Without
+   * it the worker is unversioned and takes every task of its queues.
+   */
+  deployment?: DeploymentVersion;
+}
+
+/** A Worker Deployment Version: the deployment's name and this build's id. */
+export interface DeploymentVersion {
+  name: string;
+  buildId: string;
 }
 
 /**
@@ -89,6 +103,18 @@ export async function createMigrationWorker(
     // Payload encryption when MIGRATION_PAYLOAD_KEY_FILE is set (src/codec.ts).
     dataConverter: dataConverterFromEnv(),
     shutdownGraceTime: options.shutdownGraceTime ?? '10s',
+    ...(options.deployment
+      ? {
+          workerDeploymentOptions: {
+            useWorkerVersioning: true,
+            version: { deploymentName: options.deployment.name, buildId: options.deployment.buildId },
+            // Every workflow: a run ends on the code it began with. The guardian and the router
+            // move on at continue-as-new (src/workflows/versioning.ts). Declared here, not per
+            // workflow: an unversioned worker refuses a workflow that declares a behaviour.
+            defaultVersioningBehavior: 'PINNED' as const,
+          },
+        }
+      : {}),
   });
 }
 
@@ -162,6 +188,11 @@ export interface RunWorkerOptions {
   taskQueue?: string;
   /** Poll both queues (default), or only the migrations' or only the spot queue. */
   queues?: WorkerQueues;
+  /**
+   * Worker Versioning (default on, deployment `ec2-gpu-migration`, build id the bundle's hash);
+   * `false` runs unversioned.
+   */
+  versioning?: false | { deploymentName?: string; buildId?: string };
 }
 
 /**
@@ -192,17 +223,45 @@ export async function runWorker(options: RunWorkerOptions = {}): Promise<void> {
     throw new TemporalUnreachable(target.address, err);
   }
   const cached = config.maxCachedWorkflows;
+  const logger = Runtime.instance().logger;
+  const bundle = await loadWorkflowBundle(config.workflowBundlePath);
+  const versioning = options.versioning ?? (config.versioning ? {} : false);
+  const deployment: DeploymentVersion | undefined =
+    versioning === false
+      ? undefined
+      : {
+          name: versioning.deploymentName ?? config.deploymentName ?? DEFAULT_DEPLOYMENT_NAME,
+          buildId: versioning.buildId ?? config.buildId ?? bundle.buildId,
+        };
   const worker = await createMigrationWorkers({
     connection,
     namespace: target.namespace,
     taskQueue: options.taskQueue,
     queues: options.queues,
     aws: createAwsClients(),
+    workflowBundle: { code: bundle.code },
+    ...(deployment ? { deployment } : {}),
     ...(cached !== undefined ? { maxCachedWorkflows: cached } : {}),
   });
-  Runtime.instance().logger.info('polling task queues', { taskQueues: worker.taskQueues });
+  logger.info('polling task queues', {
+    taskQueues: worker.taskQueues,
+    workflowBundle: bundle.path ?? 'bundled at start',
+    bundleHash: bundle.buildId,
+    ...(deployment ? { deployment: deployment.name, buildId: deployment.buildId } : { versioning: 'off' }),
+  });
   try {
-    await runUntilSignal(worker);
+    await runUntilSignal(worker, () => {
+      if (!deployment) return;
+      // The version exists once the server has seen this worker poll: then a first one is made current.
+      makeFirstVersionCurrent(connection.workflowService, target.namespace, deployment, `worker ${process.pid}`).then(
+        (outcome) => logger.info(describeCurrentVersion(deployment, outcome), { ...outcome }),
+        (err: unknown) =>
+          logger.error(`could not check the deployment's current version: ${(err as Error).message}`, {
+            deployment: deployment.name,
+            buildId: deployment.buildId,
+          }),
+      );
+    });
   } finally {
     // Reads the router's watches left in flight would hold the process for up to 20 s.
     abandonReads();

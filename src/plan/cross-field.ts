@@ -8,6 +8,7 @@ type Issue = { path: (string | number)[]; message: string };
 
 export const isRecord = (v: unknown): v is Record<string, unknown> =>
   typeof v === 'object' && v !== null && !Array.isArray(v);
+const DAY_MS = 24 * 3600_000;
 const asArray = (v: unknown): unknown[] => (Array.isArray(v) ? v : []);
 
 export function crossFieldIssues(plan: Record<string, unknown>): Issue[] {
@@ -124,11 +125,20 @@ export function crossFieldIssues(plan: Record<string, unknown>): Issue[] {
       });
     }
   }
-  for (const key of ['standbyCheckInterval', 'retryRoundAfter'] as const) {
+  for (const key of ['standbyCheckInterval', 'retryRoundAfter', 'wakeEvery'] as const) {
     const value = spot[key];
     if (typeof value === 'string' && POSITIVE_DURATION.test(value) && durationMs(value) < 1000)
       issues.push({ path: ['spot', key], message: `a duration of at least 1s; got ${value}` });
   }
+  if (
+    typeof spot.wakeEvery === 'string' &&
+    POSITIVE_DURATION.test(spot.wakeEvery) &&
+    durationMs(spot.wakeEvery) > DAY_MS
+  )
+    issues.push({
+      path: ['spot', 'wakeEvery'],
+      message: `a duration of at most 1d (an idle guardian must wake daily to move onto new code); got ${spot.wakeEvery}`,
+    });
   if (spot.standby === 'warm' && isRecord(plan.target) && plan.target.market === 'on-demand') {
     issues.push({
       path: ['spot', 'standby'],

@@ -36,6 +36,9 @@ export const spotSchema = z
     retryRoundAfter: duration(
       'After a replacement round in which every try failed, the guardian tries again this much later (capacity or the app may come back)',
     ).default('1m'),
+    wakeEvery: duration(
+      'An idle guardian wakes this often (at most 1d) and starts a fresh run: it makes sure the router runs, and moves onto a newly deployed version of the code',
+    ).default('1d'),
     standby: z
       .enum(['none', 'warm'], {
         error:
@@ -66,6 +69,7 @@ export const spotSchema = z
     avoidInterruptedPoolFor: '3m',
     revertAfter: '1h',
     retryRoundAfter: '1m',
+    wakeEvery: '1d',
     standby: 'none',
     standbyCheckInterval: '5m',
     poolOrder: 'placement-score',

@@ -93,6 +93,8 @@ export interface MigrationStatus {
   compensations: { name: string; state: 'done' | 'failed' | 'skipped'; detail?: string }[];
   error?: { type: string; message: string; phase?: PhaseName };
   guardianWorkflowId?: string;
+  /** A guardian of the plan already ran (an earlier migration's): it was handed the new instance at the decision. */
+  guardianHandedOver?: { guardianWorkflowId: string; previousInstanceId: string };
   /** New Spot instances lost before the migration stood, each replaced by a relaunch. */
   relaunches?: Relaunch[];
   /** The golden image of the new instance, made while the migration waits for approval. */

@@ -2,7 +2,7 @@
  * Messages and status of the Spot guardian and the per-region event router. Pure: workflow code
  * imports this file.
  */
-import { defineQuery, defineSignal } from '@temporalio/workflow';
+import { defineQuery, defineSignal, defineUpdate } from '@temporalio/workflow';
 import type { Plan } from '../plan/schema';
 import type { Market } from './launch';
 import type { Ledger, LedgerBook } from './ledger';
@@ -126,6 +126,52 @@ export interface GuardianCarried {
   /** When the next spare may be launched (after a failed launch: `spot.standbyCheckInterval` later). */
   nextSpareAt?: string;
   spareEvents?: SpareEvent[];
+  /** Instances a later migration of the plan handed over (the newest last, kept short). */
+  retargets?: Retarget[];
+}
+
+/** A migration of the same plan completed while this guardian ran: it guards the new instance. */
+export interface RetargetRequest {
+  /** The migration's new instance: it holds the Elastic IP. */
+  instanceId: string;
+  /** The migration that made it. */
+  migrationWorkflowId: string;
+  /** Its golden image, when already made (else it comes as the `golden-image` signal). */
+  goldenImageId?: string;
+  market?: Market;
+}
+
+export interface Retarget {
+  at: string;
+  from: string;
+  to: string;
+  migrationWorkflowId: string;
+}
+
+export interface RetargetAnswer {
+  guardianId: string;
+  /** The instance guarded now. */
+  instanceId: string;
+  /** The one guarded before (the same when the request was repeated). */
+  previousInstanceId: string;
+  changed: boolean;
+}
+
+/** What is wrong with a retarget payload, or undefined: the Update's validator. */
+export function retargetProblem(r: unknown): string | undefined {
+  const expected =
+    'expected {"instanceId": "i-…", "migrationWorkflowId": "migrate-…", "goldenImageId"?: "ami-…", "market"?: "spot"|"on-demand"}';
+  if (!r || typeof r !== 'object') return `no payload: ${expected}`;
+  const { instanceId, migrationWorkflowId, goldenImageId, market } = r as Record<string, unknown>;
+  if (typeof instanceId !== 'string' || !/^i-[0-9a-f]{8,17}$/.test(instanceId))
+    return `instanceId ${JSON.stringify(instanceId)}: ${expected}`;
+  if (typeof migrationWorkflowId !== 'string' || migrationWorkflowId === '')
+    return `migrationWorkflowId ${JSON.stringify(migrationWorkflowId)}: ${expected}`;
+  if (goldenImageId !== undefined && (typeof goldenImageId !== 'string' || !/^ami-[0-9a-f]+$/.test(goldenImageId)))
+    return `goldenImageId ${JSON.stringify(goldenImageId)}: ${expected}`;
+  if (market !== undefined && market !== 'spot' && market !== 'on-demand')
+    return `market ${JSON.stringify(market)}: ${expected}`;
+  return undefined;
 }
 
 export interface GuardianStatus {
@@ -161,6 +207,7 @@ export interface GuardianStatus {
   /** The warm spare, when one is ready; `spareEvents` say what became of the others. */
   spare?: Spare;
   spareEvents?: SpareEvent[];
+  retargets?: Retarget[];
 }
 
 export const interruptionSignal = defineSignal<[InterruptionNotice]>('interruption');
@@ -169,6 +216,8 @@ export const stopGuardingSignal = defineSignal<[]>('stop');
 export const goldenImageSignal = defineSignal<[{ imageId: string }]>('golden-image');
 export const guardianStatusQuery = defineQuery<GuardianStatus>('status');
 export const queueHealthSignal = defineSignal<[QueueHealthNotice]>('queue-health');
+/** A later migration of the plan hands its new instance over: validated, and answered once the guardian guards it. */
+export const retargetUpdate = defineUpdate<RetargetAnswer, [RetargetRequest]>('retarget');
 
 export const GUARDIAN_SIGNAL_DESCRIPTIONS = {
   interruption:

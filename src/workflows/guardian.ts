@@ -1,8 +1,8 @@
 import {
   allHandlersFinished,
+  ApplicationFailure,
   CancellationScope,
   condition,
-  continueAsNew,
   isCancellation,
   log,
   patched,
@@ -14,7 +14,7 @@ import {
 import type { Activities } from '../activities';
 import { durationMs } from '../plan/duration';
 import { describeFailure } from '../shared/failures';
-import { ledgerAt, openLedger } from '../shared/ledger';
+import { ledgerAt, openLedger, switchTo } from '../shared/ledger';
 import { planRef } from '../shared/plan-slices';
 import {
   GUARDIAN_SIGNAL_DESCRIPTIONS,
@@ -23,12 +23,16 @@ import {
   goldenImageSignal,
   interruptionSignal,
   queueHealthSignal,
+  retargetProblem,
+  retargetUpdate,
   stopGuardingSignal,
   type GuardEvent,
   type GuardianCarried,
   type GuardianInput,
   type GuardianStatus,
   type InterruptionNotice,
+  type RetargetAnswer,
+  type RetargetRequest,
 } from '../shared/spot';
 import { account, guardianMetrics } from './guardian/accounts';
 import { detailsOf } from './guardian/details';
@@ -36,6 +40,7 @@ import { replace, type Guarded, type RoundTrigger } from './guardian/replace';
 import { checkSpare, dropSpare, launchSpare, promoteSpare } from './guardian/spare';
 import { REPLACEMENT } from './options';
 import { joinSpotRouter } from './router';
+import { newVersionWaiting, nextRun } from './versioning';
 
 const quick = proxyActivities<Activities>(REPLACEMENT.quick);
 
@@ -75,6 +80,10 @@ export async function spotGuardian(input: GuardianInput): Promise<GuardianStatus
   const deferred: InterruptionNotice[] = [];
   let router: GuardianStatus['router'];
   let stopRequested = false;
+  /** A later migration is handing its instance over: rounds wait for it (they might move the Elastic IP). */
+  let handingOver = false;
+  /** Set when this run has done what it is for: the next run (continue-as-new) takes over. */
+  let roundDone = false;
   const pending: InterruptionNotice[] = [...carried.pending];
 
   const status = (): GuardianStatus => ({
@@ -97,6 +106,7 @@ export async function spotGuardian(input: GuardianInput): Promise<GuardianStatus
     ledgerBook: book,
     ...(warm ? { standby: 'warm' as const, spareEvents: carried.spareEvents ?? [] } : {}),
     ...(carried.spare ? { spare: carried.spare } : {}),
+    ...(carried.retargets ? { retargets: carried.retargets } : {}),
   });
   const refreshDetails = () => setCurrentDetails(detailsOf(status()));
   const ignore = (reason: string, notice?: unknown) => {
@@ -239,6 +249,15 @@ export async function spotGuardian(input: GuardianInput): Promise<GuardianStatus
     },
     { description: GUARDIAN_SIGNAL_DESCRIPTIONS.stop },
   );
+  setHandler(retargetUpdate, (request) => handOver(request), {
+    validator: (request) => {
+      const problem = retargetProblem(request);
+      if (problem) throw new Error(problem);
+      if (stopRequested) throw new Error('the guardian is stopping: start a new one for the instance');
+    },
+    description:
+      'A later migration of the plan hands its new instance over (it holds the Elastic IP): the guardian guards it instead. Payload: {"instanceId": "i-…", "migrationWorkflowId": "migrate-…"}',
+  });
 
   if (!carried.routerReady) {
     // The golden images of the plan beyond spot.keepGoldenImages go (never the one in use).
@@ -256,22 +275,25 @@ export async function spotGuardian(input: GuardianInput): Promise<GuardianStatus
   }
   refreshDetails();
 
-  let roundDone = false;
+  // An idle guardian has no timer of its own: it wakes every spot.wakeEvery (a day) for a fresh
+  // run, which makes sure the router runs and moves onto new code (runs that began before sleep on).
+  const wakeAt = patched('daily-wake') ? Date.now() + durationMs(plan.spot.wakeEvery ?? '1d') : Infinity;
   for (;;) {
-    const wantsNewRun = () => roundDone || workflowInfo().continueAsNewSuggested;
+    const wantsNewRun = () =>
+      roundDone || workflowInfo().continueAsNewSuggested || newVersionWaiting() || Date.now() >= wakeAt;
     spareTaskEnded = false;
     const woken = () =>
-      spareTaskEnded ||
-      pending.length > 0 ||
       stopRequested ||
+      (!handingOver && pending.length > 0) ||
+      spareTaskEnded ||
       (wantsNewRun() && spareTask?.kind !== 'launch') ||
       (spareDueAt() ?? Infinity) <= Date.now();
     const spotTryAt = backToSpot && carried.market === 'on-demand' ? carried.nextSpotTryAt : undefined;
-    const wakeAt = Math.min(spotTryAt ? Date.parse(spotTryAt) : Infinity, spareDueAt() ?? Infinity);
-    if (wakeAt === Infinity) await condition(woken);
-    else if (wakeAt > Date.now()) await condition(woken, wakeAt - Date.now());
+    const dueAt = Math.min(spotTryAt ? Date.parse(spotTryAt) : Infinity, spareDueAt() ?? Infinity, wakeAt);
+    if (dueAt === Infinity) await condition(woken);
+    else if (dueAt > Date.now()) await condition(woken, dueAt - Date.now());
     if (stopRequested) break;
-    const notice = pending.shift();
+    const notice = handingOver ? undefined : pending.shift();
     if (notice && warm && notice.instanceId === carried.spare?.instanceId && notice.instanceId !== g.instanceId) {
       // The spare is going: a new one is made.
       await settleSpareTask();
@@ -307,7 +329,7 @@ export async function spotGuardian(input: GuardianInput): Promise<GuardianStatus
       await settleSpareTask();
       await condition(allHandlersFinished);
       if (stopRequested) break;
-      return continueAsNew<typeof spotGuardian>({
+      return nextRun<typeof spotGuardian>({
         ...input,
         instanceId: g.instanceId,
         goldenImageId: g.goldenImageId,
@@ -335,6 +357,64 @@ export async function spotGuardian(input: GuardianInput): Promise<GuardianStatus
       router = { ok: false, at: new Date().toISOString(), error: describeFailure(err) };
       log.error('could not make sure the router runs', { error: router.error });
       if (first && !patched('router-every-run')) throw err;
+    }
+  }
+
+  /**
+   * A later migration of the plan completed onto `request.instanceId`: once the Elastic IP is
+   * checked to be on it, that instance is guarded (tagged, in the ledger) instead of the one
+   * before, whose notices no longer count; a spare of the old golden image goes. A round in
+   * flight ends first, and none starts meanwhile. The next run guards the new instance.
+   */
+  async function handOver(request: RetargetRequest): Promise<RetargetAnswer> {
+    const answer = (previousInstanceId: string, changed: boolean): RetargetAnswer => ({
+      guardianId: g.guardianId,
+      instanceId: g.instanceId,
+      previousInstanceId,
+      changed,
+    });
+    await condition(() => !replacingFrom && !handingOver);
+    const previous = g.instanceId;
+    if (request.instanceId === previous) return answer(previous, false);
+    handingOver = true;
+    try {
+      const address = await quick.describeAddress({ region: plan.region, allocationId: plan.elasticIp.allocationId });
+      if (address.instanceId !== request.instanceId)
+        throw ApplicationFailure.create({
+          type: 'NotBehindElasticIp',
+          nonRetryable: true,
+          message: `the Elastic IP ${address.publicIp} is on ${address.instanceId ?? 'no instance'}, not on ${request.instanceId}: ${g.guardianId} keeps guarding ${previous}`,
+        });
+      await quick.markGuarded({ region: plan.region, instanceId: request.instanceId, guardianId: g.guardianId });
+      if (carried.spare) {
+        // Made from the golden image of the instance before: not a stand-in for the new one.
+        await settleSpareTask();
+        await dropSpare(g, book, 'stopped', `${request.instanceId} was handed over by ${request.migrationWorkflowId}`);
+      }
+      const at = new Date().toISOString();
+      g.instanceId = request.instanceId;
+      // Until the migration sends its golden image, replacements start from the plan's image.
+      g.goldenImageId = request.goldenImageId;
+      if (request.market) carried.market = request.market;
+      if (backToSpot) carried.nextSpotTryAt = carried.market === 'on-demand' ? isoIn(revertMs) : undefined;
+      switchTo(book, {
+        instanceId: request.instanceId,
+        since: at,
+        ...(request.market ? { market: request.market } : {}),
+      });
+      for (const n of pending.filter((p) => p.instanceId === previous)) {
+        pending.splice(pending.indexOf(n), 1);
+        ignore(`${previous} was handed over to ${request.instanceId} by ${request.migrationWorkflowId}`, n);
+      }
+      const retargets = (carried.retargets ??= []);
+      retargets.push({ at, from: previous, to: request.instanceId, migrationWorkflowId: request.migrationWorkflowId });
+      if (retargets.length > KEEP_EVENTS) retargets.splice(0, retargets.length - KEEP_EVENTS);
+      log.info('guarding the instance a later migration handed over', { from: previous, to: request.instanceId });
+      roundDone = true;
+      refreshDetails();
+      return answer(previous, true);
+    } finally {
+      handingOver = false;
     }
   }
 

@@ -6,7 +6,7 @@
 import { patched } from '@temporalio/workflow';
 import type { MigrationInput } from '../shared/migration';
 import type { MigrationReport } from '../shared/report';
-import { afterCutOver, awaitApproval, stopOld } from './migrate/cut-over';
+import { afterCutOver, awaitApproval, handOverGuardian, stopOld } from './migrate/cut-over';
 import { setApprovalHandlers, setNoticeHandler } from './migrate/messages';
 import {
   checkConnectivity,
@@ -34,6 +34,7 @@ export async function migrateToGpu(input: MigrationInput): Promise<MigrationRepo
     const { vm, decision } = patched('guard-from-launch')
       ? await untilDecided(run, imageId) // a lost Spot instance: launch again
       : await decidedUnguarded(run, imageId);
+    await handOverGuardian(run, vm); // a guardian of the plan that already runs guards vm from now on
     if (decision === 'approved') await stopOld(run); // undo: start the old instance again
     run.stand();
     await afterCutOver(run, vm); // on Spot, the guardian; the golden image

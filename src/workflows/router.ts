@@ -2,7 +2,6 @@ import {
   allHandlersFinished,
   CancellationScope,
   condition,
-  continueAsNew,
   getExternalWorkflowHandle,
   isCancellation,
   log,
@@ -32,6 +31,7 @@ import { isDead } from '../shared/instance-states';
 import { ROUTING, watchOptions } from './options';
 import { QueueBook } from './router/queues';
 import { QueueReaders, readErrorCounter, tellOwners } from './router/readers';
+import { newVersionWaiting, nextRun } from './versioning';
 
 export { joinSpotRouter } from './router/join';
 
@@ -278,7 +278,7 @@ export async function spotEventRouter(input: RouterInput): Promise<RouterStatus>
       stats.polls++;
       polls++;
       showDetails();
-      if (polls >= pollsPerRun || workflowInfo().continueAsNewSuggested) break;
+      if (polls >= pollsPerRun || workflowInfo().continueAsNewSuggested || newVersionWaiting()) break;
       const due = Date.now() + pollIntervalMs;
       // A queue registered meanwhile gets its reader at once; the next poll stays on time.
       while (!stop && Date.now() < due) {
@@ -340,7 +340,7 @@ export async function spotEventRouter(input: RouterInput): Promise<RouterStatus>
       await absorb(r);
       scanFailing = r.scanFailing;
       showDetails();
-      if (watches >= watchesPerRun || workflowInfo().continueAsNewSuggested) break;
+      if (watches >= watchesPerRun || workflowInfo().continueAsNewSuggested || newVersionWaiting()) break;
     }
   }
 
@@ -390,5 +390,6 @@ export async function spotEventRouter(input: RouterInput): Promise<RouterStatus>
   else await pollInWorkflow();
   await condition(allHandlersFinished);
   if (stop) return status();
-  return continueAsNew<typeof spotEventRouter>(carryOver());
+  // A new version of the code takes over at the next run.
+  return nextRun<typeof spotEventRouter>(carryOver());
 }

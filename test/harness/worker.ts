@@ -14,7 +14,12 @@ import {
   type WorkflowBundleWithSourceMap,
 } from '@temporalio/worker';
 import type { AwsClients } from '../../src/aws/clients';
-import { createMigrationWorkers, type MigrationWorkers, type WorkerQueues } from '../../src/worker';
+import {
+  createMigrationWorkers,
+  type DeploymentVersion,
+  type MigrationWorkers,
+  type WorkerQueues,
+} from '../../src/worker';
 import { connectWorker, temporalNamespace } from './env';
 
 let bundle: Promise<WorkflowBundleWithSourceMap> | undefined;
@@ -53,6 +58,10 @@ export async function startWorker(options: {
   identity?: string;
   /** Both queues (the test's and the spot queue beside it, the default), or one of them. */
   queues?: WorkerQueues;
+  /** A Worker Deployment Version (Worker Versioning); default: unversioned. */
+  deployment?: DeploymentVersion;
+  /** Another workflow bundle than the project's (a changed version of the code). */
+  bundle?: WorkflowBundleWithSourceMap;
 }): Promise<TestWorker> {
   const connection: NativeConnection = await connectWorker();
   const taskQueue = options.taskQueue ?? `test-${randomBytes(6).toString('hex')}`;
@@ -64,7 +73,8 @@ export async function startWorker(options: {
       taskQueue,
       aws: options.clients,
       pollIntervalMs: options.pollIntervalMs ?? 50,
-      workflowBundle: await workflowBundle(),
+      workflowBundle: options.bundle ?? (await workflowBundle()),
+      ...(options.deployment ? { deployment: options.deployment } : {}),
       ...(options.identity ? { identity: options.identity } : {}),
       ...(options.queues ? { queues: options.queues } : {}),
       shutdownGraceTime: '2s',

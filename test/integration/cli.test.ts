@@ -508,7 +508,9 @@ test('a migration through the CLI: start, status --json, approve, approve again,
   // Started again while it runs: the same run, not a second one.
   const again = await runCli(['start', '--plan', file, '--task-queue', w.taskQueue]);
   expect(again.code).toBe(0);
-  expect(again.stdout).toContain(`${workflowId} is already running; not starting another`);
+  expect(again.stdout).toMatch(
+    new RegExp(`${workflowId} is already running \\(since [^,]+, phase: [a-z-]+\\); not starting another\n`),
+  );
 
   const waiting = await pollUntil(
     'status --json says awaiting-approval',

@@ -99,6 +99,22 @@ test('SIGTERM while an activity runs: the worker exits cleanly and the next one 
   const metricsPort = await freePort();
   const first = await startCliWorker(taskQueue, s.proxy.endpoint, metricsPort);
   expect(first.output()).not.toMatch(/max-old-space-size/);
+  // A versioned worker (Worker Versioning is on by default): its build id is the bundle's hash,
+  // and the deployment's first version is made current, so migrations start on it.
+  const polling = /"message":"polling task queues".*"deployment":"ec2-gpu-migration","buildId":"([0-9a-f]{16})"/.exec(
+    first.output(),
+  );
+  expect(polling).not.toBeNull();
+  await pollUntil(
+    'the version to be current',
+    async () =>
+      new RegExp(
+        `ec2-gpu-migration/${polling?.[1]} (is the first version of its deployment: made it current|is the current version)`,
+      ).test(first.output())
+        ? true
+        : undefined,
+    { timeoutMs: 30_000, intervalMs: 100 },
+  );
 
   const handle = await startMigration(t.client, taskQueue, s.plan);
   const build = await pollUntil(

@@ -9,10 +9,11 @@ import { handleError } from '../../src/cli/errors';
 
 describe('readConfig', () => {
   it('has defaults when nothing is set, and treats empty values as unset', () => {
-    expect(readConfig({})).toEqual({ logLevel: 'INFO', payloadKeyId: 'default' });
+    expect(readConfig({})).toEqual({ logLevel: 'INFO', payloadKeyId: 'default', versioning: true });
     expect(readConfig({ LOG_LEVEL: '', MIGRATION_MAX_CACHED_WORKFLOWS: ' ' })).toEqual({
       logLevel: 'INFO',
       payloadKeyId: 'default',
+      versioning: true,
     });
   });
 
@@ -26,6 +27,10 @@ describe('readConfig', () => {
         MIGRATION_PAYLOAD_KEY_ID: 'k2',
         TEMPORAL_UI_URL: 'https://cloud.temporal.io',
         TEMPORAL_PROFILE: 'prod',
+        MIGRATION_VERSIONING: 'off',
+        MIGRATION_DEPLOYMENT_NAME: 'gpu-prod',
+        MIGRATION_BUILD_ID: '1.4.0+3f2a',
+        WORKFLOW_BUNDLE_PATH: '/app/lib/workflow-bundle.js',
       }),
     ).toEqual({
       logLevel: 'DEBUG',
@@ -35,6 +40,10 @@ describe('readConfig', () => {
       payloadKeyId: 'k2',
       temporalUiUrl: 'https://cloud.temporal.io',
       temporalProfile: 'prod',
+      versioning: false,
+      deploymentName: 'gpu-prod',
+      buildId: '1.4.0+3f2a',
+      workflowBundlePath: '/app/lib/workflow-bundle.js',
     });
     expect(readConfig({ METRICS_ADDRESS: '[::1]:9464' }).metricsAddress).toBe('[::1]:9464');
   });
@@ -47,6 +56,9 @@ describe('readConfig', () => {
     ['MIGRATION_MAX_CACHED_WORKFLOWS', '-1', 'a whole number ≥ 0'],
     ['MIGRATION_MAX_CACHED_WORKFLOWS', '2.5', 'a whole number ≥ 0'],
     ['TEMPORAL_UI_URL', 'localhost:8233', 'an http:// or https:// URL'],
+    ['MIGRATION_VERSIONING', 'yes', 'on or off'],
+    ['MIGRATION_DEPLOYMENT_NAME', 'gpu.prod', 'letters, digits, - and _'],
+    ['MIGRATION_BUILD_ID', 'v 2', 'letters, digits, - _ . : +'],
   ])('refuses %s=%s, naming what it takes', (variable, value, expected) => {
     let thrown: unknown;
     try {

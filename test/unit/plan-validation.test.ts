@@ -137,6 +137,7 @@ describe('valid plans', () => {
       avoidInterruptedPoolFor: '3m',
       revertAfter: '1h',
       retryRoundAfter: '1m',
+      wakeEvery: '1d',
       standby: 'none',
       standbyCheckInterval: '5m',
       poolOrder: 'placement-score',

@@ -294,6 +294,8 @@ export function happyStubs(plan: Plan): Partial<Activities> {
     // The region's router, idle: no guarded instance dies, no queue has messages. It is started
     // (or signalled) by the real activity, through the worker's client.
     ensureRouter: createRouterActivities().ensureRouter,
+    // A guardian of the plan that already runs is asked through the worker's client too.
+    handOverToGuardian: createRouterActivities().handOverToGuardian,
     scanGuarded: async () => [],
     lookupGuarded: async () => [],
     confirmInstances: async () => [],

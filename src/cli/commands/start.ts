@@ -1,4 +1,8 @@
-import { WorkflowExecutionAlreadyStartedError } from '@temporalio/client';
+import {
+  WorkflowExecutionAlreadyStartedError,
+  type WorkflowExecutionDescription,
+  type WorkflowHandle,
+} from '@temporalio/client';
 import type { Command } from 'commander';
 import { loadPlanFile } from '../../plan/load';
 import { TASK_QUEUE, migrationWorkflowId } from '../../shared/constants';
@@ -6,7 +10,8 @@ import type { MigrationInput } from '../../shared/migration';
 import type { migrateToGpu } from '../../workflows';
 import type { CliContext } from '../context';
 import { webUiLink } from '../context';
-import { EXIT } from '../errors';
+import { EXIT, RefusedError } from '../errors';
+import { queryStatus } from '../query';
 import { followMigration } from '../follow';
 
 export function registerStart(program: Command, ctx: CliContext, done: (code: number) => void): void {
@@ -28,12 +33,23 @@ export function registerStart(program: Command, ctx: CliContext, done: (code: nu
           taskQueue: opts.taskQueue,
           workflowId,
           args: [input],
+          // A new run only after a failed, rolled-back, rejected, cancelled, terminated or timed-out one.
+          workflowIdReusePolicy: 'ALLOW_DUPLICATE_FAILED_ONLY',
         });
         ctx.out(`started ${workflowId}\n`);
       } catch (err) {
         if (!(err instanceof WorkflowExecutionAlreadyStartedError)) throw err;
-        handle = client.workflow.getHandle(workflowId);
-        ctx.out(`${workflowId} is already running; not starting another${opts.follow ? ', following that run' : ''}\n`);
+        handle = client.workflow.getHandle<typeof migrateToGpu>(workflowId);
+        const described = await handle.describe();
+        if (described.status.name === 'COMPLETED') throw new RefusedError(await completedAlready(handle, described));
+        if (described.status.name !== 'RUNNING') throw err;
+        const phase = await queryStatus(client, workflowId).then(
+          (st) => st.phase,
+          (e: Error) => `unknown: ${e.message}`,
+        );
+        ctx.out(
+          `${workflowId} is already running (since ${described.startTime.toISOString()}, phase: ${phase}); not starting another${opts.follow ? ', following that run' : ''}\n`,
+        );
       }
       ctx.out(`Web UI: ${webUiLink(client.options.namespace, workflowId)}\n`);
       ctx.out(
@@ -45,4 +61,21 @@ export function registerStart(program: Command, ctx: CliContext, done: (code: nu
       ctx.out(`${workflowId}: ${final.status.name.toLowerCase()}\n`);
       done(final.status.name === 'COMPLETED' ? EXIT.ok : EXIT.failed);
     });
+}
+
+/** Why a completed migration is not started again, and what to do instead. */
+async function completedAlready(
+  handle: WorkflowHandle<typeof migrateToGpu>,
+  described: WorkflowExecutionDescription,
+): Promise<string> {
+  const report = await handle.result().catch(() => undefined);
+  const serving = report?.after.instanceId;
+  return [
+    `${handle.workflowId} completed at ${described.closeTime?.toISOString() ?? 'an unknown time'}${report ? ` (${report.outcome})` : ''}: a completed migration is not started again.`,
+    serving ? `The service runs on ${serving} behind the Elastic IP.` : undefined,
+    `What it did: migration report ${handle.workflowId}.`,
+    `To move the service again, ${report?.guardianWorkflowId ? `stop its guardian first (temporal workflow signal --workflow-id ${report.guardianWorkflowId} --name stop), then ` : ''}start a plan under another name whose source.instanceId is the instance that serves now${serving ? ` (${serving})` : ''}.`,
+  ]
+    .filter(Boolean)
+    .join('\n');
 }

@@ -1,8 +1,8 @@
 import { Option, type Command } from 'commander';
 import { TASK_QUEUE } from '../../shared/constants';
-import { readConfig } from '../../config';
+import { BUILD_ID, DEPLOYMENT_NAME, readConfig } from '../../config';
 import { runWorker, WORKER_QUEUES, type WorkerQueues } from '../../worker';
-import { EXIT } from '../errors';
+import { EXIT, UsageError } from '../errors';
 
 export function registerWorker(program: Command, done: (code: number) => void): void {
   program
@@ -15,12 +15,42 @@ export function registerWorker(program: Command, done: (code: number) => void): 
         WORKER_QUEUES.filter((q) => q !== 'all'),
       ),
     )
-    .action(async (opts: { metrics?: string; taskQueue: string; only?: WorkerQueues }) => {
-      await runWorker({
-        metricsAddress: opts.metrics ?? readConfig().metricsAddress,
-        taskQueue: opts.taskQueue,
-        queues: opts.only ?? 'all',
-      });
-      done(EXIT.ok);
-    });
+    .option(
+      '--deployment <name>',
+      'the Worker Deployment this worker belongs to (default: MIGRATION_DEPLOYMENT_NAME, else ec2-gpu-migration)',
+    )
+    .option('--build-id <id>', "this version's build id (default: MIGRATION_BUILD_ID, else the workflow bundle's hash)")
+    .option(
+      '--no-versioning',
+      'run unversioned: every worker takes every task, old and new code mixed (MIGRATION_VERSIONING=off)',
+    )
+    .action(
+      async (opts: {
+        metrics?: string;
+        taskQueue: string;
+        only?: WorkerQueues;
+        deployment?: string;
+        buildId?: string;
+        versioning: boolean;
+      }) => {
+        const config = readConfig();
+        if (opts.deployment !== undefined && !DEPLOYMENT_NAME.test(opts.deployment))
+          throw new UsageError(`--deployment '${opts.deployment}': expected letters, digits, - and _ (up to 255)`);
+        if (opts.buildId !== undefined && !BUILD_ID.test(opts.buildId))
+          throw new UsageError(`--build-id '${opts.buildId}': expected letters, digits, - _ . : + (up to 255)`);
+        const versioned = opts.versioning && config.versioning;
+        await runWorker({
+          metricsAddress: opts.metrics ?? config.metricsAddress,
+          taskQueue: opts.taskQueue,
+          queues: opts.only ?? 'all',
+          versioning: versioned
+            ? {
+                ...(opts.deployment ? { deploymentName: opts.deployment } : {}),
+                ...(opts.buildId ? { buildId: opts.buildId } : {}),
+              }
+            : false,
+        });
+        done(EXIT.ok);
+      },
+    );
 }

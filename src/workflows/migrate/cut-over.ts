@@ -97,6 +97,30 @@ export async function stopOld(run: MigrationRun): Promise<void> {
   failIfInterrupted(run, 'while the old instance was being stopped', 'which the rollback starts again first');
 }
 
+/**
+ * After the decision, before the old instance is stopped: a guardian of the plan that already
+ * runs (an earlier migration's, guarding the instance this one replaces) is handed the new
+ * instance, so it never takes the stopped old one for a lost Spot instance and moves the Elastic
+ * IP back to a replacement of it. It refuses only what it cannot do (the Elastic IP is not on the
+ * new instance, or it is stopping): then the run fails and rolls back.
+ */
+export async function handOverGuardian(run: MigrationRun, vm: NewInstance): Promise<void> {
+  const { plan, status } = run;
+  if (plan.target.market !== 'spot' || !patched('hand-over-guardian')) return;
+  const guardianId = guardianWorkflowId(plan.name);
+  const answer = await run.acts.long.handOverToGuardian({
+    guardianId,
+    request: { instanceId: vm.instanceId, migrationWorkflowId: run.workflowId, market: vm.market },
+    updateId: `hand-over-${run.runId}`,
+  });
+  if (!answer.running || !answer.changed) return;
+  status.guardianHandedOver = { guardianWorkflowId: guardianId, previousInstanceId: answer.previousInstanceId };
+  run.warnings.push(
+    `${guardianId} was already guarding ${answer.previousInstanceId} (an earlier migration of the plan): it now guards ${vm.instanceId}`,
+  );
+  log.info('handed the new instance over to the running guardian', { ...status.guardianHandedOver });
+}
+
 /** The golden image of the new instance, and its Spot guardian when it runs on Spot. */
 export async function afterCutOver(run: MigrationRun, vm: NewInstance): Promise<void> {
   const { plan, status, images, workflowId } = run;
@@ -177,7 +201,8 @@ export async function makeGolden(run: MigrationRun, vm: NewInstance): Promise<st
 
 /**
  * Starts the Spot guardian as a child that outlives this run (ABANDON). If one already runs
- * for the plan (a re-run of the migration), the notice goes to that one.
+ * for the plan (an earlier migration's), it was handed the new instance at the decision
+ * (`handOverGuardian`), and what follows (a notice, the golden image) goes to that one.
  */
 async function startGuardian(
   plan: Plan,
@@ -198,7 +223,7 @@ async function startGuardian(
     });
   } catch (err) {
     if (!(err instanceof WorkflowExecutionAlreadyStartedError)) throw err;
-    log.warn('a guardian already runs for this plan', { guardianWorkflowId: id });
+    log.info('a guardian already runs for this plan: it guards the new instance', { guardianWorkflowId: id });
   }
   return id;
 }
