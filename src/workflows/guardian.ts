@@ -41,6 +41,7 @@ import { checkSpare, dropSpare, launchSpare, promoteSpare } from './guardian/spa
 import { REPLACEMENT } from './options';
 import { joinSpotRouter } from './router';
 import { newVersionWaiting, nextRun } from './versioning';
+import { checkPlan, refuseInput, rethrowBug } from './input';
 
 const quick = proxyActivities<Activities>(REPLACEMENT.quick);
 
@@ -54,6 +55,15 @@ const KEEP_EVENTS = 50;
  */
 export async function spotGuardian(input: GuardianInput): Promise<GuardianStatus> {
   const { plan } = input;
+  // A guardian started by other means than a migration: its first run checks its input.
+  if (!input.carried && patched('validate-input')) {
+    checkPlan(plan);
+    refuseInput(
+      typeof input.instanceId === 'string' && /^i-[0-9a-f]+$/.test(input.instanceId)
+        ? undefined
+        : `instanceId ${JSON.stringify(input.instanceId)}: expected "i-…"`,
+    );
+  }
   const info = workflowInfo();
   const carried: GuardianCarried = input.carried ?? {
     replacements: 0,
@@ -163,7 +173,9 @@ export async function spotGuardian(input: GuardianInput): Promise<GuardianStatus
     const done = scope
       .run(work)
       .catch((err: unknown) => {
-        if (!isCancellation(err)) log.error('spare work failed', { kind, error: describeFailure(err) });
+        if (isCancellation(err)) return;
+        rethrowBug(err, `spare ${kind}`);
+        log.error('spare work failed', { kind, error: describeFailure(err) });
       })
       .finally(() => {
         spareTask = undefined;

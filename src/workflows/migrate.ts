@@ -23,8 +23,11 @@ import { buildReport } from './migrate/report';
 import { rollBack } from './migrate/rollback';
 import { untilDecided } from './migrate/guarded';
 import { MigrationRun } from './migrate/run';
+import { checkPlan, rethrowBug } from './input';
 
 export async function migrateToGpu(input: MigrationInput): Promise<MigrationReport> {
+  // Started by other means than the CLI, a bad plan fails the run at once (runs that began before trusted it).
+  if (patched('validate-input')) checkPlan(input?.plan);
   const run = new MigrationRun(input);
   const { plan } = run;
   setApprovalHandlers(run);
@@ -45,6 +48,9 @@ export async function migrateToGpu(input: MigrationInput): Promise<MigrationRepo
     run.afterInstance = await run.acts.quick.getInstance({ region: plan.region, instanceId: vm.instanceId });
     run.status.phase = 'completed';
   } catch (err) {
+    // A bug fails the workflow task, retried until a fixed worker takes it: a good cut-over
+    // is never rolled back for it.
+    rethrowBug(err, `phase ${run.status.phase}`);
     throw await rollBack(run, err);
   }
   run.refreshDetails();

@@ -32,6 +32,7 @@ import { ROUTING, watchOptions } from './options';
 import { QueueBook } from './router/queues';
 import { QueueReaders, readErrorCounter, tellOwners } from './router/readers';
 import { newVersionWaiting, nextRun } from './versioning';
+import { refuseInput, rethrowBug } from './input';
 
 export { joinSpotRouter } from './router/join';
 
@@ -54,6 +55,7 @@ const WATCHES_PER_RUN = 200;
  * DescribeInstances poll is the safety net for instances that go without a warning.
  */
 export async function spotEventRouter(input: RouterInput): Promise<RouterStatus> {
+  if (!input?.carried && patched('validate-input')) refuseInput(routerInputProblem(input));
   const region = input.region;
   const queues = new QueueBook(input.queueUrls, input.carried?.queues);
   let pollIntervalMs = input.pollIntervalMs;
@@ -267,6 +269,7 @@ export async function spotEventRouter(input: RouterInput): Promise<RouterStatus>
       try {
         await scan();
       } catch (err) {
+        rethrowBug(err, 'scan');
         // A scan that fails (credentials, permissions, AWS down) must not end the router: every
         // guardian of the region depends on it. Runs that began before fail as they did.
         if (!patched('survive-scan-errors')) throw err;
@@ -328,6 +331,7 @@ export async function spotEventRouter(input: RouterInput): Promise<RouterStatus>
         r = await watching;
       } catch (err) {
         if (isCancellation(err)) continue;
+        rethrowBug(err, 'watch');
         stats.watchErrors = (stats.watchErrors ?? 0) + 1;
         log.error('the watch of the region failed; watching again after a pause', {
           region,
@@ -380,6 +384,7 @@ export async function spotEventRouter(input: RouterInput): Promise<RouterStatus>
       try {
         await route(queueUrl, messages);
       } catch (err) {
+        rethrowBug(err, 'routing');
         // What was not deleted comes back once its visibility timeout ends.
         log.error('could not route the messages', { queueUrl, error: describeFailure(err) });
       }
@@ -392,4 +397,16 @@ export async function spotEventRouter(input: RouterInput): Promise<RouterStatus>
   if (stop) return status();
   // A new version of the code takes over at the next run.
   return nextRun<typeof spotEventRouter>(carryOver());
+}
+
+/** What is wrong with a router's first input, or undefined. */
+function routerInputProblem(input: RouterInput | undefined): string | undefined {
+  if (!input || typeof input !== 'object') return 'expected {"region": "…", "queueUrls": […], "pollIntervalMs": N}';
+  if (typeof input.region !== 'string' || !/^[a-z]{2}(-[a-z]+)+-\d+$/.test(input.region))
+    return `region ${JSON.stringify(input.region)}: expected an AWS region such as us-east-1`;
+  if (!Array.isArray(input.queueUrls) || input.queueUrls.some((u) => typeof u !== 'string'))
+    return `queueUrls ${JSON.stringify(input.queueUrls)}: expected a list of SQS queue URLs`;
+  if (typeof input.pollIntervalMs !== 'number' || !(input.pollIntervalMs >= 1000))
+    return `pollIntervalMs ${JSON.stringify(input.pollIntervalMs)}: expected a number of milliseconds, at least 1000`;
+  return undefined;
 }

@@ -18,6 +18,7 @@ import type { GuardEvent, GuardianCarried, InterruptionNotice, RoundKind } from 
 import type { LaunchResult, LaunchSpec } from '../../shared/launch';
 import { checksOptions, REPLACEMENT } from '../options';
 import { rankedPools } from '../spot-pools';
+import { rethrowBug } from '../input';
 
 const quick = proxyActivities<Activities>(REPLACEMENT.quick);
 const long = proxyActivities<Activities>(REPLACEMENT.long);
@@ -240,6 +241,8 @@ export async function replace(
       await cutOver(g, launched.instanceId, event);
       return event;
     } catch (err) {
+      // A bug is not a failed replacement: the task fails until fixed code takes it.
+      rethrowBug(err, 'replacement');
       lastError = describeFailure(err);
       log.error('replacement failed', { attempt, error: lastError });
       // Never leave a half-made replacement running; the EIP stays where it is (moved only

@@ -4,7 +4,14 @@
  * for the serving instance the Elastic IP moves to it after a quick check, with no boot on the
  * way. Workflow code only.
  */
-import { CancellationScope, isCancellation, log, metricMeter, proxyActivities } from '@temporalio/workflow';
+import {
+  ApplicationFailure,
+  CancellationScope,
+  isCancellation,
+  log,
+  metricMeter,
+  proxyActivities,
+} from '@temporalio/workflow';
 import type { Activities } from '../../activities';
 import { checksSpec } from '../../shared/checks';
 import { describeFailure } from '../../shared/failures';
@@ -13,6 +20,7 @@ import type { GuardEvent, Spare, SpareEvent } from '../../shared/spot';
 import { checksOptions, REPLACEMENT } from '../options';
 import { rankedPools } from '../spot-pools';
 import { bringUp, cutOver, type BringUpTimeline, type Guarded, type RoundTrigger } from './replace';
+import { rethrowBug } from '../input';
 
 const quick = proxyActivities<Activities>(REPLACEMENT.quick);
 const long = proxyActivities<Activities>(REPLACEMENT.long);
@@ -73,7 +81,12 @@ export async function launchSpare(
       timeline,
       hooks.onLaunched,
     );
-    if (hooks.lost(launched.instanceId)) throw new Error(`a notice came for ${launched.instanceId} while it started`);
+    if (hooks.lost(launched.instanceId))
+      throw ApplicationFailure.create({
+        type: 'SpareLost',
+        nonRetryable: true,
+        message: `a notice came for ${launched.instanceId} while it started`,
+      });
     const spare: Spare = {
       instanceId: launched.instanceId,
       instanceType: launched.instanceType,
@@ -99,6 +112,7 @@ export async function launchSpare(
     });
     noteSpare(g, 'ready', spare.instanceId);
   } catch (err) {
+    rethrowBug(err, 'spare launch');
     await quick
       .terminateLaunched({ region: plan.region, workflowId: g.guardianId, runId: g.firstRunId, step })
       .catch(() => undefined);
@@ -123,6 +137,7 @@ export async function checkSpare(g: Guarded, book: LedgerBook): Promise<void> {
     noteSpare(g, 'checked', spare.instanceId);
   } catch (err) {
     if (isCancellation(err)) throw err;
+    rethrowBug(err, 'spare check');
     await dropSpare(g, book, 'check failed', describeFailure(err));
   }
 }
@@ -184,6 +199,7 @@ export async function promoteSpare(
       scope: 'public',
     });
   } catch (err) {
+    rethrowBug(err, 'spare quick check');
     await dropSpare(g, book, 'check failed', `quick check before the switch: ${describeFailure(err)}`);
     return undefined;
   }
@@ -193,6 +209,7 @@ export async function promoteSpare(
   try {
     await cutOver(g, spare.instanceId, event);
   } catch (err) {
+    rethrowBug(err, 'switch to the spare');
     if (g.instanceId !== spare.instanceId) {
       // The address did not move: the spare stays the spare, and the caller replaces as without one.
       g.carried.spare = spare;
