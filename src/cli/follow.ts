@@ -39,6 +39,11 @@ export function renderLive(s: MigrationStatus, now = Date.now()): string {
     );
   for (const l of s.relaunches ?? []) lines.push(`  relaunch: ${relaunchLine(l)}`);
   for (const c of s.compensations) lines.push(`  rollback: ${c.name}: ${c.state}`);
+  const f = s.undoFailing;
+  if (f)
+    lines.push(
+      `  rollback: ${f.name}: FAILING since ${f.since} (${f.tries} tries): ${f.lastError.split('\n')[0].slice(0, 160)}; next try ${f.nextTryAt}`,
+    );
   return lines.join('\n');
 }
 

@@ -91,6 +91,11 @@ export interface MigrationStatus {
   approval?: ApprovalRecord;
   ignoredMessages: IgnoredMessage[];
   compensations: { name: string; state: 'done' | 'failed' | 'skipped'; detail?: string }[];
+  /**
+   * The undo step the rollback keeps trying while it fails (for up to a day): cleared once it
+   * succeeds. A person may have to look (AWS down in the region, a permission taken away).
+   */
+  undoFailing?: { name: string; since: string; tries: number; lastError: string; nextTryAt: string };
   error?: { type: string; message: string; phase?: PhaseName };
   guardianWorkflowId?: string;
   /** A guardian of the plan already ran (an earlier migration's): it was handed the new instance at the decision. */

@@ -38,13 +38,28 @@ export const MIGRATION = {
   long: { startToCloseTimeout: '2 hours', heartbeatTimeout: '1 minute', retry: retry('2s', '2 minutes', 8) },
   /** Remote steps: they may take an hour (a docker build); a failing step gets two more tries. */
   remote: { startToCloseTimeout: '3 hours', heartbeatTimeout: '2 minutes', retry: retry('5s', '1 minute', 3) },
-  /** Compensations must finish: many tries, and no failure type stops them. */
+  /**
+   * Compensations must finish. A call gets a few quick tries (no failure type stops them); then
+   * the rollback shows the undo as failing and calls it again, for up to a day (UNDO_FOR_MS). No
+   * heartbeat timeout: these (moving the Elastic IP back, the security-group changes) never
+   * heartbeat, and one would time them out for nothing.
+   */
   undo: {
     startToCloseTimeout: '30 minutes',
+    retry: { initialInterval: '2s', backoffCoefficient: 2, maximumInterval: '30s', maximumAttempts: 3 },
+  },
+  /** Compensations that wait (start the old instance, terminate the new one, discard images): they heartbeat. */
+  undoWaiting: {
+    startToCloseTimeout: '30 minutes',
     heartbeatTimeout: '1 minute',
-    retry: { initialInterval: '2s', backoffCoefficient: 2, maximumInterval: '1 minute', maximumAttempts: 20 },
+    retry: { initialInterval: '2s', backoffCoefficient: 2, maximumInterval: '30s', maximumAttempts: 3 },
   },
 } satisfies Record<string, ActivityOptions>;
+
+/** How long an undo is tried before the rollback gives up on it (shown as failing meanwhile). */
+export const UNDO_FOR_MS = 24 * 3600_000;
+/** The pause between two rounds of tries of a failing undo: doubling from 15 s up to 5 minutes. */
+export const UNDO_PAUSE = { firstMs: 15_000, maxMs: 5 * 60_000 };
 
 /** A guardian's kinds: a replacement races a two-minute warning, so timeouts are short and retries quick. */
 export const REPLACEMENT = {
@@ -130,7 +145,8 @@ export function migrationActivities(timeouts: MigrationInput['timeouts'], checks
     }),
     long: proxyActivities<Activities>(beat(MIGRATION.long)),
     remote: proxyActivities<Activities>(beat(MIGRATION.remote)),
-    undo: proxyActivities<Activities>(beat(MIGRATION.undo)),
+    undo: proxyActivities<Activities>(MIGRATION.undo),
+    undoWaiting: proxyActivities<Activities>(beat(MIGRATION.undoWaiting)),
     checks: proxyActivities<Activities>(checksOptions(checks, startToClose('10 minutes'))),
   };
 }

@@ -301,10 +301,9 @@ const WHERE: { where: Where; phase: MigrationPhase }[] = [
     [
       'preflight',
       'launch',
+      // source and start run as setup and build do (one runRemote each), and are left out.
       'setup',
-      'source',
       'build',
-      'start',
       'voice-test',
       'security-group',
       'connectivity',

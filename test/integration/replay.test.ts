@@ -6,7 +6,7 @@
 import { readdirSync, readFileSync } from 'node:fs';
 import { basename, join } from 'node:path';
 import { Worker } from '@temporalio/worker';
-import { historyFromJson } from '../harness/history';
+import { historyFromJSON } from '@temporalio/common/lib/proto-utils';
 import { workflowBundle } from '../harness/worker';
 
 const DIR = join(__dirname, '..', 'histories');
@@ -21,8 +21,8 @@ const files = readdirSync(DIR)
 function load(file: string) {
   const doc = JSON.parse(readFileSync(join(DIR, file), 'utf8')) as { workflowId?: string; history?: unknown };
   if (doc.history !== undefined)
-    return { workflowId: doc.workflowId ?? basename(file, '.json'), history: historyFromJson(doc.history) };
-  return { workflowId: basename(file, '.json'), history: historyFromJson(doc) };
+    return { workflowId: doc.workflowId ?? basename(file, '.json'), history: historyFromJSON(doc.history) };
+  return { workflowId: basename(file, '.json'), history: historyFromJSON(doc) };
 }
 
 test('there is a recording of each kind of run', () => {

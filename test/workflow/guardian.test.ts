@@ -713,3 +713,57 @@ test('a warm spare: one that fails its periodic check is replaced by another; on
     expect(stubs.inputs('terminateInstance').map((i) => i.instanceId)).toContain(replacementId(4));
   });
 });
+
+test("a month of guarding: it wakes every day for a fresh run, a recovery on day 20 replaces the instance, and no run's history nears 10,240 events", async () => {
+  const DAY_MS = 24 * 3600_000;
+  const plan = spotPlan();
+  expect(plan.spot.wakeEvery).toBe('1d');
+  // No router: a month of its polls would only slow the test server.
+  const { stubs } = guardianStubs(plan, undefined, { ensureRouter: async () => ({ routerId: 'none' }) });
+  await withWorker(env, stubs.activities, async (taskQueue) => {
+    const handle = await startGuardian(taskQueue, plan);
+    await until(handle, 'guarding', (s) => s.state === 'guarding');
+
+    await env.sleep(20 * DAY_MS - 3600_000);
+    const { runId } = await handle.describe();
+    const day20 = env.client.workflow.getHandle(handle.workflowId, runId);
+    const before = await until(day20, 'guarding on day 20', (s) => s.state === 'guarding');
+    // One run a day: the first, and one after each daily wake.
+    expect(before.run).toBe(20);
+    expect(before).toMatchObject({ replacements: 0, instanceId: GUARDED });
+
+    await day20.signal(interruptionSignal, notice(GUARDED));
+    const after = await until(
+      (await nextRun(handle, runId)).run,
+      'the replacement',
+      (s) => s.replacements === 1 && s.state === 'guarding',
+    );
+    expect(after.instanceId).toBe(replacementId(1));
+
+    await env.sleep(10 * DAY_MS);
+    const end = await handle.describe();
+    const last = await until(
+      env.client.workflow.getHandle(handle.workflowId, end.runId),
+      "guarding at the month's end",
+      (s) => s.state === 'guarding',
+    );
+    expect(last).toMatchObject({ replacements: 1, instanceId: replacementId(1) });
+    // 20 daily runs; the recovery's run, an hour before day 20 ended; then one a day after it:
+    // nine more wake-ups by the month's end (day 30 less an hour).
+    expect(last.run).toBe(30);
+
+    // Every run of the chain is small: its history far below Temporal's 10,240-event warning.
+    const sizes: number[] = [];
+    for (let id: string | undefined = handle.firstExecutionRunId; id;) {
+      const history: Awaited<ReturnType<WorkflowHandle['fetchHistory']>> = await env.client.workflow
+        .getHandle(handle.workflowId, id)
+        .fetchHistory();
+      const events = history.events ?? [];
+      sizes.push(events.length);
+      id = events.at(-1)?.workflowExecutionContinuedAsNewEventAttributes?.newExecutionRunId ?? undefined;
+    }
+    expect(sizes).toHaveLength(last.run);
+    expect(Math.max(...sizes)).toBeLessThan(10_240);
+    await handle.terminate('test over');
+  });
+});

@@ -215,6 +215,59 @@ test("nobody decides within the plan's default approval.timeout (7 days): the ru
   });
 });
 
+test('a Spot plan with the default 7-day timeout: nobody decides, the outcome is "approval timed out", and the guardian is started', async () => {
+  const plan = workflowPlan({ target: { market: 'spot' }, spot: { pollInterval: '2m' } });
+  expect(plan.approval.timeout).toBe('7d');
+  // The region's router is not run here: seven days of its polls would only slow the test server.
+  const stubs = recordStubs({ ...happyStubs(plan), ensureRouter: async () => ({ routerId: 'none' }) });
+  await withWorker(env, stubs.activities, async (taskQueue) => {
+    const handle = await start(taskQueue, plan);
+    await awaitingApproval(handle);
+    const report = await handle.result();
+    expect(report.outcome).toBe('approval timed out');
+    expect(report.approval?.decision).toBe('timed-out');
+    const waitedMs = Date.parse(report.approval?.at ?? '') - Date.parse(phaseOf(report, 'performance')?.endedAt ?? '');
+    expect(waitedMs).toBeGreaterThanOrEqual(7 * DAY);
+    expect(waitedMs).toBeLessThan(7 * DAY + 60_000);
+    expect(stubs.names(['stopInstance'])).toEqual([]);
+    expect(report.guardianWorkflowId).toBe(`spot-guardian-${plan.name}`);
+    const guardian = await env.client.workflow.getHandle(report.guardianWorkflowId as string).describe();
+    expect(guardian.status.name).toBe('RUNNING');
+    // It guards the new instance (it tags it as its own).
+    await waitFor(
+      'the guardian to tag the new instance',
+      async () => stubs.inputs('markGuarded'),
+      (inputs) => inputs.some((i) => i.instanceId === IDS.newInstance && i.guardianId === report.guardianWorkflowId),
+    );
+    await env.client.workflow.getHandle(report.guardianWorkflowId as string).terminate('test over');
+  });
+});
+
+test('approved on day 6 of the 7-day wait: the old instance is stopped then, and the run completes', async () => {
+  const plan = workflowPlan();
+  const stubs = recordStubs(happyStubs(plan));
+  await withWorker(env, stubs.activities, async (taskQueue) => {
+    const handle = await start(taskQueue, plan);
+    const waiting = await awaitingApproval(handle);
+    const askedAt = Date.parse(phaseOf(waiting, 'performance')?.endedAt ?? '');
+    await env.sleep(6 * DAY);
+    const day6 = await status(handle);
+    expect(day6.phase).toBe('awaiting-approval');
+    expect(decided(stubs)).toEqual([]);
+
+    await handle.executeUpdate(decideUpdate, { args: [{ decision: 'approve', by: 'carol' }] });
+    const report = await handle.result();
+    expect(report.outcome).toBe('completed');
+    expect(report.approval).toMatchObject({ decision: 'approved', by: 'carol', via: 'update' });
+    const approvedAfterMs = Date.parse(report.approval?.at ?? '') - askedAt;
+    expect(approvedAfterMs).toBeGreaterThanOrEqual(6 * DAY);
+    expect(approvedAfterMs).toBeLessThan(7 * DAY);
+    expect(phaseOf(report, 'stop-old')?.state).toBe('succeeded');
+    expect(stubs.names(['stopInstance'])).toEqual(['stopInstance']);
+    expect(report.warnings.join('\n')).not.toContain('timed out');
+  });
+});
+
 test('invalid approval signals are recorded as ignored and decide nothing', async () => {
   const plan = workflowPlan({ approval: { approvers: ['erin'] } });
   const stubs = recordStubs(happyStubs(plan));

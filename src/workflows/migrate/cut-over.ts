@@ -68,7 +68,7 @@ export async function stopOld(run: MigrationRun): Promise<void> {
   run.undoable({
     name: `start ${plan.source.instanceId} again`,
     phase: 'stop-old',
-    run: () => run.acts.undo.startInstance(old),
+    run: () => run.acts.undoWaiting.startInstance(old),
   });
   await run.phase(
     'stop-old',

@@ -161,7 +161,7 @@ function goldenMeanwhile(run: MigrationRun, vm: NewInstance): void {
 }
 
 const discardGolden = (run: MigrationRun, vm: { instanceId: string }) =>
-  run.acts.undo.discardImages({
+  run.acts.undoWaiting.discardImages({
     plan: planRef(run.plan),
     workflowId: run.workflowId,
     step: 'golden',
@@ -205,7 +205,7 @@ async function relaunch(run: MigrationRun, vm: NewInstance, afterSwitch: boolean
   }
   // Never waited for: it is being reclaimed, and the next launch need not wait either. The
   // launch's undo terminates it too, should the run roll back.
-  void run.acts.undo
+  void run.acts.undoWaiting
     .terminateInstance({ region: plan.region, instanceId: vm.instanceId })
     .catch((err) =>
       run.warnings.push(`the lost instance ${vm.instanceId} could not be terminated: ${describeFailure(err)}`),

@@ -49,7 +49,7 @@ export async function launch(run: MigrationRun, imageId: string, options: Launch
     name: step === 'launch' ? 'terminate the new instance' : `terminate the new instance of ${step}`,
     keepable: true,
     phase: 'launch',
-    run: () => run.acts.undo.terminateLaunched({ region: plan.region, workflowId, runId, step }),
+    run: () => run.acts.undoWaiting.terminateLaunched({ region: plan.region, workflowId, runId, step }),
   });
   const spec = { ...launchSpec(plan), ...(options.spotPools ? { spotPools: options.spotPools } : {}) };
   const vm = await run.phase(

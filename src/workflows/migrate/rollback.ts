@@ -2,11 +2,21 @@
  * The way back: every undo registered so far runs, newest first, whatever failed; the run then
  * fails with its report in the failure's details. Workflow code only.
  */
-import { ApplicationFailure, CancellationScope, log } from '@temporalio/workflow';
+import {
+  ActivityFailure,
+  ApplicationFailure,
+  CancellationScope,
+  log,
+  metricMeter,
+  patched,
+  sleep,
+} from '@temporalio/workflow';
 import { ErrorType } from '../../shared/errors';
 import { describeFailure, failureType, isCancelled } from '../../shared/failures';
+import { rethrowBug } from '../input';
+import { MIGRATION, UNDO_FOR_MS, UNDO_PAUSE } from '../options';
 import { buildReport } from './report';
-import type { MigrationRun } from './run';
+import type { Compensation, MigrationRun } from './run';
 
 /** Rolls the run back after `err` and returns what the workflow fails with. */
 export async function rollBack(run: MigrationRun, err: unknown): Promise<unknown> {
@@ -39,12 +49,64 @@ async function undoAll(run: MigrationRun): Promise<void> {
       continue;
     }
     try {
-      await c.run();
+      // Runs that began before tried each undo once (with its activity's retries).
+      await (patched('undo-until-done') ? untilUndone(run, c) : c.run());
       run.status.compensations.push({ name: c.name, state: 'done' });
       // Only what was undone is `compensated`: a kept instance or a failed undo stays as it was.
       if (c.phase && run.record(c.phase).state === 'succeeded') run.record(c.phase).state = 'compensated';
     } catch (err) {
+      rethrowBug(err, `undo: ${c.name}`);
       run.status.compensations.push({ name: c.name, state: 'failed', detail: describeFailure(err) });
+    }
+  }
+}
+
+/** An undo that failed for good: its activity said no retry can help (a permanent AWS code). */
+const permanent = (err: unknown) =>
+  err instanceof ActivityFailure && err.cause instanceof ApplicationFailure && err.cause.nonRetryable;
+
+/**
+ * Runs one undo until it succeeds: between rounds of quick tries, it is shown as failing in the
+ * status (`undoFailing`), the Web UI and the metric `ec2_gpu_migration_undo_failures{step}`, so
+ * someone can look. It gives up after UNDO_FOR_MS (a day), or at once on a permanent failure.
+ */
+async function untilUndone(run: MigrationRun, c: Compensation): Promise<void> {
+  const since = new Date().toISOString();
+  const giveUpAt = Date.parse(since) + UNDO_FOR_MS;
+  const tries = MIGRATION.undo.retry.maximumAttempts;
+  const failures = metricMeter.createCounter(
+    'ec2_gpu_migration_undo_failures',
+    'rounds',
+    'Rounds of tries of an undo step that failed during a rollback (it is tried again, for up to a day)',
+  );
+  for (let round = 1; ; round++) {
+    try {
+      await c.run();
+      if (run.status.undoFailing) {
+        log.info('the undo step succeeded after failing', { step: c.name, rounds: round });
+        delete run.status.undoFailing;
+        run.refreshDetails();
+      }
+      return;
+    } catch (err) {
+      rethrowBug(err, `undo: ${c.name}`);
+      const pauseMs = Math.min(UNDO_PAUSE.maxMs, UNDO_PAUSE.firstMs * 2 ** (round - 1));
+      if (permanent(err) || Date.now() + pauseMs > giveUpAt) {
+        delete run.status.undoFailing;
+        throw err;
+      }
+      const lastError = describeFailure(err);
+      run.status.undoFailing = {
+        name: c.name,
+        since,
+        tries: round * tries,
+        lastError,
+        nextTryAt: new Date(Date.now() + pauseMs).toISOString(),
+      };
+      failures.add(1, { step: c.name });
+      log.error('an undo step keeps failing; trying again', { step: c.name, round, error: lastError });
+      run.refreshDetails();
+      await sleep(pauseMs);
     }
   }
 }

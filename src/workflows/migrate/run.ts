@@ -107,12 +107,15 @@ export class MigrationRun {
   refreshDetails(): void {
     const { status } = this;
     const instance = status.newInstanceId ? ` · new instance \`${status.newInstanceId}\`` : '';
+    const failing = status.undoFailing
+      ? `\n\n**An undo step keeps failing**: ${status.undoFailing.name}, since ${status.undoFailing.since} (${status.undoFailing.tries} tries): ${status.undoFailing.lastError}. Next try at ${status.undoFailing.nextTryAt}; it is tried for up to a day. Check AWS (the region, the worker's permissions).`
+      : '';
     const waiting =
       status.phase === 'awaiting-approval'
         ? '\n\nWaiting for a person: send the signal `approve` {"by": "name"} or `reject` {"by": "name", "reason": "…"}.'
         : '';
     setCurrentDetails(
-      `**${this.plan.name}**: ${status.phase}${instance}${waiting}\n\n${renderPhaseTable(status.phases)}`,
+      `**${this.plan.name}**: ${status.phase}${instance}${waiting}${failing}\n\n${renderPhaseTable(status.phases)}`,
     );
   }
 
