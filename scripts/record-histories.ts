@@ -142,6 +142,15 @@ async function record(recording: Recording): Promise<Recorded[]> {
   }
 }
 
+/** Waits until the latest run of `handle`'s chain has completed. */
+async function completed(handle: WorkflowHandle): Promise<void> {
+  await pollUntil(
+    `${handle.workflowId} to end`,
+    async () => ((await handle.describe()).status.name === 'COMPLETED' ? true : undefined),
+    { timeoutMs: 60_000, intervalMs: 200 },
+  );
+}
+
 /** Every run of a workflow's continue-as-new chain, from its first, in order. */
 async function chain(handle: WorkflowHandle): Promise<{ runId: string; history: Recorded['history'] }[]> {
   const firstRunId = (await handle.describe()).raw.workflowExecutionInfo?.firstRunId ?? undefined;
@@ -207,23 +216,9 @@ async function spotLife(): Promise<Recorded[]> {
       guarded = after.instanceId;
     }
     await guardian.signal(stopGuardingSignal);
-    await pollUntil(
-      'the guardian to end',
-      async () => ((await guardian.describe()).status.name === 'COMPLETED' ? true : undefined),
-      {
-        timeoutMs: 60_000,
-        intervalMs: 200,
-      },
-    );
+    await completed(guardian);
     await router.signal(stopRouterSignal);
-    await pollUntil(
-      'the router to end',
-      async () => ((await router.describe()).status.name === 'COMPLETED' ? true : undefined),
-      {
-        timeoutMs: 60_000,
-        intervalMs: 200,
-      },
-    );
+    await completed(router);
 
     const recorded: Recorded[] = [
       {

@@ -47,6 +47,23 @@ export async function startTimeSkipping(): Promise<TestWorkflowEnvironment> {
   return TestWorkflowEnvironment.createTimeSkipping({ server: { executable: { type: 'existing-path', path } } });
 }
 
+/**
+ * For a test file: the workflow bundle built once, and a time-skipping server of its own for
+ * each test (see startTimeSkipping); the returned function gives the current test's.
+ */
+export function useTimeSkipping(): () => TestWorkflowEnvironment {
+  let env: TestWorkflowEnvironment | undefined;
+  beforeAll(() => workflowBundle(), 60_000);
+  beforeEach(async () => {
+    env = await startTimeSkipping();
+  }, 30_000);
+  afterEach(() => env?.teardown());
+  return () => {
+    if (!env) throw new Error('no time-skipping server: call useTimeSkipping() at the top of the file');
+    return env;
+  };
+}
+
 // --- ids the stubs answer with -------------------------------------------------------------
 
 export const IDS = {

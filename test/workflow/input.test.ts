@@ -4,49 +4,38 @@
  * InvalidInput, naming the field, before any activity; a bug in a guardian's round fails the
  * workflow task instead of counting as a failed replacement.
  */
-import { WorkflowFailedError, type WorkflowHandle } from '@temporalio/client';
-import { ApplicationFailure } from '@temporalio/common';
-import type { TestWorkflowEnvironment } from '@temporalio/testing';
+import type { WorkflowHandle } from '@temporalio/client';
+import type { ApplicationFailure } from '@temporalio/common';
 import { guardianWorkflowId, routerWorkflowId } from '../../src/shared/constants';
 import { interruptionSignal, type RouterInput } from '../../src/shared/spot';
 import type { spotEventRouter, spotGuardian } from '../../src/workflows';
 import {
   IDS,
+  failureOf as failedWith,
   happyStubs,
   recordStubs,
   startMigration,
-  startTimeSkipping,
+  useTimeSkipping,
   waitFor,
   withWorker,
-  workflowBundle,
   workflowPlan,
 } from './helpers';
 
-let env: TestWorkflowEnvironment;
-beforeAll(() => workflowBundle(), 60_000);
-beforeEach(async () => {
-  env = await startTimeSkipping();
-}, 30_000);
-afterEach(() => env?.teardown());
+const server = useTimeSkipping();
 
+/** The run's failure: an ApplicationFailure that no retry changes. */
 async function failureOf(handle: WorkflowHandle): Promise<ApplicationFailure> {
-  const err = await handle.result().then(
-    () => undefined,
-    (e: unknown) => e,
-  );
-  expect(err).toBeInstanceOf(WorkflowFailedError);
-  const cause = (err as WorkflowFailedError).cause;
-  expect(cause).toBeInstanceOf(ApplicationFailure);
-  return cause as ApplicationFailure;
+  const { failure } = await failedWith(handle);
+  expect(failure.nonRetryable).toBe(true);
+  return failure;
 }
 
 test('a migration started with a bad plan (not through the CLI) fails at once as InvalidInput, naming the field; no activity runs', async () => {
   const plan = { ...workflowPlan(), checks: { ...workflowPlan().checks, interval: 'often' } };
   const stubs = recordStubs(happyStubs(workflowPlan()));
-  await withWorker(env, stubs.activities, async (taskQueue) => {
-    const failure = await failureOf(await startMigration(env, taskQueue, plan as never));
+  await withWorker(server(), stubs.activities, async (taskQueue) => {
+    const failure = await failureOf(await startMigration(server(), taskQueue, plan as never));
     expect(failure.type).toBe('InvalidInput');
-    expect(failure.nonRetryable).toBe(true);
     expect(failure.message).toMatch(/^invalid plan in the input of migrateToGpu:\n {2}- checks\.interval: expected /);
   });
   expect(stubs.calls).toEqual([]);
@@ -55,8 +44,8 @@ test('a migration started with a bad plan (not through the CLI) fails at once as
 test('a guardian or a router started with bad input fails at once as InvalidInput', async () => {
   const plan = workflowPlan({ target: { market: 'spot' } });
   const stubs = recordStubs(happyStubs(plan));
-  await withWorker(env, stubs.activities, async (taskQueue) => {
-    const guardian = await env.client.workflow.start<typeof spotGuardian>('spotGuardian', {
+  await withWorker(server(), stubs.activities, async (taskQueue) => {
+    const guardian = await server().client.workflow.start<typeof spotGuardian>('spotGuardian', {
       taskQueue,
       workflowId: guardianWorkflowId(plan.name),
       args: [{ plan: { ...plan, region: 42 } as never, instanceId: IDS.newInstance }],
@@ -65,14 +54,14 @@ test('a guardian or a router started with bad input fails at once as InvalidInpu
     expect(g.type).toBe('InvalidInput');
     expect(g.message).toContain('- region: expected');
 
-    const other = await env.client.workflow.start<typeof spotGuardian>('spotGuardian', {
+    const other = await server().client.workflow.start<typeof spotGuardian>('spotGuardian', {
       taskQueue,
       workflowId: `${guardianWorkflowId(plan.name)}-2`,
       args: [{ plan, instanceId: 'web-1' }],
     });
     expect((await failureOf(other)).message).toBe('invalid input of spotGuardian: instanceId "web-1": expected "i-…"');
 
-    const router = await env.client.workflow.start<typeof spotEventRouter>('spotEventRouter', {
+    const router = await server().client.workflow.start<typeof spotEventRouter>('spotEventRouter', {
       taskQueue,
       workflowId: routerWorkflowId('nowhere'),
       args: [{ region: 'nowhere', queueUrls: [], pollIntervalMs: 5000 } satisfies RouterInput],
@@ -91,8 +80,8 @@ test("a bug in a guardian's round fails the workflow task: it is not counted as 
   const happy = happyStubs(plan);
   // A launch whose answer the round cannot read, as a changed activity would give an old workflow.
   const stubs = recordStubs({ ...happy, launchInstance: async () => undefined as never });
-  await withWorker(env, stubs.activities, async (taskQueue) => {
-    const handle = await env.client.workflow.start<typeof spotGuardian>('spotGuardian', {
+  await withWorker(server(), stubs.activities, async (taskQueue) => {
+    const handle = await server().client.workflow.start<typeof spotGuardian>('spotGuardian', {
       taskQueue,
       workflowId: guardianWorkflowId(plan.name),
       args: [{ plan, instanceId: IDS.newInstance, goldenImageId: IDS.goldenImage }],
