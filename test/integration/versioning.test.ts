@@ -126,7 +126,15 @@ test('a migration finishes on the version it started on, and its guardian moves 
     },
     { timeoutMs: 60_000, intervalMs: 250 },
   );
-  const onV2 = await activitiesOf(guardian, upgraded);
+  // A started activity is written to the history once it ends: wait for the first to end.
+  const onV2 = await pollUntil(
+    'the first activity of the run on version 2 to end',
+    async () => {
+      const ran = await activitiesOf(guardian, upgraded);
+      return ran.identities.size > 0 ? ran : undefined;
+    },
+    { timeoutMs: 30_000, intervalMs: 250 },
+  );
   expect(onV2.types[0]).toBe('getInstance');
   expect([...onV2.identities]).toEqual(['worker-v2']);
   // It still guards the migrated instance, on the new code.
