@@ -18,6 +18,7 @@ import { startMoto, type MotoServer } from '../test/harness/moto';
 import { toolPaths } from '../test/harness/tools';
 import { AppWorld } from '../test/harness/world';
 import { READY_LINE } from './ready';
+import { silentLogger } from '../src/bundle';
 
 export interface Stack {
   temporal: TestWorkflowEnvironment;
@@ -30,8 +31,6 @@ export interface Stack {
   processes(): Promise<Record<string, number>>;
   close(): Promise<void>;
 }
-
-const quiet = { trace() {}, debug() {}, info() {}, warn() {}, error() {}, log() {} };
 
 export async function startStack(): Promise<Stack> {
   const tools = toolPaths();
@@ -46,7 +45,7 @@ export async function startStack(): Promise<Stack> {
       },
     }),
     startMoto({ python: tools.motoPython }),
-    bundleWorkflowCode({ workflowsPath: require.resolve('../src/workflows'), logger: quiet }),
+    bundleWorkflowCode({ workflowsPath: require.resolve('../src/workflows'), logger: silentLogger }),
   ]);
   const bundlePath = join(dir, 'workflows.js');
   await writeFile(bundlePath, bundle.code);

@@ -24,11 +24,12 @@ export interface WorkflowBundle {
 
 export const buildIdOf = (code: string): string => createHash('sha256').update(code).digest('hex').slice(0, 16);
 
-const silent = { trace() {}, debug() {}, info() {}, warn() {}, error() {}, log() {} };
+/** A logger that says nothing: for bundling, where webpack's report is noise. */
+export const silentLogger = { trace() {}, debug() {}, info() {}, warn() {}, error() {}, log() {} };
 
 /** Bundles the workflows of this source tree now. */
 export async function bundleWorkflows(workflowsPath = require.resolve('./workflows')): Promise<WorkflowBundle> {
-  const { code } = await bundleWorkflowCode({ workflowsPath, logger: silent });
+  const { code } = await bundleWorkflowCode({ workflowsPath, logger: silentLogger });
   return { code, buildId: buildIdOf(code) };
 }
 

@@ -86,14 +86,13 @@ export function readConfig(env: NodeJS.ProcessEnv = process.env): Config {
   }
   const deployment = get('MIGRATION_DEPLOYMENT_NAME');
   if (deployment !== undefined) {
-    if (!DEPLOYMENT_NAME.test(deployment))
-      throw new ConfigError('MIGRATION_DEPLOYMENT_NAME', deployment, 'letters, digits, - and _ (up to 255)');
+    if (!DEPLOYMENT_NAME.pattern.test(deployment))
+      throw new ConfigError('MIGRATION_DEPLOYMENT_NAME', deployment, DEPLOYMENT_NAME.expected);
     config.deploymentName = deployment;
   }
   const buildId = get('MIGRATION_BUILD_ID');
   if (buildId !== undefined) {
-    if (!BUILD_ID.test(buildId))
-      throw new ConfigError('MIGRATION_BUILD_ID', buildId, 'letters, digits, - _ . : + (up to 255), e.g. a git SHA');
+    if (!BUILD_ID.pattern.test(buildId)) throw new ConfigError('MIGRATION_BUILD_ID', buildId, BUILD_ID.expected);
     config.buildId = buildId;
   }
   config.workflowBundlePath = get('WORKFLOW_BUNDLE_PATH');
@@ -107,9 +106,12 @@ export function readConfig(env: NodeJS.ProcessEnv = process.env): Config {
 }
 
 /** A Worker Deployment's name (no `.`: it separates name and build id in a version string). */
-export const DEPLOYMENT_NAME = /^[A-Za-z0-9_-]{1,255}$/;
+export const DEPLOYMENT_NAME = { pattern: /^[A-Za-z0-9_-]{1,255}$/, expected: 'letters, digits, - and _ (up to 255)' };
 /** A build id: a git SHA, a bundle hash or a release number. */
-export const BUILD_ID = /^[A-Za-z0-9_.:+-]{1,255}$/;
+export const BUILD_ID = {
+  pattern: /^[A-Za-z0-9_.:+-]{1,255}$/,
+  expected: 'letters, digits, - _ . : + (up to 255), e.g. a git SHA',
+};
 
 /** `host:port` or `[v6]:port`, the port 1–65535 (0 for any free one). */
 export function isHostPort(s: string): boolean {

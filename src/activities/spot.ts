@@ -4,7 +4,7 @@ import { ApplicationFailure, Context } from '@temporalio/activity';
 import { aws } from '../aws/call';
 import type { AwsClients } from '../aws/clients';
 import { TAG_GUARDED } from '../shared/constants';
-import type { GuardedInstance, ParsedEvent, QueueMessage } from '../shared/spot';
+import { INSTANCE_ID, type GuardedInstance, type ParsedEvent, type QueueMessage } from '../shared/spot';
 import { describeInstances } from '../aws/ec2';
 import { withHeartbeat } from './util';
 import { isDead } from '../shared/instance-states';
@@ -37,7 +37,7 @@ export function parseSpotEvent(body: string): ParsedEvent {
   const detailType = typeof e['detail-type'] === 'string' ? e['detail-type'] : undefined;
   const instanceId = typeof e.detail?.['instance-id'] === 'string' ? (e.detail['instance-id'] as string) : undefined;
   if (!detailType) return { ok: false, reason: 'no detail-type' };
-  if (!instanceId || !/^i-[0-9a-f]{8,17}$/.test(instanceId))
+  if (!instanceId || !INSTANCE_ID.test(instanceId))
     return { ok: false, reason: `${detailType}: no valid detail.instance-id` };
   const time = typeof e.time === 'string' ? e.time : undefined;
   switch (detailType) {

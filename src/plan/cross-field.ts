@@ -125,20 +125,22 @@ export function crossFieldIssues(plan: Record<string, unknown>): Issue[] {
       });
     }
   }
-  for (const key of ['standbyCheckInterval', 'retryRoundAfter', 'wakeEvery'] as const) {
+  // Durations from 1s, and for wakeEvery up to a day (an idle guardian must wake daily to move onto new code).
+  for (const [key, maxMs] of [
+    ['standbyCheckInterval', Infinity],
+    ['retryRoundAfter', Infinity],
+    ['wakeEvery', DAY_MS],
+  ] as const) {
     const value = spot[key];
-    if (typeof value === 'string' && POSITIVE_DURATION.test(value) && durationMs(value) < 1000)
+    if (typeof value !== 'string' || !POSITIVE_DURATION.test(value)) continue;
+    if (durationMs(value) < 1000)
       issues.push({ path: ['spot', key], message: `a duration of at least 1s; got ${value}` });
+    else if (durationMs(value) > maxMs)
+      issues.push({
+        path: ['spot', key],
+        message: `a duration of at most 1d (an idle guardian must wake daily to move onto new code); got ${value}`,
+      });
   }
-  if (
-    typeof spot.wakeEvery === 'string' &&
-    POSITIVE_DURATION.test(spot.wakeEvery) &&
-    durationMs(spot.wakeEvery) > DAY_MS
-  )
-    issues.push({
-      path: ['spot', 'wakeEvery'],
-      message: `a duration of at most 1d (an idle guardian must wake daily to move onto new code); got ${spot.wakeEvery}`,
-    });
   if (spot.standby === 'warm' && isRecord(plan.target) && plan.target.market === 'on-demand') {
     issues.push({
       path: ['spot', 'standby'],

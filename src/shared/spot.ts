@@ -157,13 +157,16 @@ export interface RetargetAnswer {
   changed: boolean;
 }
 
+/** An EC2 instance id: `i-` and 8 or 17 hex digits (up to 17 accepted). */
+export const INSTANCE_ID = /^i-[0-9a-f]{8,17}$/;
+
 /** What is wrong with a retarget payload, or undefined: the Update's validator. */
 export function retargetProblem(r: unknown): string | undefined {
   const expected =
     'expected {"instanceId": "i-…", "migrationWorkflowId": "migrate-…", "goldenImageId"?: "ami-…", "market"?: "spot"|"on-demand"}';
   if (!r || typeof r !== 'object') return `no payload: ${expected}`;
   const { instanceId, migrationWorkflowId, goldenImageId, market } = r as Record<string, unknown>;
-  if (typeof instanceId !== 'string' || !/^i-[0-9a-f]{8,17}$/.test(instanceId))
+  if (typeof instanceId !== 'string' || !INSTANCE_ID.test(instanceId))
     return `instanceId ${JSON.stringify(instanceId)}: ${expected}`;
   if (typeof migrationWorkflowId !== 'string' || migrationWorkflowId === '')
     return `migrationWorkflowId ${JSON.stringify(migrationWorkflowId)}: ${expected}`;

@@ -22,6 +22,7 @@ import {
   guardianStatusQuery,
   goldenImageSignal,
   interruptionSignal,
+  INSTANCE_ID,
   queueHealthSignal,
   retargetProblem,
   retargetUpdate,
@@ -59,7 +60,7 @@ export async function spotGuardian(input: GuardianInput): Promise<GuardianStatus
   if (!input.carried && patched('validate-input')) {
     checkPlan(plan);
     refuseInput(
-      typeof input.instanceId === 'string' && /^i-[0-9a-f]+$/.test(input.instanceId)
+      typeof input.instanceId === 'string' && INSTANCE_ID.test(input.instanceId)
         ? undefined
         : `instanceId ${JSON.stringify(input.instanceId)}: expected "i-…"`,
     );

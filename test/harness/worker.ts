@@ -21,6 +21,7 @@ import {
   type WorkerQueues,
 } from '../../src/worker';
 import { connectWorker, temporalNamespace } from './env';
+import { silentLogger } from '../../src/bundle';
 
 let bundle: Promise<WorkflowBundleWithSourceMap> | undefined;
 
@@ -36,11 +37,9 @@ export function workflowBundle(): Promise<WorkflowBundleWithSourceMap> {
   const prebuilt = process.env.WORKFLOW_BUNDLE_PATH;
   bundle ??= prebuilt
     ? readFile(prebuilt, 'utf8').then((code) => ({ code, sourceMap: '' }))
-    : bundleWorkflowCode({ workflowsPath: require.resolve('../../src/workflows'), logger: quietLogger });
+    : bundleWorkflowCode({ workflowsPath: require.resolve('../../src/workflows'), logger: silentLogger });
   return bundle;
 }
-
-const quietLogger = { trace() {}, debug() {}, info() {}, warn() {}, error() {}, log() {} };
 
 export interface TestWorker {
   /** The workers on the test's task queue and the spot queue beside it. */

@@ -11,6 +11,7 @@ import { basename, join, relative } from 'node:path';
 import { historyFromJSON } from '@temporalio/common/lib/proto-utils';
 import { Worker, bundleWorkflowCode } from '@temporalio/worker';
 import { workflowBundle } from '../harness/worker';
+import { silentLogger } from '../../src/bundle';
 
 const DIR = join(__dirname, '..', 'histories');
 const releases = readdirSync(DIR)
@@ -95,7 +96,7 @@ test('a guardian with two of its activities swapped fails the replay of the reco
   expect(guardians).toHaveLength(1);
   const swapped = await bundleWorkflowCode({
     workflowsPath: require.resolve('../../src/workflows'),
-    logger: { trace() {}, debug() {}, info() {}, warn() {}, error() {}, log() {} },
+    logger: silentLogger,
     webpackConfigHook: (config) => {
       config.module?.rules?.push({
         test: /src[\\/]workflows[\\/]guardian\.ts$/,

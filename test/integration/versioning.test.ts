@@ -22,6 +22,7 @@ import { testPlan } from '../harness/seed';
 import { createQueue, endSpotWorkflows } from '../harness/spot';
 import { toolPaths } from '../harness/tools';
 import { startWorker, workflowBundle } from '../harness/worker';
+import { silentLogger } from '../../src/bundle';
 
 const REGION = 'ap-south-1';
 const t = useIntegration();
@@ -74,7 +75,7 @@ test('a migration finishes on the version it started on, and its guardian moves 
   // operator makes it current.
   const changed = await bundleWorkflowCode({
     workflowsPath: require.resolve('../fixtures/workflows-v2'),
-    logger: { trace() {}, debug() {}, info() {}, warn() {}, error() {}, log() {} },
+    logger: silentLogger,
   });
   expect(changed.code).not.toBe((await workflowBundle()).code);
   const w2 = await startWorker({

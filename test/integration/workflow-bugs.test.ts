@@ -12,9 +12,9 @@ import { addressHolder, startMigration, waitForPhase } from '../harness/migratio
 import { pollUntil } from '../harness/net';
 import { startScenario } from '../harness/scenario';
 import { startWorker } from '../harness/worker';
+import { silentLogger } from '../../src/bundle';
 
 const t = useIntegration();
-const quiet = { trace() {}, debug() {}, info() {}, warn() {}, error() {}, log() {} };
 
 test('a bug after the Elastic IP switch fails the workflow task, not the run: after the fix is deployed the migration completes', async () => {
   const s = t.track(await startScenario({ maxAttempts: 3 }));
@@ -22,7 +22,7 @@ test('a bug after the Elastic IP switch fails the workflow task, not the run: af
   const buggy = await bundleWorkflowCode({
     workflowsPath: require.resolve('../../src/workflows'),
     workflowInterceptorModules: [require.resolve('../fixtures/bug-after-switch')],
-    logger: quiet,
+    logger: silentLogger,
   });
   const first = await startWorker({ clients: s.clients, taskQueue, bundle: buggy, identity: 'buggy-worker' });
   t.track({ close: () => first.stop() });

@@ -34,10 +34,10 @@ export function registerWorker(program: Command, done: (code: number) => void): 
         versioning: boolean;
       }) => {
         const config = readConfig();
-        if (opts.deployment !== undefined && !DEPLOYMENT_NAME.test(opts.deployment))
-          throw new UsageError(`--deployment '${opts.deployment}': expected letters, digits, - and _ (up to 255)`);
-        if (opts.buildId !== undefined && !BUILD_ID.test(opts.buildId))
-          throw new UsageError(`--build-id '${opts.buildId}': expected letters, digits, - _ . : + (up to 255)`);
+        if (opts.deployment !== undefined && !DEPLOYMENT_NAME.pattern.test(opts.deployment))
+          throw new UsageError(`--deployment '${opts.deployment}': expected ${DEPLOYMENT_NAME.expected}`);
+        if (opts.buildId !== undefined && !BUILD_ID.pattern.test(opts.buildId))
+          throw new UsageError(`--build-id '${opts.buildId}': expected ${BUILD_ID.expected}`);
         const versioned = opts.versioning && config.versioning;
         await runWorker({
           metricsAddress: opts.metrics ?? config.metricsAddress,
