@@ -157,8 +157,13 @@ export async function createMigrationWorkers(
     http: options.http,
     pollIntervalMs: options.pollIntervalMs,
   });
-  const workers: Worker[] = [];
-  for (const taskQueue of taskQueues) workers.push(await createMigrationWorker({ ...options, taskQueue }, activities));
+  // Created side by side: each loads the workflow bundle into a thread of its own.
+  const created = await Promise.allSettled(
+    taskQueues.map((taskQueue) => createMigrationWorker({ ...options, taskQueue }, activities)),
+  );
+  const workers = created.flatMap((c) => (c.status === 'fulfilled' ? [c.value] : []));
+  const failed = created.find((c): c is PromiseRejectedResult => c.status === 'rejected');
+  if (failed) throw failed.reason;
   const shutdown = () => {
     for (const w of workers) if (w.getState() === 'RUNNING') w.shutdown();
   };

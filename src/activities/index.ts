@@ -16,17 +16,18 @@ export interface ActivityDeps {
   aws: AwsClients;
   /** HTTP for the app's checks (default: the global fetch). */
   http?: typeof fetch;
-  /** Between polls of SSM commands and agents (default 2 s). */
+  /** Between polls of SSM commands and agents, and the first pause of the EC2 waiters (default 2 s). */
   pollIntervalMs?: number;
 }
 
 /** Every activity, built once in the worker around its clients. Workflows import the type only. */
 export function createActivities(deps: ActivityDeps) {
-  const remote = createRemoteRunner(deps.aws, { pollIntervalMs: deps.pollIntervalMs ?? 2_000 });
+  const pollIntervalMs = deps.pollIntervalMs ?? 2_000;
+  const remote = createRemoteRunner(deps.aws, { pollIntervalMs });
   const network = createNetworkActivities(deps.aws);
   return withAttemptOnFailure({
     preflight: createPreflight(deps.aws, network),
-    ...createInstanceActivities(deps.aws),
+    ...createInstanceActivities(deps.aws, pollIntervalMs / 1000),
     runRemote: remote.runChecked,
     ...createCheckActivities(remote, deps.http ?? fetch),
     ...network,

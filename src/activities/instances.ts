@@ -49,9 +49,15 @@ interface LaunchProgress {
 /** StateReason codes of an instance that terminated in `pending` and that another pool may not share. */
 const POOL_STATE_REASONS = /^Server\./;
 
+/** An EC2 client and the first delay of its waiters (seconds; they back off from there to 15 s). */
+interface Waiting {
+  ec2: EC2Client;
+  minDelay: number;
+}
+
 /** An EC2 waiter over one instance, heartbeating while it waits and stopped when the activity is cancelled. */
 async function waitFor(
-  ec2: EC2Client,
+  { ec2, minDelay }: Waiting,
   instanceId: string,
   until: string,
   waiter: typeof waitUntilInstanceRunning,
@@ -62,7 +68,7 @@ async function waitFor(
     () =>
       aws(`wait for ${instanceId} to ${until}`, () =>
         waiter(
-          { client: ec2, maxWaitTime, minDelay: 2, maxDelay: 15, abortSignal: Context.current().cancellationSignal },
+          { client: ec2, maxWaitTime, minDelay, maxDelay: 15, abortSignal: Context.current().cancellationSignal },
           { InstanceIds: [instanceId] },
         ),
       ),
@@ -70,20 +76,20 @@ async function waitFor(
   );
 }
 
-export async function waitRunning(ec2: EC2Client, instanceId: string, maxWaitTime = 900): Promise<Instance> {
-  await waitFor(ec2, instanceId, 'run', waitUntilInstanceRunning, maxWaitTime, () => ({ instanceId }));
-  return describeInstance(ec2, instanceId);
+async function waitRunning(w: Waiting, instanceId: string, maxWaitTime = 900): Promise<Instance> {
+  await waitFor(w, instanceId, 'run', waitUntilInstanceRunning, maxWaitTime, () => ({ instanceId }));
+  return describeInstance(w.ec2, instanceId);
 }
 
 /**
  * Waits until the instance runs, or returns it as it is when EC2 terminated it instead (the
  * running waiter fails on `terminated`): the caller reads its StateReason.
  */
-export async function waitRunningOrDead(ec2: EC2Client, instanceId: string): Promise<Instance> {
+async function waitRunningOrDead(w: Waiting, instanceId: string): Promise<Instance> {
   try {
-    return await waitRunning(ec2, instanceId);
+    return await waitRunning(w, instanceId);
   } catch (err) {
-    const [now] = await describeInstances(ec2, `describe ${instanceId}`, { InstanceIds: [instanceId] });
+    const [now] = await describeInstances(w.ec2, `describe ${instanceId}`, { InstanceIds: [instanceId] });
     if (now && deathOf(now)) return now;
     throw err;
   }
@@ -96,7 +102,12 @@ const SKIP_CHOICE_CODES: ReadonlySet<string> = new Set([
   'InsufficientFreeAddressesInSubnet',
 ]);
 
-export function createInstanceActivities(clients: AwsClients) {
+/**
+ * `waitDelaySeconds`: the first pause of the EC2 waiters (instance running, stopped,
+ * terminated); 2 s, as the SDK's own waiters, unless the worker polls faster.
+ */
+export function createInstanceActivities(clients: AwsClients, waitDelaySeconds = 2) {
+  const waiting = (ec2: EC2Client): Waiting => ({ ec2, minDelay: waitDelaySeconds });
   /**
    * Phase 1 (and the guardian's replacement): launches the target, or finds the one an earlier
    * attempt launched, and waits until it runs. A choice without capacity, not offered in its
@@ -120,7 +131,8 @@ export function createInstanceActivities(clients: AwsClients) {
           nonRetryable: true,
         });
       }
-      const running = instance.State?.Name === 'running' ? instance : await waitRunning(ec2, instance.InstanceId);
+      const running =
+        instance.State?.Name === 'running' ? instance : await waitRunning(waiting(ec2), instance.InstanceId);
       return { ...instanceInfo(running), reused: true, skipped: progress.skipped ?? [], attempt: attempt() };
     };
 
@@ -173,7 +185,7 @@ export function createInstanceActivities(clients: AwsClients) {
           throw ApplicationFailure.create({ type: 'LaunchFailed', message: 'RunInstances returned no instance' });
         progress.instanceId = instanceId;
         beat();
-        const running = await waitRunningOrDead(ec2, instanceId);
+        const running = await waitRunningOrDead(waiting(ec2), instanceId);
         const death = deathOf(running);
         if (!death) return { ...instanceInfo(running), reused: false, skipped, attempt: attempt() };
         progress.instanceId = undefined;
@@ -218,7 +230,7 @@ export function createInstanceActivities(clients: AwsClients) {
         return { instanceId: input.instanceId, state: 'gone' };
       throw err;
     }
-    await waitFor(ec2, input.instanceId, 'terminate', waitUntilInstanceTerminated, 900);
+    await waitFor(waiting(ec2), input.instanceId, 'terminate', waitUntilInstanceTerminated, 900);
     return { instanceId: input.instanceId, state: 'terminated' };
   }
 
@@ -228,7 +240,7 @@ export function createInstanceActivities(clients: AwsClients) {
     await aws(`start ${input.instanceId}`, () =>
       ec2.send(new StartInstancesCommand({ InstanceIds: [input.instanceId] })),
     );
-    return instanceInfo(await waitRunning(ec2, input.instanceId));
+    return instanceInfo(await waitRunning(waiting(ec2), input.instanceId));
   }
 
   /** Stops an instance (never terminates it) and waits until it is stopped. */
@@ -237,7 +249,7 @@ export function createInstanceActivities(clients: AwsClients) {
     await aws(`stop ${input.instanceId}`, () =>
       ec2.send(new StopInstancesCommand({ InstanceIds: [input.instanceId] })),
     );
-    await waitFor(ec2, input.instanceId, 'stop', waitUntilInstanceStopped, 1800);
+    await waitFor(waiting(ec2), input.instanceId, 'stop', waitUntilInstanceStopped, 1800);
     return instanceInfo(await describeInstance(ec2, input.instanceId));
   }
 
