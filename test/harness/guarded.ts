@@ -13,7 +13,7 @@ import { addressHolder, instance, startMigration, waitForPhase } from './migrati
 import { pollUntil } from './net';
 import { startScenario, type Scenario } from './scenario';
 import { testPlan } from './seed';
-import { createQueue, endSpotWorkflows, routerStatus, waitForGuardian } from './spot';
+import { createQueue, routerStatus, waitForGuardian } from './spot';
 import { startWorker, type TestWorker } from './worker';
 
 type PlanOverrides = NonNullable<Parameters<typeof testPlan>[2]>;
@@ -71,7 +71,7 @@ export async function migrated(
     spot = await startWorker({ clients: s.clients, taskQueue: w.taskQueue, queues: 'spot', identity: 'spot-worker' });
     t.track({ close: async () => spot?.stop() });
   }
-  t.track({ close: () => endSpotWorkflows(t.client, region, [guardianWorkflowId(plan.name)]) });
+  t.endSpotWorkflows(region, () => [guardianWorkflowId(plan.name)]);
   const handle = await startMigration(t.client, w.taskQueue, plan);
   await waitForPhase(handle, 'awaiting-approval');
   await handle.executeUpdate(decideUpdate, { args: [{ decision: 'approve', by: 'ops' }] });

@@ -7,6 +7,7 @@
  */
 import type { Client } from '@temporalio/client';
 import { connectClient, type ConnectedClient } from './env';
+import { endSpotWorkflows } from './spot';
 import { startScenario, type Scenario, type ScenarioOptions } from './scenario';
 import { removeWorkerBundle, spawnWorkerProcess, type WorkerProcess, type WorkerProcessOptions } from './spawn-worker';
 import { startWorker, type TestWorker } from './worker';
@@ -24,16 +25,26 @@ export interface Integration {
   setup(options?: ScenarioOptions): Promise<{ s: Scenario; w: TestWorker }>;
   /** A worker in a process of its own (for tests that kill it), stopped after the current test. */
   spawnWorker(options: WorkerProcessOptions): Promise<WorkerProcess>;
+  /**
+   * Ends the guardians (ids read at the end) and the region's router after the current test:
+   * before its workers stop, and once more after, because a guardian's `ensureRouter` activity
+   * still running when the guardian ended may have started the router again on a queue that no
+   * worker polls any more, where the next test's guardians would find it deaf.
+   */
+  endSpotWorkflows(region: string, guardianIds?: () => readonly string[]): void;
 }
 
 export function useIntegration(): Integration {
   let temporal: ConnectedClient | undefined;
   const open: Closeable[] = [];
+  /** Closed after everything in `open`. */
+  const last: Closeable[] = [];
   beforeAll(async () => {
     temporal = await connectClient();
   });
   afterEach(async () => {
     while (open.length) await open.pop()?.close();
+    while (last.length) await last.pop()?.close();
   });
   afterAll(async () => {
     await temporal?.close();
@@ -55,6 +66,11 @@ export function useIntegration(): Integration {
       const w = await startWorker({ clients: s.clients });
       track({ close: () => w.stop() });
       return { s, w };
+    },
+    endSpotWorkflows(region, guardianIds = () => []) {
+      const end = { close: () => endSpotWorkflows(temporal?.client as Client, region, [...guardianIds()]) };
+      track(end);
+      last.push(end);
     },
     async spawnWorker(options: WorkerProcessOptions) {
       const w = await spawnWorkerProcess(options);

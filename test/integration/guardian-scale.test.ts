@@ -22,7 +22,7 @@ import { aliveInstancesOfPlan, instance, startMigration, waitForPhase } from '..
 import { pollUntil } from '../harness/net';
 import { startScenario } from '../harness/scenario';
 import { openPlannedIngress, tagForPlan, testPlan } from '../harness/seed';
-import { countScans, endSpotWorkflows, routerStatus, waitForGuardian } from '../harness/spot';
+import { countScans, routerStatus, waitForGuardian } from '../harness/spot';
 import { START_MARKER } from '../harness/world';
 
 const t = useIntegration();
@@ -50,7 +50,7 @@ test('50 guardians in one region: one DescribeInstances per poll, and all recove
   expect(ids).toHaveLength(COUNT);
   const names: string[] = [];
   const handles: WorkflowHandle<typeof spotGuardian>[] = [];
-  t.track({ close: () => endSpotWorkflows(t.client, REGION, names.map(guardianWorkflowId)) });
+  t.endSpotWorkflows(REGION, () => names.map(guardianWorkflowId));
   for (const [i, instanceId] of ids.entries()) {
     s.world.markStarted(instanceId);
     const address = await ec2.send(new AllocateAddressCommand({ Domain: 'vpc' }));
@@ -123,7 +123,7 @@ test('a worker killed the moment its replacement start was sent: exactly one rep
   const taskQueue = `guard-crash-${randomBytes(5).toString('hex')}`;
   const spawnWorker = (identity: string) => t.spawnWorker({ taskQueue, awsEndpoint: s.proxy.endpoint, identity });
   const first = await spawnWorker('first');
-  t.track({ close: () => endSpotWorkflows(t.client, REGION, [guardianWorkflowId(plan.name)]) });
+  t.endSpotWorkflows(REGION, () => [guardianWorkflowId(plan.name)]);
 
   const migration = await startMigration(t.client, taskQueue, plan);
   await waitForPhase(migration, 'awaiting-approval', 60_000);

@@ -17,15 +17,7 @@ import { addressHolder, aliveInstancesOfPlan, instance, startMigration, waitForP
 import { gate, onLaunched } from '../harness/outcome';
 import { startScenario, type Scenario } from '../harness/scenario';
 import { testPlan } from '../harness/seed';
-import {
-  countScans,
-  createQueue,
-  endSpotWorkflows,
-  putMessage,
-  routerStatus,
-  spotEvent,
-  waitForGuardian,
-} from '../harness/spot';
+import { countScans, createQueue, putMessage, routerStatus, spotEvent, waitForGuardian } from '../harness/spot';
 import { startWorker } from '../harness/worker';
 import { expectRecovered, migrated as migratedOnSpot, routerKnows, waitFor } from '../harness/guarded';
 import type { Plan } from '../../src/plan/schema';
@@ -58,7 +50,7 @@ async function awaitingApproval(before: (s: Scenario) => void = () => undefined)
   });
   const w = await startWorker({ clients: s.clients });
   t.track({ close: () => w.stop() });
-  t.track({ close: () => endSpotWorkflows(t.client, REGION, [guardianWorkflowId(plan.name)]) });
+  t.endSpotWorkflows(REGION, () => [guardianWorkflowId(plan.name)]);
   before(s);
   const handle = await startMigration(t.client, w.taskQueue, plan);
   const waiting = await waitForPhase(handle, 'awaiting-approval');

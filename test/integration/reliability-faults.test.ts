@@ -22,7 +22,7 @@ import {
 import { pollUntil } from '../harness/net';
 import { failureOf, onLaunched, whoServes } from '../harness/outcome';
 import { testPlan } from '../harness/seed';
-import { endSpotWorkflows, routerStatus, waitForGuardian } from '../harness/spot';
+import { routerStatus, waitForGuardian } from '../harness/spot';
 
 // Its own region: the region's Spot event router is this file's alone.
 const REGION = 'eu-central-1';
@@ -41,7 +41,7 @@ test('30% throttling and 10% 5xx on EC2 and SSM (seeded): a migration and a Spot
     checks: { attempts: 5, interval: '1s' },
     spot: { pollInterval: '2s' },
   });
-  t.track({ close: () => endSpotWorkflows(t.client, REGION, [guardianWorkflowId(plan.name)]) });
+  t.endSpotWorkflows(REGION, () => [guardianWorkflowId(plan.name)]);
   const launched: string[] = [];
   onLaunched(s.proxy, (id) => {
     launched.push(id);

@@ -18,7 +18,7 @@ import { pollUntil } from '../harness/net';
 import { failureOf, onLaunched } from '../harness/outcome';
 import { startScenario, type Scenario } from '../harness/scenario';
 import { testPlan } from '../harness/seed';
-import { createQueue, endSpotWorkflows, putMessage, spotEvent } from '../harness/spot';
+import { createQueue, putMessage, spotEvent } from '../harness/spot';
 import { startWorker } from '../harness/worker';
 
 // A region of its own: its router is this file's alone.
@@ -49,7 +49,7 @@ async function spotMigration(onLaunch: (s: Scenario, instanceId: string, n: numb
   });
   const w = await startWorker({ clients: s.clients });
   t.track({ close: () => w.stop() });
-  t.track({ close: () => endSpotWorkflows(t.client, REGION, [guardianWorkflowId(plan.name)]) });
+  t.endSpotWorkflows(REGION, () => [guardianWorkflowId(plan.name)]);
   const launched: string[] = [];
   onLaunched(s.proxy, (id) => {
     launched.push(id);

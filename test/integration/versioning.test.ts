@@ -19,7 +19,7 @@ import { startMigration, waitForPhase } from '../harness/migration';
 import { pollUntil } from '../harness/net';
 import { startScenario } from '../harness/scenario';
 import { testPlan } from '../harness/seed';
-import { createQueue, endSpotWorkflows } from '../harness/spot';
+import { createQueue } from '../harness/spot';
 import { toolPaths } from '../harness/tools';
 import { startWorker, workflowBundle } from '../harness/worker';
 import { silentLogger } from '../../src/bundle';
@@ -64,7 +64,7 @@ test('a migration finishes on the version it started on, and its guardian moves 
 
   const w1 = await startWorker({ clients: s.clients, taskQueue, deployment: v1, identity: 'worker-v1' });
   t.track({ close: () => w1.stop() });
-  t.track({ close: () => endSpotWorkflows(t.client, REGION, [guardianWorkflowId(plan.name)]) });
+  t.endSpotWorkflows(REGION, () => [guardianWorkflowId(plan.name)]);
   // The first version of a deployment is made current by its worker.
   expect(await makeFirstVersionCurrent(service, temporalNamespace(), v1, 'test')).toEqual({ action: 'made-current' });
 

@@ -22,7 +22,7 @@ import { aliveInstancesOfPlan, startMigration, waitForPhase } from '../harness/m
 import { freePort, pollUntil } from '../harness/net';
 import { startScenario } from '../harness/scenario';
 import { testPlan, tagForPlan } from '../harness/seed';
-import { createQueue, endSpotWorkflows, routerStatus, waitForGuardian } from '../harness/spot';
+import { createQueue, routerStatus, waitForGuardian } from '../harness/spot';
 
 const ROOT = join(__dirname, '..', '..');
 const BUILD = 'docker compose build';
@@ -189,7 +189,7 @@ test("the worker's metrics count the router's failed scans and queue reads", asy
     taskQueue,
     args: [input],
   });
-  t.track({ close: () => endSpotWorkflows(t.client, region, []) });
+  t.endSpotWorkflows(region);
   await pollUntil(
     'a failed scan and a failed read',
     async () => {
@@ -250,7 +250,7 @@ test("the worker's metrics count a guardian's rounds by kind and outcome", async
     workflowId: guardianWorkflowId(plan.name),
     args: [input],
   });
-  t.track({ close: () => endSpotWorkflows(t.client, region, [guardian.workflowId]) });
+  t.endSpotWorkflows(region, () => [guardian.workflowId]);
   await waitForGuardian(guardian, 'guarding', (g) => g.state === 'guarding');
   await guardian.signal(interruptionSignal, { instanceId, kind: 'manual', source: 'test' });
   const failed = await waitForGuardian(guardian, 'the round given up', (g) => g.events.length === 1, 90_000);
