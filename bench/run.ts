@@ -86,7 +86,8 @@ async function main(): Promise<void> {
           results.sections.warning = await benchWarning(stack, { repeats: q ? 1 : 4, quick: q, log });
           break;
         case 'migration':
-          results.sections.migration = await benchMigration(stack, { runs: q ? 1 : 10, log });
+          // A quick run only proves the section runs: no warm-up round.
+          results.sections.migration = await benchMigration(stack, { runs: q ? 1 : 10, warmUp: !q, log });
           break;
         case 'fleet':
           results.sections.fleet = await benchFleet(stack, {
@@ -98,8 +99,8 @@ async function main(): Promise<void> {
           break;
         case 'longLife':
           results.sections.longLife = await benchLongLife(stack, {
-            watches: q ? 4 : 24,
-            watchesPerRun: q ? 2 : 4,
+            watches: q ? 2 : 24,
+            watchesPerRun: q ? 1 : 4,
             recoveries: q ? 2 : 10,
             log,
           });

@@ -55,7 +55,7 @@ const REGION = 'us-east-1';
 
 export async function benchMigration(
   stack: Stack,
-  options: { runs: number; log: (s: string) => void },
+  options: { runs: number; log: (s: string) => void; /** Round 0, not counted (default true). */ warmUp?: boolean },
 ): Promise<MigrationResult> {
   const account = await openAccount(stack, REGION);
   const worker = await spawnBenchWorker(stack, account);
@@ -67,7 +67,7 @@ export async function benchMigration(
     let calls: string[] = [];
     let sameCalls = true;
     // Round 0 warms both up (JIT, connections, first-use code paths) and is not counted.
-    for (let i = 0; i <= options.runs; i++) {
+    for (let i = options.warmUp === false ? 1 : 0; i <= options.runs; i++) {
       const a = await seededPlan(account);
       const b = await seededPlan(account);
       const runTemporal = async () => {
