@@ -688,6 +688,8 @@ export class AwsProxy {
     if (request.service === 'ec2' && request.action === 'CreateImage') return this.createImage(req, request);
     if (request.service === 'ec2' && request.action === 'RevokeSecurityGroupIngress')
       return this.revokeIngress(req, body, request);
+    if (request.service === 'ec2' && request.action === 'TerminateInstances')
+      return this.terminateInstances(req, body, request);
 
     if (request.service === 'ssm' && request.action === 'GetCommandInvocation') {
       const answered = this.answerInvocation(request);
@@ -974,6 +976,43 @@ export class AwsProxy {
    * success and lists it in UnknownIpPermissions (moto answers InvalidPermission.NotFound, as a
    * non-default VPC does).
    */
+  /**
+   * TerminateInstances is idempotent on AWS: terminating an instance again succeeds. moto fails
+   * the second termination of an instance launched with a network interface (it deletes the
+   * interface again: InvalidNetworkInterfaceID.NotFound), so instances that are terminated
+   * already are answered here and only the others reach moto. Unknown ids still fail the call,
+   * and then none is terminated.
+   */
+  private async terminateInstances(req: IncomingMessage, body: Buffer, request: ProxyRequest): Promise<Reply> {
+    const ids = Object.entries(request.params)
+      .filter(([k]) => /^InstanceId\.\d+$/.test(k))
+      .map(([, v]) => String(v));
+    if (ids.length === 0 || String(request.params.DryRun) === 'true') return this.forward(req, body, request);
+    const described = await this.ec2Side(req, {
+      Action: 'DescribeInstances',
+      ...Object.fromEntries(ids.map((id, i) => [`InstanceId.${i + 1}`, id])),
+    });
+    if (described.status !== 200) return this.forward(req, body, request);
+    const xml = described.body.toString('utf8');
+    const done = ids.filter((id) => instanceStateOf(xml, id) === 'terminated');
+    if (done.length === 0) return this.forward(req, body, request);
+    const rest = ids.filter((id) => !done.includes(id));
+    let items = '';
+    if (rest.length > 0) {
+      const reply = await this.ec2Side(req, {
+        Action: 'TerminateInstances',
+        ...Object.fromEntries(rest.map((id, i) => [`InstanceId.${i + 1}`, id])),
+      });
+      if (reply.status !== 200) return reply;
+      items = /<instancesSet>([\s\S]*)<\/instancesSet>/.exec(reply.body.toString('utf8'))?.[1] ?? '';
+    }
+    const terminated = '<code>48</code><name>terminated</name>';
+    for (const id of done)
+      items += `<item><instanceId>${escapeXml(id)}</instanceId><previousState>${terminated}</previousState><currentState>${terminated}</currentState></item>`;
+    const out = `<?xml version="1.0" encoding="UTF-8"?>\n<TerminateInstancesResponse xmlns="http://ec2.amazonaws.com/doc/2016-11-15/"><requestId>${randomUUID()}</requestId><instancesSet>${items}</instancesSet></TerminateInstancesResponse>`;
+    return { status: 200, headers: { 'content-type': 'text/xml;charset=UTF-8' }, body: Buffer.from(out, 'utf8') };
+  }
+
   private async revokeIngress(req: IncomingMessage, body: Buffer, request: ProxyRequest): Promise<Reply> {
     const reply = await this.forward(req, body, request);
     if (reply.status !== 400 || !reply.body.toString('utf8').includes('InvalidPermission.NotFound')) return reply;
@@ -1479,6 +1518,17 @@ export function withStateReasons(xml: string, reasons: ReadonlyMap<string, { cod
     out = `${out.slice(0, start)}<stateReason><code>${escapeXml(reason.code)}</code><message>${escapeXml(reason.message)}</message>${out.slice(end)}`;
   }
   return out;
+}
+
+/** The state name of one instance in a DescribeInstances answer, if it is there. */
+export function instanceStateOf(xml: string, instanceId: string): string | undefined {
+  const at = xml.indexOf(`<instanceId>${instanceId}</instanceId>`);
+  if (at < 0) return undefined;
+  const next = xml.indexOf('<instanceId>', at + 1);
+  const state = /<instanceState>\s*<code>\d+<\/code>\s*<name>([^<]+)<\/name>/.exec(
+    xml.slice(at, next < 0 ? undefined : next),
+  );
+  return state?.[1];
 }
 
 /** DescribeInstances without one instance: its reservation goes when it holds only that one. */

@@ -364,6 +364,57 @@ describe('RunInstances', () => {
   });
 });
 
+describe('TerminateInstances', () => {
+  const describe1 = async (instanceId: string) =>
+    (await s.direct.ec2(REGION).send(new DescribeInstancesCommand({ InstanceIds: [instanceId] }))).Reservations?.[0]
+      ?.Instances?.[0];
+  // As launchInstance launches: through a network interface that goes with the instance.
+  const launch = async () => {
+    const run = await s.direct.ec2(REGION).send(
+      new RunInstancesCommand({
+        ImageId: s.source.imageId,
+        InstanceType: 'g4dn.xlarge',
+        MinCount: 1,
+        MaxCount: 1,
+        NetworkInterfaces: [
+          {
+            DeviceIndex: 0,
+            SubnetId: s.source.subnetId,
+            Groups: [s.source.securityGroupId],
+            DeleteOnTermination: true,
+            AssociatePublicIpAddress: true,
+          },
+        ],
+      }),
+    );
+    return run.Instances?.[0]?.InstanceId as string;
+  };
+
+  it('is idempotent: an instance terminated already is terminated again, with success', async () => {
+    const ec2 = s.clients.ec2(REGION);
+    const gone = await launch();
+    const alive = await launch();
+    await s.direct.ec2(REGION).send(new TerminateInstancesCommand({ InstanceIds: [gone] }));
+    const again = await ec2.send(new TerminateInstancesCommand({ InstanceIds: [gone] }));
+    expect(again.TerminatingInstances?.map((i) => i.InstanceId)).toEqual([gone]);
+    expect((await describe1(gone))?.State?.Name).toBe('terminated');
+    // With one still running in the same call: that one goes too.
+    const both = await ec2.send(new TerminateInstancesCommand({ InstanceIds: [gone, alive] }));
+    expect(both.TerminatingInstances?.map((i) => i.InstanceId).sort()).toEqual([gone, alive].sort());
+    expect(both.TerminatingInstances?.find((i) => i.InstanceId === alive)?.PreviousState?.Name).toBe('running');
+    expect((await describe1(alive))?.State?.Name).toBe('terminated');
+  });
+
+  it('still refuses an id it does not know, and then terminates none of the others', async () => {
+    const alive = await launch();
+    const err = await rejectionOf(
+      s.clients.ec2(REGION).send(new TerminateInstancesCommand({ InstanceIds: [alive, 'i-0123456789abcdef0'] })),
+    );
+    expect(err.name).toBe('InvalidInstanceID.NotFound');
+    expect((await describe1(alive))?.State?.Name).toBe('running');
+  });
+});
+
 describe('a new instance, a moment after launch', () => {
   it('is not there yet by id or in listings, then is; its SSM agent registers a little later', async () => {
     // Long enough for the checks below to land inside the lag on a loaded machine.
