@@ -1,5 +1,5 @@
 import type { WorkflowHandle } from '@temporalio/client';
-import { statusQuery, type MigrationStatus, type PhaseRecord } from '../shared/migration';
+import { PHASES, statusQuery, type MigrationStatus, type PhaseRecord } from '../shared/migration';
 import { formatFigure, relaunchLine } from '../shared/report';
 
 function elapsed(p: PhaseRecord, now: number): string {
@@ -59,7 +59,8 @@ export function plainChanges(prev: MigrationStatus | undefined, s: MigrationStat
       `${t} ${p.name} ${p.state}${p.attempts ? ` attempts=${p.attempts}` : ''}${p.durationMs !== undefined ? ` time=${(p.durationMs / 1000).toFixed(1)}s` : ''}${keyFigure(p) ? ` ${keyFigure(p)}` : ''}${p.lastError && p.state === 'failed' ? ` error="${p.lastError.split('\n')[0].slice(0, 200)}"` : ''}`,
     );
   });
-  if (prev?.phase !== s.phase) out.push(`${t} status ${s.phase}`);
+  // A phase's own line already says it began; the status is told when it is no phase.
+  if (prev?.phase !== s.phase && !PHASES.some((p) => p.name === s.phase)) out.push(`${t} status ${s.phase}`);
   // A relaunch is told when it starts, and again once its new instance runs.
   (s.relaunches ?? []).forEach((l, i) => {
     const before = prev?.relaunches?.[i];

@@ -61,3 +61,30 @@ test('the live view lists each relaunch and the golden image', () => {
   expect(view).toContain('  golden image of i-second: made ami-2');
   expect(view).toMatch(/\n {2}relaunch: `i-first` \(g4dn\.xlarge@us-east-1a\): .*relaunched as `i-second`/);
 });
+
+test('plain output tells each phase change once: no status line repeats the phase that just started', () => {
+  const at = (phase: MigrationStatus['phase'], states: Record<string, 'running' | 'succeeded'>) =>
+    base({
+      phase,
+      phases: PHASES.map((p) => ({
+        name: p.name,
+        title: p.title,
+        state: states[p.name] ?? 'pending',
+        attempts: states[p.name] ? 1 : 0,
+        figures: {},
+      })),
+    });
+  const steps = [
+    at('preflight', { preflight: 'running' }),
+    at('launch', { preflight: 'succeeded', launch: 'running' }),
+    at('awaiting-approval', { preflight: 'succeeded', launch: 'succeeded' }),
+  ];
+  const lines = steps.flatMap((s, i) => plainChanges(steps[i - 1], s).map((l) => l.slice(9)));
+  expect(lines).toEqual([
+    'preflight running attempts=1',
+    'preflight succeeded attempts=1',
+    'launch running attempts=1',
+    'launch succeeded attempts=1',
+    'status awaiting-approval',
+  ]);
+});
