@@ -27,16 +27,42 @@ export function defaultContext(): CliContext & { close: () => Promise<void> } {
   };
 }
 
-/**
- * The Web UI page of a workflow, for people to click: under TEMPORAL_UI_URL, else beside the
- * Temporal address the client connects to (a dev server serves its UI on the port 1000 above).
- */
-export function webUiLink(namespace: string, workflowId: string): string {
-  const base = readConfig().temporalUiUrl ?? guessUi(temporalTarget().address);
-  return `${base.replace(/\/$/, '')}/namespaces/${encodeURIComponent(namespace)}/workflows/${encodeURIComponent(workflowId)}`;
+/** Whether something answers HTTP at `url` within half a second. */
+async function answers(url: string): Promise<boolean> {
+  try {
+    await fetch(url, { method: 'HEAD', signal: AbortSignal.timeout(500) });
+    return true;
+  } catch {
+    return false;
+  }
 }
 
-function guessUi(address: string): string {
-  const [host, port] = address.split(':');
-  return `http://${host}:${Number(port ?? 7233) + 1000}`;
+/** The port the compose file (docker-compose.temporal.yml) serves the Web UI on. */
+export const COMPOSE_UI_PORT = 8080;
+
+/**
+ * Where the Web UI is: TEMPORAL_UI_URL when it is set; Temporal Cloud's for a Cloud address;
+ * else beside the address the client connects to: the dev server serves its UI 1000 ports above
+ * its own, the compose file on 8080. The one that answers is taken; the dev server's when none does.
+ */
+export async function webUiBase(
+  address = temporalTarget().address,
+  probe: (url: string) => Promise<boolean> = answers,
+): Promise<string> {
+  const set = readConfig().temporalUiUrl;
+  if (set) return set.replace(/\/$/, '');
+  const colon = address.lastIndexOf(':');
+  const host = colon > 0 ? address.slice(0, colon) : address;
+  const port = colon > 0 ? Number(address.slice(colon + 1)) : 7233;
+  if (/(\.tmprl\.cloud|\.api\.temporal\.io)$/i.test(host)) return 'https://cloud.temporal.io';
+  const dev = `http://${host}:${port + 1000}`;
+  const compose = `http://${host}:${COMPOSE_UI_PORT}`;
+  if (await probe(dev)) return dev;
+  if (port !== COMPOSE_UI_PORT - 1000 && (await probe(compose))) return compose;
+  return dev;
+}
+
+/** The Web UI page of a workflow, for people to click. */
+export async function webUiLink(namespace: string, workflowId: string, base?: string): Promise<string> {
+  return `${base ?? (await webUiBase())}/namespaces/${encodeURIComponent(namespace)}/workflows/${encodeURIComponent(workflowId)}`;
 }

@@ -1,10 +1,12 @@
 // The environment the worker and the CLI read: defaults, accepted values, and a clear refusal
 // naming the variable for a value it cannot take.
 import { mkdtempSync, writeFileSync } from 'node:fs';
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { ConfigError, readConfig } from '../../src/config';
-import { webUiLink } from '../../src/cli/context';
+import { COMPOSE_UI_PORT, webUiBase, webUiLink } from '../../src/cli/context';
 import { handleError } from '../../src/cli/errors';
 
 describe('readConfig', () => {
@@ -85,15 +87,16 @@ describe('webUiLink', () => {
   afterEach(() => {
     process.env = { ...saved };
   });
+  const nothingAnswers = async () => false;
 
-  it('is under TEMPORAL_UI_URL when it is set', () => {
+  it('is under TEMPORAL_UI_URL when it is set', async () => {
     process.env.TEMPORAL_UI_URL = 'https://ui.example.test/';
-    expect(webUiLink('prod ns', 'migrate-a/b')).toBe(
+    expect(await webUiLink('prod ns', 'migrate-a/b')).toBe(
       'https://ui.example.test/namespaces/prod%20ns/workflows/migrate-a%2Fb',
     );
   });
 
-  it('otherwise sits beside the address of the envconfig profile the client connects with', () => {
+  it('otherwise sits beside the address of the envconfig profile the client connects with', async () => {
     delete process.env.TEMPORAL_UI_URL;
     delete process.env.TEMPORAL_ADDRESS;
     const dir = mkdtempSync(join(tmpdir(), 'envconfig-'));
@@ -101,6 +104,38 @@ describe('webUiLink', () => {
     writeFileSync(file, '[profile.staging]\naddress = "temporal.internal:7400"\nnamespace = "staging"\n');
     process.env.TEMPORAL_CONFIG_FILE = file;
     process.env.TEMPORAL_PROFILE = 'staging';
-    expect(webUiLink('staging', 'w')).toBe('http://temporal.internal:8400/namespaces/staging/workflows/w');
+    const base = await webUiBase(undefined, nothingAnswers);
+    expect(await webUiLink('staging', 'w', base)).toBe('http://temporal.internal:8400/namespaces/staging/workflows/w');
+  });
+
+  it('is Temporal Cloud’s for a Cloud address, namespace endpoint or API-key endpoint', async () => {
+    delete process.env.TEMPORAL_UI_URL;
+    for (const address of ['prod.a2dd6.tmprl.cloud:7233', 'us-east-1.aws.api.temporal.io:7233']) {
+      const base = await webUiBase(address, nothingAnswers);
+      expect(await webUiLink('prod.a2dd6', 'migrate-x', base)).toBe(
+        'https://cloud.temporal.io/namespaces/prod.a2dd6/workflows/migrate-x',
+      );
+    }
+  });
+
+  it('is the dev server’s UI (1000 ports up) when it answers there', async () => {
+    delete process.env.TEMPORAL_UI_URL;
+    const ui = createServer((_req, res) => res.end('ui'));
+    await new Promise<void>((resolve) => ui.listen(0, '127.0.0.1', resolve));
+    try {
+      const port = (ui.address() as AddressInfo).port;
+      expect(await webUiBase(`127.0.0.1:${port - 1000}`)).toBe(`http://127.0.0.1:${port}`);
+    } finally {
+      await new Promise((resolve) => ui.close(resolve));
+    }
+  });
+
+  it('is the compose file’s UI on 8080 when only that answers, and the dev server’s guess when none does', async () => {
+    delete process.env.TEMPORAL_UI_URL;
+    const asked: string[] = [];
+    const onlyCompose = async (url: string) => (asked.push(url), url.endsWith(`:${COMPOSE_UI_PORT}`));
+    expect(await webUiBase('temporal.lan:7233', onlyCompose)).toBe('http://temporal.lan:8080');
+    expect(asked).toEqual(['http://temporal.lan:8233', 'http://temporal.lan:8080']);
+    expect(await webUiBase('temporal.lan:7233', nothingAnswers)).toBe('http://temporal.lan:8233');
   });
 });

@@ -51,7 +51,7 @@ export function registerStart(program: Command, ctx: CliContext, done: (code: nu
           `${workflowId} is already running (since ${described.startTime.toISOString()}, phase: ${phase}); not starting another${opts.follow ? ', following that run' : ''}\n`,
         );
       }
-      ctx.out(`Web UI: ${webUiLink(client.options.namespace, workflowId)}\n`);
+      ctx.out(`Web UI: ${await webUiLink(client.options.namespace, workflowId)}\n`);
       ctx.out(
         `approve: migration approve ${workflowId} --by NAME   reject: migration reject ${workflowId} --by NAME --reason TEXT\n`,
       );
