@@ -313,7 +313,9 @@ export interface RouterCarried {
 export interface RouterStats {
   polls: number;
   describeCalls: number;
+  /** Queue messages a guardian took (its signal was accepted). */
   messagesRouted: number;
+  /** Queue messages deleted undelivered: no Spot event for us, nobody guards the instance, or its guardian is gone. */
   messagesDropped: number;
   pollNotices: number;
   /** Live instances a scan left out, found alive when asked for by id (no notice sent). */

@@ -127,12 +127,12 @@ export async function spotEventRouter(input: RouterInput): Promise<RouterStatus>
    * until its guardian starts and tags it): when the owner we knew is gone, the instance's tag
    * names the new one (runs that began before keep theirs).
    */
-  async function deliver(instanceId: string, knownOwner: string, notice: InterruptionNotice): Promise<void> {
-    if (await notify(knownOwner, notice)) return;
-    if (!patched('reroute-to-new-owner')) return;
+  async function deliver(instanceId: string, knownOwner: string, notice: InterruptionNotice): Promise<boolean> {
+    if (await notify(knownOwner, notice)) return true;
+    if (!patched('reroute-to-new-owner')) return false;
     await lookUp([instanceId]);
     const now = owner.get(instanceId);
-    if (now && now !== knownOwner) await notify(now, notice);
+    return now !== undefined && now !== knownOwner && (await notify(now, notice));
   }
 
   /** A death the poll saw (no notice came for it): a `stopped` notice for its owner. */
@@ -238,12 +238,18 @@ export async function spotEventRouter(input: RouterInput): Promise<RouterStatus>
         const guardianId = owner.get(m.event.instanceId);
         if (!guardianId)
           return drop('info', 'an event about an instance nobody guards', { instanceId: m.event.instanceId });
-        await deliver(m.event.instanceId, guardianId, {
+        const delivered = await deliver(m.event.instanceId, guardianId, {
           instanceId: m.event.instanceId,
           kind: m.event.kind,
           source: 'queue',
           at: m.event.time ?? new Date().toISOString(),
         });
+        // Counted as routed only when a guardian took it; one that is gone cannot.
+        if (!delivered)
+          return drop('warn', 'an event its guardian could not take (the guardian is gone)', {
+            instanceId: m.event.instanceId,
+            guardianId,
+          });
         stats.messagesRouted++;
         done.push(m.receiptHandle);
       }),

@@ -4,6 +4,7 @@
  * server and moto (EC2, SQS) behind the strict world (IAM enforced).
  */
 import { TerminateInstancesCommand } from '@aws-sdk/client-ec2';
+import { ReceiveMessageCommand } from '@aws-sdk/client-sqs';
 import { iamPolicy } from '../../src/aws/permissions';
 import { routerWorkflowId } from '../../src/shared/constants';
 import { guardianStatusQuery, type RouterInput } from '../../src/shared/spot';
@@ -172,4 +173,21 @@ test('a router that was terminated is started again by the next run of a guardia
     (s) => s.replacements === 2 && s.state === 'guarding',
   );
   expect(third.events[1]).toMatchObject({ kind: 'interruption', source: 'queue', oldInstanceId: second.instanceId });
+});
+
+test('a warning whose guardian is gone is dropped and counted as dropped, not as routed', async () => {
+  const g = await migrated(t, REGION);
+  const before = (await router()).stats;
+  // The guardian ends (an operator terminated it); the instance still carries its tag.
+  await g.guardian.terminate('retired by an operator');
+  await putMessage(g.s.direct, REGION, g.queueUrl, spotEvent('interruption', g.first.instanceId, REGION));
+  await waitFor('the message dropped', async () => (await router()).stats.messagesDropped > before.messagesDropped);
+  const after = (await router()).stats;
+  expect(after.messagesRouted).toBe(before.messagesRouted);
+  expect(after.messagesDropped).toBe(before.messagesDropped + 1);
+  // And it is gone from the queue: nobody is left to take it.
+  const left = await g.s.direct
+    .sqs(REGION)
+    .send(new ReceiveMessageCommand({ QueueUrl: g.queueUrl, WaitTimeSeconds: 0, VisibilityTimeout: 0 }));
+  expect(left.Messages ?? []).toEqual([]);
 });
