@@ -29,7 +29,11 @@ export type MigrationPhase =
   /** A new Spot instance was lost before the migration stood: a new one is on its way. */
   | 'relaunching'
   | 'rolling-back'
+  /** The migration stands (the Elastic IP on the new instance): the golden image and the guardian follow. */
+  | 'finalizing'
   | 'completed'
+  /** Cancelled once the migration stood: nothing was rolled back. */
+  | 'cancelled'
   | 'rolled-back'
   | 'failed';
 

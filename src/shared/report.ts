@@ -35,7 +35,8 @@ export interface MigrationReport {
   planName: string;
   workflowId: string;
   region: string;
-  outcome: 'completed' | 'approval timed out' | 'rolled back' | 'failed';
+  /** `cancelled`: cancelled after the cut-over, when the migration already stood (nothing rolled back). */
+  outcome: 'completed' | 'approval timed out' | 'rolled back' | 'failed' | 'cancelled';
   startedAt: string;
   endedAt: string;
   before: MachineFacts;

@@ -21,6 +21,7 @@ import {
 import {
   IDS,
   failureOf,
+  gate,
   happyStubs,
   migrationStatus as status,
   phaseOf,
@@ -341,5 +342,54 @@ test('an approval sent before the wait is ignored, and the run still waits for a
     expect(decided(stubs)).toEqual([]);
     await handle.signal(approveSignal, { by: 'gina' });
     expect((await handle.result()).approval).toMatchObject({ decision: 'approved', by: 'gina' });
+  });
+});
+
+test('after the approval timed out nothing says a person is awaited, and a late decision is refused as too late', async () => {
+  const plan = workflowPlan({ approval: { timeout: '1h' } });
+  const happy = happyStubs(plan);
+  const held = gate();
+  const pruning = gate();
+  const stubs = recordStubs({
+    ...happy,
+    // The run cleans up older golden images after the timeout: it is held there.
+    pruneGoldenImages: async (input) => {
+      pruning.open();
+      await held.passed();
+      return (happy.pruneGoldenImages as NonNullable<typeof happy.pruneGoldenImages>)(input);
+    },
+  });
+  await withWorker(env, stubs.activities, held.open, async (taskQueue) => {
+    const handle = await start(taskQueue, plan);
+    await awaitingApproval(handle);
+    await env.sleep(60 * 60_000 + 1_000);
+    await pruning.passed();
+
+    const now = await status(handle);
+    expect(now.phase).toBe('finalizing');
+    expect(now.approval).toMatchObject({ decision: 'timed-out' });
+    const meta = await handle.query<{ currentDetails: string }>('__temporal_workflow_metadata');
+    expect(meta.currentDetails).toContain('finalizing');
+    expect(meta.currentDetails).not.toMatch(/waiting for a person/i);
+
+    const late = await handle.executeUpdate(decideUpdate, { args: [{ decision: 'approve', by: 'alice' }] }).then(
+      () => 'accepted',
+      (err: unknown) => (err as WorkflowUpdateFailedError).cause?.message ?? String(err),
+    );
+    expect(late).toMatch(
+      /^too late: the approval timed out at \d{4}-.* \(approval\.timeout 1h\); .* the old instance still runs: stop it by hand/,
+    );
+    await handle.signal(approveSignal, { by: 'bob' });
+    const ignored = await waitFor(
+      'the late approval recorded as ignored',
+      () => status(handle),
+      (s) => s.ignoredMessages.length >= 1,
+    );
+    expect(ignored.ignoredMessages[0]).toMatchObject({ name: 'approve', reason: expect.stringMatching(/^too late/) });
+
+    held.open();
+    const report = await handle.result();
+    expect(report.outcome).toBe('approval timed out');
+    expect(stubs.names(['stopInstance'])).toEqual([]);
   });
 });

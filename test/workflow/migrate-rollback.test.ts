@@ -3,7 +3,8 @@
  * runs the undo steps registered before it, in reverse order of registration, each recorded in
  * the status; an undo that fails does not keep the others from running.
  */
-import { ApplicationFailure } from '@temporalio/common';
+import { WorkflowFailedError } from '@temporalio/client';
+import { ApplicationFailure, CancelledFailure } from '@temporalio/common';
 import type { TestWorkflowEnvironment } from '@temporalio/testing';
 import type { Activities } from '../../src/activities';
 import { migrationWorkflowId } from '../../src/shared/constants';
@@ -12,6 +13,7 @@ import { decideUpdate, type PhaseName, type PhaseState } from '../../src/shared/
 import {
   IDS,
   failureOf,
+  gate,
   happyStubs,
   migrationStatus,
   phaseOf,
@@ -248,4 +250,47 @@ test('with keepFailed the new instance is left running; the other undo steps run
     ['terminate the new instance', 'skipped'],
   ]);
   expect(phaseOf(status, 'launch')?.state).toBe('succeeded');
+});
+
+test('a cancel after the cut-over rolls nothing back and is not reported as rolled back: the migration stands', async () => {
+  const plan = workflowPlan();
+  const happy = happyStubs(plan);
+  const held = gate();
+  const pruning = gate();
+  const stubs = recordStubs({
+    ...happy,
+    // The old instance is stopped; the run cleans up older golden images when it is cancelled.
+    pruneGoldenImages: async (input) => {
+      pruning.open();
+      await held.passed();
+      return (happy.pruneGoldenImages as NonNullable<typeof happy.pruneGoldenImages>)(input);
+    },
+  });
+  const { err, status } = await withWorker(env, stubs.activities, held.open, async (taskQueue) => {
+    const handle = await startMigration(env, taskQueue, plan);
+    await waitFor(
+      'awaiting-approval',
+      () => migrationStatus(handle),
+      (s) => s.phase === 'awaiting-approval',
+    );
+    await handle.executeUpdate(decideUpdate, { args: [{ decision: 'approve', by: 'ops' }] });
+    await pruning.passed();
+    await handle.cancel();
+    held.open();
+    const e = await handle.result().then(
+      () => undefined,
+      (x: unknown) => x,
+    );
+    return { err: e, status: await migrationStatus(handle) };
+  });
+
+  // The run ends cancelled, as asked; nothing was undone: the Elastic IP stays on the new
+  // instance and the old one stays stopped.
+  expect(err).toBeInstanceOf(WorkflowFailedError);
+  expect((err as WorkflowFailedError).cause).toBeInstanceOf(CancelledFailure);
+  expect(stubs.names(UNDO_NAMES)).toEqual(['associateAddress', 'stopInstance']);
+  expect(status.phase).toBe('cancelled');
+  expect(status.compensations).toEqual([]);
+  expect(states(status.phases, ['eip-switch', 'stop-old'])).toEqual(['succeeded', 'succeeded']);
+  expect(status.error?.message).toMatch(/cancel/i);
 });

@@ -49,6 +49,9 @@ export async function awaitApproval(run: MigrationRun): Promise<'approved' | 'ti
       source: 'measured',
     };
     run.outcome = 'approval timed out';
+    // Nobody is waited for any more: nothing may say so while the rest is done.
+    status.phase = 'finalizing';
+    run.refreshDetails();
     return 'timed-out';
   }
   if (run.decision?.decision === 'rejected')

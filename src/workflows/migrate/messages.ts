@@ -22,8 +22,11 @@ function refusal(run: MigrationRun, d: Partial<Decision> | undefined, kind: Kind
   if (kind === 'reject' && (typeof reason !== 'string' || !reason.trim()))
     return 'reject needs "reason": why the migration is rejected';
   if ('comment' in d && d.comment !== undefined && typeof d.comment !== 'string') return '"comment" must be a string';
+  const earlier = run.decision;
+  if (earlier?.decision === 'timed-out')
+    return `too late: the approval timed out at ${earlier.at} (approval.timeout ${run.plan.approval.timeout}); the Elastic IP stays on the new instance and the old instance still runs: stop it by hand once satisfied`;
+  if (earlier) return `already ${earlier.decision} by ${earlier.by ?? 'someone'} at ${earlier.at}`;
   if (run.status.phase !== 'awaiting-approval') return `no decision is awaited now (phase: ${run.status.phase})`;
-  if (run.decision) return `already decided: ${run.decision.decision} by ${run.decision.by}`;
   if (kind === 'approve' && approvers.length > 0 && !approvers.includes(d.by.trim()))
     return `${d.by} is not an approver (approval.approvers: ${approvers.join(', ')})`;
   return undefined;

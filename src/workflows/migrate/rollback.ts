@@ -23,6 +23,7 @@ export async function rollBack(run: MigrationRun, err: unknown): Promise<unknown
   const { status } = run;
   const rejected = err instanceof ApplicationFailure && err.type === ErrorType.Rejected;
   if (!status.error) status.error = { type: failureType(err), message: describeFailure(err) };
+  if (run.stood) return endStanding(run, err);
   log.error('migration failed; rolling back', { error: status.error });
   status.phase = 'rolling-back';
   run.refreshDetails();
@@ -37,6 +38,37 @@ export async function rollBack(run: MigrationRun, err: unknown): Promise<unknown
   return ApplicationFailure.create({
     type: status.error.type,
     message: `${rejected ? 'migration rejected' : 'migration failed'} and ${ending}: ${status.error.message}`,
+    nonRetryable: true,
+    details: [report],
+  });
+}
+
+/**
+ * A run cancelled or failed once the migration stood: the Elastic IP is on the new instance and
+ * the old one is as the decision left it. Nothing is rolled back, and nothing says it was; the
+ * report tells what was not done.
+ */
+async function endStanding(run: MigrationRun, err: unknown): Promise<unknown> {
+  const { status, plan } = run;
+  const cancelled = isCancelled(err);
+  const missing = [
+    ...(run.images.golden ? [] : ['the golden image']),
+    ...(plan.target.market === 'spot' && !status.guardianWorkflowId ? ['the Spot guardian'] : []),
+  ];
+  run.warnings.push(
+    `${cancelled ? 'cancelled' : 'failed'} after the cut-over: nothing was rolled back; the Elastic IP stays on ${status.newInstanceId}${missing.length ? `; not done: ${missing.join(', ')}` : ''}`,
+  );
+  log.warn(`migration ${cancelled ? 'cancelled' : 'failed'} after the cut-over; nothing is rolled back`, {
+    error: status.error,
+  });
+  status.phase = cancelled ? 'cancelled' : 'failed';
+  run.outcome = cancelled ? 'cancelled' : 'failed';
+  run.refreshDetails();
+  const report = await buildReport(run);
+  if (cancelled) return err;
+  return ApplicationFailure.create({
+    type: status.error?.type,
+    message: `migration failed after the cut-over (nothing rolled back; the migration stands): ${status.error?.message ?? ''}`,
     nonRetryable: true,
     details: [report],
   });

@@ -54,6 +54,8 @@ export class MigrationRun {
   readonly compensations: Compensation[] = [];
   readonly images: MigrationReport['images'] = {};
   outcome: MigrationReport['outcome'] = 'completed';
+  /** The cut-over is done for good (`stand`): nothing is rolled back after it. */
+  stood = false;
 
   // What the phases found.
   preflight?: PreflightResult;
@@ -133,6 +135,9 @@ export class MigrationRun {
   /** From here on the migration stands: what follows never rolls it back. */
   stand(): void {
     this.compensations.length = 0;
+    this.stood = true;
+    this.status.phase = 'finalizing';
+    this.refreshDetails();
   }
 
   /** Runs one phase, recording its state, attempts, timing, figures and failure. */
