@@ -372,6 +372,33 @@ export function gate(): { passed: () => Promise<void>; open: () => void } {
 }
 
 /**
+ * `happy` with its pruneGoldenImages held: the step after the migration stood (approved or timed
+ * out). `reached` once the run is there; `release` lets it go on.
+ */
+export function heldAfterCutOver(happy: Partial<Activities>): {
+  stubs: Partial<Activities>;
+  reached: () => Promise<void>;
+  release: () => void;
+} {
+  const held = gate();
+  const reached = gate();
+  const prune = happy.pruneGoldenImages;
+  if (!prune) throw new Error('no happy pruneGoldenImages to hold');
+  return {
+    stubs: {
+      ...happy,
+      pruneGoldenImages: async (input) => {
+        reached.open();
+        await held.passed();
+        return prune(input);
+      },
+    },
+    reached: reached.passed,
+    release: held.open,
+  };
+}
+
+/**
  * A query that gives up after a second. The test server drops a query that reaches a run while
  * it continues as new (the query never gets an answer), so a poll must be able to ask again.
  */

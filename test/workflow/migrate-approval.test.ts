@@ -21,7 +21,7 @@ import {
 import {
   IDS,
   failureOf,
-  gate,
+  heldAfterCutOver,
   happyStubs,
   migrationStatus as status,
   phaseOf,
@@ -347,23 +347,14 @@ test('an approval sent before the wait is ignored, and the run still waits for a
 
 test('after the approval timed out nothing says a person is awaited, and a late decision is refused as too late', async () => {
   const plan = workflowPlan({ approval: { timeout: '1h' } });
-  const happy = happyStubs(plan);
-  const held = gate();
-  const pruning = gate();
-  const stubs = recordStubs({
-    ...happy,
-    // The run cleans up older golden images after the timeout: it is held there.
-    pruneGoldenImages: async (input) => {
-      pruning.open();
-      await held.passed();
-      return (happy.pruneGoldenImages as NonNullable<typeof happy.pruneGoldenImages>)(input);
-    },
-  });
-  await withWorker(env, stubs.activities, held.open, async (taskQueue) => {
+  // Held once the migration stands, where it cleans up older golden images.
+  const held = heldAfterCutOver(happyStubs(plan));
+  const stubs = recordStubs(held.stubs);
+  await withWorker(env, stubs.activities, held.release, async (taskQueue) => {
     const handle = await start(taskQueue, plan);
     await awaitingApproval(handle);
     await env.sleep(60 * 60_000 + 1_000);
-    await pruning.passed();
+    await held.reached();
 
     const now = await status(handle);
     expect(now.phase).toBe('finalizing');
@@ -387,7 +378,7 @@ test('after the approval timed out nothing says a person is awaited, and a late 
     );
     expect(ignored.ignoredMessages[0]).toMatchObject({ name: 'approve', reason: expect.stringMatching(/^too late/) });
 
-    held.open();
+    held.release();
     const report = await handle.result();
     expect(report.outcome).toBe('approval timed out');
     expect(stubs.names(['stopInstance'])).toEqual([]);

@@ -13,7 +13,7 @@ import { decideUpdate, type PhaseName, type PhaseState } from '../../src/shared/
 import {
   IDS,
   failureOf,
-  gate,
+  heldAfterCutOver,
   happyStubs,
   migrationStatus,
   phaseOf,
@@ -254,19 +254,10 @@ test('with keepFailed the new instance is left running; the other undo steps run
 
 test('a cancel after the cut-over rolls nothing back and is not reported as rolled back: the migration stands', async () => {
   const plan = workflowPlan();
-  const happy = happyStubs(plan);
-  const held = gate();
-  const pruning = gate();
-  const stubs = recordStubs({
-    ...happy,
-    // The old instance is stopped; the run cleans up older golden images when it is cancelled.
-    pruneGoldenImages: async (input) => {
-      pruning.open();
-      await held.passed();
-      return (happy.pruneGoldenImages as NonNullable<typeof happy.pruneGoldenImages>)(input);
-    },
-  });
-  const { err, status } = await withWorker(env, stubs.activities, held.open, async (taskQueue) => {
+  // Held once the migration stands, where it cleans up older golden images.
+  const held = heldAfterCutOver(happyStubs(plan));
+  const stubs = recordStubs(held.stubs);
+  const { err, status } = await withWorker(env, stubs.activities, held.release, async (taskQueue) => {
     const handle = await startMigration(env, taskQueue, plan);
     await waitFor(
       'awaiting-approval',
@@ -274,9 +265,9 @@ test('a cancel after the cut-over rolls nothing back and is not reported as roll
       (s) => s.phase === 'awaiting-approval',
     );
     await handle.executeUpdate(decideUpdate, { args: [{ decision: 'approve', by: 'ops' }] });
-    await pruning.passed();
+    await held.reached();
     await handle.cancel();
-    held.open();
+    held.release();
     const e = await handle.result().then(
       () => undefined,
       (x: unknown) => x,
