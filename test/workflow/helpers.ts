@@ -447,6 +447,14 @@ export function startMigration(
 
 export const migrationStatus = (handle: WorkflowHandle): Promise<MigrationStatus> => queryOf(handle, statusQuery);
 
+/** Waits until the run asks a person to decide. */
+export const awaitingApproval = (handle: WorkflowHandle): Promise<MigrationStatus> =>
+  waitFor(
+    'awaiting-approval',
+    () => migrationStatus(handle),
+    (s) => s.phase === 'awaiting-approval',
+  );
+
 /** The run's failure (an ApplicationFailure: type, message) and the report in its details. */
 export async function failureOf(
   handle: WorkflowHandle,

@@ -20,6 +20,7 @@ import {
 } from '../../src/shared/migration';
 import {
   IDS,
+  awaitingApproval,
   failureOf,
   heldAfterCutOver,
   happyStubs,
@@ -53,12 +54,6 @@ beforeEach(async () => {
 afterEach(() => env?.teardown());
 
 const start = (taskQueue: string, plan: Parameters<typeof startMigration>[2]) => startMigration(env, taskQueue, plan);
-const awaitingApproval = (handle: WorkflowHandle) =>
-  waitFor(
-    'awaiting-approval',
-    () => status(handle),
-    (s) => s.phase === 'awaiting-approval',
-  );
 
 /**
  * The cut-over ran: the old instance stopped and imaged, nothing undone; the new one imaged while

@@ -12,6 +12,7 @@ import { ErrorType } from '../../src/shared/errors';
 import { decideUpdate, type PhaseName, type PhaseState } from '../../src/shared/migration';
 import {
   IDS,
+  awaitingApproval,
   failureOf,
   heldAfterCutOver,
   happyStubs,
@@ -20,7 +21,6 @@ import {
   recordStubs,
   startMigration,
   startTimeSkipping,
-  waitFor,
   withWorker,
   workflowBundle,
   workflowPlan,
@@ -153,11 +153,7 @@ test('the backup image fails for good after the approval: the old instance is st
   });
   const { failure, report } = await withWorker(env, stubs.activities, async (taskQueue) => {
     const handle = await startMigration(env, taskQueue, plan);
-    await waitFor(
-      'awaiting-approval',
-      () => migrationStatus(handle),
-      (s) => s.phase === 'awaiting-approval',
-    );
+    await awaitingApproval(handle);
     await handle.executeUpdate(decideUpdate, { args: [{ decision: 'approve', by: 'ops' }] });
     return failureOf(handle);
   });
@@ -259,11 +255,7 @@ test('a cancel after the cut-over rolls nothing back and is not reported as roll
   const stubs = recordStubs(held.stubs);
   const { err, status } = await withWorker(env, stubs.activities, held.release, async (taskQueue) => {
     const handle = await startMigration(env, taskQueue, plan);
-    await waitFor(
-      'awaiting-approval',
-      () => migrationStatus(handle),
-      (s) => s.phase === 'awaiting-approval',
-    );
+    await awaitingApproval(handle);
     await handle.executeUpdate(decideUpdate, { args: [{ decision: 'approve', by: 'ops' }] });
     await held.reached();
     await handle.cancel();
