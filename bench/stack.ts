@@ -19,6 +19,7 @@ import { toolPaths } from '../test/harness/tools';
 import { AppWorld } from '../test/harness/world';
 import { READY_LINE } from './ready';
 import { silentLogger } from '../src/bundle';
+import { SEARCH_ATTRIBUTE_KEYS } from '../src/shared/search-attributes';
 
 export interface Stack {
   temporal: TestWorkflowEnvironment;
@@ -42,6 +43,7 @@ export async function startStack(): Promise<Stack> {
         ip: '127.0.0.1',
         namespace: 'default',
         ui: false,
+        searchAttributes: [...SEARCH_ATTRIBUTE_KEYS],
       },
     }),
     startMoto({ python: tools.motoPython }),

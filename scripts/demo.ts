@@ -29,6 +29,7 @@ import { seedSource } from '../test/harness/seed';
 import { createQueue, putMessage, spotEvent } from '../test/harness/spot';
 import { toolPaths } from '../test/harness/tools';
 import { AppWorld, REFERENCE_SERVICES, START_MARKER } from '../test/harness/world';
+import { AWAITING_APPROVAL_QUERY, SEARCH_ATTRIBUTE_KEYS } from '../src/shared/search-attributes';
 
 const root = resolve(__dirname, '..');
 const args = new Set(process.argv.slice(2));
@@ -92,6 +93,7 @@ async function main(): Promise<void> {
         port: temporalPort,
         ui: true,
         uiPort,
+        searchAttributes: [...SEARCH_ATTRIBUTE_KEYS],
         namespace: 'default',
       },
     });
@@ -200,6 +202,9 @@ async function main(): Promise<void> {
     if (prev?.phase === 'awaiting-approval') {
       step('Waiting for a person');
       say(`  Every check passed; the Elastic IP is on ${prev.newInstanceId}. The old instance still runs.`);
+      say(
+        `  The Web UI lists what waits for approval (save it as a view): ${ui}/namespaces/default/workflows?query=${encodeURIComponent(AWAITING_APPROVAL_QUERY)}`,
+      );
       say(`  Approve in the Web UI: ${ui}/namespaces/default/workflows/${workflowId}`);
       say('    → "More Actions" → "Send a Signal" → approve, with the payload {"by": "your name"}');
       say(

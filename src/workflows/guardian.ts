@@ -6,16 +6,16 @@ import {
   isCancellation,
   log,
   patched,
-  proxyActivities,
   setCurrentDetails,
   setHandler,
+  upsertSearchAttributes,
   workflowInfo,
 } from '@temporalio/workflow';
-import type { Activities } from '../activities';
 import { durationMs } from '../plan/duration';
 import { describeFailure } from '../shared/failures';
 import { ledgerAt, openLedger, switchTo } from '../shared/ledger';
 import { planRef } from '../shared/plan-slices';
+import { GUARDED_INSTANCE } from '../shared/search-attributes';
 import {
   GUARDIAN_SIGNAL_DESCRIPTIONS,
   NOTICE_KINDS,
@@ -39,12 +39,12 @@ import { account, guardianMetrics } from './guardian/accounts';
 import { detailsOf } from './guardian/details';
 import { replace, type Guarded, type RoundTrigger } from './guardian/replace';
 import { checkSpare, dropSpare, launchSpare, promoteSpare } from './guardian/spare';
-import { REPLACEMENT } from './options';
+import { REPLACEMENT, summarized } from './options';
 import { joinSpotRouter } from './router';
 import { newVersionWaiting, nextRun } from './versioning';
 import { checkPlan, refuseInput, rethrowBug } from './input';
 
-const quick = proxyActivities<Activities>(REPLACEMENT.quick);
+const quick = summarized(REPLACEMENT.quick, () => 'guardian');
 
 /** Events kept in the status (the full list is in the run histories). */
 const KEEP_EVENTS = 50;
@@ -119,7 +119,17 @@ export async function spotGuardian(input: GuardianInput): Promise<GuardianStatus
     ...(carried.spare ? { spare: carried.spare } : {}),
     ...(carried.retargets ? { retargets: carried.retargets } : {}),
   });
-  const refreshDetails = () => setCurrentDetails(detailsOf(status()));
+  // The `GuardedInstance` search attribute follows the instance, where the run was started with
+  // it (so the namespace has it), and not in runs that began before.
+  const indexed = patched('search-attributes') && info.typedSearchAttributes.get(GUARDED_INSTANCE) !== undefined;
+  let indexedInstance = info.typedSearchAttributes.get(GUARDED_INSTANCE);
+  const refreshDetails = () => {
+    setCurrentDetails(detailsOf(status()));
+    if (indexed && g.instanceId !== indexedInstance) {
+      upsertSearchAttributes([{ key: GUARDED_INSTANCE, value: g.instanceId }]);
+      indexedInstance = g.instanceId;
+    }
+  };
   const ignore = (reason: string, notice?: unknown) => {
     carried.ignored.push({ at: new Date().toISOString(), reason, notice });
     if (carried.ignored.length > KEEP_EVENTS) carried.ignored.splice(0, carried.ignored.length - KEEP_EVENTS);
@@ -304,7 +314,10 @@ export async function spotGuardian(input: GuardianInput): Promise<GuardianStatus
     const spotTryAt = backToSpot && carried.market === 'on-demand' ? carried.nextSpotTryAt : undefined;
     const dueAt = Math.min(spotTryAt ? Date.parse(spotTryAt) : Infinity, spareDueAt() ?? Infinity, wakeAt);
     if (dueAt === Infinity) await condition(woken);
-    else if (dueAt > Date.now()) await condition(woken, dueAt - Date.now());
+    else if (dueAt > Date.now())
+      await condition(woken, dueAt - Date.now(), {
+        summary: `guarding ${g.instanceId} until ${dueAt === wakeAt ? 'the next run' : dueAt === spareDueAt() ? 'the warm spare is due' : 'Spot is tried again'}`,
+      });
     if (stopRequested) break;
     const notice = handingOver ? undefined : pending.shift();
     if (notice && warm && notice.instanceId === carried.spare?.instanceId && notice.instanceId !== g.instanceId) {
@@ -322,7 +335,10 @@ export async function spotGuardian(input: GuardianInput): Promise<GuardianStatus
       roundDone = true;
       if (event.outcome === 'failed') {
         // Capacity or the app may come back: try again spot.retryRoundAfter later, unless told to stop.
-        await condition(() => stopRequested, durationMs(plan.spot.retryRoundAfter ?? '1m'));
+        const after = plan.spot.retryRoundAfter ?? '1m';
+        await condition(() => stopRequested, durationMs(after), {
+          summary: `replacement of ${notice.instanceId} failed: trying again in ${after}`,
+        });
         if (!pending.some((p) => p.instanceId === notice.instanceId)) pending.unshift(notice);
       }
     } else if (spotTryAt !== undefined && Date.now() >= Date.parse(spotTryAt)) {

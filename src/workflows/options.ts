@@ -4,7 +4,14 @@
  * stop), `remote.` (an SSM step that may run an hour), `undo.` (a compensation, which must
  * finish) and `checks.` (a slow poll the plan paces). Workflow code only.
  */
-import { ApplicationFailure, proxyActivities, type ActivityOptions, type RetryPolicy } from '@temporalio/workflow';
+import {
+  ApplicationFailure,
+  proxyActivities,
+  type ActivityFunctionWithOptions,
+  type ActivityInterfaceFor,
+  type ActivityOptions,
+  type RetryPolicy,
+} from '@temporalio/workflow';
 import type { Duration } from '@temporalio/common';
 import type { Activities } from '../activities';
 import { durationMs } from '../plan/duration';
@@ -130,7 +137,11 @@ export function checksOptions(
  * the heartbeat timeout of the heartbeating kinds; `timeouts.activitySeconds` the start-to-close
  * timeout of the quick activities and of the checks.
  */
-export function migrationActivities(timeouts: MigrationInput['timeouts'], checks: Plan['checks']) {
+export function migrationActivities(
+  timeouts: MigrationInput['timeouts'],
+  checks: Plan['checks'],
+  about: () => string = () => 'migration',
+) {
   const problem = timeoutsProblem(timeouts);
   if (problem) throw ApplicationFailure.nonRetryable(problem, 'InvalidInput');
   const seconds = timeouts?.heartbeatSeconds;
@@ -138,17 +149,53 @@ export function migrationActivities(timeouts: MigrationInput['timeouts'], checks
     seconds === undefined ? o : { ...o, heartbeatTimeout: seconds * 1000 };
   const startToClose = (fallback: ActivityOptions['startToCloseTimeout']) =>
     timeouts?.activitySeconds === undefined ? fallback : timeouts.activitySeconds * 1000;
+  const proxy = (o: ActivityOptions) => summarized(o, about);
   return {
-    quick: proxyActivities<Activities>({
-      ...MIGRATION.quick,
-      startToCloseTimeout: startToClose(MIGRATION.quick.startToCloseTimeout),
-    }),
-    long: proxyActivities<Activities>(beat(MIGRATION.long)),
-    remote: proxyActivities<Activities>(beat(MIGRATION.remote)),
-    undo: proxyActivities<Activities>(MIGRATION.undo),
-    undoWaiting: proxyActivities<Activities>(beat(MIGRATION.undoWaiting)),
-    checks: proxyActivities<Activities>(checksOptions(checks, startToClose('10 minutes'))),
+    quick: proxy({ ...MIGRATION.quick, startToCloseTimeout: startToClose(MIGRATION.quick.startToCloseTimeout) }),
+    long: proxy(beat(MIGRATION.long)),
+    remote: proxy(beat(MIGRATION.remote)),
+    undo: proxy(MIGRATION.undo),
+    undoWaiting: proxy(beat(MIGRATION.undoWaiting)),
+    checks: proxy(checksOptions(checks, startToClose('10 minutes'))),
   };
+}
+
+/**
+ * Activities whose every call carries a summary for the Web UI's timeline: what it is for
+ * (`about()` at the call: the migration's phase, the guardian's round) and, when its input
+ * names one, the instance, such as `build on i-0abc`. Summaries are metadata of the
+ * command, so runs that began before replay unchanged.
+ */
+export function summarized(options: ActivityOptions, about: () => string): ActivityInterfaceFor<Activities> {
+  const proxy = proxyActivities<Activities>(options);
+  return new Proxy(proxy, {
+    get(target, name, receiver) {
+      const fn = Reflect.get(target, name, receiver) as ActivityFunctionWithOptions<
+        (...a: unknown[]) => Promise<unknown>
+      >;
+      if (typeof name !== 'string') return fn;
+      const summary = (args: unknown[]) => activitySummary(about(), args[0]);
+      const call = (...args: unknown[]) => fn.executeWithOptions({ summary: summary(args) }, args);
+      call.executeWithOptions = (o: ActivityOptions, args: unknown[]) =>
+        fn.executeWithOptions({ summary: summary(args), ...o }, args);
+      return call;
+    },
+  });
+}
+
+/**
+ * `<what for> on <instance>`, the instance when the input names one. The Web UI shows the
+ * activity's type beside it (`runRemote • build on i-0abc`).
+ */
+export function activitySummary(about: string, input: unknown): string {
+  const i = (input ?? {}) as { instanceId?: unknown; vm?: { instanceId?: unknown } };
+  const instance =
+    typeof i.instanceId === 'string'
+      ? i.instanceId
+      : typeof i.vm?.instanceId === 'string'
+        ? i.vm.instanceId
+        : undefined;
+  return `${about}${instance ? ` on ${instance}` : ''}`;
 }
 
 export type MigrationActivities = ReturnType<typeof migrationActivities>;

@@ -7,12 +7,10 @@ import {
   log,
   metricMeter,
   patched,
-  proxyActivities,
   setCurrentDetails,
   setHandler,
   workflowInfo,
 } from '@temporalio/workflow';
-import type { Activities } from '../activities';
 import type { GuardedInstance, QueueMessage } from '../shared/spot';
 import { describeFailure } from '../shared/failures';
 import {
@@ -28,7 +26,7 @@ import {
   WATCH_DEFAULTS,
 } from '../shared/spot';
 import { isDead } from '../shared/instance-states';
-import { ROUTING, watchOptions } from './options';
+import { ROUTING, summarized, watchOptions } from './options';
 import { QueueBook } from './router/queues';
 import { QueueReaders, readErrorCounter, tellOwners } from './router/readers';
 import { newVersionWaiting, nextRun } from './versioning';
@@ -36,8 +34,8 @@ import { refuseInput, rethrowBug } from './input';
 
 export { joinSpotRouter } from './router/join';
 
-const acts = proxyActivities<Activities>(ROUTING.quick);
-const scans = proxyActivities<Activities>(ROUTING.bounded);
+const acts = summarized(ROUTING.quick, () => 'router');
+const scans = summarized(ROUTING.bounded, () => 'router');
 
 /** Polls per run before continuing as new (each poll is a handful of events). */
 const POLLS_PER_RUN = 500;
@@ -305,7 +303,7 @@ export async function spotEventRouter(input: RouterInput): Promise<RouterStatus>
    */
   async function watchFromActivity(): Promise<void> {
     const timing = { ...WATCH_DEFAULTS, ...input.watch };
-    const watcher = proxyActivities<Activities>(watchOptions(timing));
+    const watcher = summarized(watchOptions(timing), () => 'router');
     const watchesPerRun = input.pollsPerRun ?? WATCHES_PER_RUN;
     for (let watches = 0; !stop;) {
       const queueUrls = queues.urls;

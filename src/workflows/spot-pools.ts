@@ -3,17 +3,16 @@
  * any other still within `spot.avoidInterruptedPoolFor`) left out, the rest in `spot.poolOrder`.
  * A guardian's replacement and a migration's relaunch both ask here. Workflow code only.
  */
-import { log, patched, proxyActivities } from '@temporalio/workflow';
-import type { Activities } from '../activities';
+import { log, patched } from '@temporalio/workflow';
 import { durationMs } from '../plan/duration';
 import type { Plan } from '../plan/schema';
 import { describeFailure } from '../shared/failures';
 import type { LaunchSpec } from '../shared/launch';
 import { poolName, samePool, stillAvoided, type InterruptedPool, type PoolRanking } from '../shared/pools';
 import type { GuardEvent } from '../shared/spot';
-import { REPLACEMENT } from './options';
+import { REPLACEMENT, summarized } from './options';
 
-const advice = proxyActivities<Activities>(REPLACEMENT.advice);
+const advice = summarized(REPLACEMENT.advice, () => 'pool advice');
 
 export interface PoolChoice {
   /** The launch's Spot choices, best first. */

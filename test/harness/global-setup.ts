@@ -14,6 +14,7 @@ import {
   WORKER_NAMESPACES,
 } from './env';
 import { freePort } from './net';
+import { SEARCH_ATTRIBUTE_KEYS } from '../../src/shared/search-attributes';
 
 export interface HarnessServers {
   temporal?: TestWorkflowEnvironment;
@@ -58,6 +59,7 @@ export default async function globalSetup(): Promise<void> {
         ip: '127.0.0.1',
         ui: true,
         uiPort,
+        searchAttributes: [...SEARCH_ATTRIBUTE_KEYS],
         // One namespace per Jest worker (see temporalNamespace()): test files that run at the
         // same time never share a workflow id, such as a region's router.
         extraArgs: WORKER_NAMESPACES.flatMap((n) => ['--namespace', n]),

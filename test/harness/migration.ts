@@ -13,7 +13,6 @@ import type { Client, WorkflowHandle } from '@temporalio/client';
 import type { AwsClients } from '../../src/aws/clients';
 import type { Plan } from '../../src/plan/schema';
 import { TAG_PLAN } from '../../src/shared/constants';
-import { migrationWorkflowId } from '../../src/shared/constants';
 import {
   statusQuery,
   type MigrationInput,
@@ -22,6 +21,7 @@ import {
 } from '../../src/shared/migration';
 import type { migrateToGpu } from '../../src/workflows';
 import { pollUntil } from './net';
+import { startMigrationRun } from '../../src/cli/start-run';
 
 export async function startMigration(
   client: Client,
@@ -29,12 +29,13 @@ export async function startMigration(
   plan: Plan,
   extra: Omit<MigrationInput, 'plan'> = {},
 ): Promise<WorkflowHandle<typeof migrateToGpu>> {
-  return client.workflow.start<typeof migrateToGpu>('migrateToGpu', {
-    taskQueue,
-    workflowId: migrationWorkflowId(plan.name),
-    args: [{ plan, ...extra }],
-    workflowExecutionTimeout: '10 minutes',
-  });
+  // As the CLI starts it: with its search attributes, summary and details.
+  const { handle } = await startMigrationRun(
+    client,
+    { plan, ...extra },
+    { taskQueue, workflowExecutionTimeout: '10 minutes' },
+  );
+  return handle;
 }
 
 /** Waits until the status query reports `phase` (or one of them); fails if the run closes first. */

@@ -61,6 +61,8 @@ export async function startWorker(options: {
   deployment?: DeploymentVersion;
   /** Another workflow bundle than the project's (a changed version of the code). */
   bundle?: WorkflowBundleWithSourceMap;
+  /** Another namespace than the test file's. */
+  namespace?: string;
 }): Promise<TestWorker> {
   const connection: NativeConnection = await connectWorker();
   const taskQueue = options.taskQueue ?? `test-${randomBytes(6).toString('hex')}`;
@@ -68,7 +70,7 @@ export async function startWorker(options: {
   try {
     worker = await createMigrationWorkers({
       connection,
-      namespace: temporalNamespace(),
+      namespace: options.namespace ?? temporalNamespace(),
       taskQueue,
       aws: options.clients,
       pollIntervalMs: options.pollIntervalMs ?? 50,

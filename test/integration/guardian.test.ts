@@ -19,6 +19,7 @@ import { startScenario, type Scenario } from '../harness/scenario';
 import { testPlan } from '../harness/seed';
 import { countScans, createQueue, putMessage, routerStatus, spotEvent, waitForGuardian } from '../harness/spot';
 import { startWorker } from '../harness/worker';
+import { listed } from '../harness/visibility';
 import { expectRecovered, migrated as migratedOnSpot, routerKnows, waitFor } from '../harness/guarded';
 import type { Plan } from '../../src/plan/schema';
 
@@ -117,6 +118,12 @@ test('an interruption warning on the queue: a replacement runs the service and h
   );
   await expectRecovered(g, oldId, after);
   expect(after.events[0]).toMatchObject({ kind: 'interruption', source: 'queue' });
+  // The Web UI finds the guardian by the instance it guards now; the old instance only by the
+  // run that replaced it (closed: continued as new).
+  const guarding = `GuardedInstance="${after.instanceId}" AND PlanName="${g.plan.name}" AND ExecutionStatus="Running"`;
+  expect(await listed(t.client, guarding, [g.guardian.workflowId])).toEqual([g.guardian.workflowId]);
+  const before = await listed(t.client, `GuardedInstance="${oldId}" AND ExecutionStatus="Running"`, []);
+  expect(before).toEqual([]);
   // The router deleted the message after the guardian took it.
   await waitFor('queue drained', async () => (await routerStatus(t.client, REGION)).stats.messagesRouted >= 1);
   const tagged = await g.s.direct.ec2(REGION).send(new DescribeInstancesCommand({ InstanceIds: [after.instanceId] }));

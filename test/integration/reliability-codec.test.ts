@@ -9,7 +9,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Client } from '@temporalio/client';
 import { dataConverterFromEnv, ENCRYPTED_ENCODING } from '../../src/codec';
-import { statusQuery } from '../../src/shared/migration';
+import { PHASES, statusQuery } from '../../src/shared/migration';
 import { runCli, setEnv } from '../harness/cli';
 import { connectClient, temporalAddress, temporalNamespace, type ConnectedClient } from '../harness/env';
 import { startMigration, waitForPhase } from '../harness/migration';
@@ -17,6 +17,21 @@ import { payloadsOf } from '../harness/recorded';
 import { startScenario } from '../harness/scenario';
 import { testPlan } from '../harness/seed';
 import { startWorker } from '../harness/worker';
+
+/** Every value of the status query's `phase`. */
+const MIGRATION_PHASES: string[] = [
+  ...PHASES.map((p) => p.name),
+  ...[
+    'awaiting-approval',
+    'relaunching',
+    'rolling-back',
+    'finalizing',
+    'completed',
+    'cancelled',
+    'rolled-back',
+    'failed',
+  ],
+];
 
 let temporal: ConnectedClient;
 let dir: string;
@@ -79,7 +94,37 @@ test('with a key file, every payload of a migration is encrypted; worker and CLI
     expect(patchTexts.length).toBeGreaterThan(0);
     for (const text of patchTexts)
       expect(text).toMatch(/^(\{"id":"[a-z-]+","deprecated":false\}|\["[a-z-]+"(,"[a-z-]+")*\])$/);
-    const others = (history.events ?? []).filter((e) => !isPatch(e));
+    // Search attributes are indexed by the server, so never encrypted (the docs say so): ours
+    // hold only the phase and the plan's name, which the workflow id shows anyway.
+    const indexed = (history.events ?? []).flatMap((e) =>
+      Object.entries(
+        e.upsertWorkflowSearchAttributesEventAttributes?.searchAttributes?.indexedFields ??
+          e.workflowExecutionStartedEventAttributes?.searchAttributes?.indexedFields ??
+          {},
+      ),
+    );
+    const indexedValues = indexed
+      .filter(([k]) => k !== 'TemporalChangeVersion')
+      .map(([k, p]) => [k, JSON.parse(Buffer.from(p.data as Uint8Array).toString('utf8'))] as const);
+    expect(new Set(indexedValues.map(([k]) => k))).toEqual(new Set(['PlanName', 'MigrationPhase']));
+    for (const [k, v] of indexedValues)
+      expect(k === 'PlanName' ? v === plan.name : MIGRATION_PHASES.includes(v)).toBe(true);
+    const withoutIndexed = (e: HistoryEvent) =>
+      e.upsertWorkflowSearchAttributesEventAttributes
+        ? undefined
+        : e.workflowExecutionStartedEventAttributes
+          ? {
+              ...e,
+              workflowExecutionStartedEventAttributes: {
+                ...e.workflowExecutionStartedEventAttributes,
+                searchAttributes: undefined,
+              },
+            }
+          : e;
+    const others = (history.events ?? [])
+      .filter((e) => !isPatch(e))
+      .map(withoutIndexed)
+      .filter((e): e is HistoryEvent => e !== undefined);
     // Any event that holds a plain payload, by its attributes' name (none may).
     const plainIn = others.filter((e) =>
       payloadsOf(e).some((p) => Buffer.from(p.metadata.encoding ?? []).toString() !== ENCRYPTED_ENCODING),

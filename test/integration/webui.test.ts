@@ -12,6 +12,10 @@ import { connectClient, temporalNamespace, temporalUiUrl, type ConnectedClient }
 import { addressHolder, instance, startMigration, waitForPhase } from '../harness/migration';
 import { startScenario } from '../harness/scenario';
 import { startWorker } from '../harness/worker';
+import { listed } from '../harness/visibility';
+import { pollUntil } from '../harness/net';
+import { migrationSummary } from '../../src/cli/start-run';
+import { AWAITING_APPROVAL_QUERY } from '../../src/shared/search-attributes';
 
 const CHROMIUM = process.env.CHROMIUM_BIN ?? '/usr/bin/chromium';
 const ARTIFACTS = resolve(__dirname, '..', '..', 'test-artifacts');
@@ -44,6 +48,24 @@ afterAll(async () => {
   await browser?.close();
   await temporal?.close();
 });
+
+/** Waits until one of the page's frames shows `text` (the UI renders Markdown in sandboxed frames). */
+async function shownInFrames(page: Page, text: string | RegExp): Promise<void> {
+  await pollUntil(
+    `a frame showing ${String(text)}`,
+    async () => {
+      for (const frame of page.frames()) {
+        const body = await frame
+          .locator('body')
+          .innerText({ timeout: 1000 })
+          .catch(() => '');
+        if (typeof text === 'string' ? body.includes(text) : text.test(body)) return true;
+      }
+      return undefined;
+    },
+    { timeoutMs: 30_000, intervalMs: 250 },
+  );
+}
 
 async function sendSignal(page: Page, name: string, payload: unknown): Promise<void> {
   await page
@@ -84,29 +106,37 @@ test('"Send a Signal" → approve in the Web UI stops the old instance', async (
   const w = await startWorker({ clients: s.clients });
   open.push({ close: () => w.stop() });
   const handle = await startMigration(temporal.client, w.taskQueue, s.plan);
-  await waitForPhase(handle, 'awaiting-approval');
+  const waiting = await waitForPhase(handle, 'awaiting-approval');
 
   await mkdir(ARTIFACTS, { recursive: true });
   const page = await browser.newPage({ viewport: { width: 1440, height: 1000 } });
+
+  // The saved query of the docs lists the waiting migration with its summary.
+  await listed(temporal.client, AWAITING_APPROVAL_QUERY, [handle.workflowId]);
+  await page.goto(
+    `${temporalUiUrl()}/namespaces/${temporalNamespace()}/workflows?query=${encodeURIComponent(AWAITING_APPROVAL_QUERY)}`,
+  );
+  await page.getByText(handle.workflowId).first().waitFor();
+  await page.screenshot({ path: join(ARTIFACTS, 'webui-awaiting-approval.png') });
+
   const url = `${temporalUiUrl()}/namespaces/${temporalNamespace()}/workflows/${encodeURIComponent(handle.workflowId)}`;
   await page.goto(url);
   await page.getByText(handle.workflowId).first().waitFor();
+  // The timeline names each activity's phase and instance, and the approval wait.
+  await page.getByText(`waiting for approval (${s.plan.approval.timeout})`).first().waitFor();
+  await page.getByText(`eip-switch on ${waiting.newInstanceId}`).first().waitFor();
+  await page.screenshot({ path: join(ARTIFACTS, 'webui-timeline.png') });
   // The current details (User Metadata) show the phase table while it waits.
   await page
     .getByRole('tab', { name: /User Metadata/i })
     .or(page.getByText('User Metadata', { exact: true }))
     .first()
     .click();
-  // The UI renders the Markdown in a sandboxed frame.
-  const details = page.frameLocator('iframe').first();
-  await details
-    .getByText(/awaiting-approval/)
-    .first()
-    .waitFor();
-  await details
-    .getByText(/Elastic IP switch/)
-    .first()
-    .waitFor();
+  // The UI renders each Markdown block (summary, details, current details) in a sandboxed frame.
+  await shownInFrames(page, migrationSummary(s.plan));
+  await shownInFrames(page, s.plan.elasticIp.allocationId); // in the static details only
+  await shownInFrames(page, /awaiting-approval/);
+  await shownInFrames(page, /Elastic IP switch/);
   await page.screenshot({ path: join(ARTIFACTS, 'webui-current-details.png') });
 
   await sendSignal(page, 'approve', { by: 'Web UI tester', comment: 'approved in the browser' });

@@ -5,6 +5,7 @@
  */
 import { WorkflowUpdateFailedError, type WorkflowHandle } from '@temporalio/client';
 import type { TestWorkflowEnvironment } from '@temporalio/testing';
+import { defineQuery } from '@temporalio/workflow';
 import { migrationWorkflowId } from '../../src/shared/constants';
 import { ErrorType } from '../../src/shared/errors';
 import type { MigrationReport } from '../../src/shared/report';
@@ -26,6 +27,7 @@ import {
   happyStubs,
   migrationStatus as status,
   phaseOf,
+  queryOf,
   recordStubs,
   startMigration,
   startTimeSkipping,
@@ -37,6 +39,8 @@ import {
 } from './helpers';
 
 const DAY = 24 * 3600 * 1000;
+/** What the Web UI reads: the run's current details among its metadata. */
+const workflowMetadataQuery = defineQuery<{ currentDetails: string }>('__temporal_workflow_metadata');
 /** What a rollback and the cut-over do; the approval decides which of them runs. */
 const DECIDED_BY_APPROVAL = ['stopInstance', 'createImage', 'startInstance', 'undoIngress', 'terminateLaunched'];
 /** The calls of DECIDED_BY_APPROVAL so far, but the golden image, which is made during the wait. */
@@ -278,10 +282,12 @@ test('invalid approval signals are recorded as ignored and decide nothing', asyn
     await handle.signal(approveSignal, { comment: 'no name' } as unknown as ApprovePayload);
     await handle.signal(rejectSignal, { by: 'erin' } as RejectPayload);
     await handle.signal(approveSignal, { by: 'frank' });
+    // A misspelt name is refused too, not left waiting unseen.
+    await handle.signal('aprove', { by: 'erin' });
     const ignored = await waitFor(
-      'four ignored messages',
+      'five ignored messages',
       () => status(handle),
-      (s) => s.ignoredMessages.length >= 4,
+      (s) => s.ignoredMessages.length >= 5,
     );
 
     expect(ignored.ignoredMessages.map((m) => [m.name, m.reason])).toEqual([
@@ -289,7 +295,16 @@ test('invalid approval signals are recorded as ignored and decide nothing', asyn
       ['approve', expect.stringContaining('approve needs "by"')],
       ['reject', expect.stringContaining('reject needs "reason"')],
       ['approve', expect.stringContaining('frank is not an approver')],
+      ['aprove', expect.stringContaining('no signal "aprove" here: send approve')],
     ]);
+    // The Web UI's current details show the latest refusals at once, with their reasons.
+    const { currentDetails } = await queryOf(handle, workflowMetadataQuery);
+    expect(currentDetails).toContain('**Refused, not acted on**');
+    expect(currentDetails).toMatch(
+      /`aprove`: no signal "aprove" here[^\n]*\n- [^\n]*`approve`: frank is not an approver/,
+    );
+    expect(currentDetails).toContain('reject needs "reason"');
+    expect(currentDetails).not.toContain('approve needs "by"'); // only the latest three
     expect(ignored.phase).toBe('awaiting-approval');
     expect(ignored.approval).toBeUndefined();
     expect(decided(stubs)).toEqual([]);

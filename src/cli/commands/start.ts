@@ -13,6 +13,7 @@ import { webUiLink } from '../context';
 import { EXIT, RefusedError } from '../errors';
 import { queryStatus } from '../query';
 import { followMigration } from '../follow';
+import { startMigrationRun } from '../start-run';
 
 export function registerStart(program: Command, ctx: CliContext, done: (code: number) => void): void {
   program
@@ -29,14 +30,14 @@ export function registerStart(program: Command, ctx: CliContext, done: (code: nu
       const input: MigrationInput = { plan, keepFailed: Boolean(opts.keepFailed) };
       let handle;
       try {
-        handle = await client.workflow.start<typeof migrateToGpu>('migrateToGpu', {
+        const started = await startMigrationRun(client, input, {
           taskQueue: opts.taskQueue,
-          workflowId,
-          args: [input],
           // A new run only after a failed, rolled-back, rejected, cancelled, terminated or timed-out one.
           workflowIdReusePolicy: 'ALLOW_DUPLICATE_FAILED_ONLY',
         });
+        handle = started.handle;
         ctx.out(`started ${workflowId}\n`);
+        if (started.unindexed) ctx.err(`warning: ${started.unindexed}\n`);
       } catch (err) {
         if (!(err instanceof WorkflowExecutionAlreadyStartedError)) throw err;
         handle = client.workflow.getHandle<typeof migrateToGpu>(workflowId);

@@ -3,8 +3,7 @@
  * every remote step), check, move the Elastic IP, verify from outside, terminate the old
  * instance. Workflow code only.
  */
-import { ApplicationFailure, log, patched, proxyActivities, sleep } from '@temporalio/workflow';
-import type { Activities } from '../../activities';
+import { ApplicationFailure, log, patched, sleep } from '@temporalio/workflow';
 import { durationMs } from '../../plan/duration';
 import type { Plan } from '../../plan/schema';
 import { checkHost } from '../../shared/check-host';
@@ -16,18 +15,21 @@ import { poolName, type PoolRanking } from '../../shared/pools';
 import { imagePlan } from '../../shared/plan-slices';
 import type { GuardEvent, GuardianCarried, InterruptionNotice, RoundKind } from '../../shared/spot';
 import type { LaunchResult, LaunchSpec } from '../../shared/launch';
-import { checksOptions, REPLACEMENT } from '../options';
+import { checksOptions, REPLACEMENT, summarized } from '../options';
 import { rankedPools } from '../spot-pools';
 import { rethrowBug } from '../input';
 
-const quick = proxyActivities<Activities>(REPLACEMENT.quick);
-const long = proxyActivities<Activities>(REPLACEMENT.long);
-const remote = proxyActivities<Activities>(REPLACEMENT.remote);
+const quick = summarized(REPLACEMENT.quick, () => 'replacement');
+const long = summarized(REPLACEMENT.long, () => 'replacement');
+const remote = summarized(REPLACEMENT.remote, () => 'replacement');
 /** A return to Spot launches once: no capacity now means the next try, spot.revertAfter later. */
-const longOnce = proxyActivities<Activities>({
-  ...REPLACEMENT.long,
-  retry: { ...REPLACEMENT.long.retry, maximumAttempts: 1 },
-});
+const longOnce = summarized(
+  {
+    ...REPLACEMENT.long,
+    retry: { ...REPLACEMENT.long.retry, maximumAttempts: 1 },
+  },
+  () => 'replacement',
+);
 
 /** Tries of one replacement before the guardian waits for the next notice or poll. */
 export const REPLACEMENT_TRIES = 3;
@@ -86,7 +88,7 @@ export async function bringUp(
   onLaunched: (instanceId: string) => void = () => undefined,
 ): Promise<{ launched: LaunchResult; host: string }> {
   const { plan, guardianId } = g;
-  const checks = proxyActivities<Activities>(checksOptions(plan.checks, '5 minutes'));
+  const checks = summarized(checksOptions(plan.checks, '5 minutes'), () => 'replacement');
   const launched = await (place.once ? longOnce : long).launchInstance({
     spec: {
       ...launchSpec(plan),
@@ -157,7 +159,7 @@ export async function bringUp(
  */
 export async function cutOver(g: Guarded, instanceId: string, event: GuardEvent): Promise<void> {
   const { plan } = g;
-  const checks = proxyActivities<Activities>(checksOptions(plan.checks, '5 minutes'));
+  const checks = summarized(checksOptions(plan.checks, '5 minutes'), () => 'replacement');
   const moved = await quick.associateAddress({
     region: plan.region,
     allocationId: plan.elasticIp.allocationId,

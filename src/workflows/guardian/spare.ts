@@ -4,26 +4,18 @@
  * for the serving instance the Elastic IP moves to it after a quick check, with no boot on the
  * way. Workflow code only.
  */
-import {
-  ApplicationFailure,
-  CancellationScope,
-  isCancellation,
-  log,
-  metricMeter,
-  proxyActivities,
-} from '@temporalio/workflow';
-import type { Activities } from '../../activities';
+import { ApplicationFailure, CancellationScope, isCancellation, log, metricMeter } from '@temporalio/workflow';
 import { checksSpec } from '../../shared/checks';
 import { describeFailure } from '../../shared/failures';
 import { closeSpare, openSpare, type LedgerBook } from '../../shared/ledger';
 import type { GuardEvent, Spare, SpareEvent } from '../../shared/spot';
-import { checksOptions, REPLACEMENT } from '../options';
+import { checksOptions, REPLACEMENT, summarized } from '../options';
 import { rankedPools } from '../spot-pools';
 import { bringUp, cutOver, type BringUpTimeline, type Guarded, type RoundTrigger } from './replace';
 import { rethrowBug } from '../input';
 
-const quick = proxyActivities<Activities>(REPLACEMENT.quick);
-const long = proxyActivities<Activities>(REPLACEMENT.long);
+const quick = summarized(REPLACEMENT.quick, () => 'warm spare');
+const long = summarized(REPLACEMENT.long, () => 'warm spare');
 
 /** Spare events kept in the status. */
 const KEEP_SPARE_EVENTS = 20;
@@ -127,7 +119,7 @@ export async function launchSpare(
 export async function checkSpare(g: Guarded, book: LedgerBook): Promise<void> {
   const spare = g.carried.spare;
   if (!spare) return;
-  const checks = proxyActivities<Activities>(checksOptions(g.plan.checks, '5 minutes'));
+  const checks = summarized(checksOptions(g.plan.checks, '5 minutes'), () => 'warm spare');
   const spec = checksSpec(g.plan);
   try {
     await checks.checkServices({ spec, instanceId: spare.instanceId, host: spare.host, scope: 'all' });
@@ -188,7 +180,7 @@ export async function promoteSpare(
     ...(spare.pricePerHour !== undefined ? { pricePerHour: spare.pricePerHour } : {}),
     ...(spare.synthesisSeconds !== undefined ? { synthesisSeconds: spare.synthesisSeconds } : {}),
   };
-  const once = proxyActivities<Activities>(checksOptions({ ...g.plan.checks, attempts: 1 }, '1 minute'));
+  const once = summarized(checksOptions({ ...g.plan.checks, attempts: 1 }, '1 minute'), () => 'warm spare');
   try {
     // From outside only, one try: the private services passed the last full check, and their
     // check (Run Command) costs seconds.

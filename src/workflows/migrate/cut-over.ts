@@ -15,11 +15,11 @@ import {
 } from '@temporalio/workflow';
 import { WorkflowExecutionAlreadyStartedError } from '@temporalio/common';
 import { durationMs } from '../../plan/duration';
-import type { Plan } from '../../plan/schema';
 import { guardianWorkflowId, spotTaskQueue } from '../../shared/constants';
 import { ErrorType } from '../../shared/errors';
 import { describeFailure, isCancelled } from '../../shared/failures';
 import { planRef } from '../../shared/plan-slices';
+import { GUARDED_INSTANCE, PLAN_NAME } from '../../shared/search-attributes';
 import { goldenImageSignal, interruptionSignal } from '../../shared/spot';
 import { spotGuardian } from '../guardian';
 import { failIfInterrupted } from './messages';
@@ -38,6 +38,7 @@ export async function awaitApproval(run: MigrationRun): Promise<'approved' | 'ti
   const decided = await condition(
     () => run.decision !== undefined || run.notice !== undefined,
     durationMs(plan.approval.timeout),
+    { summary: `waiting for approval (${plan.approval.timeout}): approve or reject ${run.workflowId}` },
   );
   failIfInterrupted(run, 'while awaiting approval');
   if (!decided) {
@@ -126,13 +127,13 @@ export async function handOverGuardian(run: MigrationRun, vm: NewInstance): Prom
 
 /** The golden image of the new instance, and its Spot guardian when it runs on Spot. */
 export async function afterCutOver(run: MigrationRun, vm: NewInstance): Promise<void> {
-  const { plan, status, images, workflowId } = run;
+  const { plan, status, images } = run;
   const { quick } = run.acts;
   // The guardian first: the golden image takes minutes, and the service must not wait for it
   // unguarded. It replaces from the plan's image until it is told of the golden one.
   const guardFirst = vm.market === 'spot' && patched('guard-before-golden');
   if (guardFirst) {
-    status.guardianWorkflowId = await startGuardian(plan, vm, undefined, workflowId);
+    status.guardianWorkflowId = await startGuardian(run, vm, undefined);
     run.guarding = false;
     // A notice that came in between goes on to the guardian.
     if (run.notice) await getExternalWorkflowHandle(status.guardianWorkflowId).signal(interruptionSignal, run.notice);
@@ -160,7 +161,7 @@ export async function afterCutOver(run: MigrationRun, vm: NewInstance): Promise<
   } else if (vm.market === 'spot' || (plan.target.market === 'spot' && patched('guard-on-demand-fallback'))) {
     // A Spot plan that launched on-demand (no Spot capacity anywhere) is guarded too: its
     // guardian goes back to Spot every spot.revertAfter.
-    status.guardianWorkflowId = await startGuardian(plan, vm, images.golden, workflowId);
+    status.guardianWorkflowId = await startGuardian(run, vm, images.golden);
     // Guarded by the migration from its launch: a notice that came in between goes on too.
     if (run.guarding) {
       run.guarding = false;
@@ -207,12 +208,8 @@ export async function makeGolden(run: MigrationRun, vm: NewInstance): Promise<st
  * for the plan (an earlier migration's), it was handed the new instance at the decision
  * (`handOverGuardian`), and what follows (a notice, the golden image) goes to that one.
  */
-async function startGuardian(
-  plan: Plan,
-  vm: NewInstance,
-  goldenImageId: string | undefined,
-  migrationWorkflowId: string,
-): Promise<string> {
+async function startGuardian(run: MigrationRun, vm: NewInstance, goldenImageId: string | undefined): Promise<string> {
+  const { plan, workflowId: migrationWorkflowId } = run;
   const { instanceId, market } = vm;
   const id = guardianWorkflowId(plan.name);
   try {
@@ -223,6 +220,17 @@ async function startGuardian(
       // began before start it on their own queue, which the workers poll too).
       ...(patched('spot-task-queue') ? { taskQueue: spotTaskQueue(workflowInfo().taskQueue) } : {}),
       args: [{ plan, instanceId, goldenImageId, migrationWorkflowId, market }],
+      staticSummary: `guardian of ${plan.name}: ${instanceId} (${market ?? plan.target.market}), ${plan.region}`,
+      staticDetails: `Keeps **${plan.name}** running behind the Elastic IP \`${plan.elasticIp.allocationId}\` in ${plan.region}: on a Spot notice it launches a replacement and moves the address. Started by \`${migrationWorkflowId}\`; the instance it guards now is in its current details and its \`GuardedInstance\` search attribute.`,
+      // Listed by plan and by the instance it guards, where the namespace has the attributes.
+      ...(run.indexed
+        ? {
+            typedSearchAttributes: [
+              { key: PLAN_NAME, value: plan.name },
+              { key: GUARDED_INSTANCE, value: instanceId },
+            ],
+          }
+        : {}),
     });
   } catch (err) {
     if (!(err instanceof WorkflowExecutionAlreadyStartedError)) throw err;

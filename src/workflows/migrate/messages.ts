@@ -4,7 +4,7 @@
  * the migration still stands by the old instance. An invalid message is recorded in the status,
  * never thrown away silently. Workflow code only.
  */
-import { ApplicationFailure, log, setHandler } from '@temporalio/workflow';
+import { ApplicationFailure, log, setDefaultSignalHandler, setHandler } from '@temporalio/workflow';
 import { ErrorType } from '../../shared/errors';
 import { SIGNAL_DESCRIPTIONS, approveSignal, decideUpdate, rejectSignal, type Decision } from '../../shared/migration';
 import { NOTICE_KINDS, interruptionSignal } from '../../shared/spot';
@@ -32,6 +32,16 @@ function refusal(run: MigrationRun, d: Partial<Decision> | undefined, kind: Kind
   return undefined;
 }
 
+/**
+ * A signal not acted on: recorded in the status, and shown at once in the Web UI's current
+ * details (a signal's sender is told only that it was delivered).
+ */
+function refuse(run: MigrationRun, name: string, reason: string): void {
+  run.status.ignoredMessages.push({ name, at: new Date().toISOString(), reason });
+  log.warn('refused a signal', { signal: name, reason });
+  run.refreshDetails();
+}
+
 function accept(run: MigrationRun, d: Decision, via: 'signal' | 'update') {
   run.decision = {
     decision: d.decision === 'approve' ? 'approved' : 'rejected',
@@ -47,14 +57,18 @@ function accept(run: MigrationRun, d: Decision, via: 'signal' | 'update') {
 export function setApprovalHandlers(run: MigrationRun): void {
   const onSignal = (kind: Kind) => (payload: unknown) => {
     const problem = refusal(run, payload as Partial<Decision>, kind);
-    if (problem) {
-      run.status.ignoredMessages.push({ name: kind, at: new Date().toISOString(), reason: problem });
-      log.warn('ignored an invalid signal', { signal: kind, reason: problem });
-      return;
-    }
+    if (problem) return refuse(run, kind, problem);
     accept(run, { ...(payload as object), decision: kind } as Decision, 'signal');
   };
   setHandler(approveSignal, onSignal('approve'), { description: SIGNAL_DESCRIPTIONS.approve });
+  // A signal of another name is not kept waiting unseen: it is refused where people look.
+  setDefaultSignalHandler((name) =>
+    refuse(
+      run,
+      name,
+      `no signal "${name}" here: send approve {"by": "name"} or reject {"by": "name", "reason": "…"} (or the update decide, which answers at once)`,
+    ),
+  );
   setHandler(rejectSignal, onSignal('reject'), { description: SIGNAL_DESCRIPTIONS.reject });
   setHandler(decideUpdate, (d) => accept(run, d, 'update'), {
     description:
@@ -86,14 +100,13 @@ export function setNoticeHandler(run: MigrationRun): void {
         n.instanceId !== status.newInstanceId ||
         !NOTICE_KINDS.includes(n.kind)
       ) {
-        status.ignoredMessages.push({
-          name: 'interruption',
-          at: new Date().toISOString(),
-          reason: run.guarding
+        return refuse(
+          run,
+          'interruption',
+          run.guarding
             ? `not a notice for the new instance ${status.newInstanceId}`
             : 'the new instance is not guarded by the migration now',
-        });
-        return;
+        );
       }
       run.notice ??= { ...n, at: n.at ?? new Date().toISOString() };
     },

@@ -138,7 +138,7 @@ async function untilUndone(run: MigrationRun, c: Compensation): Promise<void> {
       failures.add(1, { step: c.name });
       log.error('an undo step keeps failing; trying again', { step: c.name, round, error: lastError });
       run.refreshDetails();
-      await sleep(pauseMs);
+      await sleep(pauseMs, { summary: `undo "${c.name}" failed: trying again` });
     }
   }
 }

@@ -3,7 +3,7 @@
  * UI's current details), the phase runner that records every phase, the undo list and what the
  * phases found for the ones after them and for the report. Workflow code only.
  */
-import { setCurrentDetails, setHandler, workflowInfo } from '@temporalio/workflow';
+import { patched, setCurrentDetails, setHandler, upsertSearchAttributes, workflowInfo } from '@temporalio/workflow';
 import type { IngressResult } from '../../shared/network';
 import type { InstanceInfo, LaunchResult } from '../../shared/launch';
 import type { PreflightResult } from '../../shared/preflight';
@@ -23,7 +23,11 @@ import {
   type PhaseRecord,
 } from '../../shared/migration';
 import { renderPhaseTable, type MigrationReport } from '../../shared/report';
+import { MIGRATION_PHASE, PLAN_NAME } from '../../shared/search-attributes';
 import { migrationActivities, type MigrationActivities } from '../options';
+
+/** The refused messages the Web UI's current details list (all are in `status.ignoredMessages`). */
+const REFUSALS_SHOWN = 3;
 
 export interface Compensation {
   name: string;
@@ -77,15 +81,24 @@ export class MigrationRun {
   goldenUndo?: Omit<Compensation, 'run'> & { run: () => Promise<{ deregistered: string[] }> };
   /** Pools of new instances lost before the migration stood: left out of its next launches. */
   readonly interruptedPools: InterruptedPool[] = [];
+  /**
+   * The run keeps its `MigrationPhase` search attribute up to date: only when it was started
+   * with its attributes (so the namespace has them; an unknown one would fail every workflow
+   * task), and not in runs that began before.
+   */
+  readonly indexed: boolean;
+  private indexedPhase?: string;
 
   constructor(input: MigrationInput) {
     this.plan = input.plan;
     this.keepFailed = input.keepFailed ?? false;
-    this.acts = migrationActivities(input.timeouts, input.plan.checks);
+    this.acts = migrationActivities(input.timeouts, input.plan.checks, () => this.status.phase);
     this.checks = checksSpec(input.plan);
     const info = workflowInfo();
     this.workflowId = info.workflowId;
     this.runId = info.runId;
+    this.indexed = patched('search-attributes') && info.typedSearchAttributes.get(PLAN_NAME) !== undefined;
+    this.indexedPhase = info.typedSearchAttributes.get(MIGRATION_PHASE);
     this.status = {
       workflowId: this.workflowId,
       planName: this.plan.name,
@@ -116,9 +129,17 @@ export class MigrationRun {
       status.phase === 'awaiting-approval'
         ? '\n\nWaiting for a person: send the signal `approve` {"by": "name"} or `reject` {"by": "name", "reason": "…"}.'
         : '';
+    const refused = status.ignoredMessages.slice(-REFUSALS_SHOWN).reverse();
+    const refusals = refused.length
+      ? `\n\n**Refused, not acted on** (newest first):\n${refused.map((m) => `- ${m.at} \`${m.name}\`: ${m.reason}`).join('\n')}`
+      : '';
     setCurrentDetails(
-      `**${this.plan.name}**: ${status.phase}${instance}${waiting}${failing}\n\n${renderPhaseTable(status.phases)}`,
+      `**${this.plan.name}**: ${status.phase}${instance}${waiting}${failing}${refusals}\n\n${renderPhaseTable(status.phases)}`,
     );
+    if (this.indexed && status.phase !== this.indexedPhase) {
+      upsertSearchAttributes([{ key: MIGRATION_PHASE, value: status.phase }]);
+      this.indexedPhase = status.phase;
+    }
   }
 
   /**

@@ -2,22 +2,15 @@
  * How guardians (and a migration standing by its old instance) reach the region's router.
  * Workflow code only.
  */
-import {
-  getExternalWorkflowHandle,
-  ParentClosePolicy,
-  patched,
-  proxyActivities,
-  startChild,
-} from '@temporalio/workflow';
+import { getExternalWorkflowHandle, ParentClosePolicy, patched, startChild } from '@temporalio/workflow';
 import { WorkflowExecutionAlreadyStartedError } from '@temporalio/common';
-import type { Activities } from '../../activities';
 import { durationMs } from '../../plan/duration';
 import type { Plan } from '../../plan/schema';
 import { routerWorkflowId } from '../../shared/constants';
 import { registerGuardianSignal, type RouterRegistration } from '../../shared/spot';
-import { ROUTING } from '../options';
+import { ROUTING, summarized } from '../options';
 
-const acts = proxyActivities<Activities>(ROUTING.bounded);
+const acts = summarized(ROUTING.bounded, () => 'router');
 
 export const registrationOf = (plan: Plan, ownerId: string): RouterRegistration => ({
   guardianId: ownerId,

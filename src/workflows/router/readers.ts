@@ -10,12 +10,10 @@ import {
   log,
   metricMeter,
   patched,
-  proxyActivities,
 } from '@temporalio/workflow';
-import type { Activities } from '../../activities';
 import { describeFailure } from '../../shared/failures';
 import { queueHealthSignal, type QueueMessage, type RouterStats } from '../../shared/spot';
-import { ROUTING } from '../options';
+import { ROUTING, summarized } from '../options';
 import type { HealthChange, QueueBook } from './queues';
 
 /** The metric of failed queue reads, whichever way the router reads. */
@@ -26,7 +24,7 @@ export const readErrorCounter = () =>
     'Reads of an interruption queue that failed',
   );
 
-const reads = proxyActivities<Activities>(ROUTING.reads);
+const reads = summarized(ROUTING.reads, () => 'router');
 
 /** How long the wind-down waits for the reads in flight before it cancels them. */
 const WIND_DOWN = '1 minute';
