@@ -23,6 +23,7 @@ import { renderReportMarkdown, type MigrationReport } from '../src/shared/report
 import { guardianStatusQuery } from '../src/shared/spot';
 import { describeLedger, ledgerAt } from '../src/shared/ledger';
 import { createMigrationWorkers } from '../src/worker';
+import { readConfig } from '../src/config';
 import { AwsProxy } from '../test/harness/aws-proxy';
 import { startMoto } from '../test/harness/moto';
 import { seedSource } from '../test/harness/seed';
@@ -166,6 +167,13 @@ async function main(): Promise<void> {
       namespace: 'default',
       aws: proxy.clients({ maxAttempts: 3 }),
       pollIntervalMs: 200,
+      // With MIGRATION_NOTIFY_URLS set they are posted; without, shown here as they would be sent.
+      notify: {
+        targets: readConfig().notifyTargets,
+        uiBase: ui,
+        print: (text) =>
+          say(`  ✉ notification (set MIGRATION_NOTIFY_URLS to send it): ${text.replace(/\n/g, '\n      ')}`),
+      },
     });
     const running = worker.run();
     cleanups.push(async () => {

@@ -4,7 +4,9 @@
  * AWS SDK's. A value that is set but wrong is refused with the variable's name and what it takes,
  * never ignored.
  */
+import { readFileSync } from 'node:fs';
 import type { LogLevel } from '@temporalio/worker';
+import { redact, type NotifyTarget } from './activities/notify';
 
 export const LOG_LEVELS: readonly LogLevel[] = ['TRACE', 'DEBUG', 'INFO', 'WARN', 'ERROR'];
 
@@ -13,6 +15,8 @@ export interface Config {
   logLevel: LogLevel;
   /** METRICS_ADDRESS: where the worker serves Prometheus metrics, `host:port`. */
   metricsAddress?: string;
+  /** MIGRATION_HEALTH_ADDRESS: where the worker serves /healthz and /readyz, `host:port` (src/health.ts). */
+  healthAddress?: string;
   /** MIGRATION_MAX_CACHED_WORKFLOWS: the worker's sticky cache size, a whole number ≥ 0. */
   maxCachedWorkflows?: number;
   /** MIGRATION_PAYLOAD_KEY_FILE: the file holding the payload encryption key (src/codec.ts). */
@@ -31,6 +35,11 @@ export interface Config {
   buildId?: string;
   /** WORKFLOW_BUNDLE_PATH: the prebuilt workflow bundle (default: lib/workflow-bundle.js, else bundled at start). */
   workflowBundlePath?: string;
+  /**
+   * MIGRATION_NOTIFY_URLS (whitespace- or comma-separated) or MIGRATION_NOTIFY_FILE (one per
+   * line, `#` comments): the receivers of notifications. Secrets: never logged whole.
+   */
+  notifyTargets: NotifyTarget[];
 }
 
 /** A variable that is set to something it cannot take. */
@@ -55,6 +64,7 @@ export function readConfig(env: NodeJS.ProcessEnv = process.env): Config {
     logLevel: 'INFO',
     payloadKeyId: get('MIGRATION_PAYLOAD_KEY_ID') ?? 'default',
     versioning: true,
+    notifyTargets: [],
   };
 
   const level = get('LOG_LEVEL');
@@ -68,6 +78,12 @@ export function readConfig(env: NodeJS.ProcessEnv = process.env): Config {
   if (metrics !== undefined) {
     if (!isHostPort(metrics)) throw new ConfigError('METRICS_ADDRESS', metrics, 'host:port, e.g. 0.0.0.0:9464');
     config.metricsAddress = metrics;
+  }
+
+  const health = get('MIGRATION_HEALTH_ADDRESS');
+  if (health !== undefined) {
+    if (!isHostPort(health)) throw new ConfigError('MIGRATION_HEALTH_ADDRESS', health, 'host:port, e.g. 0.0.0.0:8081');
+    config.healthAddress = health;
   }
 
   const cached = get('MIGRATION_MAX_CACHED_WORKFLOWS');
@@ -97,12 +113,52 @@ export function readConfig(env: NodeJS.ProcessEnv = process.env): Config {
   }
   config.workflowBundlePath = get('WORKFLOW_BUNDLE_PATH');
 
+  const urls = get('MIGRATION_NOTIFY_URLS');
+  const file = get('MIGRATION_NOTIFY_FILE');
+  if (urls !== undefined) config.notifyTargets = notifyTargets('MIGRATION_NOTIFY_URLS', urls.split(/[\s,]+/));
+  else if (file !== undefined) {
+    let text: string;
+    try {
+      text = readFileSync(file, 'utf8');
+    } catch (err) {
+      throw new ConfigError('MIGRATION_NOTIFY_FILE', file, `a readable file (${(err as Error).message})`);
+    }
+    const lines = text.split('\n').map((l) => l.replace(/#.*/, '').trim());
+    config.notifyTargets = notifyTargets(`MIGRATION_NOTIFY_FILE (${file})`, lines);
+  }
+
   const ui = get('TEMPORAL_UI_URL');
   if (ui !== undefined) {
     if (!isHttpUrl(ui)) throw new ConfigError('TEMPORAL_UI_URL', ui, 'an http:// or https:// URL');
     config.temporalUiUrl = ui;
   }
   return config;
+}
+
+/**
+ * Notification receivers: `https://…` (a Slack incoming webhook when the host is
+ * hooks.slack.com, else a JSON webhook), or with the format named: `slack+https://…` (any
+ * Slack-compatible webhook: Mattermost, Rocket.Chat…), `json+https://…`.
+ */
+function notifyTargets(variable: string, items: string[]): NotifyTarget[] {
+  return items
+    .filter((i) => i !== '')
+    .map((item) => {
+      const m = /^(slack|json)\+(.*)$/.exec(item);
+      const url = m ? m[2] : item;
+      if (!isHttpUrl(url))
+        throw new ConfigError(
+          variable,
+          redact(item),
+          'http(s):// URLs, optionally prefixed slack+ or json+ (e.g. slack+https://chat.example.com/hooks/…)',
+        );
+      const format = m
+        ? (m[1] as NotifyTarget['format'])
+        : /(^|\.)hooks\.slack\.com$/i.test(new URL(url).hostname)
+          ? 'slack'
+          : 'json';
+      return { url, format };
+    });
 }
 
 /** A Worker Deployment's name (no `.`: it separates name and build id in a version string). */

@@ -17,6 +17,9 @@ import { TemporalUnreachable, temporalTarget } from './connection';
 import { TASK_QUEUE, migrationTaskQueue, spotTaskQueue } from './shared/constants';
 import { loadWorkflowBundle } from './bundle';
 import { DEFAULT_DEPLOYMENT_NAME, describeCurrentVersion, makeFirstVersionCurrent } from './deployment';
+import { HEALTH_PATHS, combinedState, startHealthServer, type HealthState } from './health';
+import { redact } from './activities/notify';
+import { webUiBase } from './cli/context';
 
 export interface MigrationWorkerOptions {
   connection: NativeConnection;
@@ -25,6 +28,8 @@ export interface MigrationWorkerOptions {
   aws: AwsClients;
   http?: ActivityDeps['http'];
   pollIntervalMs?: number;
+  /** Where notifications go (receivers, the Web UI's base for links); default: only the log. */
+  notify?: ActivityDeps['notify'];
   /** A prebuilt workflow bundle (tests share one); default: bundle src/workflows now. */
   workflowBundle?: WorkflowBundleOption;
   identity?: string;
@@ -85,7 +90,12 @@ export function heapLimitWarning(
 /** One worker on one task queue (`createMigrationWorkers` makes the process's set). */
 export async function createMigrationWorker(
   options: MigrationWorkerOptions,
-  activities = createActivities({ aws: options.aws, http: options.http, pollIntervalMs: options.pollIntervalMs }),
+  activities = createActivities({
+    aws: options.aws,
+    http: options.http,
+    pollIntervalMs: options.pollIntervalMs,
+    notify: options.notify,
+  }),
 ): Promise<Worker> {
   return Worker.create({
     connection: options.connection,
@@ -156,6 +166,7 @@ export async function createMigrationWorkers(
     aws: options.aws,
     http: options.http,
     pollIntervalMs: options.pollIntervalMs,
+    notify: options.notify,
   });
   // Created side by side: each loads the workflow bundle into a thread of its own.
   const created = await Promise.allSettled(
@@ -189,6 +200,8 @@ export async function createMigrationWorkers(
 export interface RunWorkerOptions {
   /** Serve Prometheus metrics on this address, e.g. 0.0.0.0:9464. */
   metricsAddress?: string;
+  /** Serve /healthz and /readyz on this address, e.g. 0.0.0.0:8081 (src/health.ts). */
+  healthAddress?: string;
   logLevel?: LogLevel;
   taskQueue?: string;
   /** Poll both queues (default), or only the migrations' or only the spot queue. */
@@ -220,6 +233,10 @@ export async function runWorker(options: RunWorkerOptions = {}): Promise<void> {
   });
   const heapWarning = heapLimitWarning();
   if (heapWarning) Runtime.instance().logger.warn(heapWarning);
+  // /healthz answers from now on, /readyz once every worker polls.
+  let readiness: () => HealthState = () => 'STARTING';
+  const health = options.healthAddress ? await startHealthServer(options.healthAddress, () => readiness()) : undefined;
+  if (health) Runtime.instance().logger.info('serving health checks', { address: health.address, paths: HEALTH_PATHS });
   const target = temporalTarget();
   let connection: NativeConnection;
   try {
@@ -245,11 +262,16 @@ export async function runWorker(options: RunWorkerOptions = {}): Promise<void> {
     queues: options.queues,
     aws: createAwsClients(),
     workflowBundle: { code: bundle.code },
+    notify: { targets: config.notifyTargets, uiBase: await webUiBase(target.address) },
     ...(deployment ? { deployment } : {}),
     ...(cached !== undefined ? { maxCachedWorkflows: cached } : {}),
   });
+  readiness = () => combinedState(worker.workers.map((w) => w.getState()));
   logger.info('polling task queues', {
     taskQueues: worker.taskQueues,
+    notify: config.notifyTargets.length
+      ? config.notifyTargets.map((t) => `${t.format} ${redact(t.url)}`)
+      : 'no MIGRATION_NOTIFY_URLS: notifications are only logged',
     workflowBundle: bundle.path ?? 'bundled at start',
     bundleHash: bundle.buildId,
     ...(deployment ? { deployment: deployment.name, buildId: deployment.buildId } : { versioning: 'off' }),
@@ -268,6 +290,7 @@ export async function runWorker(options: RunWorkerOptions = {}): Promise<void> {
       );
     });
   } finally {
+    await health?.close();
     // Reads the router's watches left in flight would hold the process for up to 20 s.
     abandonReads();
     await connection.close();
@@ -294,7 +317,10 @@ export async function runUntilSignal(worker: Pick<Worker, 'run' | 'shutdown'>, s
 
 if (require.main === module) {
   Promise.resolve()
-    .then(() => runWorker({ metricsAddress: readConfig().metricsAddress }))
+    .then(() => {
+      const { metricsAddress, healthAddress } = readConfig();
+      return runWorker({ metricsAddress, healthAddress });
+    })
     .catch((err) => {
       process.stderr.write(`worker: ${(err as Error).message}\n`);
       process.exitCode = err instanceof ConfigError ? 2 : 1;

@@ -4,6 +4,7 @@ import { createCheckActivities } from './checks';
 import { createImageActivities } from './images';
 import { createInstanceActivities } from './instances';
 import { createNetworkActivities } from './network';
+import { createNotifyActivities, type NotifySettings } from './notify';
 import { createPoolActivities } from './pools';
 import { createPreflight } from './preflight';
 import { createPricingActivities } from './pricing';
@@ -18,6 +19,8 @@ export interface ActivityDeps {
   http?: typeof fetch;
   /** Between polls of SSM commands and agents, and the first pause of the EC2 waiters (default 2 s). */
   pollIntervalMs?: number;
+  /** Where notifications go (default: nowhere but the log). */
+  notify?: NotifySettings;
 }
 
 /** Every activity, built once in the worker around its clients. Workflows import the type only. */
@@ -37,6 +40,7 @@ export function createActivities(deps: ActivityDeps) {
     ...createSpotActivities(deps.aws),
     ...createWatchActivities(deps.aws),
     ...createRouterActivities(),
+    ...createNotifyActivities(deps.notify),
   });
 }
 

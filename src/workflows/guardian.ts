@@ -42,6 +42,7 @@ import { checkSpare, dropSpare, launchSpare, promoteSpare } from './guardian/spa
 import { REPLACEMENT, summarized } from './options';
 import { joinSpotRouter } from './router';
 import { newVersionWaiting, nextRun } from './versioning';
+import { Notifier } from './notifier';
 import { checkPlan, refuseInput, rethrowBug } from './input';
 
 const quick = summarized(REPLACEMENT.quick, () => 'guardian');
@@ -119,6 +120,7 @@ export async function spotGuardian(input: GuardianInput): Promise<GuardianStatus
     ...(carried.spare ? { spare: carried.spare } : {}),
     ...(carried.retargets ? { retargets: carried.retargets } : {}),
   });
+  const notifier = new Notifier({ workflowId: g.guardianId, planName: plan.name, region: plan.region });
   // The `GuardedInstance` search attribute follows the instance, where the run was started with
   // it (so the namespace has it), and not in runs that began before.
   const indexed = patched('search-attributes') && info.typedSearchAttributes.get(GUARDED_INSTANCE) !== undefined;
@@ -259,8 +261,14 @@ export async function spotGuardian(input: GuardianInput): Promise<GuardianStatus
         typeof health.ok !== 'boolean'
       )
         return ignore('invalid queue-health payload: expected {"queueUrl": "…", "ok": true|false}', health);
+      const wasOk = carried.queue?.ok !== false;
       carried.queue = health;
       if (!health.ok) log.warn('the interruption queue cannot be read', { ...health });
+      if (!health.ok && wasOk)
+        notifier.send({
+          kind: 'router-unhealthy',
+          error: `the router cannot read the interruption queue ${health.queueUrl}${'error' in health && health.error ? `: ${String(health.error)}` : ''}`,
+        });
       refreshDetails();
     },
     { description: GUARDIAN_SIGNAL_DESCRIPTIONS['queue-health'] },
@@ -356,6 +364,7 @@ export async function spotGuardian(input: GuardianInput): Promise<GuardianStatus
     // spare being launched finishes in this run first.
     if (wantsNewRun() && spareTask?.kind !== 'launch') {
       await settleSpareTask();
+      await notifier.settle();
       await condition(allHandlersFinished);
       if (stopRequested) break;
       return nextRun<typeof spotGuardian>({
@@ -372,6 +381,7 @@ export async function spotGuardian(input: GuardianInput): Promise<GuardianStatus
     await dropSpare(g, book, 'stopped');
   }
   refreshDetails();
+  await notifier.settle();
   return status();
 
   /**
@@ -385,6 +395,7 @@ export async function spotGuardian(input: GuardianInput): Promise<GuardianStatus
     } catch (err) {
       router = { ok: false, at: new Date().toISOString(), error: describeFailure(err) };
       log.error('could not make sure the router runs', { error: router.error });
+      notifier.send({ kind: 'router-unhealthy', error: `the region's router could not be started: ${router.error}` });
       if (first && !patched('router-every-run')) throw err;
     }
   }
@@ -462,10 +473,29 @@ export async function spotGuardian(input: GuardianInput): Promise<GuardianStatus
   ): Promise<GuardEvent | undefined> {
     replacingFrom = g.instanceId;
     refreshDetails();
+    const marketBefore = carried.market ?? plan.target.market;
+    if (trigger.kind !== 'back-to-spot')
+      notifier.send({
+        kind: 'spot-notice',
+        instanceId: g.instanceId,
+        noticeKind: trigger.kind,
+        ...(trigger.source ? { source: trigger.source } : {}),
+      });
     const event = await how();
     replacingFrom = undefined;
     settleDeferred();
     if (!event) return undefined;
+    notifier.send(
+      event.outcome === 'replaced' ? { kind: 'replaced', round: event } : { kind: 'replacement-failed', round: event },
+    );
+    if (event.outcome === 'replaced' && event.newInstanceId && event.market !== marketBefore) {
+      const moved = {
+        instanceId: event.newInstanceId,
+        ...(event.instanceType ? { instanceType: event.instanceType } : {}),
+      };
+      if (event.market === 'on-demand') notifier.send({ kind: 'on-demand-fallback', ...moved });
+      else if (event.market === 'spot') notifier.send({ kind: 'back-to-spot', ...moved });
+    }
     carried.events.push(event);
     if (carried.events.length > KEEP_EVENTS) carried.events.splice(0, carried.events.length - KEEP_EVENTS);
     account(book, g, metrics, event);

@@ -54,7 +54,15 @@ export async function migrateToGpu(input: MigrationInput): Promise<MigrationRepo
     throw await rollBack(run, err);
   }
   run.refreshDetails();
-  return buildReport(run);
+  const report = await buildReport(run);
+  run.notifier.send({
+    kind: 'completed',
+    outcome: run.outcome,
+    ...(run.afterInstance ? { instanceId: run.afterInstance.instanceId } : {}),
+    warnings: run.warnings,
+  });
+  await run.notifier.settle();
+  return report;
 }
 
 /** Runs that began before the guard from the launch: a notice after the switch rolls back. */

@@ -3,6 +3,7 @@
  * the migration runs and is approved, so the guardian starts the way production starts it.
  */
 import type { WorkflowHandle } from '@temporalio/client';
+import type { NotifySettings } from '../../src/activities/notify';
 import type { Plan } from '../../src/plan/schema';
 import { guardianWorkflowId } from '../../src/shared/constants';
 import { decideUpdate } from '../../src/shared/migration';
@@ -46,7 +47,7 @@ export async function migrated(
   t: Integration,
   region: string,
   overrides: PlanOverrides | ((s: Scenario) => PlanOverrides) = {},
-  options: { workers?: 'together' | 'apart' } = {},
+  options: { workers?: 'together' | 'apart'; notify?: NotifySettings } = {},
 ): Promise<Guarded> {
   const s = await startScenario({ maxAttempts: 3, seed: { region } });
   t.track(s);
@@ -64,6 +65,7 @@ export async function migrated(
   const w = await startWorker({
     clients: s.clients,
     ...(apart ? { queues: 'migration' as const, identity: 'migration-worker' } : {}),
+    ...(options.notify ? { notify: options.notify } : {}),
   });
   t.track({ close: () => w.stop() });
   let spot: TestWorker | undefined;

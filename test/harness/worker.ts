@@ -22,6 +22,7 @@ import {
 } from '../../src/worker';
 import { connectWorker, temporalNamespace } from './env';
 import { silentLogger } from '../../src/bundle';
+import type { NotifySettings } from '../../src/activities/notify';
 
 let bundle: Promise<WorkflowBundleWithSourceMap> | undefined;
 
@@ -63,6 +64,8 @@ export async function startWorker(options: {
   bundle?: WorkflowBundleWithSourceMap;
   /** Another namespace than the test file's. */
   namespace?: string;
+  /** Where notifications go (default: only the log). */
+  notify?: NotifySettings;
 }): Promise<TestWorker> {
   const connection: NativeConnection = await connectWorker();
   const taskQueue = options.taskQueue ?? `test-${randomBytes(6).toString('hex')}`;
@@ -77,6 +80,7 @@ export async function startWorker(options: {
       workflowBundle: options.bundle ?? (await workflowBundle()),
       ...(options.deployment ? { deployment: options.deployment } : {}),
       ...(options.identity ? { identity: options.identity } : {}),
+      ...(options.notify ? { notify: options.notify } : {}),
       ...(options.queues ? { queues: options.queues } : {}),
       shutdownGraceTime: '2s',
     });

@@ -352,6 +352,16 @@ describe('bad arguments exit 2 without connecting', () => {
     ],
     ['approve without --by', ['approve', 'migrate-x'], /required option '--by <name>' not specified/],
     [
+      'report --out into a folder that does not exist',
+      ['report', 'migrate-x', '--out', '/nonexistent-dir/r.md'],
+      /--out \/nonexistent-dir\/r\.md: the folder \/nonexistent-dir does not exist/,
+    ],
+    [
+      'start --report-out without --follow',
+      ['start', '--plan', EXAMPLE, '--report-out', 'r.md'],
+      /--report-out needs --follow/,
+    ],
+    [
       'approve --by with a blank name',
       ['approve', 'migrate-x', '--by', '  '],
       /--by: expected the name of the person deciding/,
@@ -575,6 +585,13 @@ test('a migration through the CLI: start, status --json, approve, approve again,
   expect(md.stdout).toContain('- Decision: **approved** by alice');
   expect(md.stdout).toContain('- Comment: synthesis is fast now');
 
+  // Saved outside Temporal, as the terminal shows it.
+  const saved = join(await mkdtemp(join(tmpdir(), 'report-')), 'migration.md');
+  const out = await runCli(['report', workflowId, '--out', saved]);
+  expect(out.code).toBe(0);
+  expect(out.stdout).toContain(`report (md, outcome completed) written to ${saved}`);
+  expect(await readFile(saved, 'utf8')).toBe(md.stdout);
+
   const json = await runCli(['report', s.plan.name, '--format', 'json']);
   expect(json.code).toBe(0);
   const parsed = JSON.parse(json.stdout) as MigrationReport;
@@ -595,11 +612,15 @@ test('start --follow on a pipe lists every phase in order with its final state',
   const { w, file, workflowId } = await setup();
   let sawWaiting: () => void = () => undefined;
   const waitingShown = new Promise<void>((resolve) => (sawWaiting = resolve));
-  const following = runCli(['start', '--plan', file, '--task-queue', w.taskQueue, '--follow'], {
-    onOut: (soFar) => {
-      if (/ status awaiting-approval\n/.test(soFar)) sawWaiting();
+  const reportFile = join(await mkdtemp(join(tmpdir(), 'report-')), 'report.json');
+  const following = runCli(
+    ['start', '--plan', file, '--task-queue', w.taskQueue, '--follow', '--report-out', reportFile],
+    {
+      onOut: (soFar) => {
+        if (/ status awaiting-approval\n/.test(soFar)) sawWaiting();
+      },
     },
-  });
+  );
 
   // Approve once the follower has shown the wait, through the CLI as a person would.
   await Promise.race([
@@ -617,7 +638,13 @@ test('start --follow on a pipe lists every phase in order with its final state',
   expect(summary.phase).toBe('completed');
   expect(summary.rows).toEqual(final.phases.map((p) => [p.name, p.state]));
   expect(summary.rows.map(([, state]) => state)).toEqual(PHASES.map(() => 'succeeded'));
-  expect(r.stdout.trimEnd().split('\n').pop()).toBe(`${workflowId}: completed`);
+  expect(r.stdout.trimEnd().split('\n').slice(-2)).toEqual([
+    `${workflowId}: completed`,
+    `report written to ${reportFile}`,
+  ]);
+  // The report, as JSON (by the file's extension), saved when the run ended.
+  const saved = JSON.parse(await readFile(reportFile, 'utf8')) as MigrationReport;
+  expect(saved).toMatchObject({ workflowId, outcome: 'completed', approval: { decision: 'approved', by: 'alice' } });
 
   // The change lines before it: each phase succeeded once, in phase order, with the wait between.
   const changes = r.stdout.split('\n').filter((l) => /^\d\d:\d\d:\d\d /.test(l));

@@ -11,11 +11,12 @@ import { handleError } from '../../src/cli/errors';
 
 describe('readConfig', () => {
   it('has defaults when nothing is set, and treats empty values as unset', () => {
-    expect(readConfig({})).toEqual({ logLevel: 'INFO', payloadKeyId: 'default', versioning: true });
+    expect(readConfig({})).toEqual({ logLevel: 'INFO', payloadKeyId: 'default', versioning: true, notifyTargets: [] });
     expect(readConfig({ LOG_LEVEL: '', MIGRATION_MAX_CACHED_WORKFLOWS: ' ' })).toEqual({
       logLevel: 'INFO',
       payloadKeyId: 'default',
       versioning: true,
+      notifyTargets: [],
     });
   });
 
@@ -46,6 +47,7 @@ describe('readConfig', () => {
       deploymentName: 'gpu-prod',
       buildId: '1.4.0+3f2a',
       workflowBundlePath: '/app/lib/workflow-bundle.js',
+      notifyTargets: [],
     });
     expect(readConfig({ METRICS_ADDRESS: '[::1]:9464' }).metricsAddress).toBe('[::1]:9464');
   });

@@ -23,6 +23,7 @@ import type { MigrationReport } from '../../src/shared/report';
 import type { migrateToGpu } from '../../src/workflows/migrate';
 import { workflowBundle } from '../harness/worker';
 import { pollUntil } from '../harness/net';
+import type { NotifyEvent } from '../../src/shared/notify';
 
 export { workflowBundle };
 
@@ -137,8 +138,10 @@ export const ACTIVITY_NAMES: readonly string[] = Object.keys(createActivities({ 
 export interface Stubs {
   /** For Worker.create: every activity, recording each call before it answers. */
   activities: Partial<Activities>;
-  /** Every call in the order the worker received them. */
+  /** Every call in the order the worker received them, but notifications. */
   calls: Call[];
+  /** The notifications sent (`notify`), in order: kept apart, so the steps read as they run. */
+  notifications: NotifyEvent[];
   /** The names of the calls, in order, optionally only those in `only`. */
   names(only?: readonly string[]): string[];
   /** The inputs of the calls of one activity. */
@@ -151,10 +154,15 @@ export interface Stubs {
  */
 export function recordStubs(stubs: Partial<Activities>): Stubs {
   const calls: Call[] = [];
+  const notifications: NotifyEvent[] = [];
   const activities: Record<string, ActivityFn> = {};
   for (const name of ACTIVITY_NAMES) {
     const stub = (stubs as Record<string, ActivityFn | undefined>)[name];
     activities[name] = async (...args: never[]) => {
+      if (name === 'notify') {
+        notifications.push(args[0] as NotifyEvent);
+        return stub ? stub(...args) : { sent: 0, printed: true };
+      }
       calls.push({ name, input: (args[0] ?? {}) as Record<string, unknown> });
       if (!stub) throw ApplicationFailure.nonRetryable(`${name} has no stub in this test`, 'NotStubbed');
       return stub(...args);
@@ -163,6 +171,7 @@ export function recordStubs(stubs: Partial<Activities>): Stubs {
   return {
     activities: activities as Partial<Activities>,
     calls,
+    notifications,
     names: (only) => calls.map((c) => c.name).filter((n) => !only || only.includes(n)),
     inputs: <K extends keyof Activities>(name: K) =>
       calls.filter((c) => c.name === name).map((c) => c.input as Parameters<Activities[K]>[0]),

@@ -105,6 +105,8 @@ test('approved by the approve signal: the old instance is stopped after its back
       source: 'measured',
     });
     expectCutOver(stubs);
+    expect(stubs.notifications.map((n) => n.kind)).toEqual(['awaiting-approval', 'approved', 'completed']);
+
     const done = await status(handle);
     expect(done.phase).toBe('completed');
     expect(phaseOf(done, 'stop-old')?.state).toBe('succeeded');

@@ -87,6 +87,10 @@ test('the performance test fails for good: the Elastic IP goes back, then the in
   expect(failure.message).toBe('migration failed and rolled back: average 90 ms > 50 ms');
   const rollback = callsAfterFailureOf(stubs, 'latencyTest');
   expect(rollback.map((c) => c.name)).toEqual(['associateAddress', 'undoIngress', 'terminateLaunched', 'prices']);
+  // People are told once the rollback is done, with the error.
+  expect(stubs.notifications.map((n) => [n.kind, 'error' in n ? n.error : undefined])).toEqual([
+    ['rolled-back', 'average 90 ms > 50 ms'],
+  ]);
   expect(rollback[0].input).toMatchObject({
     region: IDS.region,
     allocationId: IDS.allocation,

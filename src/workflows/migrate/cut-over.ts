@@ -34,6 +34,13 @@ export async function awaitApproval(run: MigrationRun): Promise<'approved' | 'ti
   failIfInterrupted(run, 'during the performance tests');
   status.phase = 'awaiting-approval';
   run.refreshDetails();
+  run.notifier.send({
+    kind: 'awaiting-approval',
+    newInstanceId: status.newInstanceId ?? '?',
+    oldInstanceId: plan.source.instanceId,
+    deadline: new Date(Date.now() + durationMs(plan.approval.timeout)).toISOString(),
+    approvers: plan.approval.approvers,
+  });
   log.info('waiting for approval', { workflowId: run.workflowId, timeout: plan.approval.timeout });
   const decided = await condition(
     () => run.decision !== undefined || run.notice !== undefined,

@@ -40,6 +40,8 @@ function refuse(run: MigrationRun, name: string, reason: string): void {
   run.status.ignoredMessages.push({ name, at: new Date().toISOString(), reason });
   log.warn('refused a signal', { signal: name, reason });
   run.refreshDetails();
+  // The router's notices are machine talk; a person's signal is worth telling about.
+  if (name !== 'interruption') run.notifier.send({ kind: 'signal-refused', name, reason });
 }
 
 function accept(run: MigrationRun, d: Decision, via: 'signal' | 'update') {
@@ -51,6 +53,12 @@ function accept(run: MigrationRun, d: Decision, via: 'signal' | 'update') {
     via,
   };
   run.status.approval = run.decision;
+  run.notifier.send({
+    kind: run.decision.decision === 'approved' ? 'approved' : 'rejected',
+    by: run.decision.by ?? '?',
+    ...(run.decision.comment ? { comment: run.decision.comment } : {}),
+    via,
+  });
   return run.decision;
 }
 

@@ -32,6 +32,12 @@ export async function rollBack(run: MigrationRun, err: unknown): Promise<unknown
   run.outcome = status.phase === 'rolled-back' ? 'rolled back' : 'failed';
   run.refreshDetails();
   const report = await buildReport(run);
+  run.notifier.send({
+    kind: status.phase === 'rolled-back' ? 'rolled-back' : 'failed',
+    error: status.error.message,
+    ...(status.error.phase ? { phase: status.error.phase } : {}),
+  });
+  await run.notifier.settle();
   // A cancelled run ends cancelled (after its rollback), as the person asked.
   if (isCancelled(err)) return err;
   const ending = run.outcome === 'rolled back' ? 'rolled back' : 'its rollback did not finish';
@@ -65,6 +71,9 @@ async function endStanding(run: MigrationRun, err: unknown): Promise<unknown> {
   run.outcome = cancelled ? 'cancelled' : 'failed';
   run.refreshDetails();
   const report = await buildReport(run);
+  run.notifier.send({ kind: cancelled ? 'cancelled' : 'failed', error: status.error?.message ?? 'unknown' });
+  // A cancelled run ends at once (whoever cancelled it knows); its notice may go with it.
+  if (!cancelled) await run.notifier.settle();
   if (cancelled) return err;
   return ApplicationFailure.create({
     type: status.error?.type,
@@ -137,6 +146,8 @@ async function untilUndone(run: MigrationRun, c: Compensation): Promise<void> {
       };
       failures.add(1, { step: c.name });
       log.error('an undo step keeps failing; trying again', { step: c.name, round, error: lastError });
+      if (round === 1)
+        run.notifier.send({ kind: 'undo-failing', step: c.name, error: lastError, since, tries: round * tries });
       run.refreshDetails();
       await sleep(pauseMs, { summary: `undo "${c.name}" failed: trying again` });
     }

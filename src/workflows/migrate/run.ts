@@ -25,6 +25,7 @@ import {
 import { renderPhaseTable, type MigrationReport } from '../../shared/report';
 import { MIGRATION_PHASE, PLAN_NAME } from '../../shared/search-attributes';
 import { migrationActivities, type MigrationActivities } from '../options';
+import { Notifier } from '../notifier';
 
 /** The refused messages the Web UI's current details list (all are in `status.ignoredMessages`). */
 const REFUSALS_SHOWN = 3;
@@ -88,6 +89,8 @@ export class MigrationRun {
    */
   readonly indexed: boolean;
   private indexedPhase?: string;
+  /** Tells people what they need to know (`MIGRATION_NOTIFY_URLS` on the worker). */
+  readonly notifier: Notifier;
 
   constructor(input: MigrationInput) {
     this.plan = input.plan;
@@ -99,6 +102,7 @@ export class MigrationRun {
     this.runId = info.runId;
     this.indexed = patched('search-attributes') && info.typedSearchAttributes.get(PLAN_NAME) !== undefined;
     this.indexedPhase = info.typedSearchAttributes.get(MIGRATION_PHASE);
+    this.notifier = new Notifier({ workflowId: this.workflowId, planName: this.plan.name, region: this.plan.region });
     this.status = {
       workflowId: this.workflowId,
       planName: this.plan.name,
