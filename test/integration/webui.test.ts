@@ -100,6 +100,32 @@ async function sendSignal(page: Page, name: string, payload: unknown): Promise<v
     .waitFor();
 }
 
+/** "Send an Update" → `name` with `payload`; returns the text the dialog or the page then shows. */
+async function sendUpdate(page: Page, name: string, payload: unknown): Promise<void> {
+  await page
+    .getByRole('button', { name: /More Actions/i })
+    .filter({ visible: true })
+    .first()
+    .click();
+  await page.locator('[data-testid="update-button"]').filter({ visible: true }).first().click();
+  const dialog = page.getByRole('dialog').filter({ visible: true }).first();
+  await dialog.waitFor();
+  const select = dialog.locator('[data-testid="update-select-button"]');
+  if (await select.count()) {
+    await select.click();
+    await page
+      .getByRole('option', { name: new RegExp(`^${name}`) })
+      .first()
+      .click();
+  }
+  const editor = dialog.locator('.cm-content').first();
+  await editor.click();
+  await page.keyboard.press('Control+A');
+  await page.keyboard.press('Delete');
+  await page.keyboard.insertText(JSON.stringify(payload));
+  await dialog.locator('[data-testid="confirm-modal-button"]').click();
+}
+
 test('"Send a Signal" → approve in the Web UI stops the old instance', async () => {
   const s = await startScenario({ maxAttempts: 3 });
   open.push(s);
@@ -138,6 +164,27 @@ test('"Send a Signal" → approve in the Web UI stops the old instance', async (
   await shownInFrames(page, /awaiting-approval/);
   await shownInFrames(page, /Elastic IP switch/);
   await page.screenshot({ path: join(ARTIFACTS, 'webui-current-details.png') });
+
+  // The decide Update answers in the dialog: a refusal is shown at once, and nothing is decided.
+  await sendUpdate(page, 'decide', { decision: 'approve' });
+  await page
+    .getByText(/approve needs "by"/)
+    .first()
+    .waitFor();
+  await page.screenshot({ path: join(ARTIFACTS, 'webui-update-refused.png') });
+  await page.keyboard.press('Escape');
+  // A Signal the run refuses is reported as sent by the UI; the run shows the refusal at once.
+  await sendSignal(page, 'approve', { comment: 'forgot my name' });
+  await page.reload();
+  await page
+    .getByRole('tab', { name: /User Metadata/i })
+    .or(page.getByText('User Metadata', { exact: true }))
+    .first()
+    .click();
+  await shownInFrames(page, /Refused, not acted on/);
+  await shownInFrames(page, /approve: approve needs .by.: the name of the person deciding/); // Markdown curls the quotes
+  await page.screenshot({ path: join(ARTIFACTS, 'webui-signal-refused.png') });
+  expect((await handle.query(statusQuery)).approval).toBeUndefined();
 
   await sendSignal(page, 'approve', { by: 'Web UI tester', comment: 'approved in the browser' });
   const report = await handle.result();

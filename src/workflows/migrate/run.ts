@@ -131,11 +131,11 @@ export class MigrationRun {
       : '';
     const waiting =
       status.phase === 'awaiting-approval'
-        ? '\n\nWaiting for a person: send the signal `approve` {"by": "name"} or `reject` {"by": "name", "reason": "…"}.'
+        ? '\n\nWaiting for a person: send the signal `approve` {"by": "name"} or `reject` {"by": "name", "reason": "…"}, or the update `decide` {"decision": "approve", "by": "name"}, which answers at once.'
         : '';
     const refused = status.ignoredMessages.slice(-REFUSALS_SHOWN).reverse();
     const refusals = refused.length
-      ? `\n\n**Refused, not acted on** (newest first):\n${refused.map((m) => `- ${m.at} \`${m.name}\`: ${m.reason}`).join('\n')}`
+      ? `\n\n**Refused, not acted on** (newest first):\n\n${refused.map((m) => `- ${m.at} \`${m.name}\`: ${m.reason}`).join('\n')}`
       : '';
     setCurrentDetails(
       `**${this.plan.name}**: ${status.phase}${instance}${waiting}${failing}${refusals}\n\n${renderPhaseTable(status.phases)}`,
