@@ -2,6 +2,7 @@
 import { Command, CommanderError } from 'commander';
 import { registerCleanup } from './cli/commands/cleanup';
 import { registerDecide } from './cli/commands/decide';
+import { registerEvents } from './cli/commands/events';
 import { registerIamPolicy } from './cli/commands/iam-policy';
 import { registerPlan } from './cli/commands/plan';
 import { registerReport } from './cli/commands/report';
@@ -37,6 +38,7 @@ export async function main(
   registerWorker(program, done);
   registerIamPolicy(program, ctx, done);
   registerCleanup(program, ctx, done);
+  registerEvents(program, ctx, done);
   try {
     await program.parseAsync(argv, { from: 'user' });
   } catch (err) {

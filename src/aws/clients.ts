@@ -1,4 +1,5 @@
 import { EC2Client } from '@aws-sdk/client-ec2';
+import { EventBridgeClient } from '@aws-sdk/client-eventbridge';
 import { ServiceQuotasClient } from '@aws-sdk/client-service-quotas';
 import { SQSClient } from '@aws-sdk/client-sqs';
 import { SSMClient } from '@aws-sdk/client-ssm';
@@ -14,6 +15,8 @@ export interface AwsClients {
   ssm(region: string): SSMClient;
   sqs(region: string): SQSClient;
   servicequotas(region: string): ServiceQuotasClient;
+  /** Only `migration events setup|remove` uses it; the worker never does. */
+  eventBridge(region: string): EventBridgeClient;
 }
 
 export interface AwsClientOptions {
@@ -49,5 +52,6 @@ export function createAwsClients(options: AwsClientOptions = {}): AwsClients {
     ssm: cache((region) => new SSMClient(config(region))),
     sqs: cache((region) => new SQSClient(config(region))),
     servicequotas: cache((region) => new ServiceQuotasClient(config(region))),
+    eventBridge: cache((region) => new EventBridgeClient(config(region))),
   };
 }

@@ -110,6 +110,95 @@ export const WORKER_PERMISSIONS: readonly PermissionGroup[] = [
   },
 ];
 
+/**
+ * What `migration events setup|remove` calls: not the worker's. Whoever sets up a region's Spot
+ * events once needs these (`migration iam-policy --setup`); the worker needs none of them.
+ */
+export const EVENTS_SETUP_PERMISSIONS: readonly PermissionGroup[] = [
+  {
+    sid: 'EventsAccount',
+    // The default event bus's ARN names the account, for the rules' patterns and the queue policy.
+    why: "events setup/remove: the account, from the default event bus's ARN",
+    actions: ['events:DescribeEventBus'],
+  },
+  {
+    sid: 'EventsQueues',
+    // CreateQueue with tags also needs sqs:TagQueue. Deleting a queue deletes its policy.
+    why: 'events setup/remove: find, make, bring up to date and delete the queue and its dead-letter queue',
+    actions: [
+      'sqs:GetQueueUrl',
+      'sqs:ListQueueTags',
+      'sqs:GetQueueAttributes',
+      'sqs:CreateQueue',
+      'sqs:TagQueue',
+      'sqs:SetQueueAttributes',
+      'sqs:DeleteQueue',
+    ],
+  },
+  {
+    sid: 'EventsRules',
+    // PutRule with Tags also needs events:TagResource. A target on an SQS queue passes no role.
+    why: 'events setup/remove: find, make, bring up to date and delete the three rules and their queue target',
+    actions: [
+      'events:DescribeRule',
+      'events:ListTagsForResource',
+      'events:ListTargetsByRule',
+      'events:PutRule',
+      'events:TagResource',
+      'events:PutTargets',
+      'events:RemoveTargets',
+      'events:DeleteRule',
+    ],
+  },
+];
+
+/** Every action of `events setup` and `events remove`, sorted, each once. */
+export function eventsSetupActions(): string[] {
+  return [...new Set(EVENTS_SETUP_PERMISSIONS.flatMap((g) => g.actions))].sort();
+}
+
+/** What the setup policy is narrowed to: the rules' names always; with a plan, its region and queues. */
+export interface EventsSetupScope {
+  ruleNames: readonly string[];
+  region?: string;
+  /** The queue and its dead-letter queue. */
+  queueNames?: readonly string[];
+  /** When the plan's queue URL names it. */
+  account?: string;
+}
+
+/**
+ * The policy for `migration events setup|remove`: its actions on the default event bus, the three
+ * rules (by name, in any region without a plan) and, with a plan, the plan's queue and its
+ * dead-letter queue in the plan's region (without one, any queue).
+ */
+export function eventsSetupPolicy(scope: EventsSetupScope): PolicyDocument {
+  const region = scope.region ?? '*';
+  const account = scope.account ?? '*';
+  const group = (sid: string) => EVENTS_SETUP_PERMISSIONS.find((g) => g.sid === sid)?.actions ?? [];
+  const queues = scope.queueNames?.length
+    ? scope.queueNames.map((q) => `arn:aws:sqs:${region}:${account}:${q}`)
+    : `arn:aws:sqs:${region}:${account}:*`;
+  return {
+    Version: '2012-10-17',
+    Statement: [
+      {
+        Sid: 'EventsAccount',
+        Effect: 'Allow',
+        Action: [...group('EventsAccount')],
+        Resource: `arn:aws:events:${region}:${account}:event-bus/default`,
+      },
+      { Sid: 'EventsQueues', Effect: 'Allow', Action: [...group('EventsQueues')], Resource: queues },
+      {
+        Sid: 'EventsRules',
+        Effect: 'Allow',
+        Action: [...group('EventsRules')],
+        Resource: scope.ruleNames.map((r) => `arn:aws:events:${region}:${account}:rule/${r}`),
+      },
+    ],
+  };
+}
+
 /** The service-linked role EC2 makes on an account's first Spot launch. */
 export const SPOT_ROLE_ARN = 'arn:aws:iam::*:role/aws-service-role/spot.amazonaws.com/AWSServiceRoleForEC2Spot';
 
