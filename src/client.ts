@@ -1,6 +1,7 @@
 #!/usr/bin/env node
 import { Command, CommanderError } from 'commander';
 import { registerCleanup } from './cli/commands/cleanup';
+import { registerCodecServer } from './cli/commands/codec-server';
 import { registerDecide } from './cli/commands/decide';
 import { registerEvents } from './cli/commands/events';
 import { registerIamPolicy } from './cli/commands/iam-policy';
@@ -38,6 +39,7 @@ export async function main(
   registerWorker(program, done);
   registerIamPolicy(program, ctx, done);
   registerCleanup(program, ctx, done);
+  registerCodecServer(program, ctx, done);
   registerEvents(program, ctx, done);
   try {
     await program.parseAsync(argv, { from: 'user' });

@@ -5,6 +5,7 @@
 import { spawn } from 'node:child_process';
 import { join } from 'node:path';
 import { PHASES } from '../../src/shared/migration';
+import { AWAITING_APPROVAL_QUERY } from '../../src/shared/search-attributes';
 
 const ROOT = join(__dirname, '..', '..');
 
@@ -39,6 +40,13 @@ test('npm run demo -- --auto-approve migrates, recovers a Spot interruption and 
   expect(at.every((i) => i >= 0)).toBe(true);
   expect([...at].sort((a, b) => a - b)).toEqual(at);
   expect(out).toMatch(/approved by demo/);
+  // The saved query of the Web UI, and the notifications it would send (no MIGRATION_NOTIFY_URLS here).
+  expect(out).toContain(`/namespaces/default/workflows?query=${encodeURIComponent(AWAITING_APPROVAL_QUERY)}`);
+  expect(out).toMatch(
+    /✉ notification \(set MIGRATION_NOTIFY_URLS to send it\): \*video-message-app\* \([a-z0-9-]+\) waits for approval/,
+  );
+  expect(out).toMatch(/✉ notification [^\n]*: (i-[0-9a-f]+) replaced by (i-[0-9a-f]+)/);
+  expect(out).toMatch(/✉ notification [^\n]*: migration completed; the service runs on i-[0-9a-f]+/);
   const recovered = /recovered: (i-[0-9a-f]+) → (i-[0-9a-f]+) \(([a-z0-9.]+)@([a-z0-9-]+), spot\), replaced/.exec(out);
   expect(recovered).not.toBeNull();
   expect(recovered?.[1]).not.toBe(recovered?.[2]);

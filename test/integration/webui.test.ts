@@ -1,13 +1,20 @@
 /**
- * Approval through the real Temporal Web UI: headless Chromium opens the waiting migration,
- * uses "Send a Signal" to send `approve` with a JSON payload, and the workflow then stops the
- * old instance. A screenshot of the workflow page is kept in test-artifacts/.
+ * Approval through the real Temporal Web UI: headless Chromium lists the waiting migration by its
+ * search attributes, reads its summary, timeline and current details, is refused an early
+ * Update and a bad Signal, and approves with "Send a Signal"; with payload encryption on it
+ * reads the same through the codec server. Screenshots are kept in test-artifacts/.
  */
+import { randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
-import { mkdir } from 'node:fs/promises';
+import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
+import { Client } from '@temporalio/client';
 import { chromium, type Browser, type Page } from 'playwright-core';
+import { dataConverterFromEnv, ENCRYPTED_ENCODING } from '../../src/codec';
+import { startCodecServer } from '../../src/codec-server';
 import { statusQuery } from '../../src/shared/migration';
+import { setEnv } from '../harness/cli';
 import { connectClient, temporalNamespace, temporalUiUrl, type ConnectedClient } from '../harness/env';
 import { addressHolder, instance, startMigration, waitForPhase } from '../harness/migration';
 import { startScenario } from '../harness/scenario';
@@ -50,7 +57,7 @@ afterAll(async () => {
 });
 
 /** Waits until one of the page's frames shows `text` (the UI renders Markdown in sandboxed frames). */
-async function shownInFrames(page: Page, text: string | RegExp): Promise<void> {
+async function shownInFrames(page: Page, text: string | RegExp, timeoutMs = 30_000): Promise<void> {
   await pollUntil(
     `a frame showing ${String(text)}`,
     async () => {
@@ -63,7 +70,7 @@ async function shownInFrames(page: Page, text: string | RegExp): Promise<void> {
       }
       return undefined;
     },
-    { timeoutMs: 30_000, intervalMs: 250 },
+    { timeoutMs, intervalMs: 250 },
   );
 }
 
@@ -202,4 +209,80 @@ test('"Send a Signal" → approve in the Web UI stops the old instance', async (
   await mkdir(ARTIFACTS, { recursive: true });
   await page.screenshot({ path: join(ARTIFACTS, 'webui-approval.png'), fullPage: false });
   await page.close();
+});
+
+test('with payload encryption on, the Web UI reads the phase table and the signals through the codec server, and an approval sent from it is encrypted', async () => {
+  const dir = await mkdtemp(join(tmpdir(), 'webui-codec-'));
+  const keyFile = join(dir, 'keys');
+  // A rotated keyring: the worker encrypts with k2 and could still read k1.
+  await writeFile(keyFile, `k1 ${randomBytes(32).toString('hex')}\nk2 ${randomBytes(32).toString('hex')}\n`);
+  const restore = setEnv({ MIGRATION_PAYLOAD_KEY_FILE: keyFile });
+  open.push({
+    close: async () => {
+      restore();
+      await rm(dir, { recursive: true, force: true });
+    },
+  });
+  const converter = dataConverterFromEnv();
+  const codec = converter?.payloadCodecs?.[0];
+  if (!converter || !codec) throw new Error('no data converter from the key file');
+  const uiOrigin = new URL(temporalUiUrl()).origin;
+  const server = await startCodecServer({ codec, port: 0, origins: [uiOrigin] });
+  open.push(server);
+
+  const s = await startScenario({ maxAttempts: 3 });
+  open.push(s);
+  const w = await startWorker({ clients: s.clients });
+  open.push({ close: () => w.stop() });
+  // The client encrypts too, as the CLI does with the same key file.
+  const client = new Client({
+    connection: temporal.connection,
+    namespace: temporalNamespace(),
+    dataConverter: converter,
+  });
+  const handle = await startMigration(client, w.taskQueue, s.plan);
+  await waitForPhase(handle, 'awaiting-approval');
+  const history = JSON.stringify(await handle.fetchHistory());
+  expect(history).not.toContain(s.plan.source.instanceId); // nothing of the plan readable on the server
+
+  const detailsTab = (page: Page) =>
+    page
+      .getByRole('tab', { name: /User Metadata/i })
+      .or(page.getByText('User Metadata', { exact: true }))
+      .first();
+  const url = `${temporalUiUrl()}/namespaces/${temporalNamespace()}/workflows/${encodeURIComponent(handle.workflowId)}`;
+
+  // Without the codec server the page shows none of it.
+  const blind = await browser.newPage({ viewport: { width: 1440, height: 1000 } });
+  await blind.goto(url);
+  await blind.getByText(handle.workflowId).first().waitFor();
+  await detailsTab(blind).click();
+  await expect(shownInFrames(blind, /Elastic IP switch/, 5_000)).rejects.toThrow(/not ready/);
+  await blind.close();
+
+  // With it (the UI's browser-level codec endpoint setting), the phase table and the signals are readable.
+  const context = await browser.newContext({ viewport: { width: 1440, height: 1000 } });
+  await context.addInitScript({
+    // The endpoint the UI's codec settings keep in the browser, overriding the server's (none here).
+    content: `localStorage.setItem('endpoint', ${JSON.stringify(JSON.stringify(server.url))}); localStorage.setItem('overrideRemoteCodecConfiguration', 'true');`,
+  });
+  const page = await context.newPage();
+  await page.goto(url);
+  await page.getByText(handle.workflowId).first().waitFor();
+  await detailsTab(page).click();
+  await shownInFrames(page, /awaiting-approval/);
+  await shownInFrames(page, /Elastic IP switch/);
+  await page.screenshot({ path: join(ARTIFACTS, 'webui-codec-details.png') });
+  // The signal list comes from the workflow's (encrypted) metadata: approve is offered by name.
+  await sendSignal(page, 'approve', { by: 'codec tester' });
+  const report = await handle.result();
+  expect(report.approval).toMatchObject({ decision: 'approved', by: 'codec tester', via: 'signal' });
+  // The UI encoded the signal through the codec server: it is encrypted in the history too.
+  const signalled = ((await handle.fetchHistory()).events ?? []).find(
+    (e) => e.workflowExecutionSignaledEventAttributes,
+  );
+  const payload = signalled?.workflowExecutionSignaledEventAttributes?.input?.payloads?.[0];
+  expect(Buffer.from(payload?.metadata?.encoding ?? []).toString()).toBe(ENCRYPTED_ENCODING);
+  expect(Buffer.from(payload?.metadata?.['encryption-key-id'] ?? []).toString()).toBe('k2');
+  await context.close();
 });
