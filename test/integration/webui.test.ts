@@ -74,17 +74,21 @@ async function shownInFrames(page: Page, text: string | RegExp, timeoutMs = 30_0
   );
 }
 
-async function sendSignal(page: Page, name: string, payload: unknown): Promise<void> {
+/**
+ * Opens "More Actions" → "Send a Signal" or "Send an Update", picks `name` from the ones the
+ * workflow declares, types `payload` and sends it.
+ */
+async function sendMessage(page: Page, kind: 'signal' | 'update', name: string, payload: unknown): Promise<void> {
   await page
     .getByRole('button', { name: /More Actions/i })
     .filter({ visible: true })
     .first()
     .click();
-  await page.locator('[data-testid="signal-button"]').filter({ visible: true }).first().click();
-  const dialog = page.locator('[data-testid="signal-confirmation-modal"]').filter({ visible: true });
+  await page.locator(`[data-testid="${kind}-button"]`).filter({ visible: true }).first().click();
+  const dialog = page.getByRole('dialog').filter({ visible: true }).first();
   await dialog.waitFor();
-  // The UI lists the signals the workflow declares (with their descriptions).
-  const select = dialog.locator('[data-testid="signal-select-button"]');
+  // The UI lists the signals and updates the workflow declares (with their descriptions).
+  const select = dialog.locator(`[data-testid="${kind}-select-button"]`);
   if (await select.count()) {
     await select.click();
     await page
@@ -92,45 +96,24 @@ async function sendSignal(page: Page, name: string, payload: unknown): Promise<v
       .first()
       .click();
   } else {
-    await dialog.locator('#signal-name').fill(name);
+    await dialog.locator(`#${kind}-name`).fill(name);
   }
   const editor = dialog.locator('.cm-content').first();
   await editor.click();
   await page.keyboard.press('Control+A');
   await page.keyboard.press('Delete');
   await page.keyboard.insertText(JSON.stringify(payload));
-  await page.screenshot({ path: join(ARTIFACTS, 'webui-signal-dialog.png') });
+  await page.screenshot({ path: join(ARTIFACTS, `webui-${kind}-dialog.png`) });
   await dialog.locator('[data-testid="confirm-modal-button"]').click();
+}
+
+/** A signal, sent: the UI says "Workflow signaled" whether or not the run acts on it. */
+async function sendSignal(page: Page, name: string, payload: unknown): Promise<void> {
+  await sendMessage(page, 'signal', name, payload);
   await page
     .getByText(/Workflow signaled/i)
     .first()
     .waitFor();
-}
-
-/** "Send an Update" → `name` with `payload`; returns the text the dialog or the page then shows. */
-async function sendUpdate(page: Page, name: string, payload: unknown): Promise<void> {
-  await page
-    .getByRole('button', { name: /More Actions/i })
-    .filter({ visible: true })
-    .first()
-    .click();
-  await page.locator('[data-testid="update-button"]').filter({ visible: true }).first().click();
-  const dialog = page.getByRole('dialog').filter({ visible: true }).first();
-  await dialog.waitFor();
-  const select = dialog.locator('[data-testid="update-select-button"]');
-  if (await select.count()) {
-    await select.click();
-    await page
-      .getByRole('option', { name: new RegExp(`^${name}`) })
-      .first()
-      .click();
-  }
-  const editor = dialog.locator('.cm-content').first();
-  await editor.click();
-  await page.keyboard.press('Control+A');
-  await page.keyboard.press('Delete');
-  await page.keyboard.insertText(JSON.stringify(payload));
-  await dialog.locator('[data-testid="confirm-modal-button"]').click();
 }
 
 test('"Send a Signal" → approve in the Web UI stops the old instance', async () => {
@@ -173,7 +156,7 @@ test('"Send a Signal" → approve in the Web UI stops the old instance', async (
   await page.screenshot({ path: join(ARTIFACTS, 'webui-current-details.png') });
 
   // The decide Update answers in the dialog: a refusal is shown at once, and nothing is decided.
-  await sendUpdate(page, 'decide', { decision: 'approve' });
+  await sendMessage(page, 'update', 'decide', { decision: 'approve' });
   await page
     .getByText(/approve needs "by"/)
     .first()

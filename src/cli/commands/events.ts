@@ -703,6 +703,23 @@ async function carryOut(
   return done;
 }
 
+/** Looks at what is there, decides with `decide`, says where, then carries it out (dry: only says). */
+async function lookDecideDo(
+  clients: EventsClients,
+  plan: Pick<Plan, 'name' | 'region' | 'spot'>,
+  opts: { dryRun?: boolean },
+  out: (s: string) => void,
+  decide: (names: EventsNames, seen: Observed) => Decision,
+) {
+  const names = eventsNames(plan);
+  const seen = await observe(clients, names);
+  const decision = decide(names, seen);
+  const w = decision.where;
+  out(`Spot events in ${w.region}, account ${w.account}, for plan ${plan.name}${opts.dryRun ? ' (dry run)' : ''}:\n`);
+  const outcome = await carryOut(decision, clients, opts.dryRun ?? false, out);
+  return { names, seen, decision, outcome };
+}
+
 /**
  * `events setup`: looks, decides, then makes or changes what is missing or different (dry: only
  * says so). Bad names are refused before any AWS call; a refusal changes nothing.
@@ -713,12 +730,8 @@ export async function setupEvents(
   opts: { dryRun?: boolean },
   out: (s: string) => void,
 ): Promise<void> {
-  const names = eventsNames(plan);
-  const seen = await observe(clients, names);
-  const decision = planSetup(names, seen);
+  const { names, seen, decision, outcome } = await lookDecideDo(clients, plan, opts, out, planSetup);
   const w = decision.where;
-  out(`Spot events in ${w.region}, account ${w.account}, for plan ${plan.name}${opts.dryRun ? ' (dry run)' : ''}:\n`);
-  const outcome = await carryOut(decision, clients, opts.dryRun ?? false, out);
   const changes = decision.items.filter((i) => i.verb !== 'in place').length;
   if (changes === 0) out('nothing to change: the queues, rules and targets are all in place\n');
   else if (opts.dryRun) out(`dry run: nothing was changed (${changes} to do)\n`);
@@ -738,12 +751,7 @@ export async function removeEvents(
   opts: { dryRun?: boolean },
   out: (s: string) => void,
 ): Promise<void> {
-  const names = eventsNames(plan);
-  const seen = await observe(clients, names);
-  const decision = planRemove(names, seen);
-  const w = decision.where;
-  out(`Spot events in ${w.region}, account ${w.account}, for plan ${plan.name}${opts.dryRun ? ' (dry run)' : ''}:\n`);
-  await carryOut(decision, clients, opts.dryRun ?? false, out);
+  const { decision } = await lookDecideDo(clients, plan, opts, out, planRemove);
   const deletions = decision.items.filter((i) => i.verb === 'delete').length;
   if (deletions === 0) out('nothing to remove: none of the queues and rules is there\n');
   else if (opts.dryRun) out(`dry run: nothing was changed (${deletions} to delete)\n`);
