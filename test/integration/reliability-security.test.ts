@@ -131,6 +131,13 @@ test('the AWS actions of a migration, a rollback and a Spot recovery are exactly
   });
   const first = await startMigration(temporal.client, w.taskQueue, rolledBack);
   await waitForPhase(first, 'awaiting-approval');
+  // The golden image is made while the person decides; approved before it exists, the rollback
+  // would only cancel its making, and nothing would be deregistered.
+  await pollUntil(
+    'the golden image made',
+    async () => ((await first.query(statusQuery)).golden?.state === 'made' ? true : undefined),
+    { timeoutMs: 60_000, intervalMs: 100 },
+  );
   recorded.push(await first.query(statusQuery));
   await first.executeUpdate(decideUpdate, { args: [{ decision: 'approve', by: 'ops' }] });
   const failed = await failureOf(first);
