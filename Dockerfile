@@ -16,7 +16,7 @@ COPY package.json package-lock.json ./
 RUN npm ci --ignore-scripts --no-audit --no-fund
 COPY tsconfig.json tsconfig.build.json ./
 COPY src ./src
-# lib/ (tsc -p tsconfig.build.json) and lib/workflow-bundle.js (node lib/bundle.js).
+# lib/ (tsc -p tsconfig.build.json), lib/workflow-bundle.js and lib/workflow-bundle-sealed.js (node lib/bundle.js).
 RUN npm run build
 
 FROM base AS runtime

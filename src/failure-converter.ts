@@ -9,4 +9,12 @@
  */
 import { DefaultFailureConverter } from '@temporalio/common';
 
-export const failureConverter = new DefaultFailureConverter({ encodeCommonAttributes: true });
+/** A string only bundles with this module compiled in hold: how a worker tells a sealed bundle. */
+export const SEALED_FAILURES_MARKER = 'ec2-gpu-migration/failure-converter: sealed failures';
+
+class SealingFailureConverter extends DefaultFailureConverter {
+  /** The marker, kept so a bundle that includes this module carries it. */
+  readonly marker = SEALED_FAILURES_MARKER;
+}
+
+export const failureConverter = new SealingFailureConverter({ encodeCommonAttributes: true });

@@ -246,7 +246,15 @@ export async function runWorker(options: RunWorkerOptions = {}): Promise<void> {
   }
   const cached = config.maxCachedWorkflows;
   const logger = Runtime.instance().logger;
-  const bundle = await loadWorkflowBundle(config.workflowBundlePath);
+  // With payload encryption on, failures raised in workflow code are sealed too: the sealed bundle.
+  const sealedFailures = Boolean(config.payloadKeyFile);
+  const bundle = await loadWorkflowBundle(config.workflowBundlePath, { sealedFailures });
+  if (sealedFailures && !bundle.sealsFailures)
+    logger.warn(
+      `payload encryption is on, but the workflow bundle ${bundle.path ?? ''} was built without the failure ` +
+        'converter: failures raised in workflow code will be stored in plain text. Use the sealed bundle ' +
+        '(lib/workflow-bundle-sealed.js, written by npm run build) or leave WORKFLOW_BUNDLE_PATH unset.',
+    );
   const versioning = options.versioning ?? (config.versioning ? {} : false);
   const deployment: DeploymentVersion | undefined =
     versioning === false
@@ -273,6 +281,7 @@ export async function runWorker(options: RunWorkerOptions = {}): Promise<void> {
       ? config.notifyTargets.map((t) => `${t.format} ${redact(t.url)}`)
       : 'no MIGRATION_NOTIFY_URLS: notifications are only logged',
     workflowBundle: bundle.path ?? 'bundled at start',
+    sealedFailures: bundle.sealsFailures,
     bundleHash: bundle.buildId,
     ...(deployment ? { deployment: deployment.name, buildId: deployment.buildId } : { versioning: 'off' }),
   });

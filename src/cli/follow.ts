@@ -21,6 +21,11 @@ const MARK: Record<string, string> = {
   compensated: '↺',
 };
 
+/** Why the run failed or was rejected, on one line. */
+function errorLine(e: NonNullable<MigrationStatus['error']>): string {
+  return `error${e.phase ? ` in ${e.phase}` : ''}: ${e.message.split('\n')[0].slice(0, 200)}`;
+}
+
 /** The live view on a terminal: one line a phase, redrawn in place. */
 export function renderLive(s: MigrationStatus, now = Date.now()): string {
   const lines = [`${s.workflowId}: ${s.phase}${s.newInstanceId ? ` · new ${s.newInstanceId}` : ''}`];
@@ -38,6 +43,7 @@ export function renderLive(s: MigrationStatus, now = Date.now()): string {
       `  golden image of ${s.golden.instanceId}: ${s.golden.state}${s.golden.imageId ? ` ${s.golden.imageId}` : ''}`,
     );
   for (const l of s.relaunches ?? []) lines.push(`  relaunch: ${relaunchLine(l)}`);
+  if (s.error) lines.push(`  ${errorLine(s.error)}`);
   for (const c of s.compensations) lines.push(`  rollback: ${c.name}: ${c.state}`);
   const f = s.undoFailing;
   if (f)
@@ -60,7 +66,8 @@ export function plainChanges(prev: MigrationStatus | undefined, s: MigrationStat
     );
   });
   // A phase's own line already says it began; the status is told when it is no phase.
-  if (prev?.phase !== s.phase && !PHASES.some((p) => p.name === s.phase)) out.push(`${t} status ${s.phase}`);
+  if (prev?.phase !== s.phase && !PHASES.some((p) => p.name === s.phase))
+    out.push(`${t} status ${s.phase}${s.error && !prev?.error ? ` ${errorLine(s.error)}` : ''}`);
   // A relaunch is told when it starts, and again once its new instance runs.
   (s.relaunches ?? []).forEach((l, i) => {
     const before = prev?.relaunches?.[i];

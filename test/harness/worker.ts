@@ -21,10 +21,11 @@ import {
   type WorkerQueues,
 } from '../../src/worker';
 import { connectWorker, temporalNamespace } from './env';
-import { silentLogger } from '../../src/bundle';
+import { bundleWorkflows, silentLogger } from '../../src/bundle';
 import type { NotifySettings } from '../../src/activities/notify';
 
 let bundle: Promise<WorkflowBundleWithSourceMap> | undefined;
+let sealed: Promise<WorkflowBundleWithSourceMap> | undefined;
 
 // Worker logs at WARN and above, so test output shows what matters (once per test process).
 try {
@@ -40,6 +41,15 @@ export function workflowBundle(): Promise<WorkflowBundleWithSourceMap> {
     ? readFile(prebuilt, 'utf8').then((code) => ({ code, sourceMap: '' }))
     : bundleWorkflowCode({ workflowsPath: require.resolve('../../src/workflows'), logger: silentLogger });
   return bundle;
+}
+
+/**
+ * The sealed bundle a worker with payload encryption on runs (src/bundle.ts): failures raised
+ * in workflow code leave the sandbox encoded, for the codec to encrypt. Built once per test file.
+ */
+export function sealedWorkflowBundle(): Promise<WorkflowBundleWithSourceMap> {
+  sealed ??= bundleWorkflows({ sealedFailures: true }).then(({ code }) => ({ code, sourceMap: '' }));
+  return sealed;
 }
 
 export interface TestWorker {

@@ -9,14 +9,15 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Client } from '@temporalio/client';
 import { dataConverterFromEnv, ENCRYPTED_ENCODING } from '../../src/codec';
-import { PHASES, statusQuery } from '../../src/shared/migration';
+import { decideUpdate, PHASES, statusQuery } from '../../src/shared/migration';
 import { runCli, setEnv } from '../harness/cli';
 import { connectClient, temporalAddress, temporalNamespace, type ConnectedClient } from '../harness/env';
 import { startMigration, waitForPhase } from '../harness/migration';
+import { failureOf } from '../harness/outcome';
 import { payloadsOf } from '../harness/recorded';
 import { startScenario } from '../harness/scenario';
 import { testPlan } from '../harness/seed';
-import { startWorker } from '../harness/worker';
+import { sealedWorkflowBundle, startWorker } from '../harness/worker';
 
 /** Every value of the status query's `phase`. */
 const MIGRATION_PHASES: string[] = [
@@ -56,7 +57,7 @@ afterAll(async () => {
 
 test('with a key file, every payload of a migration is encrypted; worker and CLI read them', async () => {
   const s = await startScenario({ maxAttempts: 3 });
-  const w = await startWorker({ clients: s.clients });
+  const w = await startWorker({ clients: s.clients, bundle: await sealedWorkflowBundle() });
   try {
     const plan = testPlan(s.source, s.world.ports);
     // The CLI's own client (src/connection.ts) and this one use the same key.
@@ -154,6 +155,52 @@ test('with a key file, every payload of a migration is encrypted; worker and CLI
       .result()
       .catch((e: unknown) => e);
     expect(unkeyed).toBeInstanceOf(Error);
+  } finally {
+    await w.stop();
+    await s.close();
+  }
+});
+
+test('a failure raised in workflow code (a rejection) is sealed: the history holds no word of it; the CLI reads it', async () => {
+  const s = await startScenario({ maxAttempts: 3 });
+  // The worker runs the sealed bundle, as src/worker.ts does with a key file.
+  const w = await startWorker({ clients: s.clients, bundle: await sealedWorkflowBundle() });
+  try {
+    const plan = testPlan(s.source, s.world.ports);
+    const keyed = new Client({
+      connection: temporal.connection,
+      namespace: temporalNamespace(),
+      dataConverter: dataConverterFromEnv(),
+    });
+    const handle = await startMigration(keyed, w.taskQueue, plan);
+    await waitForPhase(handle, 'awaiting-approval');
+    const reason = 'the quota request is still open';
+    await handle.executeUpdate(decideUpdate, { args: [{ decision: 'reject', by: 'carol', reason }] });
+    // A client with the key reads the run's own failure as it was raised.
+    const { failure, report } = await failureOf(handle);
+    expect(failure.message).toMatch(/^migration rejected and rolled back: .*the quota request is still open/);
+    expect(report.outcome).toBe('rolled back');
+
+    const history = await temporal.client.workflow.getHandle(handle.workflowId).fetchHistory();
+    const ended = (history.events ?? []).find((e) => e.workflowExecutionFailedEventAttributes);
+    const stored = ended?.workflowExecutionFailedEventAttributes?.failure;
+    expect(stored?.message).toBe('Encoded failure');
+    expect(stored?.stackTrace ?? '').toBe('');
+    expect(Buffer.from(stored?.encodedAttributes?.metadata?.encoding ?? []).toString()).toBe(ENCRYPTED_ENCODING);
+    // Nothing of the reason, the person or the plan anywhere in the history's failures.
+    const failures = JSON.stringify(
+      (history.events ?? []).map((e) => ({
+        ...e.workflowExecutionFailedEventAttributes?.failure,
+        ...e.workflowExecutionUpdateCompletedEventAttributes?.outcome?.failure,
+        ...e.activityTaskFailedEventAttributes?.failure,
+      })),
+    );
+    for (const plain of [reason, 'carol', plan.name, 'rolled back']) expect(failures).not.toContain(plain);
+
+    // The CLI, with the same key, tells the reason.
+    const shown = await runCli(['status', handle.workflowId]);
+    expect(shown.code).toBe(0);
+    expect(shown.stdout).toContain(reason);
   } finally {
     await w.stop();
     await s.close();

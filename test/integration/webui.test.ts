@@ -18,7 +18,7 @@ import { setEnv } from '../harness/cli';
 import { connectClient, temporalNamespace, temporalUiUrl, type ConnectedClient } from '../harness/env';
 import { addressHolder, instance, startMigration, waitForPhase } from '../harness/migration';
 import { startScenario } from '../harness/scenario';
-import { startWorker } from '../harness/worker';
+import { sealedWorkflowBundle, startWorker } from '../harness/worker';
 import { listed } from '../harness/visibility';
 import { pollUntil } from '../harness/net';
 import { migrationSummary } from '../../src/cli/start-run';
@@ -215,7 +215,7 @@ test('with payload encryption on, the Web UI reads the phase table and the signa
 
   const s = await startScenario({ maxAttempts: 3 });
   open.push(s);
-  const w = await startWorker({ clients: s.clients });
+  const w = await startWorker({ clients: s.clients, bundle: await sealedWorkflowBundle() });
   open.push({ close: () => w.stop() });
   // The client encrypts too, as the CLI does with the same key file.
   const client = new Client({

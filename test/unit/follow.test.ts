@@ -88,3 +88,22 @@ test('plain output tells each phase change once: no status line repeats the phas
     'status awaiting-approval',
   ]);
 });
+
+test('a run that ended in an error says why, in the live view and once in plain output', () => {
+  const error = {
+    type: 'Rejected',
+    message: 'rejected by carol: the quota request is still open\nmore',
+    phase: undefined,
+  };
+  const ended = base({ phase: 'rolled-back', error });
+  expect(renderLive(ended)).toContain('\n  error: rejected by carol: the quota request is still open');
+  expect(renderLive(ended)).not.toContain('more');
+  const rolling = base({ phase: 'rolling-back', error: { ...error, phase: 'stop-old' } });
+  expect(plainChanges(base(), rolling).map((l) => l.slice(9))).toEqual([
+    'status rolling-back error in stop-old: rejected by carol: the quota request is still open',
+  ]);
+  // Told once: the next status change does not repeat it.
+  expect(plainChanges(rolling, { ...rolling, phase: 'rolled-back' }).map((l) => l.slice(9))).toEqual([
+    'status rolled-back',
+  ]);
+});
