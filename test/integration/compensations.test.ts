@@ -1,7 +1,8 @@
 /**
  * A rollback's undo step that keeps failing: it is shown as failing (status, the Web UI's
  * current details) and tried again; once AWS answers, the rollback completes. Before, an undo
- * gave up after its activity's retries and the run ended "rollback did not finish".
+ * gave up after its activity's retries and the run ended "rollback did not finish". The people
+ * on the worker's webhooks are told that the step keeps failing.
  */
 import { WorkflowFailedError } from '@temporalio/client';
 import { ApplicationFailure } from '@temporalio/common';
@@ -10,6 +11,7 @@ import type { MigrationReport } from '../../src/shared/report';
 import { useIntegration } from '../harness/lifecycle';
 import { addressHolder, startMigration, waitForPhase } from '../harness/migration';
 import { pollUntil } from '../harness/net';
+import { startReceiver } from '../harness/receiver';
 import { startScenario } from '../harness/scenario';
 import { startWorker } from '../harness/worker';
 
@@ -17,7 +19,12 @@ const t = useIntegration();
 
 test('moving the Elastic IP back fails for a while: the rollback shows it failing, waits, and completes once AWS answers', async () => {
   const s = t.track(await startScenario({ maxAttempts: 3 }));
-  const w = await startWorker({ clients: s.clients });
+  const receiver = await startReceiver();
+  t.track({ close: () => receiver.close() });
+  const w = await startWorker({
+    clients: s.clients,
+    notify: { targets: [{ url: `${receiver.url}/slack`, format: 'slack' }], uiBase: 'http://ui.example:8233' },
+  });
   t.track({ close: () => w.stop() });
   const handle = await startMigration(t.client, w.taskQueue, s.plan);
   await waitForPhase(handle, 'awaiting-approval');
@@ -41,6 +48,14 @@ test('moving the Elastic IP back fails for a while: the rollback shows it failin
   expect(Date.parse(failing.undoFailing?.nextTryAt ?? '')).toBeGreaterThan(
     Date.parse(failing.undoFailing?.since ?? ''),
   );
+  // The webhook hears of it, with the step, the error and the tries.
+  const told = await receiver.waitFor(
+    'the undo-failing notice',
+    (r) => typeof r.body.text === 'string' && r.body.text.includes('undo step keeps failing'),
+  );
+  expect(told.body.text).toContain(back);
+  expect(told.body.text).toMatch(/overloaded|Unavailable/);
+  expect(told.body.text).toContain(handle.workflowId);
   const meta = await handle.query<{ currentDetails: string }>('__temporal_workflow_metadata');
   expect(meta.currentDetails).toContain(`**An undo step keeps failing**: ${back}`);
   // It waits: the Elastic IP stays where it was, and the undo steps after it have not run.

@@ -5,6 +5,7 @@
 import { addressHolder, aliveInstancesOfPlan, instance } from '../harness/migration';
 import { expectRecovered, migrated } from '../harness/guarded';
 import { useIntegration } from '../harness/lifecycle';
+import { startReceiver } from '../harness/receiver';
 import { putMessage, spotEvent, waitForGuardian } from '../harness/spot';
 
 // A region of this file's own: the region's router is shared by its guardians.
@@ -103,7 +104,16 @@ test('the interrupted pool is skipped for spot.avoidInterruptedPoolFor; the othe
 }, 300_000);
 
 test('after a fallback to on-demand the guardian goes back to Spot by itself: a failed try changes nothing, and the on-demand instance serves until a checked Spot one holds the Elastic IP', async () => {
-  const g = await migrated(t, REGION, { spot: { revertAfter: '5s' } });
+  const receiver = await startReceiver();
+  t.track({ close: () => receiver.close() });
+  const g = await migrated(
+    t,
+    REGION,
+    { spot: { revertAfter: '5s' } },
+    { notify: { targets: [{ url: `${receiver.url}/json`, format: 'json' }], uiBase: 'http://ui.example:8233' } },
+  );
+  const told = (kind: string) =>
+    receiver.waitFor(kind, (r) => r.body.event === kind && r.body.workflowId === g.guardian.workflowId);
   const spotOnly = (p: Record<string, unknown>) =>
     p.DryRun !== 'true' && String(p['InstanceMarketOptions.MarketType']) === 'spot';
   // No Spot capacity in any pool: the replacement falls back to on-demand.
@@ -124,6 +134,10 @@ test('after a fallback to on-demand the guardian goes back to Spot by itself: a 
   );
   expect((await instance(g.s.direct, REGION, onDemand.instanceId)).InstanceLifecycle).toBeUndefined();
   expect(onDemand.nextSpotTryAt).toEqual(expect.any(String));
+  // The webhook hears of the fallback, with the on-demand instance.
+  const fallback = await told('on-demand-fallback');
+  expect(fallback.body).toMatchObject({ instanceId: onDemand.instanceId, planName: g.plan.name });
+  expect(fallback.body.text).toMatch(/no Spot capacity/);
 
   // spot.revertAfter later: still no Spot capacity. The try is recorded; nothing else changes.
   const tried = await waitForGuardian(
@@ -157,4 +171,9 @@ test('after a fallback to on-demand the guardian goes back to Spot by itself: a 
   expect(Date.parse(event.oldTerminatedAt ?? '')).toBeGreaterThanOrEqual(Date.parse(event.eipMovedAt ?? ''));
   expect((await instance(g.s.direct, REGION, back.instanceId)).InstanceLifecycle).toBe('spot');
   await expectRecovered(g, onDemand.instanceId, back);
+  const backOnSpot = await told('back-to-spot');
+  expect(backOnSpot.body).toMatchObject({ instanceId: back.instanceId, planName: g.plan.name });
+  expect(backOnSpot.body.text).toContain(`back on Spot: the service runs on ${back.instanceId}`);
+  // The failed try changed nothing, so nobody was told of it as a move.
+  expect(receiver.received.filter((r) => r.body.event === 'back-to-spot')).toHaveLength(1);
 }, 300_000);
