@@ -7,15 +7,16 @@ import { randomBytes } from 'node:crypto';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { Client } from '@temporalio/client';
+import { Client, type WorkflowHandle } from '@temporalio/client';
 import { dataConverterFromEnv, ENCRYPTED_ENCODING } from '../../src/codec';
+import type { Plan } from '../../src/plan/schema';
 import { decideUpdate, PHASES, statusQuery } from '../../src/shared/migration';
 import { runCli, setEnv } from '../harness/cli';
 import { connectClient, temporalAddress, temporalNamespace, type ConnectedClient } from '../harness/env';
 import { startMigration, waitForPhase } from '../harness/migration';
 import { failureOf } from '../harness/outcome';
 import { payloadsOf } from '../harness/recorded';
-import { startScenario } from '../harness/scenario';
+import { startScenario, type Scenario } from '../harness/scenario';
 import { testPlan } from '../harness/seed';
 import { sealedWorkflowBundle, startWorker } from '../harness/worker';
 
@@ -55,12 +56,17 @@ afterAll(async () => {
   await temporal?.close();
 });
 
-test('with a key file, every payload of a migration is encrypted; worker and CLI read them', async () => {
+/**
+ * A migration waiting for approval, run by a worker with the key (the sealed bundle, as
+ * src/worker.ts runs with a key file) and started by a client with the same key as the CLI's.
+ */
+async function keyedMigration(
+  body: (run: { s: Scenario; plan: Plan; handle: WorkflowHandle }) => Promise<void>,
+): Promise<void> {
   const s = await startScenario({ maxAttempts: 3 });
   const w = await startWorker({ clients: s.clients, bundle: await sealedWorkflowBundle() });
   try {
     const plan = testPlan(s.source, s.world.ports);
-    // The CLI's own client (src/connection.ts) and this one use the same key.
     const keyed = new Client({
       connection: temporal.connection,
       namespace: temporalNamespace(),
@@ -68,6 +74,15 @@ test('with a key file, every payload of a migration is encrypted; worker and CLI
     });
     const handle = await startMigration(keyed, w.taskQueue, plan);
     await waitForPhase(handle, 'awaiting-approval');
+    await body({ s, plan, handle });
+  } finally {
+    await w.stop();
+    await s.close();
+  }
+}
+
+test('with a key file, every payload of a migration is encrypted; worker and CLI read them', async () => {
+  await keyedMigration(async ({ s, plan, handle }) => {
     const approved = await runCli(['approve', handle.workflowId, '--by', 'alice', '--comment', 'looks right']);
     expect(approved.code).toBe(0);
     const report = await handle.result();
@@ -155,25 +170,11 @@ test('with a key file, every payload of a migration is encrypted; worker and CLI
       .result()
       .catch((e: unknown) => e);
     expect(unkeyed).toBeInstanceOf(Error);
-  } finally {
-    await w.stop();
-    await s.close();
-  }
+  });
 });
 
 test('a failure raised in workflow code (a rejection) is sealed: the history holds no word of it; the CLI reads it', async () => {
-  const s = await startScenario({ maxAttempts: 3 });
-  // The worker runs the sealed bundle, as src/worker.ts does with a key file.
-  const w = await startWorker({ clients: s.clients, bundle: await sealedWorkflowBundle() });
-  try {
-    const plan = testPlan(s.source, s.world.ports);
-    const keyed = new Client({
-      connection: temporal.connection,
-      namespace: temporalNamespace(),
-      dataConverter: dataConverterFromEnv(),
-    });
-    const handle = await startMigration(keyed, w.taskQueue, plan);
-    await waitForPhase(handle, 'awaiting-approval');
+  await keyedMigration(async ({ plan, handle }) => {
     const reason = 'the quota request is still open';
     await handle.executeUpdate(decideUpdate, { args: [{ decision: 'reject', by: 'carol', reason }] });
     // A client with the key reads the run's own failure as it was raised.
@@ -201,8 +202,5 @@ test('a failure raised in workflow code (a rejection) is sealed: the history hol
     const shown = await runCli(['status', handle.workflowId]);
     expect(shown.code).toBe(0);
     expect(shown.stdout).toContain(reason);
-  } finally {
-    await w.stop();
-    await s.close();
-  }
+  });
 });
