@@ -8,7 +8,6 @@ import {
   patched,
   setCurrentDetails,
   setHandler,
-  upsertSearchAttributes,
   workflowInfo,
 } from '@temporalio/workflow';
 import { durationMs } from '../plan/duration';
@@ -16,6 +15,7 @@ import { describeFailure } from '../shared/failures';
 import { ledgerAt, openLedger, switchTo } from '../shared/ledger';
 import { planRef } from '../shared/plan-slices';
 import { GUARDED_INSTANCE } from '../shared/search-attributes';
+import { IndexedKeyword } from './indexed';
 import {
   GUARDIAN_SIGNAL_DESCRIPTIONS,
   NOTICE_KINDS,
@@ -123,14 +123,10 @@ export async function spotGuardian(input: GuardianInput): Promise<GuardianStatus
   const notifier = new Notifier({ workflowId: g.guardianId, planName: plan.name, region: plan.region });
   // The `GuardedInstance` search attribute follows the instance, where the run was started with
   // it (so the namespace has it), and not in runs that began before.
-  const indexed = patched('search-attributes') && info.typedSearchAttributes.get(GUARDED_INSTANCE) !== undefined;
-  let indexedInstance = info.typedSearchAttributes.get(GUARDED_INSTANCE);
+  const indexedInstance = new IndexedKeyword(GUARDED_INSTANCE);
   const refreshDetails = () => {
     setCurrentDetails(detailsOf(status()));
-    if (indexed && g.instanceId !== indexedInstance) {
-      upsertSearchAttributes([{ key: GUARDED_INSTANCE, value: g.instanceId }]);
-      indexedInstance = g.instanceId;
-    }
+    indexedInstance.set(g.instanceId);
   };
   const ignore = (reason: string, notice?: unknown) => {
     carried.ignored.push({ at: new Date().toISOString(), reason, notice });

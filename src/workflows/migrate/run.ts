@@ -3,7 +3,7 @@
  * UI's current details), the phase runner that records every phase, the undo list and what the
  * phases found for the ones after them and for the report. Workflow code only.
  */
-import { patched, setCurrentDetails, setHandler, upsertSearchAttributes, workflowInfo } from '@temporalio/workflow';
+import { setCurrentDetails, setHandler, workflowInfo } from '@temporalio/workflow';
 import type { IngressResult } from '../../shared/network';
 import type { InstanceInfo, LaunchResult } from '../../shared/launch';
 import type { PreflightResult } from '../../shared/preflight';
@@ -24,6 +24,7 @@ import {
 } from '../../shared/migration';
 import { renderPhaseTable, type MigrationReport } from '../../shared/report';
 import { MIGRATION_PHASE, PLAN_NAME } from '../../shared/search-attributes';
+import { IndexedKeyword } from '../indexed';
 import { migrationActivities, type MigrationActivities } from '../options';
 import { Notifier } from '../notifier';
 
@@ -88,7 +89,7 @@ export class MigrationRun {
    * task), and not in runs that began before.
    */
   readonly indexed: boolean;
-  private indexedPhase?: string;
+  private readonly indexedPhase: IndexedKeyword;
   /** Tells people what they need to know (`MIGRATION_NOTIFY_URLS` on the worker). */
   readonly notifier: Notifier;
 
@@ -100,8 +101,8 @@ export class MigrationRun {
     const info = workflowInfo();
     this.workflowId = info.workflowId;
     this.runId = info.runId;
-    this.indexed = patched('search-attributes') && info.typedSearchAttributes.get(PLAN_NAME) !== undefined;
-    this.indexedPhase = info.typedSearchAttributes.get(MIGRATION_PHASE);
+    this.indexedPhase = new IndexedKeyword(MIGRATION_PHASE, PLAN_NAME);
+    this.indexed = this.indexedPhase.on;
     this.notifier = new Notifier({ workflowId: this.workflowId, planName: this.plan.name, region: this.plan.region });
     this.status = {
       workflowId: this.workflowId,
@@ -140,10 +141,7 @@ export class MigrationRun {
     setCurrentDetails(
       `**${this.plan.name}**: ${status.phase}${instance}${waiting}${failing}${refusals}\n\n${renderPhaseTable(status.phases)}`,
     );
-    if (this.indexed && status.phase !== this.indexedPhase) {
-      upsertSearchAttributes([{ key: MIGRATION_PHASE, value: status.phase }]);
-      this.indexedPhase = status.phase;
-    }
+    this.indexedPhase.set(status.phase);
   }
 
   /**
