@@ -3,7 +3,9 @@
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { notificationBody, notificationText, redact } from '../../src/activities/notify';
+import { MockActivityEnvironment } from '@temporalio/testing';
+import { createNotifyActivities, notificationBody, notificationText, redact } from '../../src/activities/notify';
+import { startReceiver } from '../harness/receiver';
 import { ConfigError, readConfig } from '../../src/config';
 import { NOTIFY_KINDS, type NotifyEvent } from '../../src/shared/notify';
 import type { GuardEvent } from '../../src/shared/spot';
@@ -103,6 +105,34 @@ test.each(cases)('%# %p says what happened', (event, says) => {
   for (const s of says) expect(text).toContain(s);
   expect(text).toContain('Web UI: https://ui/namespaces/ns/workflows/migrate-app');
   expect(notificationText(event)).not.toContain('Web UI');
+});
+
+test('the notify activity delivers every kind to a Slack and a JSON receiver over HTTP, with what each must say', async () => {
+  const receiver = await startReceiver();
+  try {
+    const { notify } = createNotifyActivities({
+      targets: [
+        { url: `${receiver.url}/slack`, format: 'slack' },
+        { url: `${receiver.url}/json`, format: 'json' },
+      ],
+      uiBase: 'http://ui.example:8233',
+    });
+    for (const [event, says] of cases) {
+      const result = await new MockActivityEnvironment().run(notify, event);
+      expect(result).toEqual({ sent: 2 });
+      const [slack, json] = receiver.received.slice(-2);
+      expect(slack.path).toBe('/slack');
+      expect(Object.keys(slack.body)).toEqual(['text']);
+      for (const text of says) expect(slack.body.text).toContain(text);
+      expect(json.path).toBe('/json');
+      expect(json.contentType).toContain('application/json');
+      expect(json.body).toMatchObject({ event: event.kind, workflowId: event.workflowId, text: slack.body.text });
+      expect(json.body.webUi).toBe('http://ui.example:8233/namespaces/default/workflows/migrate-app');
+    }
+    expect(receiver.received).toHaveLength(cases.length * 2);
+  } finally {
+    await receiver.close();
+  }
 });
 
 test('a Slack receiver gets {"text"}; a JSON one the event, its kind, its text and the link', () => {
