@@ -308,7 +308,27 @@ export interface RouterCarried {
   lastScanError?: { at: string; error: string };
   /** Whether the last scan failed. */
   scanFailing?: boolean;
+  /** What became of the last queue messages (newest last), before each was deleted. */
+  notices?: RoutedNotice[];
 }
+
+/** One queue message the router took in: routed to a guardian, or dropped with the reason. */
+export interface RoutedNotice {
+  messageId: string;
+  queueUrl: string;
+  instanceId?: string;
+  kind?: NoticeKind;
+  outcome: 'routed' | 'dropped';
+  /** The workflow that took it (routed), or that could not (dropped: gone). */
+  guardianId?: string;
+  /** Why it was dropped. */
+  reason?: string;
+  /** When it was decided (workflow time), before the message was deleted. */
+  at: string;
+}
+
+/** How many routed notices the router keeps for its status. */
+export const ROUTED_NOTICES_KEPT = 100;
 
 export interface RouterStats {
   polls: number;
@@ -359,6 +379,8 @@ export interface RouterStatus {
   lastScanError?: { at: string; error: string };
   /** Set while scans fail (the last one failed). */
   scanFailing?: boolean;
+  /** The last queue messages and what became of each (newest last). */
+  notices?: RoutedNotice[];
 }
 
 export const registerGuardianSignal = defineSignal<[RouterRegistration]>('register');

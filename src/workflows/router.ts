@@ -16,7 +16,9 @@ import { describeFailure } from '../shared/failures';
 import {
   interruptionSignal,
   registerGuardianSignal,
+  ROUTED_NOTICES_KEPT,
   routerStatusQuery,
+  type RoutedNotice,
   stopRouterSignal,
   type InterruptionNotice,
   type RouterCarried,
@@ -84,6 +86,7 @@ export async function spotEventRouter(input: RouterInput): Promise<RouterStatus>
     queues: queues.list(),
     ...(lastScanError ? { lastScanError } : {}),
     ...(scanFailing ? { scanFailing } : {}),
+    ...(carried.notices?.length ? { notices: carried.notices } : {}),
   });
   setHandler(routerStatusQuery, status, { description: 'Queues, poll interval, guarded instances and counters.' });
   setHandler(
@@ -158,6 +161,7 @@ export async function spotEventRouter(input: RouterInput): Promise<RouterStatus>
       queues: queues.carried(),
       ...(lastScanError ? { lastScanError } : {}),
       ...(scanFailing ? { scanFailing } : {}),
+      ...(carried.notices?.length ? { notices: carried.notices } : {}),
     },
   });
   const showDetails = () =>
@@ -218,6 +222,27 @@ export async function spotEventRouter(input: RouterInput): Promise<RouterStatus>
     }
   }
 
+  /** Keeps what became of a message, for the status, before it is deleted. */
+  function record(
+    queueUrl: string,
+    m: QueueMessage,
+    what: { outcome: RoutedNotice['outcome']; reason?: string; guardianId?: unknown },
+  ): void {
+    const notices = (carried.notices ??= []);
+    notices.push({
+      messageId: m.messageId,
+      queueUrl,
+      ...(m.event.ok ? { instanceId: m.event.instanceId, kind: m.event.kind } : {}),
+      outcome: what.outcome,
+      ...(typeof what.guardianId === 'string' ? { guardianId: what.guardianId } : {}),
+      ...(what.outcome === 'dropped'
+        ? { reason: m.event.ok ? (what.reason ?? '') : `${what.reason ?? ''}: ${m.event.reason}` }
+        : {}),
+      at: new Date().toISOString(),
+    });
+    if (notices.length > ROUTED_NOTICES_KEPT) notices.splice(0, notices.length - ROUTED_NOTICES_KEPT);
+  }
+
   async function route(queueUrl: string, messages: QueueMessage[]): Promise<void> {
     const unknown = [
       ...new Set(messages.flatMap((m) => (m.event.ok && !owner.has(m.event.instanceId) ? [m.event.instanceId] : []))),
@@ -230,6 +255,7 @@ export async function spotEventRouter(input: RouterInput): Promise<RouterStatus>
         const drop = (level: 'info' | 'warn', why: string, meta: Record<string, unknown>) => {
           log[level](`dropped ${why}`, { messageId: m.messageId, ...meta });
           stats.messagesDropped++;
+          record(queueUrl, m, { outcome: 'dropped', reason: why, ...meta });
           done.push(m.receiptHandle);
         };
         if (!m.event.ok) return drop('warn', 'a message that is no Spot event for us', { reason: m.event.reason });
@@ -242,13 +268,17 @@ export async function spotEventRouter(input: RouterInput): Promise<RouterStatus>
           source: 'queue',
           at: m.event.time ?? new Date().toISOString(),
         });
+        // The owner it went to, or the last one tried: a new owner found by the look-up after a
+        // refusal (`reroute-to-new-owner`) stands in the map.
+        const to = owner.get(m.event.instanceId) ?? guardianId;
         // Counted as routed only when a guardian took it; one that is gone cannot.
         if (!delivered)
           return drop('warn', 'an event its guardian could not take (the guardian is gone)', {
             instanceId: m.event.instanceId,
-            guardianId,
+            guardianId: to,
           });
         stats.messagesRouted++;
+        record(queueUrl, m, { outcome: 'routed', guardianId: to });
         done.push(m.receiptHandle);
       }),
     );

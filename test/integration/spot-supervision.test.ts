@@ -173,6 +173,12 @@ test('a router that was terminated is started again by the next run of a guardia
     (s) => s.replacements === 2 && s.state === 'guarding',
   );
   expect(third.events[1]).toMatchObject({ kind: 'interruption', source: 'queue', oldInstanceId: second.instanceId });
+  await waitFor('the message routed', async () => (await router()).notices?.at(-1)?.outcome === 'routed');
+  expect((await router()).notices?.at(-1)).toMatchObject({
+    instanceId: second.instanceId,
+    outcome: 'routed',
+    guardianId: g.guardian.workflowId,
+  });
 });
 
 test('a warning whose guardian is gone is dropped and counted as dropped, not as routed', async () => {
@@ -185,6 +191,16 @@ test('a warning whose guardian is gone is dropped and counted as dropped, not as
   const after = (await router()).stats;
   expect(after.messagesRouted).toBe(before.messagesRouted);
   expect(after.messagesDropped).toBe(before.messagesDropped + 1);
+  // The router's status says what became of it, and why.
+  const last = (await router()).notices?.at(-1);
+  expect(last).toMatchObject({
+    queueUrl: g.queueUrl,
+    instanceId: g.first.instanceId,
+    kind: 'interruption',
+    outcome: 'dropped',
+    guardianId: g.guardian.workflowId,
+    reason: 'an event its guardian could not take (the guardian is gone)',
+  });
   // And it is gone from the queue: nobody is left to take it.
   const left = await g.s.direct
     .sqs(REGION)
