@@ -272,6 +272,7 @@ export class AwsProxy {
   })();
   private readonly log: CallRecord[] = [];
   private faults: ActiveFault[] = [];
+  private outages: { fired: number }[] = [];
   private latencies: ActiveLatency[] = [];
   private unregistered: NotRegisteredRule[] = [];
   private readonly commandHandlers: CommandHandler[] = [];
@@ -487,8 +488,22 @@ export class AwsProxy {
     return this.policies ?? [iamPolicy()];
   }
 
+  /**
+   * AWS cannot be reached: every call through the main door has its connection closed before
+   * an answer (the SDK sees a socket error, as when the network or the endpoint is down), until
+   * removed. Logged with status 0.
+   */
+  unreachable(): RuleHandle {
+    const rule = { fired: 0 };
+    this.outages.push(rule);
+    return ruleHandle(rule, () => {
+      this.outages = this.outages.filter((r) => r !== rule);
+    });
+  }
+
   /** Removes every fault, latency and not-registered rule. Handlers and hooks stay. */
   reset(): void {
+    this.outages = [];
     this.launchDeaths = [];
     this.omissions = [];
     this.faults = [];
@@ -594,6 +609,21 @@ export class AwsProxy {
     try {
       const body = await readBody(req);
       request = identify(req, body);
+      const outage = bypass ? undefined : this.outages[0];
+      if (outage && request) {
+        outage.fired++;
+        this.log.push({
+          service: request.service,
+          action: request.action,
+          ...(request.region ? { region: request.region } : {}),
+          status: 0,
+          injected: 'unreachable',
+          at: new Date(started),
+          durationMs: Date.now() - started,
+        });
+        res.destroy();
+        return;
+      }
       if (bypass) {
         reply = await this.forward(req, body, request);
       } else {

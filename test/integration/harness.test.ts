@@ -103,6 +103,19 @@ describe('AwsProxy', () => {
     }
   });
 
+  it('makes AWS unreachable through the main door until the rule is removed; the side door still answers', async () => {
+    const down = proxy.unreachable();
+    const err = await rejectionOf(proxy.clients({ maxAttempts: 1 }).ec2(REGION).send(new DescribeVpcsCommand({})));
+    // A socket error, no AWS error code: what the SDK sees when the endpoint cannot be reached.
+    expect(err.$metadata?.httpStatusCode).toBeUndefined();
+    expect(`${err.name} ${err.message}`).toMatch(/ECONNRESET|socket hang up/);
+    expect(proxy.calls({ action: 'DescribeVpcs' })).toMatchObject([{ status: 0, injected: 'unreachable' }]);
+    expect(down.fired).toBe(1);
+    await expect(proxy.clients({ bypass: true }).ec2(REGION).send(new DescribeVpcsCommand({}))).resolves.toBeDefined();
+    down.remove();
+    await expect(proxy.clients().ec2(REGION).send(new DescribeVpcsCommand({}))).resolves.toBeDefined();
+  });
+
   it('logs calls by service and action, but not side-door calls', async () => {
     const { ec2, ssm } = { ec2: proxy.clients().ec2(REGION), ssm: proxy.clients().ssm(REGION) };
     await ec2.send(new DescribeVpcsCommand({}));
