@@ -6,7 +6,7 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
 bash scripts/bootstrap.sh --chromium
 set -a; . "${EC2_GPU_MIGRATION_CACHE:-$HOME/.cache/ec2-gpu-migration}/tools.env"; set +a
-npx --no-install eslint src test scripts $([ -d bench ] && echo bench)
+npx --no-install eslint src test scripts bench chaos
 npx --no-install prettier --check --log-level warn .
 npx --no-install tsc -p tsconfig.json --noEmit
 npx --no-install tsc -p tsconfig.build.json
