@@ -8,18 +8,7 @@
  * at an instance in a given role (`victim`) is armed at its moment and strikes the first time
  * an instance holds that role, or is recorded as not applicable when none does in time.
  */
-
-/** A small, fast, seedable PRNG (mulberry32): uniform in [0, 1). */
-export function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+import { mulberry32 } from '../test/harness/aws-proxy';
 
 /** FNV-1a of the parts: one 32-bit seed per (seed, run). */
 export function mix(...parts: (string | number)[]): number {
@@ -41,7 +30,7 @@ export interface Rng {
 }
 
 export function rng(seed: number): Rng {
-  const next = prng(seed);
+  const next = mulberry32(seed);
   const int = (lo: number, hi: number) => lo + Math.floor(next() * (hi - lo + 1));
   return {
     next,

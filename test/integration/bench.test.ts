@@ -3,37 +3,15 @@
  * and moto) and writes results with every section. Figures are not judged here: this machine's
  * load decides them; BENCHMARKS.md says how to read them.
  */
-import { spawn } from 'node:child_process';
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { runScript } from '../harness/script';
 
-const ROOT = join(__dirname, '..', '..');
 const TIMEOUT_MS = 10 * 60_000;
 
-function runBench(out: string): Promise<{ code: number | null; output: string }> {
-  return new Promise((resolve, reject) => {
-    // A small fleet (2 migrations, 10 guardians): the section's code runs to the end; its
-    // figures at size come from `npm run bench`.
-    const args = ['--import', 'tsx', join(ROOT, 'bench', 'run.ts'), '--quick', '--fleet', '2,10', '--out', out];
-    const child = spawn(process.execPath, args, {
-      cwd: ROOT,
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    let output = '';
-    const keep = (s: string) => (output = (output + s).slice(-20_000));
-    child.stdout.setEncoding('utf8').on('data', keep);
-    child.stderr.setEncoding('utf8').on('data', keep);
-    const timer = setTimeout(() => {
-      child.kill('SIGKILL');
-      reject(new Error(`the quick benchmark did not finish within ${TIMEOUT_MS} ms:\n${output}`));
-    }, TIMEOUT_MS);
-    child.once('close', (code) => {
-      clearTimeout(timer);
-      resolve({ code, output });
-    });
-  });
-}
+/** A small fleet (2 migrations, 10 guardians): the section's code runs to the end; its figures at size come from `npm run bench`. */
+const runBench = (out: string) => runScript('bench/run.ts', ['--quick', '--fleet', '2,10', '--out', out], TIMEOUT_MS);
 
 test(
   'npm run bench -- --quick writes results with every section',
