@@ -292,7 +292,9 @@ test('many replacements: each run stays small and the state carries over', async
     const s = await waitForGuardian(
       g.guardian,
       `replacement ${i}`,
-      (x) => x.replacements === i && x.state === 'guarding',
+      // Each replacement ends its run: the next run guards (a run that says guarding has not
+      // continued as new yet while it waits for its notifications).
+      (x) => x.replacements === i && x.state === 'guarding' && x.run === i + 1,
     );
     current = s.instanceId;
   }
