@@ -255,7 +255,7 @@ export async function spotEventRouter(input: RouterInput): Promise<RouterStatus>
         const drop = (level: 'info' | 'warn', why: string, meta: Record<string, unknown>) => {
           log[level](`dropped ${why}`, { messageId: m.messageId, ...meta });
           stats.messagesDropped++;
-          record(queueUrl, m, { outcome: 'dropped', reason: why, ...meta });
+          record(queueUrl, m, { guardianId: meta.guardianId, outcome: 'dropped', reason: why });
           done.push(m.receiptHandle);
         };
         if (!m.event.ok) return drop('warn', 'a message that is no Spot event for us', { reason: m.event.reason });

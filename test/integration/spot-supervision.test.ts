@@ -201,6 +201,17 @@ test('a warning whose guardian is gone is dropped and counted as dropped, not as
     guardianId: g.guardian.workflowId,
     reason: 'an event its guardian could not take (the guardian is gone)',
   });
+  // A body that is no Spot event is dropped too, with what the router made of it.
+  await putMessage(g.s.direct, REGION, g.queueUrl, 'not an event');
+  await waitFor('the body dropped', async () => (await router()).stats.messagesDropped > after.messagesDropped);
+  const malformed = (await router()).notices?.at(-1);
+  expect(malformed).toMatchObject({ queueUrl: g.queueUrl, outcome: 'dropped' });
+  expect(malformed?.instanceId).toBeUndefined();
+  expect(malformed?.reason).toMatch(/^a message that is no Spot event for us: /);
+  // Said once: the parse error follows the router's reason, not twice.
+  const detail = malformed?.reason?.replace('a message that is no Spot event for us: ', '') ?? '';
+  expect(detail.length).toBeGreaterThan(0);
+  expect(detail).not.toContain(': ' + detail);
   // And it is gone from the queue: nobody is left to take it.
   const left = await g.s.direct
     .sqs(REGION)
