@@ -1,6 +1,6 @@
-/** Three projects: unit tests need nothing running; workflow tests start Temporal's time-skipping
+/** Four projects: unit tests need nothing running; workflow tests start Temporal's time-skipping
  * test server themselves and stub every activity; integration tests get a real Temporal dev
- * server and moto from the global setup. */
+ * server and moto from the global setup; the chaos set starts a stack of its own. */
 const transform = { '^.+\\.ts$': ['@swc/jest', { jsc: { target: 'es2022' } }] };
 module.exports = {
   testTimeout: 120_000,
@@ -22,5 +22,8 @@ module.exports = {
       globalSetup: '<rootDir>/test/harness/global-setup.ts',
       globalTeardown: '<rootDir>/test/harness/global-teardown.ts',
     },
+    // The short chaos set: it starts its own stack, so it needs no global setup (scripts/test.sh
+    // runs it in a Jest process of its own beside the others).
+    { displayName: 'chaos', testEnvironment: 'node', transform, testMatch: ['<rootDir>/test/chaos/**/*.test.ts'] },
   ],
 };

@@ -30,6 +30,8 @@ const USAGE = 'usage: npm run chaos -- [--runs N] [--first K] [--seed S] [--run 
 /** Full set: 50 runs; quick: 3. */
 export const DEFAULT_RUNS = { full: 50, quick: 3 };
 export const DEFAULT_SEED = 20261207;
+/** The short set CI runs (test/chaos/chaos.test.ts): the quick schedule of these runs. */
+export const CI_SET = { seed: DEFAULT_SEED, runs: 2 };
 
 export function parseArgs(argv: readonly string[]): ChaosArgs {
   const out: Partial<ChaosArgs> & { quick: boolean } = { quick: false };
