@@ -8,7 +8,7 @@
  * at an instance in a given role (`victim`) is armed at its moment and strikes the first time
  * an instance holds that role, or is recorded as not applicable when none does in time.
  */
-import { mulberry32 } from '../test/harness/aws-proxy';
+import { mulberry32 } from '../test/harness/random';
 
 /** FNV-1a of the parts: one 32-bit seed per (seed, run). */
 export function mix(...parts: (string | number)[]): number {

@@ -11,7 +11,7 @@
  */
 import { DescribeInstancesCommand, TerminateInstancesCommand } from '@aws-sdk/client-ec2';
 import type { GuardianStatus } from '../../src/shared/spot';
-import { mulberry32 } from '../../test/harness/aws-proxy';
+import { mulberry32 } from '../../test/harness/random';
 import { createQueue, endSpotWorkflows, waitForGuardian } from '../../test/harness/spot';
 import { START_MARKER } from '../../test/harness/world';
 import { stopGuardingSignal } from '../../src/shared/spot';

@@ -33,6 +33,7 @@ import { VCPU_QUOTAS } from '../../src/activities/quotas';
 import type { Plan } from '../../src/plan/schema';
 import { authorizations, firstDenied, kmsAuthorizations, type Authorization } from './iam';
 import { placementScores } from './placement';
+import { mulberry32 } from './random';
 
 /** What the proxy saw of one call. */
 export interface CallRecord {
@@ -1803,16 +1804,4 @@ function isRecord(value: unknown): value is Record<string, unknown> {
 
 function stringArray(value: unknown): string[] {
   return Array.isArray(value) ? value.filter((v): v is string => typeof v === 'string') : [];
-}
-
-/** A small seeded generator: the same seed gives the same sequence, so "30 %" tests repeat. */
-export function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
 }
