@@ -14,7 +14,7 @@ import { addressHolder, instance, startMigration, waitForPhase } from './migrati
 import { pollUntil } from './net';
 import { startScenario, type Scenario } from './scenario';
 import { testPlan } from './seed';
-import { createQueue, routerStatus, waitForGuardian } from './spot';
+import { createQueue, routerStatus, setUpEvents, waitForGuardian } from './spot';
 import { startWorker, type TestWorker } from './worker';
 
 type PlanOverrides = NonNullable<Parameters<typeof testPlan>[2]>;
@@ -47,11 +47,17 @@ export async function migrated(
   t: Integration,
   region: string,
   overrides: PlanOverrides | ((s: Scenario) => PlanOverrides) = {},
-  options: { workers?: 'together' | 'apart'; notify?: NotifySettings } = {},
+  options: {
+    workers?: 'together' | 'apart';
+    notify?: NotifySettings;
+    /** `events-setup`: the queue and rules `migration events setup` makes, instead of a bare queue. */
+    queue?: 'bare' | 'events-setup';
+  } = {},
 ): Promise<Guarded> {
   const s = await startScenario({ maxAttempts: 3, seed: { region } });
   t.track(s);
-  const queueUrl = await createQueue(s.direct, region);
+  const queueUrl =
+    options.queue === 'events-setup' ? await setUpEvents(s.direct, region) : await createQueue(s.direct, region);
   const o = typeof overrides === 'function' ? overrides(s) : overrides;
   const plan = testPlan(s.source, s.world.ports, {
     checks: { attempts: 3, interval: '1s' },

@@ -1,9 +1,11 @@
 /** Spot helpers for tests: the EventBridge → SQS queue, events in EventBridge's shape, guardians. */
 import type { AwsProxy } from './aws-proxy';
 import { randomBytes } from 'node:crypto';
-import { CreateQueueCommand, SendMessageCommand } from '@aws-sdk/client-sqs';
+import { PutEventsCommand } from '@aws-sdk/client-eventbridge';
+import { CreateQueueCommand, GetQueueUrlCommand, SendMessageCommand } from '@aws-sdk/client-sqs';
 import type { Client, WorkflowHandle } from '@temporalio/client';
 import type { AwsClients } from '../../src/aws/clients';
+import { defaultQueueName, setupEvents } from '../../src/cli/commands/events';
 import { routerWorkflowId } from '../../src/shared/constants';
 import { guardianStatusQuery, routerStatusQuery, type GuardianStatus, type RouterStatus } from '../../src/shared/spot';
 import { pollUntil } from './net';
@@ -14,6 +16,44 @@ export async function createQueue(clients: AwsClients, region: string): Promise<
     .send(new CreateQueueCommand({ QueueName: `spot-events-${randomBytes(4).toString('hex')}` }));
   if (!out.QueueUrl) throw new Error('CreateQueue returned no URL');
   return out.QueueUrl;
+}
+
+/**
+ * The queue and rules `migration events setup` makes for a region (the default queue name), as
+ * an operator would run it before a Spot plan; returns the queue's URL.
+ */
+export async function setUpEvents(clients: AwsClients, region: string): Promise<string> {
+  const out: string[] = [];
+  await setupEvents(
+    clients,
+    { name: 'events', region, spot: { interruptionQueueUrl: null } } as Parameters<typeof setupEvents>[1],
+    {},
+    (line) => out.push(line),
+  );
+  const got = await clients.sqs(region).send(new GetQueueUrlCommand({ QueueName: defaultQueueName(region) }));
+  if (!got.QueueUrl) throw new Error(`events setup made no queue:\n${out.join('')}`);
+  return got.QueueUrl;
+}
+
+/**
+ * An EC2 event put on the account's default bus, as EC2 itself puts it (AWS refuses the `aws.`
+ * source from PutEvents; moto takes it): the rules decide whether it reaches the queue.
+ */
+export async function putEc2Event(
+  clients: AwsClients,
+  region: string,
+  kind: keyof typeof DETAIL_TYPES,
+  instanceId: string,
+  extra: Record<string, unknown> = {},
+): Promise<void> {
+  const detail: Record<string, unknown> = { 'instance-id': instanceId, ...extra };
+  if (kind === 'interruption') detail['instance-action'] = 'terminate';
+  const put = await clients.eventBridge(region).send(
+    new PutEventsCommand({
+      Entries: [{ Source: 'aws.ec2', DetailType: DETAIL_TYPES[kind], Detail: JSON.stringify(detail) }],
+    }),
+  );
+  if (put.FailedEntryCount) throw new Error(`PutEvents refused the event: ${JSON.stringify(put.Entries)}`);
 }
 
 const DETAIL_TYPES = {

@@ -3,11 +3,13 @@
  * a recovery never waits behind a migration's hour-long activities; workers may poll the two
  * apart. Against the real dev server and moto behind the strict world (IAM enforced).
  */
+import { GetQueueAttributesCommand } from '@aws-sdk/client-sqs';
 import type { Client } from '@temporalio/client';
 import { migrationWorkflowId, routerWorkflowId, spotTaskQueue } from '../../src/shared/constants';
+import { routerStatusQuery } from '../../src/shared/spot';
 import { expectRecovered, migrated } from '../harness/guarded';
 import { useIntegration } from '../harness/lifecycle';
-import { putMessage, spotEvent, waitForGuardian } from '../harness/spot';
+import { putEc2Event, putMessage, spotEvent, waitForGuardian } from '../harness/spot';
 
 // A region of this file's own: the region's router is shared by its guardians.
 const REGION = 'eu-west-3';
@@ -59,4 +61,32 @@ test('the guardian and the router run on the spot queue; a worker on each queue 
   expect(await identities(t.client, migrationWorkflowId(g.plan.name))).toEqual(new Set(['migration-worker']));
   expect(await identities(t.client, g.guardian.workflowId)).toEqual(new Set(['spot-worker']));
   expect(await identities(t.client, routerWorkflowId(REGION))).toEqual(new Set(['spot-worker']));
+}, 300_000);
+
+test('a Spot warning EC2 puts on the default bus reaches the router through the rules `events setup` made, and the guardian replaces the instance', async () => {
+  const g = await migrated(t, REGION, {}, { queue: 'events-setup' });
+  const oldId = g.first.instanceId;
+  // A change to running matches no rule: it never reaches the queue.
+  await putEc2Event(g.s.direct, REGION, 'state-change', oldId, { state: 'running' });
+  await putEc2Event(g.s.direct, REGION, 'interruption', oldId);
+  const after = await waitForGuardian(
+    g.guardian,
+    'replaced',
+    (s) => s.replacements === 1 && s.state === 'guarding',
+    120_000,
+  );
+  await expectRecovered(g, oldId, after);
+  // The router read the warning off the queue, routed it to this plan's guardian and deleted it.
+  const router = await t.client.workflow.getHandle(routerWorkflowId(REGION)).query(routerStatusQuery);
+  const fromQueue = (router.notices ?? []).filter((n) => n.queueUrl === g.queueUrl);
+  expect(fromQueue.map((n) => [n.kind, n.instanceId, n.outcome, n.guardianId])).toEqual([
+    ['interruption', oldId, 'routed', g.guardian.workflowId],
+  ]);
+  const left = await g.s.direct.sqs(REGION).send(
+    new GetQueueAttributesCommand({
+      QueueUrl: g.queueUrl,
+      AttributeNames: ['ApproximateNumberOfMessages', 'ApproximateNumberOfMessagesNotVisible'],
+    }),
+  );
+  expect(left.Attributes).toEqual({ ApproximateNumberOfMessages: '0', ApproximateNumberOfMessagesNotVisible: '0' });
 }, 300_000);
