@@ -14,6 +14,7 @@ import { expectRecovered, migrated, routerKnows, waitFor } from '../harness/guar
 import { withoutAction } from '../harness/iam';
 import { useIntegration } from '../harness/lifecycle';
 import { gate } from '../harness/outcome';
+import { startReceiver, type Received } from '../harness/receiver';
 import { startScenario } from '../harness/scenario';
 import { createQueue, putMessage, routerStatus, spotEvent, waitForGuardian } from '../harness/spot';
 import { startWorker } from '../harness/worker';
@@ -87,12 +88,20 @@ test('scans refused by IAM do not end the router: the failure shows in its statu
   await expectRecovered(g, g.first.instanceId, after);
 });
 
-test('a queue the worker may not read shows in the router, the guardian and `migration status`, until it reads again', async () => {
-  const g = await migrated(t, REGION);
+test('a queue the worker may not read shows in the router, the guardian and `migration status`, and is notified once, until it reads again', async () => {
+  const receiver = await startReceiver();
+  t.track({ close: () => receiver.close() });
+  const g = await migrated(t, REGION, {}, { notify: { targets: [{ url: `${receiver.url}/json`, format: 'json' }] } });
   g.s.proxy.setPolicies([withoutAction(iamPolicy(g.plan), 'sqs:ReceiveMessage')]);
   const told = await waitForGuardian(g.guardian, 'told the queue fails', (s) => s.queue?.ok === false);
   expect(told.queue).toMatchObject({ queueUrl: g.queueUrl, ok: false, since: expect.any(String) });
   expect(told.queue?.error).toMatch(/not authorized|denied/i);
+  // The people are told the notices may not arrive, naming the queue and AWS's refusal.
+  const unhealthy = (r: Received) => r.body.event === 'router-unhealthy' && r.body.workflowId === g.guardian.workflowId;
+  const sent = await receiver.waitFor('router-unhealthy', unhealthy);
+  expect(sent.body.error).toContain(`the router cannot read the interruption queue ${g.queueUrl}`);
+  expect(sent.body.error).toMatch(/not authorized|denied/i);
+  expect(sent.body.text).toMatch(/the Spot notices may not arrive/);
   const seen = (await router()).queues.find((q) => q.queueUrl === g.queueUrl);
   expect(seen).toMatchObject({ ok: false });
   expect(seen?.failures).toBeGreaterThan(0);
@@ -113,6 +122,8 @@ test('a queue the worker may not read shows in the router, the guardian and `mig
   await putMessage(g.s.direct, REGION, g.queueUrl, spotEvent('interruption', g.first.instanceId, REGION));
   const after = await waitForGuardian(g.guardian, 'replaced', (s) => s.replacements === 1 && s.state === 'guarding');
   expect(after.events[0]).toMatchObject({ kind: 'interruption', source: 'queue' });
+  // One failing spell, one notification: repeated failed reads did not repeat it.
+  expect(receiver.received.filter(unhealthy)).toHaveLength(1);
 });
 
 test('reads that keep failing do not freeze the router: it continues as new and keeps polling', async () => {
