@@ -20,7 +20,7 @@ import {
   type MigrationStatus,
 } from '../../src/shared/migration';
 import type { migrateToGpu } from '../../src/workflows';
-import { pollUntil } from './net';
+import { PollGivesUp, pollUntil } from './net';
 import { startMigrationRun } from '../../src/cli/start-run';
 
 export async function startMigration(
@@ -52,7 +52,7 @@ export async function waitForPhase(
       last = await handle.query(statusQuery);
       if (wanted.includes(last.phase)) return last;
       if (['completed', 'rolled-back', 'failed'].includes(last.phase))
-        throw new Error(`ended in ${last.phase}: ${JSON.stringify(last.error)}`);
+        throw new PollGivesUp(`ended in ${last.phase}: ${JSON.stringify(last.error)}`);
       return undefined;
     },
     { timeoutMs, intervalMs: 100 },

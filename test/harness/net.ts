@@ -17,10 +17,13 @@ export function freePort(host = '127.0.0.1'): Promise<number> {
   });
 }
 
+/** Thrown by a probe when waiting longer cannot help (the workflow has ended): pollUntil stops at once. */
+export class PollGivesUp extends Error {}
+
 /**
  * Calls `probe` until it returns a value other than undefined, at most `timeoutMs`, pausing
  * `intervalMs` between tries. For readiness checks of processes we start; `abort` ends the wait
- * early with its reason (e.g. the process exited).
+ * early with its reason (e.g. the process exited); a probe that throws PollGivesUp ends it too.
  */
 export async function pollUntil<T>(
   what: string,
@@ -40,6 +43,7 @@ export async function pollUntil<T>(
       const value = await probe();
       if (value !== undefined) return value;
     } catch (err) {
+      if (err instanceof PollGivesUp) throw new Error(`${what}: ${err.message}`);
       last = err;
     }
     if (Date.now() >= deadline) {
