@@ -7,7 +7,7 @@ import { GetQueueAttributesCommand } from '@aws-sdk/client-sqs';
 import type { Client } from '@temporalio/client';
 import { migrationWorkflowId, routerWorkflowId, spotTaskQueue } from '../../src/shared/constants';
 import { routerStatusQuery } from '../../src/shared/spot';
-import { expectRecovered, migrated } from '../harness/guarded';
+import { expectRecovered, migrated, type Guarded } from '../harness/guarded';
 import { useIntegration } from '../harness/lifecycle';
 import { putEc2Event, putMessage, spotEvent, waitForGuardian } from '../harness/spot';
 
@@ -34,6 +34,17 @@ async function identities(client: Client, workflowId: string): Promise<Set<strin
   return seen;
 }
 
+/** Waits for the guardian's first replacement, and checks that it serves in `oldId`'s place. */
+async function firstReplacement(g: Guarded, oldId: string): Promise<void> {
+  const after = await waitForGuardian(
+    g.guardian,
+    'replaced',
+    (s) => s.replacements === 1 && s.state === 'guarding',
+    120_000,
+  );
+  await expectRecovered(g, oldId, after);
+}
+
 test('the guardian and the router run on the spot queue; a worker on each queue keeps recoveries apart from migrations', async () => {
   const g = await migrated(t, REGION, {}, { workers: 'apart' });
   const spotQueue = spotTaskQueue(g.w.taskQueue);
@@ -50,13 +61,7 @@ test('the guardian and the router run on the spot queue; a worker on each queue 
   // A recovery, done by the spot queue's worker alone.
   const oldId = g.first.instanceId;
   await putMessage(g.s.direct, REGION, g.queueUrl, spotEvent('interruption', oldId, REGION));
-  const after = await waitForGuardian(
-    g.guardian,
-    'replaced',
-    (s) => s.replacements === 1 && s.state === 'guarding',
-    120_000,
-  );
-  await expectRecovered(g, oldId, after);
+  await firstReplacement(g, oldId);
 
   expect(await identities(t.client, migrationWorkflowId(g.plan.name))).toEqual(new Set(['migration-worker']));
   expect(await identities(t.client, g.guardian.workflowId)).toEqual(new Set(['spot-worker']));
@@ -69,13 +74,7 @@ test('a Spot warning EC2 puts on the default bus reaches the router through the 
   // A change to running matches no rule: it never reaches the queue.
   await putEc2Event(g.s.direct, REGION, 'state-change', oldId, { state: 'running' });
   await putEc2Event(g.s.direct, REGION, 'interruption', oldId);
-  const after = await waitForGuardian(
-    g.guardian,
-    'replaced',
-    (s) => s.replacements === 1 && s.state === 'guarding',
-    120_000,
-  );
-  await expectRecovered(g, oldId, after);
+  await firstReplacement(g, oldId);
   // The router read the warning off the queue, routed it to this plan's guardian and deleted it.
   const router = await t.client.workflow.getHandle(routerWorkflowId(REGION)).query(routerStatusQuery);
   const fromQueue = (router.notices ?? []).filter((n) => n.queueUrl === g.queueUrl);
