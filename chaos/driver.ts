@@ -29,7 +29,7 @@ import { startScenario, type Scenario } from '../test/harness/scenario';
 import { testPlan } from '../test/harness/seed';
 import { spawnWorkerProcess, type WorkerProcess } from '../test/harness/spawn-worker';
 import { createQueue, spotEvent } from '../test/harness/spot';
-import { Checker, type NoticeTrail, type Violation } from './invariants';
+import { Checker, type NoticeTrail, type Outage, type Violation } from './invariants';
 import { describeFault, type Fault, type RunSpec } from './schedule';
 import type { ChaosStack } from './stack';
 
@@ -75,6 +75,8 @@ export interface RunResult {
   notices: number;
   replacements: number;
   longestDownMs: number;
+  /** Every spell without service behind the Elastic IP (absent in results of older runners). */
+  outages?: Outage[];
   durationMs: number;
   /** The first violation, with the faults that had struck before it. */
   firstViolation?: { violation: Violation; faultsBefore: string[] };
@@ -566,6 +568,7 @@ export async function runOnce(stack: ChaosStack, spec: RunSpec, log: Log): Promi
       notices: notices.length,
       replacements: g?.replacements ?? 0,
       longestDownMs: checker.longestDownMs,
+      outages: checker.outages,
       durationMs: now(),
       ...(first
         ? {

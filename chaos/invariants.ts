@@ -44,6 +44,14 @@ export interface Window {
   catchUpMs?: number;
 }
 
+/** A spell without a serving instance behind the Elastic IP, and how much of it was blocked. */
+export interface Outage {
+  fromMs: number;
+  toMs: number;
+  /** Blocked time within it (with catch-up): not held against the bound. */
+  blockedMs: number;
+}
+
 /** The moment the old instance's stop went through (the proxy's hook, before the caller hears of it). */
 export interface StopSeen {
   atMs: number;
@@ -105,6 +113,8 @@ export class Checker {
   private lastSample?: Sample;
   /** The longest time without service, less the blocked time in it (for the report). */
   longestDownMs = 0;
+  /** Every spell without service, for the report: whether the bound was put to the test. */
+  readonly outages: Outage[] = [];
 
   constructor(private readonly options: CheckerOptions) {}
 
@@ -160,8 +170,9 @@ export class Checker {
   }
 
   private closeDown(from: number, to: number): void {
-    const counted = to - from - this.blockedWithin(from, to);
-    this.longestDownMs = Math.max(this.longestDownMs, counted);
+    const blockedMs = this.blockedWithin(from, to);
+    this.outages.push({ fromMs: from, toMs: to, blockedMs });
+    this.longestDownMs = Math.max(this.longestDownMs, to - from - blockedMs);
   }
 
   oldStopped(stop: StopSeen): void {

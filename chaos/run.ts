@@ -96,6 +96,7 @@ export function summarize(args: ChaosArgs, results: readonly RunResult[]): strin
     ...byInvariant.map(([name, n]) => `| ${name} | ${n} |`),
     '',
     `Outcomes: ${[...outcomes].map(([o, n]) => `${o} ${n}`).join(', ')}. Notices put on queues: ${results.reduce((n, r) => n + r.notices, 0)}; replacements: ${results.reduce((n, r) => n + r.replacements, 0)}; longest time without service (less blocked time): ${(Math.max(0, ...results.map((r) => r.longestDownMs)) / 1000).toFixed(1)} s.`,
+    outageLine(results),
     `Violations: ${violations}.`,
   ];
   for (const r of results.filter((x) => x.firstViolation)) {
@@ -107,6 +108,26 @@ export function summarize(args: ChaosArgs, results: readonly RunResult[]): strin
     );
   }
   return lines.join('\n');
+}
+
+const seconds = (ms: number) => `${(ms / 1000).toFixed(1)} s`;
+
+/**
+ * The spells without service behind the Elastic IP, beyond a sampler's blink (1 s): how many,
+ * the longest, and how many were wholly inside blocked time, so the bound did not judge them.
+ */
+export function outageLine(results: readonly RunResult[]): string {
+  const recorded = results.filter((r) => r.outages !== undefined);
+  if (recorded.length === 0) return 'Outages: not recorded by these runs.';
+  const all = recorded.flatMap((r) => r.outages ?? []).filter((o) => o.toMs - o.fromMs > 1_000);
+  if (all.length === 0) return `Outages longer than 1 s: none in ${recorded.length} run(s).`;
+  const longest = all.reduce((a, b) => (b.toMs - b.fromMs > a.toMs - a.fromMs ? b : a));
+  const judged = all.filter((o) => o.toMs - o.fromMs - o.blockedMs > 0);
+  const longestJudged = Math.max(0, ...judged.map((o) => o.toMs - o.fromMs - o.blockedMs));
+  return (
+    `Outages longer than 1 s: ${all.length} in ${recorded.length} run(s); longest ${seconds(longest.toMs - longest.fromMs)} (${seconds(longest.blockedMs)} of it blocked); ` +
+    `${judged.length} held against the bound (longest counted ${seconds(longestJudged)}), ${all.length - judged.length} wholly within blocked time.`
+  );
 }
 
 async function main(): Promise<number> {

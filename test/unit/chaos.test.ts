@@ -3,7 +3,8 @@
  * run is replayed), its arguments, and the invariant checker over observations.
  */
 import { Checker, type FinalState } from '../../chaos/invariants';
-import { parseArgs, summarize, UsageError } from '../../chaos/run';
+import type { RunResult } from '../../chaos/driver';
+import { outageLine, parseArgs, summarize, UsageError } from '../../chaos/run';
 import { drawRun, INSTANCE_FAULTS } from '../../chaos/schedule';
 
 describe('the schedule', () => {
@@ -108,6 +109,18 @@ const settled = (over: Partial<FinalState> = {}): FinalState => ({
   ...over,
 });
 
+/** A run's result with nothing in it, for the report's lines. */
+const result = (): RunResult => ({
+  spec: drawRun(3, 2),
+  outcome: 'completed',
+  violations: [],
+  faults: [],
+  notices: 0,
+  replacements: 0,
+  longestDownMs: 0,
+  durationMs: 1,
+});
+
 describe('the invariant checker', () => {
   test('a clean run breaks nothing', () => {
     const c = new Checker({ ...options });
@@ -149,6 +162,26 @@ describe('the invariant checker', () => {
     expect(blocked.violations).toEqual([]);
     expect(blocked.longestDownMs).toBe(8_000);
     expect(blocked.blockedWithin(0, 20_000)).toBe(11_000);
+  });
+
+  test('each spell without service is kept with its blocked share, for the report', () => {
+    const c = new Checker({ ...options, catchUpMs: 1_000 });
+    c.block({ fromMs: 11_000, toMs: 13_000, why: 'server restart' });
+    const serving = new Set([0, 1_000, 4_000, 5_000, 6_000, 15_000]);
+    for (let t = 0; t <= 15_000; t += 1_000) c.sample({ atMs: t, serves: serving.has(t) });
+    c.finish(settled({ atMs: 15_000 }), []);
+    expect(c.outages).toEqual([
+      { fromMs: 2_000, toMs: 4_000, blockedMs: 0 },
+      { fromMs: 7_000, toMs: 15_000, blockedMs: 3_000 },
+    ]);
+    expect(c.longestDownMs).toBe(5_000);
+    expect(outageLine([{ ...result(), outages: c.outages }])).toBe(
+      'Outages longer than 1 s: 2 in 1 run(s); longest 8.0 s (3.0 s of it blocked); 2 held against the bound (longest counted 5.0 s), 0 wholly within blocked time.',
+    );
+    expect(outageLine([{ ...result(), outages: [{ fromMs: 0, toMs: 5_000, blockedMs: 5_000 }] }])).toMatch(
+      /1 in 1 run\(s\); .* 0 held against the bound .* 1 wholly within blocked time\.$/,
+    );
+    expect(outageLine([result()])).toBe('Outages: not recorded by these runs.');
   });
 
   test('overlapping blocked windows are counted once', () => {
