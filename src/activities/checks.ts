@@ -14,7 +14,7 @@ import {
 } from '../shared/checks';
 import { ErrorType } from '../shared/errors';
 import type { Figure } from '../shared/migration';
-import { attempt, percentile } from './util';
+import { attempt, percentile, withHeartbeat } from './util';
 import type { createRemoteRunner } from './remote';
 
 type Fetch = typeof fetch;
@@ -102,8 +102,10 @@ export function createCheckActivities(remote: Remote, http: Fetch) {
   ): Promise<{ results: ServiceCheck[]; attempt: number }> {
     const plan = specOf(input);
     const services = plan.services.filter((s) => s.public || input.scope === 'all');
-    const results = await Promise.all(
-      services.map((s) => (s.public ? checkPublic(plan, input.host, s) : checkPrivate(plan, input.instanceId, s))),
+    const results = await withHeartbeat(() =>
+      Promise.all(
+        services.map((s) => (s.public ? checkPublic(plan, input.host, s) : checkPrivate(plan, input.instanceId, s))),
+      ),
     );
     const failed = results.filter((r) => !r.ok);
     if (failed.length > 0) {
@@ -142,10 +144,12 @@ export function createCheckActivities(remote: Remote, http: Fetch) {
     if (check.method !== 'GET') init.body = JSON.stringify(check.body ?? {});
     let r: { status: number; ms: number; bytes: number };
     try {
-      r = await timedRequest(
-        `http://${input.host}:${port}${check.path}`,
-        init,
-        Math.max(check.maxSeconds * 5, plan.checks.requestTimeoutSeconds),
+      r = await withHeartbeat(() =>
+        timedRequest(
+          `http://${input.host}:${port}${check.path}`,
+          init,
+          Math.max(check.maxSeconds * 5, plan.checks.requestTimeoutSeconds),
+        ),
       );
     } catch (err) {
       throw ApplicationFailure.create({
@@ -181,10 +185,12 @@ export function createCheckActivities(remote: Remote, http: Fetch) {
     for (let i = 0; i < check.samples; i++) {
       let r: { status: number; ms: number };
       try {
-        r = await timedRequest(
-          `http://${input.host}:${port}${check.path}`,
-          { method: 'GET' },
-          plan.checks.requestTimeoutSeconds,
+        r = await withHeartbeat(() =>
+          timedRequest(
+            `http://${input.host}:${port}${check.path}`,
+            { method: 'GET' },
+            plan.checks.requestTimeoutSeconds,
+          ),
         );
       } catch (err) {
         throw ApplicationFailure.create({

@@ -2,7 +2,7 @@
  * The kinds of activity the workflows run, each with its timeouts and retries, so a call site
  * shows how it is retried: `quick.` (one AWS call), `long.` (a heartbeating wait: launch, image,
  * stop), `remote.` (an SSM step that may run an hour), `undo.` (a compensation, which must
- * finish) and `checks.` (a slow poll the plan paces). Workflow code only.
+ * finish) and `checks.` (a slow poll the plan paces, heartbeating). Workflow code only.
  */
 import {
   ApplicationFailure,
@@ -116,6 +116,13 @@ export function watchOptions(timing: WatchTiming): ActivityOptions {
   };
 }
 
+/**
+ * How soon a check's attempt on a worker that died is retried elsewhere. The checks heartbeat
+ * while they wait on a service (every 5 s, or three times per timeout): without it, a killed
+ * worker's attempt was noticed only at its start-to-close timeout, ten minutes in a migration.
+ */
+export const CHECKS_HEARTBEAT = '30s';
+
 /** Checks retried as slow polls: the plan says how often and how far apart. */
 export function checksOptions(
   checks: Pick<Plan['checks'], 'interval' | 'attempts'>,
@@ -123,6 +130,7 @@ export function checksOptions(
 ): ActivityOptions {
   return {
     startToCloseTimeout,
+    heartbeatTimeout: CHECKS_HEARTBEAT,
     retry: {
       initialInterval: durationMs(checks.interval),
       backoffCoefficient: 1,
@@ -134,8 +142,8 @@ export function checksOptions(
 
 /**
  * The activity kinds of one migration run. `timeouts.heartbeatSeconds` of the input replaces
- * the heartbeat timeout of the heartbeating kinds; `timeouts.activitySeconds` the start-to-close
- * timeout of the quick activities and of the checks.
+ * the heartbeat timeout of the heartbeating kinds (the checks among them); `timeouts.activitySeconds`
+ * the start-to-close timeout of the quick activities and of the checks.
  */
 export function migrationActivities(
   timeouts: MigrationInput['timeouts'],
@@ -156,7 +164,7 @@ export function migrationActivities(
     remote: proxy(beat(MIGRATION.remote)),
     undo: proxy(MIGRATION.undo),
     undoWaiting: proxy(beat(MIGRATION.undoWaiting)),
-    checks: proxy(checksOptions(checks, startToClose('10 minutes'))),
+    checks: proxy(beat(checksOptions(checks, startToClose('10 minutes')))),
   };
 }
 

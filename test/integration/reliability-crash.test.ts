@@ -16,6 +16,7 @@ import { randomBytes } from 'node:crypto';
 import type { Client, WorkflowHandle } from '@temporalio/client';
 import { defaultPayloadConverter } from '@temporalio/common';
 import { TestWorkflowEnvironment } from '@temporalio/testing';
+import { durationMs } from '../../src/plan/duration';
 import { plannedIngress } from '../../src/plan/ingress';
 import { TAG_PLAN, TAG_STEP } from '../../src/shared/constants';
 import {
@@ -26,6 +27,7 @@ import {
   type PhaseName,
 } from '../../src/shared/migration';
 import type { migrateToGpu } from '../../src/workflows';
+import { CHECKS_HEARTBEAT } from '../../src/workflows/options';
 import { useIntegration } from '../harness/lifecycle';
 import {
   addressHolder,
@@ -348,6 +350,30 @@ test.each(WHERE)(
     expect(second.output()).not.toMatch(/worker-process: /);
   },
 );
+
+test('worker SIGKILLed in a service check with the default timeouts: the check goes on elsewhere after its heartbeat timeout', async () => {
+  // No `timeouts` for this run: what a production run gets. A check's start-to-close timeout is
+  // ten minutes there; only its heartbeat brings the retry within this test's time.
+  const c = await setup();
+  const run: { handle?: WorkflowHandle<typeof migrateToGpu> } = {};
+  const hold = HOLDS.start(c, () => run.handle as WorkflowHandle);
+  const first = await c.spawn('first');
+  const handle = (run.handle = await startMigration(t.client, c.taskQueue, c.s.plan));
+  await hold.reached();
+  expect((await handle.query(statusQuery)).phase).toBe('start');
+  expect(await first.kill()).toEqual({ code: null, signal: 'SIGKILL' });
+  await c.spawn('second');
+  hold.release();
+
+  await waitForPhase(handle, 'awaiting-approval', 120_000);
+  const checks = (await completedActivities(handle)).filter((a) => a.startsWith('checkServices:'));
+  expect(checks[0]).toMatch(/^checkServices:[2-9]:second$/);
+  const scheduled = ((await handle.fetchHistory()).events ?? [])
+    .map((e) => e.activityTaskScheduledEventAttributes)
+    .find((a) => a?.activityType?.name === 'checkServices');
+  expect(scheduled?.heartbeatTimeout?.seconds?.toString()).toBe(String(durationMs(CHECKS_HEARTBEAT) / 1000));
+  await handle.terminate('the check under test is done');
+});
 
 test('a SendCommand answered after more than the heartbeat timeout: the step succeeds on its first attempt', async () => {
   const c = await setup();
