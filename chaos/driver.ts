@@ -408,10 +408,13 @@ export async function runOnce(stack: ChaosStack, spec: RunSpec, log: Log): Promi
       outcomes.map((o) => apply(o).catch((err: Error) => void (o.skipped = `failed: ${err.message}`))),
     );
 
-    // The person.
+    // The person. They stop waiting once the run has ended, whatever phase it ended in (a run
+    // that timed out or was terminated still says the phase it was in).
+    let migrationEnded = false;
     const deciding = (async () => {
       let st: MigrationStatus | undefined;
       for (;;) {
+        if (migrationEnded) return;
         st = await temporalCall(stack, () => migration().query(statusQuery)).catch(() => undefined);
         if (st && (st.phase === 'awaiting-approval' || ['completed', 'rolled-back', 'failed'].includes(st.phase)))
           break;
@@ -435,6 +438,7 @@ export async function runOnce(stack: ChaosStack, spec: RunSpec, log: Log): Promi
           return;
         } catch (err) {
           // Refused (a relaunch asked again, or the run ended): ask again while it waits.
+          if (migrationEnded) return;
           const again = await temporalCall(stack, () => migration().query(statusQuery)).catch(() => undefined);
           if (!again || ['completed', 'rolled-back', 'failed', 'finalizing'].includes(again.phase)) return;
           if (again.approval) return;
@@ -462,6 +466,7 @@ export async function runOnce(stack: ChaosStack, spec: RunSpec, log: Log): Promi
         await delay(500);
       }
     }
+    migrationEnded = true;
     await deciding;
     const guarded = Boolean(report?.guardianWorkflowId);
     checker.expectGuardian(guarded);
