@@ -38,7 +38,7 @@ export async function migrateToGpu(input: MigrationInput): Promise<MigrationRepo
       ? await untilDecided(run, imageId) // a lost Spot instance: launch again
       : await decidedUnguarded(run, imageId);
     await handOverGuardian(run, vm); // a guardian of the plan that already runs guards vm from now on
-    if (decision === 'approved') await stopOld(run); // undo: start the old instance again
+    if (decision === 'approved') await stopOld(run, vm); // vm still serves? undo: start the old instance again
     run.stand();
     await afterCutOver(run, vm); // on Spot, the guardian; the golden image
     if (decision === 'timed-out')

@@ -185,6 +185,7 @@ const OK = { attempt: 1 } as const;
  * launch gives IDS.newInstance, the Elastic IP goes wherever it is asked to, every check passes.
  */
 export function happyStubs(plan: Plan): Partial<Activities> {
+  let holder: string = IDS.oldInstance;
   const rule = {
     protocol: 'tcp',
     fromPort: 8000,
@@ -242,14 +243,24 @@ export function happyStubs(plan: Plan): Partial<Activities> {
       ...OK,
     }),
     undoIngress: async ({ restore }) => ({ revoked: [rule], restored: restore }),
-    associateAddress: async ({ instanceId }) => ({
+    // The Elastic IP where the last association put it.
+    describeAddress: async () => ({
       allocationId: IDS.allocation,
       publicIp: IDS.elasticIp,
-      instanceId,
+      instanceId: holder,
       associationId: IDS.association,
-      previousInstanceId: instanceId === IDS.oldInstance ? IDS.newInstance : IDS.oldInstance,
-      ...OK,
     }),
+    associateAddress: async ({ instanceId }) => {
+      holder = instanceId;
+      return {
+        allocationId: IDS.allocation,
+        publicIp: IDS.elasticIp,
+        instanceId,
+        associationId: IDS.association,
+        previousInstanceId: instanceId === IDS.oldInstance ? IDS.newInstance : IDS.oldInstance,
+        ...OK,
+      };
+    },
     runRemote: async ({ label }) => ({
       commandId: `cmd-${label.replace(/\W+/g, '-')}`,
       status: 'Success',

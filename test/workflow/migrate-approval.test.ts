@@ -142,6 +142,43 @@ test('approved by the decide update: it answers with the record at once, and the
   });
 });
 
+test('the new instance lost during the wait (terminated silently, the Elastic IP gone with it): after the approval the old instance is not stopped, and the run rolls back onto it', async () => {
+  const plan = workflowPlan({ target: { market: 'on-demand' } });
+  const happy = happyStubs(plan);
+  let lost = false;
+  const stubs = recordStubs({
+    ...happy,
+    getInstance: async (input) =>
+      lost && input.instanceId === IDS.newInstance
+        ? { ...(await happy.getInstance!(input)), state: 'terminated' }
+        : happy.getInstance!(input),
+  });
+  await withWorker(env, stubs.activities, async (taskQueue) => {
+    const handle = await start(taskQueue, plan);
+    await awaitingApproval(handle);
+    await waitFor(
+      'the golden image, made during the wait',
+      () => status(handle),
+      (s) => s.golden?.state === 'made',
+    );
+    lost = true;
+    await handle.signal(approveSignal, { by: 'alice' });
+    const { failure, report } = await failureOf(handle);
+
+    expect(failure.type).toBe(ErrorType.InstanceNotRunning);
+    expect(failure.message).toContain(
+      `the new instance ${IDS.newInstance} is terminated after the decision: the old instance ${IDS.oldInstance} is not stopped`,
+    );
+    expect(report.outcome).toBe('rolled back');
+    expect(report.approval).toMatchObject({ decision: 'approved', by: 'alice' });
+    // Never stopped, nor imaged as a backup; the Elastic IP back on it.
+    expect(stubs.inputs('stopInstance')).toEqual([]);
+    expect(stubs.inputs('createImage').map((i) => i.step)).toEqual(['golden']);
+    expect(stubs.inputs('associateAddress').map((i) => i.instanceId)).toEqual([IDS.newInstance, IDS.oldInstance]);
+    expect(phaseOf(await status(handle), 'stop-old')?.state).toBe('failed');
+  });
+});
+
 test('rejected by the reject signal: the undo steps run, the old instance is never stopped, the run fails as Rejected', async () => {
   const plan = workflowPlan();
   const stubs = recordStubs(happyStubs(plan));

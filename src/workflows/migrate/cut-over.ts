@@ -15,6 +15,7 @@ import {
 } from '@temporalio/workflow';
 import { WorkflowExecutionAlreadyStartedError } from '@temporalio/common';
 import { durationMs } from '../../plan/duration';
+import { checkHost } from '../../shared/check-host';
 import { guardianWorkflowId, spotTaskQueue } from '../../shared/constants';
 import { ErrorType } from '../../shared/errors';
 import { describeFailure, isCancelled } from '../../shared/failures';
@@ -71,8 +72,36 @@ export async function awaitApproval(run: MigrationRun): Promise<'approved' | 'ti
   return 'approved';
 }
 
+/**
+ * After the decision, before anything of the old instance is touched: the new instance still
+ * runs, holds the Elastic IP and answers there. The wait for a person can be long; an instance
+ * lost during it (terminated, the address gone with it) fails the phase, and the rollback moves
+ * the Elastic IP back to the old instance, which still runs.
+ */
+async function stillServing(run: MigrationRun, vm: NewInstance): Promise<void> {
+  const { plan } = run;
+  const { quick, checks } = run.acts;
+  const lost = (why: string) =>
+    ApplicationFailure.create({
+      type: ErrorType.InstanceNotRunning,
+      message: `the new instance ${vm.instanceId} ${why} after the decision: the old instance ${plan.source.instanceId} is not stopped`,
+      nonRetryable: true,
+    });
+  const instance = await quick.getInstance({ region: plan.region, instanceId: vm.instanceId });
+  if (instance.state !== 'running') throw lost(`is ${instance.state}`);
+  const address = await quick.describeAddress({ region: plan.region, allocationId: plan.elasticIp.allocationId });
+  if (address.instanceId !== vm.instanceId)
+    throw lost(`no longer holds the Elastic IP (it is on ${address.instanceId ?? 'no instance'})`);
+  await checks.checkServices({
+    spec: run.checks,
+    instanceId: vm.instanceId,
+    host: checkHost(plan.checks, address.publicIp),
+    scope: 'public',
+  });
+}
+
 /** Phase 11: the old instance stopped, and an image of it as a backup, with its undo. */
-export async function stopOld(run: MigrationRun): Promise<void> {
+export async function stopOld(run: MigrationRun, vm?: NewInstance): Promise<void> {
   const { plan } = run;
   const { long } = run.acts;
   const old = { region: plan.region, instanceId: plan.source.instanceId };
@@ -84,6 +113,8 @@ export async function stopOld(run: MigrationRun): Promise<void> {
   await run.phase(
     'stop-old',
     async () => {
+      // Runs that began before stop it unchecked.
+      if (vm && patched('serving-before-stop')) await stillServing(run, vm);
       // The backup is taken of the stopped instance: an image of a running one (NoReboot) is
       // only crash-consistent. Runs that began before keep the old order.
       const stopFirst = patched('backup-after-stop');
