@@ -142,6 +142,16 @@ test('approved by the decide update: it answers with the record at once, and the
   });
 });
 
+/** Waits until the run awaits a decision and has made the golden image it makes meanwhile. */
+async function waitingWithGolden(handle: WorkflowHandle<typeof migrateToGpu>): Promise<void> {
+  await awaitingApproval(handle);
+  await waitFor(
+    'the golden image, made during the wait',
+    () => status(handle),
+    (s) => s.golden?.state === 'made',
+  );
+}
+
 test('the new instance lost during the wait (terminated silently, the Elastic IP gone with it): after the approval the old instance is not stopped, and the run rolls back onto it', async () => {
   const plan = workflowPlan({ target: { market: 'on-demand' } });
   const happy = happyStubs(plan);
@@ -155,12 +165,7 @@ test('the new instance lost during the wait (terminated silently, the Elastic IP
   });
   await withWorker(env, stubs.activities, async (taskQueue) => {
     const handle = await start(taskQueue, plan);
-    await awaitingApproval(handle);
-    await waitFor(
-      'the golden image, made during the wait',
-      () => status(handle),
-      (s) => s.golden?.state === 'made',
-    );
+    await waitingWithGolden(handle);
     lost = true;
     await handle.signal(approveSignal, { by: 'alice' });
     const { failure, report } = await failureOf(handle);
@@ -184,12 +189,7 @@ test('rejected by the reject signal: the undo steps run, the old instance is nev
   const stubs = recordStubs(happyStubs(plan));
   await withWorker(env, stubs.activities, async (taskQueue) => {
     const handle = await start(taskQueue, plan);
-    await awaitingApproval(handle);
-    await waitFor(
-      'the golden image, made during the wait',
-      () => status(handle),
-      (s) => s.golden?.state === 'made',
-    );
+    await waitingWithGolden(handle);
     const before = stubs.calls.length;
 
     await handle.signal(rejectSignal, { by: 'dave', reason: 'p95 too high' });
