@@ -102,10 +102,8 @@ export function createCheckActivities(remote: Remote, http: Fetch) {
   ): Promise<{ results: ServiceCheck[]; attempt: number }> {
     const plan = specOf(input);
     const services = plan.services.filter((s) => s.public || input.scope === 'all');
-    const results = await withHeartbeat(() =>
-      Promise.all(
-        services.map((s) => (s.public ? checkPublic(plan, input.host, s) : checkPrivate(plan, input.instanceId, s))),
-      ),
+    const results = await Promise.all(
+      services.map((s) => (s.public ? checkPublic(plan, input.host, s) : checkPrivate(plan, input.instanceId, s))),
     );
     const failed = results.filter((r) => !r.ok);
     if (failed.length > 0) {
@@ -144,12 +142,10 @@ export function createCheckActivities(remote: Remote, http: Fetch) {
     if (check.method !== 'GET') init.body = JSON.stringify(check.body ?? {});
     let r: { status: number; ms: number; bytes: number };
     try {
-      r = await withHeartbeat(() =>
-        timedRequest(
-          `http://${input.host}:${port}${check.path}`,
-          init,
-          Math.max(check.maxSeconds * 5, plan.checks.requestTimeoutSeconds),
-        ),
+      r = await timedRequest(
+        `http://${input.host}:${port}${check.path}`,
+        init,
+        Math.max(check.maxSeconds * 5, plan.checks.requestTimeoutSeconds),
       );
     } catch (err) {
       throw ApplicationFailure.create({
@@ -185,12 +181,10 @@ export function createCheckActivities(remote: Remote, http: Fetch) {
     for (let i = 0; i < check.samples; i++) {
       let r: { status: number; ms: number };
       try {
-        r = await withHeartbeat(() =>
-          timedRequest(
-            `http://${input.host}:${port}${check.path}`,
-            { method: 'GET' },
-            plan.checks.requestTimeoutSeconds,
-          ),
+        r = await timedRequest(
+          `http://${input.host}:${port}${check.path}`,
+          { method: 'GET' },
+          plan.checks.requestTimeoutSeconds,
         );
       } catch (err) {
         throw ApplicationFailure.create({
@@ -230,7 +224,17 @@ export function createCheckActivities(remote: Remote, http: Fetch) {
     return { samples, figures, attempt: attempt() };
   }
 
-  return { checkServices, readGpuFacts, voiceCloneTest, latencyTest };
+  /** A check heartbeats for as long as it runs: a worker that dies in one is noticed within the checks' heartbeat timeout. */
+  const beating =
+    <I, R>(check: (input: I) => Promise<R>) =>
+    (input: I): Promise<R> =>
+      withHeartbeat(() => check(input));
+  return {
+    checkServices: beating(checkServices),
+    readGpuFacts,
+    voiceCloneTest: beating(voiceCloneTest),
+    latencyTest: beating(latencyTest),
+  };
 }
 
 /** Asked for a check the plan does not configure: no retry can help. */

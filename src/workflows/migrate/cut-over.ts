@@ -101,7 +101,7 @@ async function stillServing(run: MigrationRun, vm: NewInstance): Promise<void> {
 }
 
 /** Phase 11: the old instance stopped, and an image of it as a backup, with its undo. */
-export async function stopOld(run: MigrationRun, vm?: NewInstance): Promise<void> {
+export async function stopOld(run: MigrationRun, vm: NewInstance): Promise<void> {
   const { plan } = run;
   const { long } = run.acts;
   const old = { region: plan.region, instanceId: plan.source.instanceId };
@@ -114,7 +114,7 @@ export async function stopOld(run: MigrationRun, vm?: NewInstance): Promise<void
     'stop-old',
     async () => {
       // Runs that began before stop it unchecked.
-      if (vm && patched('serving-before-stop')) await stillServing(run, vm);
+      if (patched('serving-before-stop')) await stillServing(run, vm);
       // The backup is taken of the stopped instance: an image of a running one (NoReboot) is
       // only crash-consistent. Runs that began before keep the old order.
       const stopFirst = patched('backup-after-stop');
