@@ -111,8 +111,6 @@ export class Checker {
   private readonly blocked: Window[] = [];
   private downSince?: number;
   private lastSample?: Sample;
-  /** The longest time without service, less the blocked time in it (for the report). */
-  longestDownMs = 0;
   /** Every spell without service, for the report: whether the bound was put to the test. */
   readonly outages: Outage[] = [];
 
@@ -125,6 +123,16 @@ export class Checker {
 
   private violate(invariant: InvariantName, atMs: number, detail: string): void {
     this.violations.push({ invariant, atMs, detail });
+  }
+
+  /** The longest time without service, less the blocked time in it (for the report). */
+  get longestDownMs(): number {
+    return Math.max(0, ...this.outages.map((o) => o.toMs - o.fromMs - o.blockedMs));
+  }
+
+  /** Time without service since `from` until `to`, less the blocked time in it. */
+  private counted(fromMs: number, toMs: number): number {
+    return toMs - fromMs - this.blockedWithin(fromMs, toMs);
   }
 
   block(window: Window): void {
@@ -157,9 +165,8 @@ export class Checker {
       return;
     }
     this.downSince ??= s.atMs;
-    const counted = s.atMs - this.downSince - this.blockedWithin(this.downSince, s.atMs);
     if (
-      counted > this.options.boundMs &&
+      this.counted(this.downSince, s.atMs) > this.options.boundMs &&
       !this.violations.some((v) => v.invariant === 'recovery-bound' && v.atMs >= this.downSince!)
     )
       this.violate(
@@ -169,10 +176,11 @@ export class Checker {
       );
   }
 
-  private closeDown(from: number, to: number): void {
+  /** Records the spell without service from `from` to `to`; returns its time less blocked time. */
+  private closeDown(from: number, to: number): number {
     const blockedMs = this.blockedWithin(from, to);
     this.outages.push({ fromMs: from, toMs: to, blockedMs });
-    this.longestDownMs = Math.max(this.longestDownMs, to - from - blockedMs);
+    return to - from - blockedMs;
   }
 
   oldStopped(stop: StopSeen): void {
@@ -190,8 +198,7 @@ export class Checker {
   finish(state: FinalState, notices: readonly NoticeTrail[]): Violation[] {
     const at = state.atMs;
     if (this.downSince !== undefined) {
-      const counted = at - this.downSince - this.blockedWithin(this.downSince, at);
-      this.closeDown(this.downSince, at);
+      const counted = this.closeDown(this.downSince, at);
       if (!this.violations.some((v) => v.invariant === 'recovery-bound' && v.atMs >= this.downSince!))
         this.violate(
           'recovery-bound',
