@@ -644,6 +644,13 @@ export class AwsProxy {
 
     if (
       request?.service === 'ec2' &&
+      request.action === 'TerminateInstances' &&
+      reply.status === 200 &&
+      !reply.injected
+    )
+      await this.releaseAddressesOf(req, request).catch(() => undefined);
+    if (
+      request?.service === 'ec2' &&
       reply.status === 200 &&
       !reply.injected &&
       !/^(Describe|Get|List)/.test(request.action)
@@ -708,6 +715,16 @@ export class AwsProxy {
     if (fault) return errorReply(request, fault);
     const lagging = this.notThereYet(request);
     if (lagging) return errorReply(request, lagging);
+    if (request.service === 'ssm' && request.action === 'SendCommand') {
+      const gone = await this.goneTarget(req, stringArray(request.params.InstanceIds));
+      if (gone) {
+        return errorReply(request, {
+          code: 'InvalidInstanceId',
+          status: 400,
+          message: `Instances [[${gone}]] not in a valid state for account ${this.accountId}`,
+        });
+      }
+    }
     if (request.service === 'ssm' && request.action === 'DescribeInstanceInformation')
       return this.describeInstanceInformation(req, request);
     if (request.service === 'servicequotas') return this.serviceQuota(request);
@@ -821,6 +838,18 @@ export class AwsProxy {
       this.deadOnLaunch.size > 0
     ) {
       responseBody = Buffer.from(withStateReasons(responseBody.toString('utf8'), this.deadOnLaunch), 'utf8');
+    }
+    if (request.service === 'ec2' && upstream.status === 200 && request.action === 'DescribeAddresses') {
+      // An address with no association has no instance or interface fields on AWS; moto sends them empty.
+      responseBody = Buffer.from(
+        responseBody
+          .toString('utf8')
+          .replace(
+            /<(instanceId|associationId|networkInterfaceId|networkInterfaceOwnerId|privateIpAddress)(?:\/>|><\/\1>)/g,
+            '',
+          ),
+        'utf8',
+      );
     }
     if (
       request.service === 'ec2' &&
@@ -1374,6 +1403,42 @@ export class AwsProxy {
    * that address. AWS first disassociates it (the previous instance gets a new address of its
    * own, or none). Do that here, before moto sees the request.
    */
+  /**
+   * SSM refuses a command to an instance that is shutting down or terminated (valid states are
+   * pending, running, stopping and stopped); moto takes it. The first such target, if any.
+   */
+  private async goneTarget(req: IncomingMessage, instanceIds: string[]): Promise<string | undefined> {
+    if (instanceIds.length === 0) return undefined;
+    const described = await this.ec2Side(req, {
+      Action: 'DescribeInstances',
+      ...Object.fromEntries(instanceIds.map((id, i) => [`InstanceId.${i + 1}`, id])),
+    });
+    if (described.status !== 200) return undefined;
+    const xml = described.body.toString('utf8');
+    return instanceIds.find((id) => ['shutting-down', 'terminated'].includes(instanceStateOf(xml, id) ?? ''));
+  }
+
+  /**
+   * A terminated instance loses its Elastic IP on AWS (the address stays allocated, free for
+   * another instance); moto keeps the association. Runs after a TerminateInstances through either
+   * door.
+   */
+  private async releaseAddressesOf(req: IncomingMessage, request: ProxyRequest): Promise<void> {
+    if (String(request.params.DryRun) === 'true') return;
+    const ids = Object.entries(request.params)
+      .filter(([k]) => /^InstanceId\.\d+$/.test(k))
+      .map(([, v]) => String(v));
+    if (ids.length === 0) return;
+    const described = await this.ec2Side(req, {
+      Action: 'DescribeAddresses',
+      'Filter.1.Name': 'instance-id',
+      ...Object.fromEntries(ids.map((id, i) => [`Filter.1.Value.${i + 1}`, id])),
+    });
+    if (described.status !== 200) return;
+    for (const m of described.body.toString('utf8').matchAll(/<associationId>([^<]+)<\/associationId>/g))
+      await this.ec2Side(req, { Action: 'DisassociateAddress', AssociationId: m[1] });
+  }
+
   private async releaseForReassociation(req: IncomingMessage, request: ProxyRequest): Promise<void> {
     const { params } = request;
     if (String(params.AllowReassociation) !== 'true' || String(params.DryRun) === 'true') return;

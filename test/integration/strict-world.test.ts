@@ -4,16 +4,20 @@
  * document each one follows.
  */
 import {
+  AllocateAddressCommand,
+  AssociateAddressCommand,
   AuthorizeSecurityGroupIngressCommand,
   CreateImageCommand,
   CreateSubnetCommand,
   CreateTagsCommand,
+  DescribeAddressesCommand,
   DescribeImagesCommand,
   DescribeInstanceTypeOfferingsCommand,
   DescribeInstancesCommand,
   RegisterImageCommand,
   RevokeSecurityGroupIngressCommand,
   RunInstancesCommand,
+  StopInstancesCommand,
   TerminateInstancesCommand,
   type RunInstancesCommandInput,
 } from '@aws-sdk/client-ec2';
@@ -207,6 +211,23 @@ describe('Run Command (AWS-RunShellScript)', () => {
     } finally {
       s.world.resetConfig();
     }
+  });
+
+  it('refuses a command to an instance that is shutting down or terminated: InvalidInstanceId', async () => {
+    const { instanceId } = await startedTarget();
+    await s.direct.ec2(REGION).send(new TerminateInstancesCommand({ InstanceIds: [instanceId] }));
+    const err = await rejectionOf(
+      s.clients.ssm(REGION).send(
+        new SendCommandCommand({
+          DocumentName: 'AWS-RunShellScript',
+          InstanceIds: [instanceId],
+          Parameters: { commands: ['true'] },
+        }),
+      ),
+    );
+    expect(err.name).toBe('InvalidInstanceId');
+    expect(err.message).toContain(instanceId);
+    expect(s.world.commands(instanceId).filter((c) => c.commands.includes('true'))).toHaveLength(1);
   });
 
   it('refuses an executionTimeout that is not a whole number of seconds from 1 to 172800', async () => {
@@ -403,6 +424,25 @@ describe('TerminateInstances', () => {
     expect(both.TerminatingInstances?.map((i) => i.InstanceId).sort()).toEqual([gone, alive].sort());
     expect(both.TerminatingInstances?.find((i) => i.InstanceId === alive)?.PreviousState?.Name).toBe('running');
     expect((await describe1(alive))?.State?.Name).toBe('terminated');
+  });
+
+  it('disassociates the Elastic IP of an instance it terminates, through either door; stopping keeps it', async () => {
+    const ec2 = s.direct.ec2(REGION);
+    const address = async (allocationId: string) =>
+      (await ec2.send(new DescribeAddressesCommand({ AllocationIds: [allocationId] }))).Addresses?.[0];
+    for (const door of [s.clients.ec2(REGION), ec2]) {
+      const id = await launch();
+      const eip = await ec2.send(new AllocateAddressCommand({ Domain: 'vpc' }));
+      const allocationId = eip.AllocationId as string;
+      await ec2.send(new AssociateAddressCommand({ AllocationId: allocationId, InstanceId: id }));
+      await ec2.send(new StopInstancesCommand({ InstanceIds: [id] }));
+      expect((await address(allocationId))?.InstanceId).toBe(id);
+      await door.send(new TerminateInstancesCommand({ InstanceIds: [id] }));
+      const after = await address(allocationId);
+      expect(after?.AllocationId).toBe(allocationId);
+      expect(after?.InstanceId).toBeUndefined();
+      expect(after?.AssociationId).toBeUndefined();
+    }
   });
 
   it('still refuses an id it does not know, and then terminates none of the others', async () => {
