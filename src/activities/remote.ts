@@ -93,7 +93,8 @@ export function createRemoteRunner(clients: AwsClients, options: RemoteOptions) 
   /**
    * Waits until the instance's SSM agent has registered (DescribeInstanceInformation: Online),
    * polling with backoff: a fresh instance takes a minute or two. Asking SSM this way costs one
-   * cheap call per poll instead of a SendCommand that fails.
+   * cheap call per poll instead of a SendCommand that fails. Each poll that finds it not online
+   * also asks EC2 whether the instance still runs (the agent of a terminated one never comes).
    */
   async function agentOnline(input: RemoteInput, deadline: number): Promise<void> {
     const key = agentKey(input);
@@ -109,6 +110,8 @@ export function createRemoteRunner(clients: AwsClients, options: RemoteOptions) 
         online.set(key, new Date().toISOString());
         return;
       }
+      // An instance that stopped running (terminated between two steps, say) never comes online.
+      await mustBeRunning(input, 'so its SSM agent will never come online');
       if (Date.now() >= deadline) return; // SendCommand then says why (InvalidInstanceId).
       await Context.current().sleep(wait);
     }
@@ -139,8 +142,10 @@ export function createRemoteRunner(clients: AwsClients, options: RemoteOptions) 
           throw ApplicationFailure.create({ type: 'SendCommandFailed', message: 'SendCommand returned no command id' });
         return commandId;
       } catch (err) {
-        // The agent has not registered with SSM yet (a fresh instance takes a minute or two).
+        // The agent has not registered with SSM yet (a fresh instance takes a minute or two), or
+        // the instance is shutting down or terminated: SSM answers both the same way.
         if (err instanceof ApplicationFailure && err.type === 'InvalidInstanceId' && Date.now() < deadline) {
+          await mustBeRunning(input, 'so SSM cannot run the command');
           await Context.current().sleep(options.pollIntervalMs);
           continue;
         }
@@ -228,7 +233,7 @@ export function createRemoteRunner(clients: AwsClients, options: RemoteOptions) 
           if (read?.Status && FINAL.has(read.Status)) return read;
           // SSM keeps a command to an instance that stopped running Pending or InProgress until its
           // timeout (up to hours): ask EC2 now and then, and give up at once when it is gone.
-          if (polls % INSTANCE_CHECK_EVERY === 0) await stillRunning(input, id);
+          if (polls % INSTANCE_CHECK_EVERY === 0) await mustBeRunning(input, `so command ${id} can never finish`);
           ctx.heartbeat(beat(id));
           await ctx.sleep(options.pollIntervalMs);
         }
@@ -251,7 +256,12 @@ export function createRemoteRunner(clients: AwsClients, options: RemoteOptions) 
     };
   }
 
-  async function stillRunning(input: RemoteInput, commandId: string): Promise<void> {
+  /**
+   * Fails the step, not retryably, once EC2 says its instance no longer runs: neither a command
+   * nor an agent wait can end well then. No answer about the instance (throttling, EC2's lag
+   * right after a launch) lets the step go on; it asks again later.
+   */
+  async function mustBeRunning(input: RemoteInput, consequence: string): Promise<void> {
     let state: string | undefined;
     try {
       const out = await clients
@@ -259,17 +269,16 @@ export function createRemoteRunner(clients: AwsClients, options: RemoteOptions) 
         .send(new DescribeInstancesCommand({ InstanceIds: [input.instanceId] }));
       state = out.Reservations?.[0]?.Instances?.[0]?.State?.Name;
     } catch (err) {
-      // Not an answer about the instance (throttling, EC2's lag behind a launch): ask again later.
       Context.current().log.warn('could not read the instance state', {
         instanceId: input.instanceId,
         error: (err as Error).message,
       });
       return;
     }
-    if (state === undefined || state === 'running') return;
+    if (state === undefined || state === 'pending' || state === 'running') return;
     throw ApplicationFailure.create({
       type: ErrorType.InstanceNotRunning,
-      message: `'${input.label}' on ${input.instanceId}: the instance is ${state}, so command ${commandId} can never finish`,
+      message: `'${input.label}' on ${input.instanceId}: the instance is ${state}, ${consequence}`,
       nonRetryable: true,
     });
   }

@@ -195,6 +195,74 @@ test('a remote step on an instance that stopped running fails at once, naming it
   );
 });
 
+/** The id and instance of the first command whose lines include `text`, once it is sent. */
+function commandOf(s: Scenario, text: string): { commandId?: string; instanceId?: string } {
+  const seen: { commandId?: string; instanceId?: string } = {};
+  s.proxy.onCommand(
+    (cmd) => {
+      if (!seen.commandId && cmd.commands.some((l) => l.includes(text)))
+        Object.assign(seen, { commandId: cmd.commandId, instanceId: cmd.instanceId });
+      return undefined;
+    },
+    { prepend: true },
+  );
+  return seen;
+}
+
+test('a remote step on an instance terminated after the step before it fails at once: SSM refuses the command', async () => {
+  const { s, w } = await t.setup();
+  const setup = commandOf(s, 'docker compose version');
+  // The moment setup's command reads Success, EC2 takes the instance away: the next step, the
+  // source, is sent to a terminated instance.
+  let terminated = false;
+  s.proxy.onAfter('GetCommandInvocation', async ({ request, call, responseBody }) => {
+    if (terminated || call.status !== 200 || !setup.commandId || request.params.CommandId !== setup.commandId) return;
+    if ((JSON.parse(responseBody) as { Status?: string }).Status !== 'Success') return;
+    terminated = true;
+    await s.direct
+      .ec2(s.plan.region)
+      .send(new TerminateInstancesCommand({ InstanceIds: [setup.instanceId as string] }));
+  });
+  const refused: string[] = [];
+  s.proxy.onAfter('SendCommand', ({ request, call }) => {
+    if (call.status === 400) refused.push(String(request.params.Comment));
+  });
+  const handle = await startMigration(t.client, w.taskQueue, s.plan);
+  const { failure, report } = await failureOf(handle);
+  expect(terminated).toBe(true);
+  expect(failure.type).toBe(ErrorType.InstanceNotRunning);
+  expect(report.phases.find((p) => p.name === 'setup')?.state).toBe('succeeded');
+  expect(report.phases.find((p) => p.name === 'source')).toMatchObject({ state: 'failed', attempts: 1 });
+  expect(report.error?.message).toMatch(
+    new RegExp(`'source' on ${setup.instanceId}: the instance is (shutting-down|terminated)`),
+  );
+  expect(report.outcome).toBe('rolled back');
+  // One refused SendCommand a step (setup's reading of the GPU facts is one too), not a retry
+  // every poll until the agent wait ends.
+  expect(refused.filter((c) => c.endsWith(' source'))).toHaveLength(1);
+  expect(new Set(refused).size).toBe(refused.length);
+});
+
+test('the first remote step on an instance terminated before its SSM agent came online fails at once: the agent wait asks EC2', async () => {
+  const { s, w } = await t.setup();
+  // The agent would take a minute to register; meanwhile the instance is terminated.
+  s.proxy.setTiming({ agentRegistrationMs: 60_000 });
+  let target: string | undefined;
+  s.proxy.onAfter('DescribeInstanceInformation', async ({ request, call }) => {
+    if (target || call.status !== 200) return;
+    const filters = (request.params.Filters ?? []) as { Key?: string; Values?: string[] }[];
+    target = filters.find((f) => f.Key === 'InstanceIds')?.Values?.[0];
+    if (target) await s.direct.ec2(s.plan.region).send(new TerminateInstancesCommand({ InstanceIds: [target] }));
+  });
+  const handle = await startMigration(t.client, w.taskQueue, s.plan);
+  const { failure, report } = await failureOf(handle);
+  expect(failure.type).toBe(ErrorType.InstanceNotRunning);
+  expect(report.phases.find((p) => p.name === 'setup')).toMatchObject({ state: 'failed', attempts: 1 });
+  expect(report.error?.message).toMatch(new RegExp(`'setup' on ${target}: the instance is (shutting-down|terminated)`));
+  expect(report.outcome).toBe('rolled back');
+  expect(s.proxy.count('SendCommand')).toBe(0);
+});
+
 test('the first remote step waits for the SSM agent with DescribeInstanceInformation, not with SendCommands that fail', async () => {
   const { s, w } = await t.setup();
   // The agent takes three seconds to register (tens of seconds on AWS).
