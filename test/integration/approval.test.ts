@@ -4,6 +4,7 @@
  * signal and by update (a full rollback), invalid signals (recorded, ignored), the update's
  * validator (refused at once, nothing changes), the approval timeout, and --keep-failed.
  */
+import { TerminateInstancesCommand } from '@aws-sdk/client-ec2';
 import { WorkflowUpdateFailedError, type WorkflowHandle } from '@temporalio/client';
 import { ErrorType } from '../../src/shared/errors';
 import {
@@ -112,6 +113,36 @@ describe('waiting for approval', () => {
     expect(meta.definition.updateDefinitions.map((u) => u.name)).toContain('decide');
     expect(meta.currentDetails).toContain('awaiting-approval');
     expect(meta.currentDetails).toContain(newId);
+  });
+});
+
+describe('the new instance lost during the wait', () => {
+  test('the new instance terminated during the approval wait: the approval rolls back onto the old instance, which is never stopped', async () => {
+    const { s, w } = await t.setup();
+    const handle = await startMigration(t.client, w.taskQueue, s.plan);
+    const waiting = await waitForPhase(handle, 'awaiting-approval');
+    const newId = waiting.newInstanceId as string;
+    await s.direct.ec2(s.plan.region).send(new TerminateInstancesCommand({ InstanceIds: [newId] }));
+    // AWS takes the Elastic IP off a terminated instance: nothing answers on it now.
+    expect(await addressHolder(s.direct, s.plan)).toBeUndefined();
+    expect(await whoServes(s.world, s.source.publicIp, 'backend')).toBe('dropped');
+
+    await handle.signal(approveSignal, { by: 'carol', comment: 'numbers looked right' });
+    const { failure, report } = await failureOf(handle);
+    expect(failure.type).toBe(ErrorType.InstanceNotRunning);
+    expect(failure.message).toMatch(
+      new RegExp(`the new instance ${newId} is (shutting-down|terminated) after the decision`),
+    );
+    expect(report.outcome).toBe('rolled back');
+    expect(report.approval).toMatchObject({ decision: 'approved', by: 'carol' });
+    expect(report.phases.find((p) => p.name === 'stop-old')?.state).toBe('failed');
+    // The old instance was never stopped, no backup was taken of it, and it has the address back.
+    expect(s.proxy.calls({ action: 'StopInstances' }).filter((c) => c.status !== 412)).toEqual([]); // 412: preflight's DryRun
+    expect(await imagesOfPlan(s.direct, s.plan)).toEqual([]);
+    expect((await instance(s.direct, s.plan.region, s.source.instanceId)).State?.Name).toBe('running');
+    expect(await addressHolder(s.direct, s.plan)).toBe(s.source.instanceId);
+    expect(await whoServes(s.world, s.source.publicIp, 'backend')).toBe(s.source.instanceId);
+    expect(await aliveInstancesOfPlan(s.direct, s.plan)).toEqual([]);
   });
 });
 
