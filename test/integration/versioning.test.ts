@@ -90,20 +90,35 @@ test('a migration finishes on the version it started on, and its guardian moves 
     action: 'left',
     current: 'v1',
   });
-  await promisify(execFile)(toolPaths().temporalBin, [
-    'worker',
-    'deployment',
-    'set-current-version',
-    '--deployment-name',
-    deployment,
-    '--build-id',
-    'v2',
-    '--yes',
-    '--address',
-    temporalAddress(),
-    '--namespace',
-    temporalNamespace(),
-  ]);
+  // The server refuses to make v2 current until its worker has polled every task queue v1's
+  // polls (the workflow and the activity side of each): until then it answers "missing active
+  // task queues", and an operator runs the command again.
+  await pollUntil(
+    'the server to take version 2 as current',
+    async () => {
+      try {
+        await promisify(execFile)(toolPaths().temporalBin, [
+          'worker',
+          'deployment',
+          'set-current-version',
+          '--deployment-name',
+          deployment,
+          '--build-id',
+          'v2',
+          '--yes',
+          '--address',
+          temporalAddress(),
+          '--namespace',
+          temporalNamespace(),
+        ]);
+        return true;
+      } catch (err) {
+        if (/missing active task queues/.test(String((err as { stderr?: unknown }).stderr ?? err))) return undefined;
+        throw err;
+      }
+    },
+    { timeoutMs: 30_000, intervalMs: 250 },
+  );
 
   await migration.executeUpdate(decideUpdate, { args: [{ decision: 'approve', by: 'ops' }] });
   const report = await migration.result();
