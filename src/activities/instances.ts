@@ -23,6 +23,7 @@ import {
   resolveImageId,
 } from '../aws/ec2';
 import { CAPACITY_CODES } from '../aws/retry';
+import { isDead } from '../shared/instance-states';
 import type { ImagePlan } from '../shared/plan-slices';
 import { ErrorType } from '../shared/errors';
 import {
@@ -36,6 +37,14 @@ import {
   type PlanLaunchInput,
 } from '../shared/launch';
 import { attempt, clientToken, withHeartbeat } from './util';
+
+/** What `watchInstance` returns: the instance stopped running, in `state` (`gone`: EC2 no longer knows it). */
+export interface InstanceLoss {
+  instanceId: string;
+  state: string;
+  /** EC2's StateReason, when it gives one. */
+  reason?: string;
+}
 
 /** What a launch attempt heartbeats, so that the next attempt goes on from there. */
 interface LaunchProgress {
@@ -278,6 +287,42 @@ export function createInstanceActivities(clients: AwsClients, waitDelaySeconds =
     return instanceInfo(await describeInstance(clients.ec2(input.region), input.instanceId));
   }
 
+  /**
+   * While a person decides: returns once the instance stops running (stopping, stopped, shutting
+   * down, terminated, or unknown to EC2 three looks in a row), looking every `everyMs` (the
+   * first look one interval in: the performance test has just looked). It
+   * heartbeats meanwhile, so a worker that dies in it is noticed and the watch goes on elsewhere;
+   * the workflow cancels it when the wait is over. An answer that is not about the instance
+   * (throttling, a network error) is looked past; a refusal (IAM) fails it.
+   */
+  async function watchInstance(input: { region: string; instanceId: string; everyMs: number }): Promise<InstanceLoss> {
+    const ec2 = clients.ec2(input.region);
+    const ctx = Context.current();
+    let unknown = 0;
+    return withHeartbeat(async () => {
+      for (;;) {
+        // The performance test has just looked at it: the first look is one interval in.
+        await ctx.sleep(input.everyMs);
+        try {
+          const [found] = await describeInstances(ec2, `look at ${input.instanceId}`, {
+            InstanceIds: [input.instanceId],
+          });
+          const state = found?.State?.Name;
+          if (found && state && isDead(state)) {
+            const reason = found.StateReason?.Message;
+            return { instanceId: input.instanceId, state, ...(reason ? { reason } : {}) };
+          }
+          unknown = found ? 0 : unknown + 1;
+        } catch (err) {
+          if (err instanceof ApplicationFailure && err.type === 'InvalidInstanceID.NotFound') unknown++;
+          else if (err instanceof ApplicationFailure && err.nonRetryable) throw err;
+          else ctx.log.warn('could not look at the instance; looking again', { error: (err as Error).message });
+        }
+        if (unknown >= 3) return { instanceId: input.instanceId, state: 'gone' };
+      }
+    });
+  }
+
   return {
     launchInstance,
     terminateInstance,
@@ -285,6 +330,7 @@ export function createInstanceActivities(clients: AwsClients, waitDelaySeconds =
     startInstance,
     stopInstance,
     getInstance,
+    watchInstance,
     resolveImage,
   };
 }

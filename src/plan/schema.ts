@@ -191,13 +191,16 @@ const checksSchema = z
 const approvalSchema = z
   .strictObject({
     timeout: duration('How long to wait for a decision; the old instance keeps running after it').default('7d'),
+    watchInterval: duration(
+      'How often the new instance is looked at while a person decides: one that stopped running rolls the run back at once (the Elastic IP goes back to the old instance)',
+    ).default('30s'),
     approvers: z
       .array(z.string().regex(/\S/, 'a non-empty approver name'))
       .describe('Who may approve; empty = anyone')
       .default([]),
   })
   .describe('The approval before the old instance is stopped')
-  .default({ timeout: '7d', approvers: [] });
+  .default({ timeout: '7d', watchInterval: '30s', approvers: [] });
 
 // ---------------------------------------------------------------------------------------------
 // The plan

@@ -17,8 +17,10 @@ export interface InterruptionNotice {
   kind: NoticeKind;
   /** When the notice was raised (ISO), if the sender knows; else when it arrived. */
   at?: string;
-  /** Where it came from: `queue`, `poll`, `cli`, … */
+  /** Where it came from: `queue`, `poll`, `cli`, … (`watch`: the migration's own watch of an on-demand instance) */
   source?: string;
+  /** The state the instance was found in (`terminated`, …), when the sender looked. */
+  state?: string;
 }
 
 /** What started a round: a notice, or the guardian's own return to Spot from on-demand. */

@@ -55,6 +55,13 @@ export const MIGRATION = {
     startToCloseTimeout: '30 minutes',
     retry: { initialInterval: '2s', backoffCoefficient: 2, maximumInterval: '30s', maximumAttempts: 3 },
   },
+  /**
+   * The watch over the new instance while a person decides: one activity for the whole wait
+   * (the call sets its start-to-close timeout from approval.timeout), heartbeating, so a worker
+   * that dies in it is noticed and the watch goes on elsewhere. A few tries, then the wait goes
+   * on without it.
+   */
+  watch: { startToCloseTimeout: '1 day', heartbeatTimeout: '2 minutes', retry: retry('5s', '1 minute', 5) },
   /** Compensations that wait (start the old instance, terminate the new one, discard images): they heartbeat. */
   undoWaiting: {
     startToCloseTimeout: '30 minutes',
@@ -164,6 +171,7 @@ export function migrationActivities(
     remote: proxy(beat(MIGRATION.remote)),
     undo: proxy(MIGRATION.undo),
     undoWaiting: proxy(beat(MIGRATION.undoWaiting)),
+    watch: proxy(beat(MIGRATION.watch)),
     checks: proxy(beat(checksOptions(checks, startToClose('10 minutes')))),
   };
 }

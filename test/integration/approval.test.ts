@@ -117,8 +117,9 @@ describe('waiting for approval', () => {
 });
 
 describe('the new instance lost during the wait', () => {
-  test('the new instance terminated during the approval wait: the approval rolls back onto the old instance, which is never stopped', async () => {
-    const { s, w } = await t.setup();
+  test('the new instance terminated during the approval wait and not yet seen by its watch: the approval rolls back onto the old instance, which is never stopped', async () => {
+    // The watch looks only once an hour: the approval comes first.
+    const { s, w } = await t.setup({ planOverrides: { approval: { watchInterval: '1h' } } });
     const handle = await startMigration(t.client, w.taskQueue, s.plan);
     const waiting = await waitForPhase(handle, 'awaiting-approval');
     const newId = waiting.newInstanceId as string;
@@ -143,6 +144,30 @@ describe('the new instance lost during the wait', () => {
     expect(await addressHolder(s.direct, s.plan)).toBe(s.source.instanceId);
     expect(await whoServes(s.world, s.source.publicIp, 'backend')).toBe(s.source.instanceId);
     expect(await aliveInstancesOfPlan(s.direct, s.plan)).toEqual([]);
+  });
+
+  test('the new instance terminated during the approval wait: its watch rolls the run back onto the old instance at once, with nobody deciding', async () => {
+    const { s, w } = await t.setup({ planOverrides: { approval: { watchInterval: '1s' } } });
+    const handle = await startMigration(t.client, w.taskQueue, s.plan);
+    const waiting = await waitForPhase(handle, 'awaiting-approval');
+    const newId = waiting.newInstanceId as string;
+    await s.direct.ec2(s.plan.region).send(new TerminateInstancesCommand({ InstanceIds: [newId] }));
+
+    const { failure, report } = await failureOf(handle);
+    expect(failure.type).toBe(ErrorType.InstanceNotRunning);
+    expect(failure.message).toMatch(
+      new RegExp(
+        `the new instance ${newId} stopped running \\((shutting-down|terminated), seen by the watch\\) while awaiting approval: the Elastic IP goes back to ${s.source.instanceId}, which still runs`,
+      ),
+    );
+    expect(report.outcome).toBe('rolled back');
+    expect(report.approval).toBeUndefined();
+    expect(s.proxy.calls({ action: 'StopInstances' }).filter((c) => c.status !== 412)).toEqual([]); // 412: preflight's DryRun
+    expect((await instance(s.direct, s.plan.region, s.source.instanceId)).State?.Name).toBe('running');
+    expect(await addressHolder(s.direct, s.plan)).toBe(s.source.instanceId);
+    expect(await whoServes(s.world, s.source.publicIp, 'backend')).toBe(s.source.instanceId);
+    expect(await aliveInstancesOfPlan(s.direct, s.plan)).toEqual([]);
+    expect(await imagesOfPlan(s.direct, s.plan)).toEqual([]);
   });
 });
 

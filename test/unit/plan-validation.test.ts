@@ -129,7 +129,7 @@ describe('valid plans', () => {
       revokeUnplanned: false,
     });
     expect(plan.checks).toEqual({ host: 'auto', requestTimeoutSeconds: 10, interval: '10s', attempts: 30 });
-    expect(plan.approval).toEqual({ timeout: '7d', approvers: [] });
+    expect(plan.approval).toEqual({ timeout: '7d', watchInterval: '30s', approvers: [] });
     expect(plan.spot).toEqual({
       pollInterval: '5s',
       interruptionQueueUrl: null,

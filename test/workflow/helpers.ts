@@ -8,6 +8,7 @@ import './runtime';
 import { randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { WorkflowFailedError, type WorkflowHandle } from '@temporalio/client';
+import { Context } from '@temporalio/activity';
 import { ApplicationFailure, type QueryDefinition } from '@temporalio/common';
 import { TestWorkflowEnvironment } from '@temporalio/testing';
 import { Worker } from '@temporalio/worker';
@@ -184,6 +185,32 @@ const OK = { attempt: 1 } as const;
  * What the real activities answer on the happy path of `plan`, in their result shapes: the
  * launch gives IDS.newInstance, the Elastic IP goes wherever it is asked to, every check passes.
  */
+/**
+ * An activity that runs, heartbeating, until it is cancelled (the cancellation reaches it with
+ * the answer to a heartbeat), and then fails as cancelled.
+ */
+export async function untilCancelled(): Promise<never> {
+  const ctx = Context.current();
+  const beat = setInterval(() => ctx.heartbeat(), 200);
+  try {
+    await ctx.cancelled;
+  } finally {
+    clearInterval(beat);
+  }
+  throw new Error('cancelled');
+}
+
+/**
+ * The watch of an on-demand instance during the approval wait, for tests that skip days: the
+ * time-skipping server skips no time while an activity runs, so there it fails at once (and the
+ * wait goes on without it, with a warning).
+ */
+export const NO_WATCH: Partial<Activities> = {
+  watchInstance: async () => {
+    throw ApplicationFailure.nonRetryable('no watch in a test that skips days', 'NotConfigured');
+  },
+};
+
 export function happyStubs(plan: Plan): Partial<Activities> {
   let holder: string = IDS.oldInstance;
   const rule = {
@@ -232,6 +259,8 @@ export function happyStubs(plan: Plan): Partial<Activities> {
     startInstance: async ({ instanceId }) => instance(instanceId),
     stopInstance: async ({ instanceId }) => instance(instanceId, 'stopped'),
     getInstance: async ({ instanceId }) => instance(instanceId),
+    // The instance never stops: the watch lasts until the wait is over and cancels it.
+    watchInstance: () => untilCancelled(),
     resolveImage: async () => IDS.image,
     applyIngress: async () => ({
       groupId: IDS.group,

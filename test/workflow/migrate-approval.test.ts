@@ -21,6 +21,7 @@ import {
 } from '../../src/shared/migration';
 import {
   IDS,
+  NO_WATCH,
   awaitingApproval,
   failureOf,
   heldAfterCutOver,
@@ -184,6 +185,44 @@ test('the new instance lost during the wait (terminated silently, the Elastic IP
   });
 });
 
+test('the new on-demand instance stops running during the wait: its watch ends the wait, and the run rolls back with nobody deciding', async () => {
+  const plan = workflowPlan({ target: { market: 'on-demand' }, approval: { watchInterval: '1m' } });
+  let watched: unknown;
+  let stop!: () => void;
+  const stopped = new Promise<void>((resolve) => (stop = resolve));
+  const stubs = recordStubs({
+    ...happyStubs(plan),
+    watchInstance: async (input) => {
+      watched = input;
+      await stopped;
+      return { instanceId: input.instanceId, state: 'terminated', reason: 'Client.UserInitiatedShutdown' };
+    },
+  });
+  await withWorker(env, stubs.activities, async (taskQueue) => {
+    const handle = await start(taskQueue, plan);
+    await awaitingApproval(handle);
+    await waitFor(
+      'the watch to start',
+      async () => watched,
+      (w) => w !== undefined,
+    );
+    expect(watched).toEqual({ region: plan.region, instanceId: IDS.newInstance, everyMs: 60_000 });
+    stop();
+    const { failure, report } = await failureOf(handle);
+
+    expect(failure.type).toBe(ErrorType.InstanceNotRunning);
+    expect(failure.message).toContain(
+      `the new instance ${IDS.newInstance} stopped running (terminated, seen by the watch) while awaiting approval: the Elastic IP goes back to ${IDS.oldInstance}, which still runs`,
+    );
+    expect(report.outcome).toBe('rolled back');
+    expect(report.approval).toBeUndefined();
+    // Nobody decided: the Elastic IP went back at once, and the old instance was never touched.
+    expect(stubs.inputs('associateAddress').map((i) => i.instanceId)).toEqual([IDS.newInstance, IDS.oldInstance]);
+    expect(stubs.inputs('stopInstance')).toEqual([]);
+    expect(stubs.inputs('terminateLaunched')).toHaveLength(1);
+  });
+});
+
 test('rejected by the reject signal: the undo steps run, the old instance is never stopped, the run fails as Rejected', async () => {
   const plan = workflowPlan();
   const stubs = recordStubs(happyStubs(plan));
@@ -238,7 +277,7 @@ async function timedOutAfterAWeek(handle: WorkflowHandle<typeof migrateToGpu>): 
 test("nobody decides within the plan's default approval.timeout (7 days): the run completes with the old instance still running", async () => {
   const plan = workflowPlan();
   expect(plan.approval.timeout).toBe('7d');
-  const stubs = recordStubs(happyStubs(plan));
+  const stubs = recordStubs({ ...happyStubs(plan), ...NO_WATCH });
   await withWorker(env, stubs.activities, async (taskQueue) => {
     const handle = await start(taskQueue, plan);
     await awaitingApproval(handle);
@@ -252,6 +291,12 @@ test("nobody decides within the plan's default approval.timeout (7 days): the ru
     const report = await timedOutAfterAWeek(handle);
     expect(report.warnings).toContainEqual(
       expect.stringContaining(`approval timed out after 7d: the old instance ${IDS.oldInstance} still runs`),
+    );
+    // The watch of the new instance failed at once here: the wait went on without it.
+    expect(report.warnings).toContainEqual(
+      expect.stringContaining(
+        `the watch of ${IDS.newInstance} during the approval wait failed, and the wait went on without it`,
+      ),
     );
     expect(phaseOf(report, 'stop-old')?.state).toBe('skipped');
     // Nothing stopped, nothing undone: the Elastic IP stays on the new instance, which is imaged.
@@ -287,7 +332,7 @@ test('a Spot plan with the default 7-day timeout: nobody decides, the outcome is
 
 test('approved on day 6 of the 7-day wait: the old instance is stopped then, and the run completes', async () => {
   const plan = workflowPlan();
-  const stubs = recordStubs(happyStubs(plan));
+  const stubs = recordStubs({ ...happyStubs(plan), ...NO_WATCH });
   await withWorker(env, stubs.activities, async (taskQueue) => {
     const handle = await start(taskQueue, plan);
     const waiting = await awaitingApproval(handle);
@@ -397,7 +442,7 @@ test('an approval sent before the wait is ignored, and the run still waits for a
 test('after the approval timed out nothing says a person is awaited, and a late decision is refused as too late', async () => {
   const plan = workflowPlan({ approval: { timeout: '1h' } });
   // Held once the migration stands, where it cleans up older golden images.
-  const held = heldAfterCutOver(happyStubs(plan));
+  const held = heldAfterCutOver({ ...happyStubs(plan), ...NO_WATCH });
   const stubs = recordStubs(held.stubs);
   await withWorker(env, stubs.activities, held.release, async (taskQueue) => {
     const handle = await start(taskQueue, plan);

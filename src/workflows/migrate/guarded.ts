@@ -11,7 +11,8 @@
  *
  * Workflow code only.
  */
-import { ActivityFailure, CancellationScope, condition, log } from '@temporalio/workflow';
+import { ActivityFailure, CancellationScope, condition, log, patched } from '@temporalio/workflow';
+import { durationMs } from '../../plan/duration';
 import { TAG_GUARDED } from '../../shared/constants';
 import { describeFailure, isCancelled } from '../../shared/failures';
 import { isDead } from '../../shared/instance-states';
@@ -82,7 +83,8 @@ export async function untilDecided(
       const served = await switchElasticIp(run, vm);
       await performanceTest(run, served);
       goldenMeanwhile(run, vm);
-      return awaitApproval(run);
+      // A Spot instance lost meanwhile is the router's to notice; an on-demand one has a watch.
+      return spot ? awaitApproval(run) : watched(run, vm, () => awaitApproval(run));
     });
     if (decided === LOST) {
       spotPools = await relaunch(run, vm, true);
@@ -117,6 +119,56 @@ async function untilNotice<T>(run: MigrationRun, vm: NewInstance, work: () => Pr
   } catch (err) {
     if (await diedMeanwhile(run, vm, err)) return LOST;
     throw err;
+  }
+}
+
+/** How often an on-demand instance is looked at during the wait, for plans made before approval.watchInterval. */
+const WATCH_INTERVAL = '30s';
+
+/**
+ * Runs `work` (the wait for a person) while an activity watches the new on-demand instance: one
+ * that stops running meanwhile becomes a notice, which ends the wait and rolls the run back, so
+ * the Elastic IP goes back to the old instance at once instead of at the decision. The watch is
+ * a safety net: when it fails, the wait goes on without it (stop-old still checks the instance).
+ */
+async function watched<T>(run: MigrationRun, vm: NewInstance, work: () => Promise<T>): Promise<T> {
+  if (!patched('watch-during-approval')) return work();
+  const { plan } = run;
+  const scope = new CancellationScope();
+  const watching = scope.run(() =>
+    run.acts.watch.watchInstance.executeWithOptions(
+      { startToCloseTimeout: durationMs(plan.approval.timeout) + 10 * 60_000 },
+      [
+        {
+          region: plan.region,
+          instanceId: vm.instanceId,
+          everyMs: durationMs(plan.approval.watchInterval ?? WATCH_INTERVAL),
+        },
+      ],
+    ),
+  );
+  watching.then(
+    (lost) => {
+      log.warn('the new instance stopped running during the approval wait', { ...lost });
+      run.notice ??= {
+        instanceId: lost.instanceId,
+        kind: 'stopped',
+        source: 'watch',
+        state: lost.state,
+        at: new Date().toISOString(),
+      };
+    },
+    (err: unknown) => {
+      if (isCancelled(err)) return;
+      run.warnings.push(
+        `the watch of ${vm.instanceId} during the approval wait failed, and the wait went on without it: ${describeFailure(err)}`,
+      );
+    },
+  );
+  try {
+    return await work();
+  } finally {
+    scope.cancel();
   }
 }
 

@@ -125,10 +125,19 @@ export function setNoticeHandler(run: MigrationRun): void {
   );
 }
 
-/** Fails the run when the new Spot instance got a notice `during` a step: the rollback goes back to the old one. */
+/**
+ * Fails the run when the new instance got a notice `during` a step (a Spot notice, or the watch
+ * of an on-demand one finding it stopped): the rollback goes back to the old one.
+ */
 export function failIfInterrupted(run: MigrationRun, during: string, oldState = 'which still runs'): void {
   const { notice } = run;
   if (!notice) return;
+  if (notice.source === 'watch')
+    throw ApplicationFailure.create({
+      type: ErrorType.InstanceNotRunning,
+      message: `the new instance ${notice.instanceId} stopped running (${notice.state ?? 'not running'}, seen by the watch) ${during}: the Elastic IP goes back to ${run.plan.source.instanceId}, ${oldState}`,
+      nonRetryable: true,
+    });
   throw ApplicationFailure.create({
     type: ErrorType.SpotInterrupted,
     message: `the new Spot instance ${notice.instanceId} was interrupted (${notice.kind} notice, from the ${notice.source ?? 'signal'}) ${during}: the Elastic IP goes back to ${run.plan.source.instanceId}, ${oldState}`,
