@@ -8,7 +8,6 @@ import './runtime';
 import { randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { WorkflowFailedError, type WorkflowHandle } from '@temporalio/client';
-import { Context } from '@temporalio/activity';
 import { ApplicationFailure, type QueryDefinition } from '@temporalio/common';
 import { TestWorkflowEnvironment } from '@temporalio/testing';
 import { Worker } from '@temporalio/worker';
@@ -186,30 +185,14 @@ const OK = { attempt: 1 } as const;
  * launch gives IDS.newInstance, the Elastic IP goes wherever it is asked to, every check passes.
  */
 /**
- * An activity that runs, heartbeating, until it is cancelled (the cancellation reaches it with
- * the answer to a heartbeat), and then fails as cancelled.
+ * The watch of an on-demand instance during the approval wait fails at once in these tests (and
+ * the wait goes on without it, with a warning): the time-skipping server skips no time while an
+ * activity runs, and a watch that runs the whole wait would hold every test's clock. The watch
+ * has tests of its own, with a stub that finds the instance stopped, and against a real server.
  */
-export async function untilCancelled(): Promise<never> {
-  const ctx = Context.current();
-  const beat = setInterval(() => ctx.heartbeat(), 200);
-  try {
-    await ctx.cancelled;
-  } finally {
-    clearInterval(beat);
-  }
-  throw new Error('cancelled');
+async function noWatch(): Promise<never> {
+  throw ApplicationFailure.nonRetryable('no watch in the workflow tests', 'NotConfigured');
 }
-
-/**
- * The watch of an on-demand instance during the approval wait, for tests that skip days: the
- * time-skipping server skips no time while an activity runs, so there it fails at once (and the
- * wait goes on without it, with a warning).
- */
-export const NO_WATCH: Partial<Activities> = {
-  watchInstance: async () => {
-    throw ApplicationFailure.nonRetryable('no watch in a test that skips days', 'NotConfigured');
-  },
-};
 
 export function happyStubs(plan: Plan): Partial<Activities> {
   let holder: string = IDS.oldInstance;
@@ -259,8 +242,7 @@ export function happyStubs(plan: Plan): Partial<Activities> {
     startInstance: async ({ instanceId }) => instance(instanceId),
     stopInstance: async ({ instanceId }) => instance(instanceId, 'stopped'),
     getInstance: async ({ instanceId }) => instance(instanceId),
-    // The instance never stops: the watch lasts until the wait is over and cancels it.
-    watchInstance: () => untilCancelled(),
+    watchInstance: noWatch,
     resolveImage: async () => IDS.image,
     applyIngress: async () => ({
       groupId: IDS.group,

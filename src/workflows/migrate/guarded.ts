@@ -147,8 +147,10 @@ async function watched<T>(run: MigrationRun, vm: NewInstance, work: () => Promis
       ],
     ),
   );
+  let settled = false;
   watching.then(
     (lost) => {
+      settled = true;
       log.warn('the new instance stopped running during the approval wait', { ...lost });
       run.notice ??= {
         instanceId: lost.instanceId,
@@ -159,6 +161,7 @@ async function watched<T>(run: MigrationRun, vm: NewInstance, work: () => Promis
       };
     },
     (err: unknown) => {
+      settled = true;
       if (isCancelled(err)) return;
       run.warnings.push(
         `the watch of ${vm.instanceId} during the approval wait failed, and the wait went on without it: ${describeFailure(err)}`,
@@ -168,7 +171,8 @@ async function watched<T>(run: MigrationRun, vm: NewInstance, work: () => Promis
   try {
     return await work();
   } finally {
-    scope.cancel();
+    // Only a watch still running is cancelled (one that ended with the loss needs nothing).
+    if (!settled) scope.cancel();
   }
 }
 
