@@ -13,6 +13,7 @@ import { aws } from '../aws/call';
 import type { AwsClients } from '../aws/clients';
 import type { RemoteOutput } from '../shared/migration';
 import { ErrorType } from '../shared/errors';
+import { isDead } from '../shared/instance-states';
 import { executionTimeout, outputCut, shellScript } from './ssm-script';
 import { attempt, tail, withHeartbeat } from './util';
 
@@ -275,7 +276,7 @@ export function createRemoteRunner(clients: AwsClients, options: RemoteOptions) 
       });
       return;
     }
-    if (state === undefined || state === 'pending' || state === 'running') return;
+    if (!isDead(state)) return;
     throw ApplicationFailure.create({
       type: ErrorType.InstanceNotRunning,
       message: `'${input.label}' on ${input.instanceId}: the instance is ${state}, ${consequence}`,
