@@ -1044,9 +1044,7 @@ export class AwsProxy {
    * and then none is terminated.
    */
   private async terminateInstances(req: IncomingMessage, body: Buffer, request: ProxyRequest): Promise<Reply> {
-    const ids = Object.entries(request.params)
-      .filter(([k]) => /^InstanceId\.\d+$/.test(k))
-      .map(([, v]) => String(v));
+    const ids = instanceIdsOf(request.params);
     if (ids.length === 0 || String(request.params.DryRun) === 'true') return this.forward(req, body, request);
     const described = await this.ec2Side(req, {
       Action: 'DescribeInstances',
@@ -1425,9 +1423,7 @@ export class AwsProxy {
    */
   private async releaseAddressesOf(req: IncomingMessage, request: ProxyRequest): Promise<void> {
     if (String(request.params.DryRun) === 'true') return;
-    const ids = Object.entries(request.params)
-      .filter(([k]) => /^InstanceId\.\d+$/.test(k))
-      .map(([, v]) => String(v));
+    const ids = instanceIdsOf(request.params);
     if (ids.length === 0) return;
     const described = await this.ec2Side(req, {
       Action: 'DescribeAddresses',
@@ -1617,6 +1613,13 @@ export function withStateReasons(xml: string, reasons: ReadonlyMap<string, { cod
 }
 
 /** The state name of one instance in a DescribeInstances answer, if it is there. */
+/** The instance ids of an EC2 query request (`InstanceId.1`, `InstanceId.2`, …). */
+function instanceIdsOf(params: Record<string, unknown>): string[] {
+  return Object.entries(params)
+    .filter(([k]) => /^InstanceId\.\d+$/.test(k))
+    .map(([, v]) => String(v));
+}
+
 export function instanceStateOf(xml: string, instanceId: string): string | undefined {
   const at = xml.indexOf(`<instanceId>${instanceId}</instanceId>`);
   if (at < 0) return undefined;
