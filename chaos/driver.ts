@@ -104,37 +104,93 @@ async function temporalCall<T>(stack: ChaosStack, fn: (c: Client) => Promise<T>,
 
 const delay = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
+/** Runs one seeded world through its schedule and judges what it saw. */
 export async function runOnce(stack: ChaosStack, spec: RunSpec, log: Log): Promise<RunResult> {
   const started = Date.now();
-  const now = () => Date.now() - started;
   const s: Scenario = await startScenario({ maxAttempts: 3, seed: { region: REGION } });
-  const cleanups: (() => Promise<unknown>)[] = [() => s.close()];
-  const checker = new Checker({
-    boundMs: spec.warmSpare ? BOUNDS.warmMs : BOUNDS.coldMs,
-    catchUpMs: BOUNDS.catchUpMs,
-    outcomes:
-      spec.decision === 'approve'
-        ? ['completed', 'rolled back']
-        : spec.decision === 'reject'
-          ? ['rolled back']
-          : ['approval timed out', 'rolled back'],
-    warmSpare: spec.warmSpare,
-    guarded: false,
-  });
-  const outcomes: FaultOutcome[] = spec.faults.map((fault) => ({ fault }));
-  const notices: NoticeTrail[] = [];
-  const receipts = new Map<string, string>();
-  let approvedAtMs: number | undefined;
-  let stopSeen = false;
-  /** Resolves with the Spot life's start, or undefined once it is known there is none. */
-  let lifeStarts: (at: number | undefined) => void = () => undefined;
-  const lifeStart = new Promise<number | undefined>((resolve) => (lifeStarts = resolve));
-  let finished = false;
-  let outcome = 'running';
-  let report: MigrationReport | undefined;
+  let run: ChaosRun | undefined;
   try {
     const queueUrl = spec.market === 'spot' ? await createQueue(s.direct, REGION) : undefined;
-    const plan: Plan = testPlan(s.source, s.world.ports, {
+    run = new ChaosRun(stack, spec, log, s, started, queueUrl);
+    return await run.execute();
+  } finally {
+    if (run) await run.close();
+    else await s.close().catch(() => undefined);
+  }
+}
+
+/** Who holds the Elastic IP, its state, and whether the service answers there. */
+interface Look {
+  holder?: string;
+  holderState?: string;
+  serves: boolean;
+}
+
+/** What the world came to once the faults were healed. */
+interface Settled {
+  guarded: boolean;
+  g?: GuardianStatus;
+  live: string[];
+  holder?: string;
+}
+
+/**
+ * One run's world and its actors: the sampler, the fault scheduler, the person deciding, the
+ * migration's end, the settling and the judgement. Each actor is a method; they share what the
+ * run has seen so far through the fields below.
+ */
+class ChaosRun {
+  private readonly checker: Checker;
+  private readonly outcomes: FaultOutcome[];
+  private readonly notices: NoticeTrail[] = [];
+  /** Receipt handle → message id, to see which notice a delete was for. */
+  private readonly receipts = new Map<string, string>();
+  private readonly cleanups: (() => Promise<unknown>)[];
+  private readonly workers: (WorkerProcess | undefined)[] = [];
+  /** Faults aimed at an instance while it starts, waiting for the next launch. */
+  private readonly launchWaiters: ((id: string) => void)[] = [];
+  private readonly plan: Plan;
+  private readonly oldId: string;
+  private readonly eip: string;
+  private readonly ec2: ReturnType<Scenario['direct']['ec2']>;
+  private readonly taskQueue: string;
+  private readonly logDir: string;
+  /** Resolves with the Spot life's start, or undefined once it is known there is none. */
+  private readonly lifeStart: Promise<number | undefined>;
+  private lifeStarts: (at: number | undefined) => void = () => undefined;
+  private approvedAtMs: number | undefined;
+  private stopSeen = false;
+  private finished = false;
+  private migrationEnded = false;
+  private spawned = 0;
+  private migrationId = '';
+  private outcome = 'running';
+  private report: MigrationReport | undefined;
+
+  constructor(
+    private readonly stack: ChaosStack,
+    private readonly spec: RunSpec,
+    private readonly log: Log,
+    private readonly s: Scenario,
+    private readonly started: number,
+    private readonly queueUrl: string | undefined,
+  ) {
+    this.cleanups = [() => s.close()];
+    this.checker = new Checker({
+      boundMs: spec.warmSpare ? BOUNDS.warmMs : BOUNDS.coldMs,
+      catchUpMs: BOUNDS.catchUpMs,
+      outcomes:
+        spec.decision === 'approve'
+          ? ['completed', 'rolled back']
+          : spec.decision === 'reject'
+            ? ['rolled back']
+            : ['approval timed out', 'rolled back'],
+      warmSpare: spec.warmSpare,
+      guarded: false,
+    });
+    this.outcomes = spec.faults.map((fault) => ({ fault }));
+    this.lifeStart = new Promise<number | undefined>((resolve) => (this.lifeStarts = resolve));
+    this.plan = testPlan(s.source, s.world.ports, {
       checks: { attempts: 3, interval: '1s' },
       approval: { timeout: spec.decision === 'timeout' ? '15s' : '1h' },
       target: { market: spec.market },
@@ -149,366 +205,415 @@ export async function runOnce(stack: ChaosStack, spec: RunSpec, log: Log): Promi
           }
         : {}),
     });
-    const oldId = s.source.instanceId;
-    const eip = s.source.publicIp;
-    const ec2 = s.direct.ec2(REGION);
-    const taskQueue = `chaos-${spec.seed}-${spec.run}-${Date.now().toString(36)}`;
+    this.oldId = s.source.instanceId;
+    this.eip = s.source.publicIp;
+    this.ec2 = s.direct.ec2(REGION);
+    this.taskQueue = `chaos-${spec.seed}-${spec.run}-${Date.now().toString(36)}`;
+    this.logDir = join(ARTIFACTS, `seed-${spec.seed}-run-${spec.run}`);
+  }
 
-    /** Who holds the Elastic IP, its state, and whether the service answers there. */
-    const look = async (): Promise<{ holder?: string; holderState?: string; serves: boolean }> => {
-      const address = (await ec2.send(new DescribeAddressesCommand({ AllocationIds: [plan.elasticIp.allocationId] })))
-        .Addresses?.[0];
-      const holder = address?.InstanceId;
-      let holderState: string | undefined;
-      if (holder) {
-        const r = await ec2.send(new DescribeInstancesCommand({ InstanceIds: [holder] }));
-        holderState = r.Reservations?.[0]?.Instances?.[0]?.State?.Name;
-      }
-      let serves = false;
-      try {
-        const res = await fetch(s.world.url(eip, 'backend'), { signal: AbortSignal.timeout(1500) });
-        serves = res.status === 200;
-        await res.arrayBuffer();
-      } catch {
-        serves = false;
-      }
-      return { ...(holder ? { holder } : {}), ...(holderState ? { holderState } : {}), serves };
-    };
+  private now(): number {
+    return Date.now() - this.started;
+  }
 
-    // The old instance's stop, seen as it goes through.
-    s.proxy.onAfter('StopInstances', async ({ call, request }) => {
-      if (call.status !== 200 || request.params.DryRun === 'true' || request.params['InstanceId.1'] !== oldId) return;
-      stopSeen = true;
-      const seen = await look();
-      checker.oldStopped({
-        atMs: now(),
-        ...(approvedAtMs !== undefined ? { approvedAtMs } : {}),
-        ...(seen.holder ? { holder: seen.holder === oldId ? 'old' : seen.holder } : {}),
+  private migration(): WorkflowHandle {
+    return this.stack.client().workflow.getHandle(this.migrationId);
+  }
+
+  private guardian(): WorkflowHandle {
+    return this.stack.client().workflow.getHandle(guardianWorkflowId(this.plan.name));
+  }
+
+  async execute(): Promise<RunResult> {
+    const { spec } = this;
+    this.hookProxy();
+    await mkdir(this.logDir, { recursive: true });
+    for (let i = 0; i < spec.workers; i++) await this.spawn(i);
+    this.cleanups.push(async () => {
+      for (const w of this.workers) await w?.kill();
+    });
+
+    const handle = await temporalCall(this.stack, (c) => startMigration(c, this.taskQueue, this.plan));
+    this.migrationId = handle.workflowId;
+    this.log(
+      `  run ${spec.run}: ${spec.market}${spec.warmSpare ? ' + warm spare' : ''}, ${spec.workers} worker(s), ${spec.decision} after ${(spec.decisionAfterMs / 1000).toFixed(1)} s, life ${(spec.lifeMs / 1000).toFixed(0)} s, ${spec.faults.length} faults; ${this.migrationId}`,
+    );
+
+    const sampling = this.sample();
+    const faulting = Promise.all(
+      this.outcomes.map((o) => this.apply(o).catch((err: Error) => void (o.skipped = `failed: ${err.message}`))),
+    );
+    const deciding = this.decide();
+    await this.awaitMigration();
+    this.migrationEnded = true;
+    await deciding;
+    const guarded = Boolean(this.report?.guardianWorkflowId);
+    this.checker.expectGuardian(guarded);
+    if (guarded && spec.lifeMs > 0) {
+      this.lifeStarts(this.now());
+      await delay(spec.lifeMs);
+    } else this.lifeStarts(undefined);
+    // Faults of the life stage that were waiting for it are skipped once it is known there is none.
+    await faulting;
+
+    const settled = await this.settle(guarded);
+    this.finished = true;
+    await sampling;
+    return this.judge(settled);
+  }
+
+  /** Stops what the run started: workers, the scenario, the run's long-lived workflows. */
+  async close(): Promise<void> {
+    this.finished = true;
+    this.lifeStarts(undefined);
+    for (const c of this.cleanups.reverse()) await c().catch(() => undefined);
+  }
+
+  private async look(): Promise<Look> {
+    const address = (
+      await this.ec2.send(new DescribeAddressesCommand({ AllocationIds: [this.plan.elasticIp.allocationId] }))
+    ).Addresses?.[0];
+    const holder = address?.InstanceId;
+    let holderState: string | undefined;
+    if (holder) {
+      const r = await this.ec2.send(new DescribeInstancesCommand({ InstanceIds: [holder] }));
+      holderState = r.Reservations?.[0]?.Instances?.[0]?.State?.Name;
+    }
+    let serves = false;
+    try {
+      const res = await fetch(this.s.world.url(this.eip, 'backend'), { signal: AbortSignal.timeout(1500) });
+      serves = res.status === 200;
+      await res.arrayBuffer();
+    } catch {
+      serves = false;
+    }
+    return { ...(holder ? { holder } : {}), ...(holderState ? { holderState } : {}), serves };
+  }
+
+  /** What the run learns from the traffic itself: the old instance's stop, launches, queue reads and deletes. */
+  private hookProxy(): void {
+    const { proxy } = this.s;
+    proxy.onAfter('StopInstances', async ({ call, request }) => {
+      if (call.status !== 200 || request.params.DryRun === 'true' || request.params['InstanceId.1'] !== this.oldId)
+        return;
+      this.stopSeen = true;
+      const seen = await this.look();
+      this.checker.oldStopped({
+        atMs: this.now(),
+        ...(this.approvedAtMs !== undefined ? { approvedAtMs: this.approvedAtMs } : {}),
+        ...(seen.holder ? { holder: seen.holder === this.oldId ? 'old' : seen.holder } : {}),
         ...(seen.holderState ? { holderState: seen.holderState } : {}),
         serves: seen.serves,
       });
     });
-    // Launches, for faults aimed at an instance while it starts.
-    const launchWaiters: ((id: string) => void)[] = [];
-    s.proxy.onAfter('RunInstances', ({ call, request, responseBody }) => {
+    proxy.onAfter('RunInstances', ({ call, request, responseBody }) => {
       if (call.status !== 200 || request.params.DryRun === 'true') return;
       const id = /<instanceId>(i-[0-9a-f]+)<\/instanceId>/.exec(responseBody)?.[1];
-      if (id) for (const w of launchWaiters.splice(0)) w(id);
+      if (id) for (const w of this.launchWaiters.splice(0)) w(id);
     });
-    // Which message a receipt handle is, and when the router deleted it.
-    s.proxy.onAfter('ReceiveMessage', ({ call, responseBody }) => {
+    proxy.onAfter('ReceiveMessage', ({ call, responseBody }) => {
       if (call.status !== 200) return;
       try {
         const body = JSON.parse(responseBody) as { Messages?: { MessageId?: string; ReceiptHandle?: string }[] };
         for (const m of body.Messages ?? [])
-          if (m.MessageId && m.ReceiptHandle) receipts.set(m.ReceiptHandle, m.MessageId);
+          if (m.MessageId && m.ReceiptHandle) this.receipts.set(m.ReceiptHandle, m.MessageId);
       } catch {
         // not JSON: not a read that brought messages
       }
     });
-    s.proxy.onAfter('DeleteMessageBatch', ({ call, request }) => {
+    proxy.onAfter('DeleteMessageBatch', ({ call, request }) => {
       if (call.status !== 200) return;
       const entries = (request.params.Entries ?? []) as { ReceiptHandle?: string }[];
       for (const e of entries) {
-        const id = receipts.get(e.ReceiptHandle ?? '');
-        const trail = notices.find((n) => n.messageId === id);
-        if (trail && trail.deletedAtMs === undefined) trail.deletedAtMs = now();
+        const id = this.receipts.get(e.ReceiptHandle ?? '');
+        const trail = this.notices.find((n) => n.messageId === id);
+        if (trail && trail.deletedAtMs === undefined) trail.deletedAtMs = this.now();
       }
     });
+  }
 
-    // The workers; each one's output is kept under test-artifacts/chaos/ once it ends.
-    const workers: (WorkerProcess | undefined)[] = [];
-    const logDir = join(ARTIFACTS, `seed-${spec.seed}-run-${spec.run}`);
-    await mkdir(logDir, { recursive: true });
-    let spawned = 0;
-    const keepLog = (w: WorkerProcess) =>
-      writeFile(join(logDir, `${w.identity}.log`), w.output()).catch(() => undefined);
-    /** Starts worker `i`, again and again while it cannot connect (the server may be restarting). */
-    const spawn = async (i: number) => {
-      const deadline = Date.now() + 180_000;
-      for (;;) {
-        const identity = `chaos-worker-${i}-${++spawned}`;
-        try {
-          const w = await spawnWorkerProcess({
-            taskQueue,
-            awsEndpoint: s.proxy.endpoint,
-            temporalAddress: stack.address,
-            identity,
-            readyTimeoutMs: 120_000,
-          });
-          void w.exited.then(() => keepLog(w));
-          workers[i] = w;
+  /**
+   * Starts worker `i`, again and again while it cannot connect (the server may be restarting).
+   * Each worker's output is kept under test-artifacts/chaos/ once it ends.
+   */
+  private async spawn(i: number): Promise<void> {
+    const deadline = Date.now() + 180_000;
+    for (;;) {
+      const identity = `chaos-worker-${i}-${++this.spawned}`;
+      try {
+        const w = await spawnWorkerProcess({
+          taskQueue: this.taskQueue,
+          awsEndpoint: this.s.proxy.endpoint,
+          temporalAddress: this.stack.address,
+          identity,
+          readyTimeoutMs: 120_000,
+        });
+        void w.exited.then(() => writeFile(join(this.logDir, `${w.identity}.log`), w.output()).catch(() => undefined));
+        this.workers[i] = w;
+        return;
+      } catch (err) {
+        await writeFile(join(this.logDir, `${identity}.log`), String((err as Error).message)).catch(() => undefined);
+        if (Date.now() > deadline) throw err;
+        await delay(1_000);
+      }
+    }
+  }
+
+  /** The sampler: what the Elastic IP shows, every SAMPLE_MS until the run is finished. */
+  private async sample(): Promise<void> {
+    while (!this.finished) {
+      try {
+        this.checker.sample({ atMs: this.now(), ...(await this.look()) });
+      } catch {
+        // the side door is never faulted; a failed look is skipped
+      }
+      await delay(SAMPLE_MS);
+    }
+  }
+
+  /** Puts a Spot event on the queue, keeping its message id. */
+  private async notify(kind: 'interruption' | 'rebalance', instanceId: string): Promise<void> {
+    if (!this.queueUrl) return;
+    const sent = await this.s.direct
+      .sqs(REGION)
+      .send(new SendMessageCommand({ QueueUrl: this.queueUrl, MessageBody: spotEvent(kind, instanceId, REGION) }));
+    if (sent.MessageId) this.notices.push({ messageId: sent.MessageId, instanceId, sentAtMs: this.now() });
+  }
+
+  private async terminate(instanceId: string): Promise<void> {
+    await this.ec2.send(new TerminateInstancesCommand({ InstanceIds: [instanceId] })).catch(() => undefined);
+  }
+
+  /** The instance a victim names now, or why there is none. */
+  private async victimOf(o: FaultOutcome): Promise<string | { skipped: string }> {
+    const f = o.fault;
+    if (f.victim === 'starting') {
+      const launch = new Promise<string>((resolve) => this.launchWaiters.push(resolve));
+      if (f.stage === 'life') {
+        // A replacement starts once the serving instance is interrupted.
+        const seen = await this.look();
+        if (!seen.holder || seen.holder === this.oldId) return { skipped: 'the old instance serves' };
+        o.lost = seen.holder;
+        await this.notify('interruption', seen.holder);
+        await delay(2_000);
+        await this.terminate(seen.holder);
+      }
+      const launched = await Promise.race([launch, delay(60_000).then(() => undefined)]);
+      if (!launched) return { skipped: 'no launch within 60 s' };
+      await delay(1_000); // while it starts
+      return launched;
+    }
+    if (f.victim === 'target') {
+      const st = await temporalCall(this.stack, () => this.migration().query(statusQuery)).catch(() => undefined);
+      if (!st?.newInstanceId) return { skipped: 'no new instance yet' };
+      if (st.approval || ['completed', 'rolled-back', 'failed', 'finalizing', 'stop-old'].includes(st.phase))
+        return { skipped: `already ${st.phase}` };
+      return st.newInstanceId;
+    }
+    if (f.victim === 'spare') {
+      const g = await temporalCall(this.stack, () => this.guardian().query(guardianStatusQuery)).catch(() => undefined);
+      return g?.spare?.instanceId ?? { skipped: 'no spare' };
+    }
+    const seen = await this.look();
+    if (!seen.holder || seen.holder === this.oldId) return { skipped: 'the old instance serves' };
+    return seen.holder;
+  }
+
+  /** Applies one fault at its moment, recording when it struck, or why it did not. */
+  private async apply(o: FaultOutcome): Promise<void> {
+    const { spec, s, checker } = this;
+    const f = o.fault;
+    const base = f.stage === 'migration' ? 0 : await this.lifeStart;
+    if (base === undefined) {
+      o.skipped = 'no Spot life';
+      return;
+    }
+    const wait = base + f.atMs - this.now();
+    if (wait > 0) await delay(wait);
+    if (this.finished) {
+      o.skipped = 'the run had ended';
+      return;
+    }
+    const at = this.now();
+    const during = async (ms: number, rule: RuleHandle | undefined, blocking: string | undefined) => {
+      o.atMs = at;
+      await delay(ms);
+      rule?.remove();
+      if (blocking) checker.block({ fromMs: at, toMs: this.now(), why: blocking });
+    };
+    switch (f.kind) {
+      case 'worker-kill': {
+        const i = f.worker ?? 0;
+        const w = this.workers[i];
+        if (!w) {
+          o.skipped = 'worker already down';
           return;
-        } catch (err) {
-          await writeFile(join(logDir, `${identity}.log`), String((err as Error).message)).catch(() => undefined);
-          if (Date.now() > deadline) throw err;
-          await delay(1_000);
         }
-      }
-    };
-    for (let i = 0; i < spec.workers; i++) await spawn(i);
-    cleanups.push(async () => {
-      for (const w of workers) await w?.kill();
-    });
-
-    const handle: WorkflowHandle = await temporalCall(stack, (c) => startMigration(c, taskQueue, plan));
-    const migrationId = handle.workflowId;
-    const migration = () => stack.client().workflow.getHandle(migrationId);
-    const guardian = () => stack.client().workflow.getHandle(guardianWorkflowId(plan.name));
-    log(
-      `  run ${spec.run}: ${spec.market}${spec.warmSpare ? ' + warm spare' : ''}, ${spec.workers} worker(s), ${spec.decision} after ${(spec.decisionAfterMs / 1000).toFixed(1)} s, life ${(spec.lifeMs / 1000).toFixed(0)} s, ${spec.faults.length} faults; ${migrationId}`,
-    );
-
-    // The sampler.
-    const sampling = (async () => {
-      while (!finished) {
-        try {
-          const seen = await look();
-          checker.sample({ atMs: now(), ...seen });
-        } catch {
-          // the side door is never faulted; a failed look is skipped
-        }
-        await delay(SAMPLE_MS);
-      }
-    })();
-
-    /** Puts a Spot event on the queue, keeping its message id. */
-    const notify = async (kind: 'interruption' | 'rebalance', instanceId: string) => {
-      if (!queueUrl) return;
-      const sent = await s.direct
-        .sqs(REGION)
-        .send(new SendMessageCommand({ QueueUrl: queueUrl, MessageBody: spotEvent(kind, instanceId, REGION) }));
-      if (sent.MessageId) notices.push({ messageId: sent.MessageId, instanceId, sentAtMs: now() });
-    };
-    const terminate = (instanceId: string) =>
-      ec2.send(new TerminateInstancesCommand({ InstanceIds: [instanceId] })).catch(() => undefined);
-
-    /** The instance a victim names now, or why there is none. */
-    const victimOf = async (o: FaultOutcome): Promise<string | { skipped: string }> => {
-      const f = o.fault;
-      if (f.victim === 'starting') {
-        const launch = new Promise<string>((resolve) => launchWaiters.push(resolve));
-        if (f.stage === 'life') {
-          // A replacement starts once the serving instance is interrupted.
-          const seen = await look();
-          if (!seen.holder || seen.holder === oldId) return { skipped: 'the old instance serves' };
-          o.lost = seen.holder;
-          await notify('interruption', seen.holder);
-          await delay(2_000);
-          await terminate(seen.holder);
-        }
-        const launched = await Promise.race([launch, delay(60_000).then(() => undefined)]);
-        if (!launched) return { skipped: 'no launch within 60 s' };
-        await delay(1_000); // while it starts
-        return launched;
-      }
-      if (f.victim === 'target') {
-        const st = await temporalCall(stack, () => migration().query(statusQuery)).catch(() => undefined);
-        if (!st?.newInstanceId) return { skipped: 'no new instance yet' };
-        if (st.approval || ['completed', 'rolled-back', 'failed', 'finalizing', 'stop-old'].includes(st.phase))
-          return { skipped: `already ${st.phase}` };
-        return st.newInstanceId;
-      }
-      if (f.victim === 'spare') {
-        const g = await temporalCall(stack, () => guardian().query(guardianStatusQuery)).catch(() => undefined);
-        return g?.spare?.instanceId ?? { skipped: 'no spare' };
-      }
-      const seen = await look();
-      if (!seen.holder || seen.holder === oldId) return { skipped: 'the old instance serves' };
-      return seen.holder;
-    };
-
-    const apply = async (o: FaultOutcome): Promise<void> => {
-      const f = o.fault;
-      const base = f.stage === 'migration' ? 0 : await lifeStart;
-      if (base === undefined) {
-        o.skipped = 'no Spot life';
-        return;
-      }
-      const wait = base + f.atMs - now();
-      if (wait > 0) await delay(wait);
-      if (finished) {
-        o.skipped = 'the run had ended';
-        return;
-      }
-      const at = now();
-      const during = async (ms: number, rule: RuleHandle | undefined, blocking: string | undefined) => {
+        this.workers[i] = undefined;
         o.atMs = at;
-        await delay(ms);
-        rule?.remove();
-        if (blocking) checker.block({ fromMs: at, toMs: now(), why: blocking });
-      };
-      switch (f.kind) {
-        case 'worker-kill': {
-          const i = f.worker ?? 0;
-          const w = workers[i];
-          if (!w) {
-            o.skipped = 'worker already down';
-            return;
-          }
-          workers[i] = undefined;
-          o.atMs = at;
-          await w.kill();
-          await delay(f.durationMs ?? 1000);
-          await spawn(i);
-          checker.block({ fromMs: at, toMs: now(), why: `worker ${i} killed`, catchUpMs: BOUNDS.killCatchUpMs });
-          return;
-        }
-        case 'server-restart':
-          o.atMs = at;
-          await stack.restartServer(f.durationMs ?? 1000);
-          checker.block({ fromMs: at, toMs: now(), why: 'server restart' });
-          return;
-        case 'aws-unreachable':
-          return during(f.durationMs ?? 5000, s.proxy.unreachable(), 'AWS unreachable');
-        case 'throttle-burst':
-          return during(
-            f.durationMs ?? 5000,
-            s.proxy.throttle('*', { rate: f.rate ?? 0.5, seed: spec.seed + f.index }),
-            'throttling',
-          );
-        case 'server-error-burst':
-          return during(
-            f.durationMs ?? 5000,
-            s.proxy.serverError('*', { rate: f.rate ?? 0.3, seed: spec.seed + f.index, status: 503 }),
-            '5xx burst',
-          );
-        case 'capacity': {
-          const types = f.instanceTypes ?? [];
-          const rule = s.proxy.fail({
-            action: 'RunInstances',
-            code: 'InsufficientInstanceCapacity',
-            status: 500,
-            message: 'There is no Spot capacity available that matches your request.',
-            when: (p) =>
-              p.DryRun !== 'true' &&
-              String(p['InstanceMarketOptions.MarketType']) === 'spot' &&
-              types.includes(String(p.InstanceType)),
-          });
-          return during(f.durationMs ?? 10_000, rule, undefined);
-        }
-        default: {
-          const victim = await victimOf(o);
-          if (typeof victim !== 'string') {
-            o.skipped = victim.skipped;
-            return;
-          }
-          o.atMs = now();
-          o.instanceId = victim;
-          if (f.kind === 'interruption') {
-            await notify('interruption', victim);
-            await delay(f.warningMs ?? 2000);
-            await terminate(victim);
-          } else if (f.kind === 'rebalance') await notify('rebalance', victim);
-          else await terminate(victim);
-        }
+        await w.kill();
+        await delay(f.durationMs ?? 1000);
+        await this.spawn(i);
+        checker.block({ fromMs: at, toMs: this.now(), why: `worker ${i} killed`, catchUpMs: BOUNDS.killCatchUpMs });
+        return;
       }
-    };
-    const faulting = Promise.all(
-      outcomes.map((o) => apply(o).catch((err: Error) => void (o.skipped = `failed: ${err.message}`))),
-    );
+      case 'server-restart':
+        o.atMs = at;
+        await this.stack.restartServer(f.durationMs ?? 1000);
+        checker.block({ fromMs: at, toMs: this.now(), why: 'server restart' });
+        return;
+      case 'aws-unreachable':
+        return during(f.durationMs ?? 5000, s.proxy.unreachable(), 'AWS unreachable');
+      case 'throttle-burst':
+        return during(
+          f.durationMs ?? 5000,
+          s.proxy.throttle('*', { rate: f.rate ?? 0.5, seed: spec.seed + f.index }),
+          'throttling',
+        );
+      case 'server-error-burst':
+        return during(
+          f.durationMs ?? 5000,
+          s.proxy.serverError('*', { rate: f.rate ?? 0.3, seed: spec.seed + f.index, status: 503 }),
+          '5xx burst',
+        );
+      case 'capacity': {
+        const types = f.instanceTypes ?? [];
+        const rule = s.proxy.fail({
+          action: 'RunInstances',
+          code: 'InsufficientInstanceCapacity',
+          status: 500,
+          message: 'There is no Spot capacity available that matches your request.',
+          when: (p) =>
+            p.DryRun !== 'true' &&
+            String(p['InstanceMarketOptions.MarketType']) === 'spot' &&
+            types.includes(String(p.InstanceType)),
+        });
+        return during(f.durationMs ?? 10_000, rule, undefined);
+      }
+      default: {
+        const victim = await this.victimOf(o);
+        if (typeof victim !== 'string') {
+          o.skipped = victim.skipped;
+          return;
+        }
+        o.atMs = this.now();
+        o.instanceId = victim;
+        if (f.kind === 'interruption') {
+          await this.notify('interruption', victim);
+          await delay(f.warningMs ?? 2000);
+          await this.terminate(victim);
+        } else if (f.kind === 'rebalance') await this.notify('rebalance', victim);
+        else await this.terminate(victim);
+      }
+    }
+  }
 
-    // The person. They stop waiting once the run has ended, whatever phase it ended in (a run
-    // that timed out or was terminated still says the phase it was in).
-    let migrationEnded = false;
-    const deciding = (async () => {
-      let st: MigrationStatus | undefined;
-      for (;;) {
-        if (migrationEnded) return;
-        st = await temporalCall(stack, () => migration().query(statusQuery)).catch(() => undefined);
-        if (st && (st.phase === 'awaiting-approval' || ['completed', 'rolled-back', 'failed'].includes(st.phase)))
-          break;
-        await delay(250);
+  /**
+   * The person. They stop waiting once the run has ended, whatever phase it ended in (a run
+   * that timed out or was terminated still says the phase it was in).
+   */
+  private async decide(): Promise<void> {
+    const { spec } = this;
+    const status = () => temporalCall(this.stack, () => this.migration().query(statusQuery)).catch(() => undefined);
+    let st: MigrationStatus | undefined;
+    for (;;) {
+      if (this.migrationEnded) return;
+      st = await status();
+      if (st && (st.phase === 'awaiting-approval' || ['completed', 'rolled-back', 'failed'].includes(st.phase))) break;
+      await delay(250);
+    }
+    if (st.phase !== 'awaiting-approval' || spec.decision === 'timeout') return;
+    await delay(spec.decisionAfterMs);
+    const decision = spec.decision === 'approve' ? 'approve' : 'reject';
+    for (;;) {
+      if (decision === 'approve') this.approvedAtMs ??= this.now();
+      try {
+        await temporalCall(this.stack, () =>
+          this.migration().executeUpdate(decideUpdate, {
+            args: [
+              decision === 'approve'
+                ? { decision: 'approve', by: 'chaos' }
+                : { decision: 'reject', by: 'chaos', reason: 'chaos said no' },
+            ],
+          }),
+        );
+        return;
+      } catch (err) {
+        // Refused (a relaunch asked again, or the run ended): ask again while it waits.
+        if (this.migrationEnded) return;
+        const again = await status();
+        if (!again || ['completed', 'rolled-back', 'failed', 'finalizing'].includes(again.phase)) return;
+        if (again.approval) return;
+        this.log(`  decision refused (${(err as Error).message.split('\n')[0]}); asking again`);
+        await delay(1000);
       }
-      if (st.phase !== 'awaiting-approval' || spec.decision === 'timeout') return;
-      await delay(spec.decisionAfterMs);
-      const decision = spec.decision === 'approve' ? 'approve' : 'reject';
-      for (;;) {
-        if (decision === 'approve') approvedAtMs ??= now();
-        try {
-          await temporalCall(stack, () =>
-            migration().executeUpdate(decideUpdate, {
-              args: [
-                decision === 'approve'
-                  ? { decision: 'approve', by: 'chaos' }
-                  : { decision: 'reject', by: 'chaos', reason: 'chaos said no' },
-              ],
-            }),
-          );
-          return;
-        } catch (err) {
-          // Refused (a relaunch asked again, or the run ended): ask again while it waits.
-          if (migrationEnded) return;
-          const again = await temporalCall(stack, () => migration().query(statusQuery)).catch(() => undefined);
-          if (!again || ['completed', 'rolled-back', 'failed', 'finalizing'].includes(again.phase)) return;
-          if (again.approval) return;
-          log(`  decision refused (${(err as Error).message.split('\n')[0]}); asking again`);
-          await delay(1000);
-        }
-      }
-    })();
+    }
+  }
 
-    // The migration's end.
+  /** The migration's end: its report, from its result or from the failure's details. */
+  private async awaitMigration(): Promise<void> {
     for (;;) {
       try {
-        report = await temporalCall(stack, () => migration().result() as Promise<MigrationReport>, 600_000);
-        outcome = report.outcome;
-        break;
+        this.report = await temporalCall(
+          this.stack,
+          () => this.migration().result() as Promise<MigrationReport>,
+          600_000,
+        );
+        this.outcome = this.report.outcome;
+        return;
       } catch (err) {
         if (err instanceof WorkflowFailedError) {
           const cause = err.cause;
           const details = cause instanceof ApplicationFailure ? cause.details?.[0] : undefined;
-          report = details && typeof details === 'object' ? (details as MigrationReport) : undefined;
-          outcome = report?.outcome ?? `failed: ${cause?.message ?? err.message}`;
-          break;
+          this.report = details && typeof details === 'object' ? (details as MigrationReport) : undefined;
+          this.outcome = this.report?.outcome ?? `failed: ${cause?.message ?? err.message}`;
+          return;
         }
-        if (now() > 900_000) throw err;
+        if (this.now() > 900_000) throw err;
         await delay(500);
       }
     }
-    migrationEnded = true;
-    await deciding;
-    const guarded = Boolean(report?.guardianWorkflowId);
-    checker.expectGuardian(guarded);
-    if (guarded && spec.lifeMs > 0) {
-      lifeStarts(now());
-      await delay(spec.lifeMs);
-    } else lifeStarts(undefined);
-    // Faults of the life stage that were waiting for it are skipped once it is known there is none.
-    await faulting;
+  }
 
-    // Heal, and let it settle.
-    s.proxy.reset();
-    for (let i = 0; i < spec.workers; i++) if (!workers[i]) await spawn(i);
+  /** Heals every fault, restarts missing workers, and waits (up to the bound) for the world to settle. */
+  private async settle(guarded: boolean): Promise<Settled> {
+    const { spec, queueUrl } = this;
+    this.s.proxy.reset();
+    for (let i = 0; i < spec.workers; i++) if (!this.workers[i]) await this.spawn(i);
     const settleBy = Date.now() + BOUNDS.settleMs;
     let g: GuardianStatus | undefined;
     for (;;) {
-      const seen = await look();
+      const seen = await this.look();
       g = guarded
-        ? await temporalCall(stack, () => guardian().query(guardianStatusQuery)).catch(() => undefined)
+        ? await temporalCall(this.stack, () => this.guardian().query(guardianStatusQuery)).catch(() => undefined)
         : undefined;
       const guardianSettled =
         !guarded || (g?.state === 'guarding' && g.pending.length === 0 && (!spec.warmSpare || g.spare !== undefined));
       // Every notice on the queue taken (the router may still be catching up after an outage).
-      const drained = !queueUrl || (await queueDepth(s, queueUrl)) === 0;
+      const drained = !queueUrl || (await queueDepth(this.s, queueUrl)) === 0;
       if (seen.serves && guardianSettled && drained) break;
       if (Date.now() > settleBy) break;
       await delay(500);
     }
     const live = (
-      await ec2.send(new DescribeInstancesCommand({ Filters: [{ Name: `tag:${TAG_PLAN}`, Values: [plan.name] }] }))
+      await this.ec2.send(
+        new DescribeInstancesCommand({ Filters: [{ Name: `tag:${TAG_PLAN}`, Values: [this.plan.name] }] }),
+      )
     ).Reservations?.flatMap((r) => r.Instances ?? [])
-      .filter((i) => i.InstanceId !== oldId && !isDead(i.State?.Name) && i.State?.Name !== 'stopped')
+      .filter((i) => i.InstanceId !== this.oldId && !isDead(i.State?.Name) && i.State?.Name !== 'stopped')
       .map((i) => i.InstanceId ?? '');
-    const holder = (await look()).holder;
-    finished = true;
-    await sampling;
+    const holder = (await this.look()).holder;
+    return { guarded, ...(g ? { g } : {}), live: live ?? [], ...(holder ? { holder } : {}) };
+  }
 
+  /** The final state, the notices' trails, the guardian's stop and the leftovers, judged by the checker. */
+  private async judge({ guarded, g, live, holder }: Settled): Promise<RunResult> {
+    const { stack, plan, report, queueUrl, notices, outcomes } = this;
     // What the router made of each notice, and whether its workflow shows it.
     const router = await temporalCall(stack, (c) =>
       c.workflow.getHandle(routerWorkflowId(REGION)).query(routerStatusQuery),
     ).catch(() => undefined as RouterStatus | undefined);
-    const migrationStatus = await temporalCall(stack, () => migration().query(statusQuery)).catch(() => undefined);
+    const migrationStatus = await temporalCall(stack, () => this.migration().query(statusQuery)).catch(() => undefined);
     for (const n of notices) {
       const record = router?.notices?.find((r) => r.messageId === n.messageId);
       if (record) {
@@ -518,46 +623,50 @@ export async function runOnce(stack: ChaosStack, spec: RunSpec, log: Log): Promi
           ...(record.reason ? { reason: record.reason } : {}),
         };
         if (record.outcome === 'routed')
-          n.taken = shows(record.guardianId, n.instanceId, g, migrationStatus, migrationId);
+          n.taken = shows(record.guardianId, n.instanceId, g, migrationStatus, this.migrationId);
       }
     }
-    const queued = queueUrl ? await queueDepth(s, queueUrl) : 0;
+    const queued = queueUrl ? await queueDepth(this.s, queueUrl) : 0;
 
     // The guardian told to stop; then nothing may be left over.
     let guardianAfter: string | undefined;
     if (guarded) {
-      await temporalCall(stack, () => guardian().signal(stopGuardingSignal)).catch(() => undefined);
-      guardianAfter = await temporalCall(stack, () => guardian().result() as Promise<GuardianStatus>, 120_000).then(
+      await temporalCall(stack, () => this.guardian().signal(stopGuardingSignal)).catch(() => undefined);
+      guardianAfter = await temporalCall(
+        stack,
+        () => this.guardian().result() as Promise<GuardianStatus>,
+        120_000,
+      ).then(
         (ended) => ended.state,
         (err: Error) => `not ended: ${err.message}`,
       );
     }
-    const leftovers = await findLeftovers(s.direct, plan, { olderThanMs: 0, guardianRuns: async () => false });
-    const violations = checker.finish(
+    const leftovers = await findLeftovers(this.s.direct, plan, { olderThanMs: 0, guardianRuns: async () => false });
+    const violations = this.checker.finish(
       {
-        atMs: now(),
+        atMs: this.now(),
         migration: {
-          outcome,
+          outcome: this.outcome,
           compensations: (report?.compensations ?? []).map((c) => ({ name: c.name, state: c.state })),
           undoFailing: migrationStatus?.undoFailing !== undefined,
         },
         ...(guarded ? { guardian: { before: g?.state ?? 'unknown', after: guardianAfter ?? 'unknown' } } : {}),
-        live: live ?? [],
+        live,
         ...(g?.spare ? { spare: g.spare.instanceId } : {}),
         ...(holder ? { holder } : {}),
-        oldInstanceId: oldId,
+        oldInstanceId: this.oldId,
         leftovers: leftovers.map((l) => `${l.kind} ${l.id} (${l.why})`),
         queued,
       },
       notices,
     );
-    if (stopSeen && report?.approval?.decision !== 'approved')
+    if (this.stopSeen && report?.approval?.decision !== 'approved')
       violations.push({
         invariant: 'old-stopped-early',
-        atMs: now(),
+        atMs: this.now(),
         detail: `the old instance was stopped, and the run records no approval (${report?.approval?.decision ?? 'none'})`,
       });
-    cleanups.push(async () => {
+    this.cleanups.push(async () => {
       for (const id of [guardianWorkflowId(plan.name), routerWorkflowId(REGION)])
         await temporalCall(stack, (c) => c.workflow.getHandle(id).terminate('chaos run over'), 20_000).catch(
           () => undefined,
@@ -566,15 +675,15 @@ export async function runOnce(stack: ChaosStack, spec: RunSpec, log: Log): Promi
     violations.sort((a, b) => a.atMs - b.atMs);
     const first = violations[0];
     return {
-      spec,
-      outcome,
+      spec: this.spec,
+      outcome: this.outcome,
       violations,
       faults: outcomes,
       notices: notices.length,
       replacements: g?.replacements ?? 0,
-      longestDownMs: checker.longestDownMs,
-      outages: checker.outages,
-      durationMs: now(),
+      longestDownMs: this.checker.longestDownMs,
+      outages: this.checker.outages,
+      durationMs: this.now(),
       ...(first
         ? {
             firstViolation: {
@@ -589,10 +698,6 @@ export async function runOnce(stack: ChaosStack, spec: RunSpec, log: Log): Promi
           }
         : {}),
     };
-  } finally {
-    finished = true;
-    lifeStarts(undefined);
-    for (const c of cleanups.reverse()) await c().catch(() => undefined);
   }
 }
 
