@@ -9,7 +9,7 @@
  */
 import { writeFile } from 'node:fs/promises';
 import { runOnce, type RunResult } from './driver';
-import { INVARIANTS } from './invariants';
+import { INVARIANTS, type Outage } from './invariants';
 import { drawRun, FAULT_KINDS, type FaultKind } from './schedule';
 import { startChaosStack } from './stack';
 
@@ -119,16 +119,20 @@ const seconds = (ms: number) => `${(ms / 1000).toFixed(1)} s`;
 export function outageLine(results: readonly RunResult[]): string {
   const recorded = results.filter((r) => r.outages !== undefined);
   if (recorded.length === 0) return 'Outages: not recorded by these runs.';
-  const all = recorded.flatMap((r) => r.outages ?? []).filter((o) => o.toMs - o.fromMs > 1_000);
+  const all = recorded.flatMap((r) => r.outages ?? []).filter((o) => lasted(o) > 1_000);
   if (all.length === 0) return `Outages longer than 1 s: none in ${recorded.length} run(s).`;
-  const longest = all.reduce((a, b) => (b.toMs - b.fromMs > a.toMs - a.fromMs ? b : a));
-  const judged = all.filter((o) => o.toMs - o.fromMs - o.blockedMs > 0);
-  const longestJudged = Math.max(0, ...judged.map((o) => o.toMs - o.fromMs - o.blockedMs));
+  const longest = all.reduce((a, b) => (lasted(b) > lasted(a) ? b : a));
+  const judged = all.filter((o) => counted(o) > 0);
+  const longestJudged = Math.max(0, ...judged.map(counted));
   return (
-    `Outages longer than 1 s: ${all.length} in ${recorded.length} run(s); longest ${seconds(longest.toMs - longest.fromMs)} (${seconds(longest.blockedMs)} of it blocked); ` +
+    `Outages longer than 1 s: ${all.length} in ${recorded.length} run(s); longest ${seconds(lasted(longest))} (${seconds(longest.blockedMs)} of it blocked); ` +
     `${judged.length} held against the bound (longest counted ${seconds(longestJudged)}), ${all.length - judged.length} wholly within blocked time.`
   );
 }
+
+/** How long an outage lasted, and how much of that the bound judges (the part not blocked). */
+const lasted = (o: Outage) => o.toMs - o.fromMs;
+const counted = (o: Outage) => lasted(o) - o.blockedMs;
 
 async function main(): Promise<number> {
   let args: ChaosArgs;
