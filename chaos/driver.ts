@@ -131,7 +131,6 @@ interface Settled {
   guarded: boolean;
   g?: GuardianStatus;
   live: string[];
-  holder?: string;
 }
 
 /**
@@ -602,12 +601,11 @@ class ChaosRun {
     ).Reservations?.flatMap((r) => r.Instances ?? [])
       .filter((i) => i.InstanceId !== this.oldId && !isDead(i.State?.Name) && i.State?.Name !== 'stopped')
       .map((i) => i.InstanceId ?? '');
-    const holder = (await this.look()).holder;
-    return { guarded, ...(g ? { g } : {}), live: live ?? [], ...(holder ? { holder } : {}) };
+    return { guarded, ...(g ? { g } : {}), live: live ?? [] };
   }
 
   /** The final state, the notices' trails, the guardian's stop and the leftovers, judged by the checker. */
-  private async judge({ guarded, g, live, holder }: Settled): Promise<RunResult> {
+  private async judge({ guarded, g, live }: Settled): Promise<RunResult> {
     const { stack, plan, report, queueUrl, notices, outcomes } = this;
     // What the router made of each notice, and whether its workflow shows it.
     const router = await temporalCall(stack, (c) =>
@@ -642,6 +640,9 @@ class ChaosRun {
       );
     }
     const leftovers = await findLeftovers(this.s.direct, plan, { olderThanMs: 0, guardianRuns: async () => false });
+    // The last word on how the run ends: a look now, the sampler stopped (its last sample, in
+    // flight when settling ended, may predate the recovery that settling saw).
+    const end = await this.look();
     const violations = this.checker.finish(
       {
         atMs: this.now(),
@@ -653,7 +654,7 @@ class ChaosRun {
         ...(guarded ? { guardian: { before: g?.state ?? 'unknown', after: guardianAfter ?? 'unknown' } } : {}),
         live,
         ...(g?.spare ? { spare: g.spare.instanceId } : {}),
-        ...(holder ? { holder } : {}),
+        ...end,
         oldInstanceId: this.oldId,
         leftovers: leftovers.map((l) => `${l.kind} ${l.id} (${l.why})`),
         queued,

@@ -85,7 +85,13 @@ export interface FinalState {
   live: string[];
   /** The warm spare, if the guardian keeps one. */
   spare?: string;
+  /**
+   * The Elastic IP as a last look saw it, after the sampler stopped: the last word on whether
+   * the run ends with service (a sample still in flight at the stop may predate a recovery).
+   */
+  serves: boolean;
   holder?: string;
+  holderState?: string;
   oldInstanceId: string;
   /** What `cleanup` would list once everything ended. */
   leftovers: string[];
@@ -197,6 +203,12 @@ export class Checker {
   /** The final checks; `notices` are every message the run put on the queue. */
   finish(state: FinalState, notices: readonly NoticeTrail[]): Violation[] {
     const at = state.atMs;
+    this.sample({
+      atMs: at,
+      serves: state.serves,
+      ...(state.holder ? { holder: state.holder } : {}),
+      ...(state.holderState ? { holderState: state.holderState } : {}),
+    });
     if (this.downSince !== undefined) {
       const counted = this.closeDown(this.downSince, at);
       if (!this.violations.some((v) => v.invariant === 'recovery-bound' && v.atMs >= this.downSince!))

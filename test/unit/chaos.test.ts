@@ -102,7 +102,9 @@ const settled = (over: Partial<FinalState> = {}): FinalState => ({
   migration: { outcome: 'completed', compensations: [] },
   guardian: { before: 'guarding', after: 'stopped' },
   live: ['i-new'],
+  serves: true,
   holder: 'i-new',
+  holderState: 'running',
   oldInstanceId: 'i-old',
   leftovers: [],
   queued: 0,
@@ -182,6 +184,23 @@ describe('the invariant checker', () => {
       /1 in 1 run\(s\); .* 0 held against the bound .* 1 wholly within blocked time\.$/,
     );
     expect(outageLine([result()])).toBe('Outages: not recorded by these runs.');
+  });
+
+  test('the last look decides how the run ends: a sample from before the recovery is not an outage at the end', () => {
+    // The sampler's last sample was taken just before the replacement got the Elastic IP; the
+    // world had recovered when the run ended (seed 20261207, run 14).
+    const recovered = new Checker({ ...options });
+    recovered.sample({ atMs: 0, serves: true, holder: 'i-new', holderState: 'running' });
+    recovered.sample({ atMs: 95_000, serves: false });
+    expect(recovered.finish(settled({ atMs: 100_000, holder: 'i-next' }), [])).toEqual([]);
+    expect(recovered.outages).toEqual([{ fromMs: 95_000, toMs: 100_000, blockedMs: 0 }]);
+
+    const down = new Checker({ ...options });
+    down.sample({ atMs: 95_000, serves: true, holder: 'i-new', holderState: 'running' });
+    const { holder: _, holderState: __, ...noHolder } = settled({ atMs: 100_000, serves: false, live: [] });
+    expect(down.finish(noHolder, []).map((v) => [v.invariant, v.atMs, v.detail])).toEqual([
+      ['recovery-bound', 100_000, 'at the end, no serving instance behind the Elastic IP for 0.0 s; holder none'],
+    ]);
   });
 
   test('overlapping blocked windows are counted once', () => {
