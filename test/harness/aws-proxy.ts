@@ -1612,7 +1612,6 @@ export function withStateReasons(xml: string, reasons: ReadonlyMap<string, { cod
   return out;
 }
 
-/** The state name of one instance in a DescribeInstances answer, if it is there. */
 /** The instance ids of an EC2 query request (`InstanceId.1`, `InstanceId.2`, …). */
 function instanceIdsOf(params: Record<string, unknown>): string[] {
   return Object.entries(params)
@@ -1620,6 +1619,7 @@ function instanceIdsOf(params: Record<string, unknown>): string[] {
     .map(([, v]) => String(v));
 }
 
+/** The state name of one instance in a DescribeInstances answer, if it is there. */
 export function instanceStateOf(xml: string, instanceId: string): string | undefined {
   const at = xml.indexOf(`<instanceId>${instanceId}</instanceId>`);
   if (at < 0) return undefined;
