@@ -29,7 +29,7 @@ import { startScenario, type Scenario } from '../test/harness/scenario';
 import { testPlan } from '../test/harness/seed';
 import { spawnWorkerProcess, type WorkerProcess } from '../test/harness/spawn-worker';
 import { createQueue, spotEvent } from '../test/harness/spot';
-import { Checker, type NoticeTrail, type Outage, type Violation } from './invariants';
+import { Checker, type NoticeTrail, type Outage, type Sample, type Violation } from './invariants';
 import { describeFault, type Fault, type RunSpec } from './schedule';
 import type { ChaosStack } from './stack';
 
@@ -119,12 +119,8 @@ export async function runOnce(stack: ChaosStack, spec: RunSpec, log: Log): Promi
   }
 }
 
-/** Who holds the Elastic IP, its state, and whether the service answers there. */
-interface Look {
-  holder?: string;
-  holderState?: string;
-  serves: boolean;
-}
+/** Who holds the Elastic IP, its state, and whether the service answers there: a sample, not yet timed. */
+type Look = Omit<Sample, 'atMs'>;
 
 /** What the world came to once the faults were healed. */
 interface Settled {
